@@ -1,0 +1,98 @@
+// synth, prepare and preview: the data-set commands.
+#include <cstdio>
+#include <filesystem>
+
+#include "cli/options.h"
+#include "core/synth/synth_dataset.h"
+#include "storage/prepare.h"
+#include "storage/preview.h"
+
+namespace orch::cli {
+
+int cmd_synth(const Args& args) {
+  po::options_description desc("orchestrator synth");
+  std::string kind, out;
+  SynthOptions o;
+  uint64_t seed = 1;
+  desc.add_options()
+      ("kind", po::value(&kind)->required(), "lh (lungs and heart) or l (lungs only)")
+      ("count", po::value(&o.count)->default_value(100), "number of images")
+      ("size", po::value(&o.size)->default_value(256), "image size in pixels (square)")
+      ("seed", po::value(&seed)->default_value(1), "random seed: the same seed gives the same bytes")
+      ("out", po::value(&out)->required(), "output folder (must not exist)")
+      ("occluder-fraction", po::value(&o.render.occluder_fraction)->default_value(0.10),
+       "share of images with a pacemaker-like occluder")
+      ("low-contrast-fraction", po::value(&o.render.low_contrast_fraction)->default_value(0.10),
+       "share of images with a low-contrast region across a lung border")
+      ("threads", po::value(&o.threads)->default_value(0), "worker threads (0: all cores)");
+  po::variables_map vm;
+  if (!parse_options(args, desc, vm, "orchestrator synth --kind lh|l --count N --size PX --seed S --out DIR")) return 0;
+  o.kind = parse_kind(kind, "--kind");
+  o.seed = seed;
+  SynthSummary s = write_synthetic_dataset(o, out);
+  std::printf("synth: %d %s images of %dx%d in %s (train %d, val %d, test %d; %d with an occluder, %d low-contrast)\n",
+              o.count, kind.c_str(), o.size, o.size, out.c_str(), s.train, s.val, s.test, s.occluded, s.low_contrast);
+  return 0;
+}
+
+void print_prepare_summary(const PrepareSummary& s) {
+  std::printf("prepare: %s: %d samples (%s, %dx%d; train %d, val %d, test %d) in %.1f s, digest %s\n", s.path.c_str(),
+              s.count, kind_name(s.kind).c_str(), s.size, s.size, s.train, s.val, s.test, s.seconds,
+              s.content_digest.c_str());
+  if (s.unused_landmark_ids) std::printf("prepare: %d landmark ids are not in this data set (ignored)\n", s.unused_landmark_ids);
+  if (s.unused_images) std::printf("prepare: %d images are in no split list (ignored)\n", s.unused_images);
+}
+
+int cmd_prepare(const Args& args) {
+  po::options_description desc("orchestrator prepare");
+  PrepareOptions o;
+  uint64_t split_seed = 0;
+  std::string edges = "canny";
+  desc.add_options()
+      ("out", po::value(&o.out)->required(), "output HDF5 file (must not exist unless --force)")
+      ("size", po::value(&o.size)->default_value(1024), "working size in pixels")
+      ("landmarks", po::value(&o.landmarks)->required(), "folder with RL/, LL/ and (for lh) H/ .npy files")
+      ("images", po::value(&o.images)->composing(), "folder of PNGs already in the landmark frame (repeatable)")
+      ("raw-jsrt", po::value(&o.raw_jsrt)->composing(), "folder of JSRT 2048x2048 .IMG files (repeatable)")
+      ("raw-png", po::value(&o.raw_png)->composing(),
+       "folder of raw Padchest/Montgomery/Shenzhen PNGs: crop, pad, resize (repeatable)")
+      ("blank-images", po::bool_switch(&o.blank_images), "no X-rays: blank 1024x1024 stand-in images")
+      ("splits", po::value(&o.splits)->composing(), "folder of train/val/test lists (repeatable; merged)")
+      ("split-seed", po::value(&split_seed), "no split lists: a seeded 70/15/15 split")
+      ("kind", po::value(&o.kind)->default_value("auto"), "lh, l, or auto (from the heart landmarks present)")
+      ("edges", po::value(&edges)->default_value("canny"),
+       "distance-map contour: canny (the reference: skimage Canny sigma 2) or boundary (1-px inner boundary)")
+      ("compress-maps", po::value(&o.map_deflate)->default_value(0), "deflate level 0-9 for the distance maps")
+      ("threads", po::value(&o.threads)->default_value(0), "worker threads (0: all cores)")
+      ("force", po::bool_switch(&o.overwrite), "replace an existing output file");
+  po::variables_map vm;
+  if (!parse_options(args, desc, vm,
+                     "orchestrator prepare --out FILE.h5 --size PX --landmarks DIR [--splits DIR | --split-seed N] "
+                     "(--images DIR | --raw-jsrt DIR | --raw-png DIR | --blank-images)"))
+    return 0;
+  if (vm.count("split-seed")) o.split_seed = split_seed;
+  o.edges = parse_edge_set(edges, "--edges");
+  print_prepare_summary(prepare_dataset(o));
+  return 0;
+}
+
+int cmd_preview(const Args& args) {
+  po::options_description desc("orchestrator preview");
+  std::string data, out;
+  int count = 4, tile = 256;
+  desc.add_options()
+      ("data", po::value(&data)->required(), "prepared HDF5 data set")
+      ("out", po::value(&out)->required(), "output PNG")
+      ("count", po::value(&count)->default_value(4), "number of samples")
+      ("tile", po::value(&tile)->default_value(256), "tile size in pixels");
+  po::variables_map vm;
+  if (!parse_options(args, desc, vm, "orchestrator preview --data FILE.h5 --out FILE.png")) return 0;
+  if (count < 1 || count > 64) throw InputError("", "--count", std::to_string(count), "expected 1 to 64");
+  if (tile < 32 || tile > 2048) throw InputError("", "--tile", std::to_string(tile), "expected 32 to 2048");
+  DatasetReader reader(data);
+  write_dataset_preview(reader, out, count, tile);
+  std::printf("preview: %s\n", out.c_str());
+  return 0;
+}
+
+}  // namespace orch::cli

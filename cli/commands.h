@@ -1,0 +1,17 @@
+// The `orchestrator` subcommands. Each takes its arguments after the subcommand name and returns an exit code;
+// InputError propagates to main, which prints it and exits with kExitInputError.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace orch::cli {
+
+using Args = std::vector<std::string>;
+
+int cmd_synth(const Args& args);
+int cmd_prepare(const Args& args);
+int cmd_preview(const Args& args);
+int cmd_run(const Args& args);
+
+}  // namespace orch::cli

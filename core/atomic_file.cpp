@@ -1,0 +1,48 @@
+#include "core/atomic_file.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+
+#include "core/errors.h"
+
+namespace orch {
+
+namespace fs = std::filesystem;
+
+AtomicFile::AtomicFile(std::string target, bool overwrite) : target_(std::move(target)) {
+  if (!overwrite && fs::exists(target_))
+    throw InputError(target_, "", "", "output already exists (remove it, or pass --force to replace it)");
+  fs::path parent = fs::path(target_).parent_path();
+  if (!parent.empty() && !fs::exists(parent)) fs::create_directories(parent);
+  temp_ = target_ + ".tmp-" + std::to_string(::getpid());
+  std::remove(temp_.c_str());
+}
+
+AtomicFile::~AtomicFile() {
+  if (!committed_) std::remove(temp_.c_str());
+}
+
+void fsync_path(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) throw Error(path + ": cannot open for fsync: " + std::strerror(errno));
+  int rc = ::fsync(fd);
+  int err = errno;
+  ::close(fd);
+  if (rc != 0) throw Error(path + ": fsync failed: " + std::strerror(err));
+}
+
+void AtomicFile::commit() {
+  fsync_path(temp_);
+  if (std::rename(temp_.c_str(), target_.c_str()) != 0)
+    throw Error(target_ + ": cannot rename " + temp_ + " into place: " + std::strerror(errno));
+  committed_ = true;
+  fs::path parent = fs::path(target_).parent_path();
+  fsync_path(parent.empty() ? "." : parent.string());
+}
+
+}  // namespace orch

@@ -1,0 +1,33 @@
+// Atomic publication of an output file: write to a temporary name beside it, fsync, rename over the target.
+//
+// A reader never sees a half-written file; a crash leaves at most a stale temporary (named
+// "<target>.tmp-<pid>") that the next writer ignores. If the AtomicFile is destroyed without commit() the
+// temporary is removed. Not thread-safe; one AtomicFile per output.
+#pragma once
+
+#include <string>
+
+namespace orch {
+
+class AtomicFile {
+ public:
+  // Throws InputError if `target` exists and `overwrite` is false.
+  explicit AtomicFile(std::string target, bool overwrite = false);
+  ~AtomicFile();
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+
+  const std::string& temp_path() const { return temp_; }
+  const std::string& target() const { return target_; }
+  // fsyncs the temporary, renames it over the target and fsyncs the directory.
+  void commit();
+
+ private:
+  std::string target_, temp_;
+  bool committed_ = false;
+};
+
+// fsync a path (file or directory); throws Error on failure.
+void fsync_path(const std::string& path);
+
+}  // namespace orch

@@ -1,0 +1,84 @@
+// A prepared data set in one HDF5 file (format version 1), readable by h5py:
+//
+//   /images         uint8   [N, H, W]      chunk [1, H, W], deflate 1
+//   /masks          uint8   [N, H, W]      labels 0 background, 1 lungs, 2 heart; chunk [1, H, W], deflate 1
+//   /distance_maps  float32 [N, C, H, W]   C = 2 (lungs, heart) for LH, 1 for L; chunk [1, C, H, W]
+//   /landmarks      float32 [N, P, 2]      (x, y) divided by the image size (not clipped)
+//   /ids            vlen UTF-8 strings [N], sorted
+//   /split          uint8   [N]            0 train, 1 val, 2 test
+//   attributes: format_version, kind ("lh"/"l"), size, organs, points_per_organ, classes, content_digest,
+//               sources (JSON), created_by
+//
+// Chunked so that one sample reads alone. DatasetWriter writes into a temporary file that commit() renames
+// into place (core/atomic_file.h). DatasetReader is safe to use from several threads (the HDF5 library
+// serialises calls); the writer is not.
+#pragma once
+
+#include <array>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/atomic_file.h"
+#include "core/augment.h"
+#include "core/digest.h"
+#include "core/organs.h"
+#include "storage/h5.h"
+
+namespace orch {
+
+constexpr int kDatasetFormatVersion = 1;
+enum class Split : uint8_t { kTrain = 0, kVal = 1, kTest = 2 };
+const char* split_name(Split s);
+
+struct DatasetInfo {
+  DatasetKind kind = DatasetKind::kLungsHeart;
+  int size = 0;
+  int count = 0;
+  std::vector<std::string> ids;
+  std::vector<Split> split;
+  std::string content_digest;  // over ids, splits, images and landmarks
+  std::string sources;         // JSON describing how it was made
+
+  OrganLayout layout() const { return OrganLayout::of(kind); }
+  std::vector<int> indices(Split s) const;
+  std::array<int, 3> split_counts() const;
+};
+
+class DatasetWriter {
+ public:
+  // `ids` and `split` fix the order; samples are then written by index, in any order, exactly once each.
+  DatasetWriter(const std::string& path, DatasetKind kind, int size, std::vector<std::string> ids,
+                std::vector<Split> split, bool overwrite, int map_deflate = 0);
+  ~DatasetWriter();
+  void write(int index, const Sample& sample);
+  // Writes ids, splits and attributes, closes, fsyncs and renames into place. Returns the content digest.
+  std::string commit(const std::string& sources_json);
+
+ private:
+  std::string path_;
+  AtomicFile out_;
+  DatasetKind kind_;
+  int size_;
+  std::vector<std::string> ids_;
+  std::vector<Split> split_;
+  std::vector<uint64_t> sample_digest_;
+  std::vector<char> written_;
+  h5::Handle file_, images_, masks_, maps_, landmarks_;
+};
+
+class DatasetReader {
+ public:
+  explicit DatasetReader(const std::string& path);  // throws InputError on a missing or malformed file
+  const DatasetInfo& info() const { return info_; }
+  const std::string& path() const { return path_; }
+  // Sample i with landmarks back in pixels of the stored size.
+  Sample read(int index) const;
+
+ private:
+  std::string path_;
+  DatasetInfo info_;
+  h5::Handle file_, images_, masks_, maps_, landmarks_;
+};
+
+}  // namespace orch

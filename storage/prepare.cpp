@@ -1,0 +1,217 @@
+#include "storage/prepare.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "core/distance_map.h"
+#include "core/errors.h"
+#include "core/mask.h"
+#include "core/png_io.h"
+#include "core/progress.h"
+#include "core/raw_image.h"
+#include "storage/dataset_file.h"
+#include "storage/splits.h"
+
+namespace orch {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+enum class Source { kFramed, kJsrt, kRawPng, kBlank };
+
+struct ImageRef {
+  Source source = Source::kBlank;
+  std::string path;
+};
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+void scan(const std::vector<std::string>& dirs, Source source, const char* option, const std::string& ext,
+          std::map<std::string, ImageRef>& out) {
+  for (const auto& dir : dirs) {
+    if (!fs::is_directory(dir)) throw InputError(dir, option, dir, "not a folder");
+    for (const auto& e : fs::directory_iterator(dir)) {
+      if (!e.is_regular_file() || lower(e.path().extension().string()) != ext) continue;
+      std::string id = id_from_filename(e.path().string());
+      auto it = out.find(id);
+      if (it != out.end())
+        throw InputError(e.path().string(), "id", id, "image id also provided by " + it->second.path);
+      out[id] = {source, e.path().string()};
+    }
+  }
+}
+
+}  // namespace
+
+void PrepareOptions::validate() const {
+  if (out.empty()) throw InputError("", "--out", "", "missing output file");
+  if (size < 32 || size > 4096) throw InputError("", "--size", std::to_string(size), "expected 32 to 4096 pixels");
+  if (landmarks.empty()) throw InputError("", "--landmarks", "", "missing landmark folder");
+  if (!fs::is_directory(landmarks)) throw InputError(landmarks, "--landmarks", landmarks, "not a folder");
+  int sources = !images.empty() + !raw_jsrt.empty() + !raw_png.empty();
+  if (sources == 0 && !blank_images)
+    throw InputError("", "--images", "", "no image source: give --images, --raw-jsrt, --raw-png or --blank-images");
+  if (blank_images && sources > 0)
+    throw InputError("", "--blank-images", "", "cannot be combined with an image source");
+  if (blank_images && splits.empty())
+    throw InputError("", "--blank-images", "", "needs --splits (the split lists name the samples)");
+  if (splits.empty() && !split_seed) throw InputError("", "--splits", "", "give --splits DIR or --split-seed N");
+  if (!splits.empty() && split_seed) throw InputError("", "--split-seed", std::to_string(*split_seed), "cannot be combined with --splits");
+  if (kind != "auto" && kind != "lh" && kind != "l") throw InputError("", "--kind", kind, "expected auto, lh or l");
+  if (map_deflate < 0 || map_deflate > 9) throw InputError("", "--compress-maps", std::to_string(map_deflate), "expected 0 to 9");
+}
+
+PrepareSummary prepare_dataset(const PrepareOptions& opt) {
+  auto t0 = std::chrono::steady_clock::now();
+  opt.validate();
+  if (!opt.overwrite && fs::exists(opt.out))
+    throw InputError(opt.out, "--out", opt.out, "output already exists (remove it, or pass --force to replace it)");
+
+  // 1. Images by id.
+  std::map<std::string, ImageRef> images;
+  scan(opt.images, Source::kFramed, "--images", ".png", images);
+  scan(opt.raw_jsrt, Source::kJsrt, "--raw-jsrt", ".img", images);
+  scan(opt.raw_png, Source::kRawPng, "--raw-png", ".png", images);
+
+  // 2. Which samples, in which split.
+  std::map<std::string, Split> split;
+  PrepareSummary sum;
+  if (!opt.splits.empty()) {
+    split = read_split_dirs(opt.splits);
+    if (!opt.blank_images) {
+      for (const auto& [id, s] : split)
+        if (!images.count(id)) {
+          std::string where;
+          for (const auto& d : opt.images) where += d + " ";
+          for (const auto& d : opt.raw_jsrt) where += d + " ";
+          for (const auto& d : opt.raw_png) where += d + " ";
+          throw InputError(where, "split id", id, "listed in a split file but no image file has this id");
+        }
+      for (const auto& [id, ref] : images)
+        if (!split.count(id)) ++sum.unused_images;
+    }
+  } else {
+    std::vector<std::string> ids;
+    for (const auto& [id, ref] : images) ids.push_back(id);
+    if (ids.empty()) throw InputError("", "--images", "", "no image files found in the image folders");
+    split = seeded_split(ids, *opt.split_seed);
+  }
+  if (split.empty()) throw InputError("", "--splits", "", "the split lists are empty");
+  std::vector<std::string> ids;
+  for (const auto& [id, s] : split) ids.push_back(id);  // std::map: sorted
+
+  // 3. Kind and landmarks, all checked before anything is written.
+  const fs::path lmdir(opt.landmarks);
+  for (const char* organ : {"RL", "LL"})
+    if (!fs::is_directory(lmdir / organ))
+      throw InputError((lmdir / organ).string(), "--landmarks", opt.landmarks, "missing organ folder " + std::string(organ));
+  int with_heart = 0;
+  for (const auto& id : ids) with_heart += fs::exists(lmdir / "H" / (id + ".npy"));
+  DatasetKind kind;
+  if (opt.kind == "auto") {
+    if (with_heart != 0 && with_heart != static_cast<int>(ids.size())) {
+      for (const auto& id : ids)
+        if (!fs::exists(lmdir / "H" / (id + ".npy")))
+          throw InputError((lmdir / "H" / (id + ".npy")).string(), "landmarks", id,
+                           "missing heart landmarks (" + std::to_string(with_heart) + " of " + std::to_string(ids.size()) +
+                               " samples have them; pass --kind l to ignore the heart)");
+    }
+    kind = with_heart ? DatasetKind::kLungsHeart : DatasetKind::kLungs;
+  } else {
+    kind = parse_kind(opt.kind, "--kind");
+  }
+  const OrganLayout layout = OrganLayout::of(kind);
+  std::vector<std::vector<Point2>> landmarks(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    for (const auto& organ : layout.organs) {
+      fs::path p = lmdir / organ.name / (ids[i] + ".npy");
+      if (!fs::exists(p)) throw InputError(p.string(), "landmarks", ids[i], "missing " + organ.name + " landmark file");
+      auto pts = read_npy_points(p.string());
+      if (static_cast<int>(pts.size()) != organ.points)
+        throw InputError(p.string(), "points", std::to_string(pts.size()),
+                         organ.name + " needs " + std::to_string(organ.points) + " points");
+      for (size_t k = 0; k < pts.size(); ++k)
+        if (!std::isfinite(pts[k].x) || !std::isfinite(pts[k].y))
+          throw InputError(p.string(), "point " + std::to_string(k),
+                           "(" + format_number(pts[k].x) + ", " + format_number(pts[k].y) + ")", "not a finite coordinate");
+      landmarks[i].insert(landmarks[i].end(), pts.begin(), pts.end());
+    }
+  }
+  {
+    std::set<std::string> wanted(ids.begin(), ids.end());
+    for (const auto& e : fs::directory_iterator(lmdir / "RL"))
+      if (e.path().extension() == ".npy" && !wanted.count(id_from_filename(e.path().string()))) ++sum.unused_landmark_ids;
+  }
+
+  // 4. Make and write the samples, blockwise: a block is computed in parallel, then written in order.
+  std::vector<Split> split_vec;
+  for (const auto& id : ids) split_vec.push_back(split[id]);
+  DatasetWriter writer(opt.out, kind, opt.size, ids, split_vec, opt.overwrite, opt.map_deflate);
+  const int threads = opt.threads > 0 ? opt.threads : default_threads();
+  const size_t block = static_cast<size_t>(std::max(2, 2 * threads));
+  Progress progress("prepare " + fs::path(opt.out).filename().string(), ids.size(), !opt.quiet);
+  std::vector<Sample> buf(block);
+  for (size_t start = 0; start < ids.size(); start += block) {
+    size_t n = std::min(block, ids.size() - start);
+    parallel_for(n, threads, [&](size_t j) {
+      size_t i = start + j;
+      ImageRef ref;
+      if (!opt.blank_images) ref = images.at(ids[i]);
+      cv::Mat frame;
+      switch (opt.blank_images ? Source::kBlank : ref.source) {
+        case Source::kBlank: frame = cv::Mat::zeros(kLandmarkFrame, kLandmarkFrame, CV_8U); break;
+        case Source::kJsrt: frame = jsrt_to_frame(ref.path); break;
+        case Source::kRawPng: frame = png_to_frame(read_png_grey(ref.path)); break;
+        case Source::kFramed:
+          frame = read_png_grey(ref.path);
+          if (frame.rows != frame.cols || frame.rows < 8)
+            throw InputError(ref.path, "size", std::to_string(frame.cols) + "x" + std::to_string(frame.rows),
+                             "images given with --images must be square and in the landmark frame");
+          break;
+      }
+      const double scale = static_cast<double>(opt.size) / frame.rows;
+      Sample& s = buf[j];
+      s = Sample{};
+      s.id = ids[i];
+      s.image = resize_square(frame, opt.size);
+      for (const auto& q : landmarks[i]) s.landmarks.push_back({q.x * scale, q.y * scale});
+      s.mask = label_mask(layout, s.landmarks, opt.size);
+      s.dmaps = distance_maps(layout, s.mask, opt.edges);
+    });
+    for (size_t j = 0; j < n; ++j) {
+      writer.write(static_cast<int>(start + j), buf[j]);
+      progress.advance();
+    }
+  }
+  progress.finish();
+
+  nlohmann::json sources = {{"landmarks", fs::absolute(opt.landmarks).string()},
+                            {"images", opt.images},
+                            {"raw_jsrt", opt.raw_jsrt},
+                            {"raw_png", opt.raw_png},
+                            {"splits", opt.splits},
+                            {"blank_images", opt.blank_images},
+                            {"size", opt.size},
+                            {"distance_edges", edge_set_name(opt.edges)},
+                            {"spec_digest", opt.spec_digest}};
+  if (opt.split_seed) sources["split_seed"] = *opt.split_seed;
+  sum.content_digest = writer.commit(sources.dump());
+  sum.path = opt.out;
+  sum.kind = kind;
+  sum.size = opt.size;
+  sum.count = static_cast<int>(ids.size());
+  for (auto s : split_vec) (s == Split::kTrain ? sum.train : s == Split::kVal ? sum.val : sum.test)++;
+  sum.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return sum;
+}
+
+}  // namespace orch

@@ -1,0 +1,82 @@
+#include "storage/workspace.h"
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "core/digest.h"
+#include "core/errors.h"
+#include "storage/dataset_file.h"
+
+namespace orch {
+
+namespace fs = std::filesystem;
+
+std::string dataset_path(const std::string& workspace, const std::string& dataset) {
+  return (fs::path(workspace) / "datasets" / (dataset + ".h5")).string();
+}
+
+std::string dataset_spec_digest(const Experiment& exp, const DatasetSpec& spec) {
+  Digest d;
+  d.add("dataset-spec-v1").add(exp.raw.at("datasets").at(spec.name).dump());
+  return d.hex();
+}
+
+static std::string recorded_digest(const std::string& h5) {
+  try {
+    DatasetReader r(h5);
+    auto j = nlohmann::json::parse(r.info().sources, nullptr, false);
+    if (j.is_object() && j.contains("spec_digest") && j["spec_digest"].is_string()) return j["spec_digest"];
+  } catch (const Error&) {
+  }
+  return "";
+}
+
+EnsuredDataset ensure_dataset(const Experiment& exp, const DatasetSpec& spec, const std::string& workspace,
+                              int threads, bool quiet) {
+  EnsuredDataset out;
+  out.path = dataset_path(workspace, spec.name);
+  const std::string digest = dataset_spec_digest(exp, spec);
+  if (fs::exists(out.path) && recorded_digest(out.path) == digest) return out;
+
+  PrepareOptions p;
+  p.out = out.path;
+  p.size = spec.size;
+  p.overwrite = true;
+  p.threads = threads;
+  p.quiet = quiet;
+  p.spec_digest = digest;
+  p.kind = kind_name(spec.kind);
+  p.edges = parse_edge_set(spec.edges, spec.name + ".edges");
+  if (spec.synthetic) {
+    fs::path raw = fs::path(workspace) / "raw" / spec.name;
+    fs::path marker = raw / "spec_digest";
+    std::string have;
+    if (fs::exists(marker)) std::getline(std::ifstream(marker), have);
+    if (have != digest) {
+      fs::remove_all(raw);
+      fs::create_directories(raw.parent_path());
+      SynthOptions so = *spec.synthetic;
+      so.threads = threads;
+      write_synthetic_dataset(so, raw.string(), quiet);
+      std::ofstream(marker) << digest << "\n";
+    }
+    p.landmarks = (raw / "landmarks").string();
+    p.images = {(raw / "images").string()};
+    p.splits = {(raw / "splits").string()};
+  } else {
+    p.landmarks = spec.landmarks;
+    p.images = spec.images;
+    p.raw_jsrt = spec.raw_jsrt;
+    p.raw_png = spec.raw_png;
+    p.splits = spec.splits;
+    p.split_seed = spec.split_seed;
+    p.blank_images = spec.blank_images;
+  }
+  fs::create_directories(fs::path(out.path).parent_path());
+  out.summary = prepare_dataset(p);
+  out.rebuilt = true;
+  return out;
+}
+
+}  // namespace orch

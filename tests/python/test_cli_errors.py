@@ -1,0 +1,92 @@
+#!/usr/bin/python3
+"""Bad input through the CLI: a clear message naming the file, field and value; exit code 2; no output."""
+import json
+import os
+
+import numpy as np
+
+from common import orch, run, scratch
+
+
+def expect_error(args, *needles, out=None):
+    p = orch(*args, check=False)
+    assert p.returncode == 2, f"exit {p.returncode}: {p.stdout} {p.stderr}"
+    for n in needles:
+        assert n in p.stderr, f"{n!r} not in: {p.stderr}"
+    if out:
+        assert not os.path.exists(out), f"{out} left behind"
+        assert not any(f.startswith(os.path.basename(out) + ".tmp") for f in os.listdir(os.path.dirname(out)))
+
+
+def make_src(d, count=8):
+    src = os.path.join(d, "src")
+    orch("synth", "--kind", "lh", "--count", count, "--size", 64, "--seed", 1, "--out", src)
+    return src
+
+
+def prep_args(src, out):
+    return ["prepare", "--out", out, "--size", 64, "--landmarks", f"{src}/landmarks", "--images", f"{src}/images",
+            "--splits", f"{src}/splits"]
+
+
+def test_unknown_command_and_option():
+    p = orch("frobnicate", check=False)
+    assert p.returncode == 2 and "unknown command" in p.stderr
+    expect_error(["synth", "--kind", "lh", "--out", "/tmp/x", "--colour", "red"], "colour")
+
+
+def test_help_on_every_command():
+    for cmd in ("run", "synth", "prepare", "preview"):
+        p = orch(cmd, "--help")
+        assert "usage: orchestrator " + cmd in p.stdout, p.stdout
+
+
+def test_bad_synth_values():
+    with scratch() as d:
+        expect_error(["synth", "--kind", "lungs", "--out", f"{d}/a"], "--kind", "lungs")
+        expect_error(["synth", "--kind", "lh", "--count", "2", "--out", f"{d}/a"], "--count", "2")
+        os.makedirs(f"{d}/exists")
+        expect_error(["synth", "--kind", "lh", "--count", "5", "--size", "32", "--out", f"{d}/exists"], "exists")
+
+
+def test_prepare_bad_landmarks():
+    with scratch() as d:
+        src = make_src(d)
+        out = f"{d}/o.h5"
+        np.save(f"{src}/landmarks/RL/synlh_0003.npy", np.zeros((40, 2)))
+        expect_error(prep_args(src, out), "RL/synlh_0003.npy", "40", out=out)
+        np.save(f"{src}/landmarks/RL/synlh_0003.npy", np.full((44, 2), np.inf))
+        expect_error(prep_args(src, out), "RL/synlh_0003.npy", "inf", out=out)
+        os.remove(f"{src}/landmarks/RL/synlh_0003.npy")
+        expect_error(prep_args(src, out), "RL/synlh_0003.npy", out=out)
+
+
+def test_prepare_existing_output_untouched():
+    with scratch() as d:
+        src = make_src(d)
+        out = f"{d}/o.h5"
+        open(out, "w").write("precious")
+        expect_error(prep_args(src, out), "o.h5", "already exists")
+        assert open(out).read() == "precious"
+
+
+def test_prepare_split_without_image():
+    with scratch() as d:
+        src = make_src(d)
+        with open(f"{src}/splits/train.txt", "a") as f:
+            f.write("nobody_0001\n")
+        expect_error(prep_args(src, f"{d}/o.h5"), "nobody_0001", out=f"{d}/o.h5")
+
+
+def test_run_bad_experiment():
+    with scratch() as d:
+        exp = f"{d}/e.json"
+        json.dump({"name": "x", "datasets": {"a": {"kind": "lh", "synthetic": {"count": -4}}}}, open(exp, "w"))
+        expect_error(["run", exp, "--workspace", f"{d}/ws"], "e.json", "datasets.a.synthetic.count", "-4")
+        expect_error(["run", exp, "--workspace", f"{d}/ws", "--set", "datasets.a.kind=x"], "datasets.a.kind")
+
+
+if __name__ == "__main__":
+    run([test_unknown_command_and_option, test_help_on_every_command, test_bad_synth_values,
+         test_prepare_bad_landmarks, test_prepare_existing_output_untouched, test_prepare_split_without_image,
+         test_run_bad_experiment])

@@ -1,0 +1,9 @@
+#include <gtest/gtest.h>
+
+#include "storage/h5.h"
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  orch::h5::quiet_errors();
+  return RUN_ALL_TESTS();
+}
