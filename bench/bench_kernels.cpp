@@ -9,6 +9,9 @@
 #include <functional>
 #include <vector>
 
+#include <opencv2/core/utility.hpp>
+
+#include "core/allocator.h"
 #include "core/augment.h"
 #include "core/distance_map.h"
 #include "core/mask.h"
@@ -33,6 +36,8 @@ static void time_it(const char* name, int repeats, const std::function<void()>& 
 }
 
 int main(int argc, char** argv) {
+  tune_allocator();
+  cv::setNumThreads(1);  // one thread, as the Python reference
   int repeats = argc > 1 ? std::atoi(argv[1]) : 15;
   const int size = 1024;
   auto layout = OrganLayout::of(DatasetKind::kLungsHeart);

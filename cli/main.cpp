@@ -1,7 +1,5 @@
 // orchestrator: runs, resumes and reports the experiments of "Joint Dense-Point Representation for
 // Contour-Aware Graph Segmentation" (Bransby et al., MICCAI 2023).
-#include <malloc.h>
-
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -9,6 +7,7 @@
 #include <map>
 
 #include "cli/commands.h"
+#include "core/allocator.h"
 #include "core/errors.h"
 
 namespace {
@@ -36,10 +35,7 @@ void usage(FILE* out) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // glibc's default mmap threshold makes every large tensor buffer a fresh mmap and page-fault storm; raising
-  // the thresholds makes CPU training steps about 2x faster (toolchain.md §0.3).
-  mallopt(M_MMAP_THRESHOLD, 32 << 20);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  orch::tune_allocator();  // see core/allocator.h
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
     usage(stdout);
     return argc < 2 ? orch::kExitInputError : orch::kExitOk;

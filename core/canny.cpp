@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <vector>
 
 namespace orch {
@@ -53,137 +54,168 @@ cv::Mat canny_edges(const cv::Mat& binary, const CannyOptions& opt) {
   cv::Mat nz = binary != 0;
   cv::Rect box = cv::boundingRect(nz);
   if (box.area() == 0 || H < 3 || W < 3) return out;
-  const int radius = static_cast<int>(4.0 * opt.sigma + 0.5);
-  const std::vector<double> k = gaussian_kernel(opt.sigma, radius);  // symmetric: k[radius + j] == k[radius - j]
-  const double* w = k.data() + radius;
-  // Region where the smoothed image can be non-zero, plus one pixel for Sobel.
-  const int m = radius + 2;
+  const int r = static_cast<int>(4.0 * opt.sigma + 0.5);
+  const std::vector<double> k = gaussian_kernel(opt.sigma, r);
+  const double* w = k.data() + r;  // w[-r..r], symmetric
+  // Region where the smoothed image can be non-zero, plus two pixels for Sobel; outside it (inside the image)
+  // every intermediate value is exactly zero.
+  const int m = r + 2;
   const int y0 = std::max(0, box.y - m), y1 = std::min(H, box.y + box.height + m);
   const int x0 = std::max(0, box.x - m), x1 = std::min(W, box.x + box.width + m);
   const int h = y1 - y0, wd = x1 - x0;
-  auto in = [&](int y, int x) -> double {  // the input image, zero outside (mode constant, cval 0)
-    return (y >= 0 && y < H && x >= 0 && x < W && nz.at<uchar>(y, x)) ? 1.0 : 0.0;
-  };
 
-  // Gaussian, axis 0 then axis 1, as scipy's correlate1d for a symmetric kernel: tmp = c*w0 + sum (l + r)*wj.
-  std::vector<double> tmp(static_cast<size_t>(h) * wd), smooth(static_cast<size_t>(h) * wd);
-  for (int y = 0; y < h; ++y)
+  // Gaussian along axis 0 (rows), as scipy's correlate1d for a symmetric kernel, mode constant:
+  // t = v0 * w0 + sum over j = r..1 of (v[-j] + v[+j]) * wj. The input is binary, so a window of all zeros
+  // gives 0 and a window of all ones (inside the image) one fixed value computed the same way.
+  const int ph = h + 2 * r;  // input rows y0 - r .. y1 + r, zero outside the image
+  std::vector<double> in(static_cast<size_t>(ph) * wd, 0.0);
+  for (int y = 0; y < ph; ++y) {
+    int gy = y0 - r + y;
+    if (gy < 0 || gy >= H) continue;
+    const uchar* src = nz.ptr<uchar>(gy) + x0;
+    double* dst = in.data() + static_cast<size_t>(y) * wd;
+    for (int x = 0; x < wd; ++x) dst[x] = src[x] ? 1.0 : 0.0;
+  }
+  const double full = [&] {
+    double t = 1.0 * w[0];
+    for (int j = r; j >= 1; --j) t += (1.0 + 1.0) * w[j];
+    return t;
+  }();
+  std::vector<int> count(wd, 0);  // ones in the current 2r+1 window of each column
+  for (int y = 0; y < 2 * r; ++y)
+    for (int x = 0; x < wd; ++x) count[x] += in[static_cast<size_t>(y) * wd + x] != 0;
+  const int wpad = wd + 2 * r;  // tmp rows padded with r zero columns each side
+  std::vector<double> tmp(static_cast<size_t>(h) * wpad, 0.0);
+  for (int y = 0; y < h; ++y) {
+    const double* c0 = in.data() + static_cast<size_t>(y + r) * wd;  // the centre row
+    const double* add = in.data() + static_cast<size_t>(y + 2 * r) * wd;
+    for (int x = 0; x < wd; ++x) count[x] += add[x] != 0;
+    double* dst = tmp.data() + static_cast<size_t>(y) * wpad + r;
     for (int x = 0; x < wd; ++x) {
-      int gy = y0 + y, gx = x0 + x;
-      double t = in(gy, gx) * w[0];
-      for (int j = radius; j >= 1; --j) t += (in(gy - j, gx) + in(gy + j, gx)) * w[j];
-      tmp[static_cast<size_t>(y) * wd + x] = t;
+      if (count[x] == 0) continue;
+      if (count[x] == 2 * r + 1) {
+        dst[x] = full;
+        continue;
+      }
+      double t = c0[x] * w[0];
+      for (int j = r; j >= 1; --j) t += (c0[x - static_cast<ptrdiff_t>(j) * wd] + c0[x + static_cast<ptrdiff_t>(j) * wd]) * w[j];
+      dst[x] = t;
     }
-  // The bleed-over image (gaussian of ones): its axis-0 pass depends on the row only.
-  std::vector<double> ones_col(h);
+    const double* drop = in.data() + static_cast<size_t>(y) * wd;
+    for (int x = 0; x < wd; ++x) count[x] -= drop[x] != 0;
+  }
+
+  // Gaussian along axis 1, and the bleed-over image (the gaussian of ones; its axis-0 pass depends on the row
+  // only, and its axis-1 pass on the column only near the image's left and right borders).
+  const double eps = std::numeric_limits<double>::epsilon();
+  const int sw = wd + 4, sh = h + 4;  // smoothed image with a 2-pixel frame
+  std::vector<double> sm(static_cast<size_t>(sh) * sw, 0.0);
   for (int y = 0; y < h; ++y) {
     int gy = y0 + y;
-    double t = 1.0 * w[0];
-    for (int j = radius; j >= 1; --j) t += ((gy - j >= 0 ? 1.0 : 0.0) + (gy + j < H ? 1.0 : 0.0)) * w[j];
-    ones_col[y] = t;
-  }
-  const double eps = std::numeric_limits<double>::epsilon();
-  for (int y = 0; y < h; ++y) {
-    const double* row = tmp.data() + static_cast<size_t>(y) * wd;
-    const double c = ones_col[y];
+    double c = 1.0 * w[0];
+    for (int j = r; j >= 1; --j) c += ((gy - j >= 0 ? 1.0 : 0.0) + (gy + j < H ? 1.0 : 0.0)) * w[j];
+    double b_inner = c * w[0];
+    for (int j = r; j >= 1; --j) b_inner += (c + c) * w[j];
+    const double* row = tmp.data() + static_cast<size_t>(y) * wpad + r;
+    double* dst = sm.data() + static_cast<size_t>(y + 2) * sw + 2;
     for (int x = 0; x < wd; ++x) {
+      double t = row[x] * w[0];
+      for (int j = r; j >= 1; --j) t += (row[x - j] + row[x + j]) * w[j];
+      if (t == 0.0) continue;  // 0 / (b + eps) is 0
       int gx = x0 + x;
-      auto at = [&](int xx) -> double {  // tmp outside the region: zero inside the image too (no mask there)
-        return (xx >= 0 && xx < wd) ? row[xx] : 0.0;
-      };
-      double t = at(x) * w[0];
-      double b = c * w[0];
-      for (int j = radius; j >= 1; --j) {  // scipy sums from the farthest taps inwards
-        t += (at(x - j) + at(x + j)) * w[j];
-        b += ((gx - j >= 0 ? c : 0.0) + (gx + j < W ? c : 0.0)) * w[j];
+      double b = b_inner;
+      if (gx < r || gx >= W - r) {
+        b = c * w[0];
+        for (int j = r; j >= 1; --j) b += ((gx - j >= 0 ? c : 0.0) + (gx + j < W ? c : 0.0)) * w[j];
       }
-      smooth[static_cast<size_t>(y) * wd + x] = t / (b + eps);
+      dst[x] = t / (b + eps);
     }
   }
+  // Reflect (scipy mode 'reflect': the edge pixel repeated) through the image's own borders.
+  auto S = [&](int y, int x) -> double& { return sm[static_cast<size_t>(y + 2) * sw + (x + 2)]; };
+  if (y0 == 0)
+    for (int x = -2; x < wd + 2; ++x) { S(-1, x) = S(0, x); S(-2, x) = S(1, x); }
+  if (y1 == H)
+    for (int x = -2; x < wd + 2; ++x) { S(h, x) = S(h - 1, x); S(h + 1, x) = S(h - 2, x); }
+  if (x0 == 0)
+    for (int y = -2; y < h + 2; ++y) { S(y, -1) = S(y, 0); S(y, -2) = S(y, 1); }
+  if (x1 == W)
+    for (int y = -2; y < h + 2; ++y) { S(y, wd) = S(y, wd - 1); S(y, wd + 1) = S(y, wd - 2); }
 
-  // Sobel (mode reflect at the image border; beyond the region, inside the image, the smoothed image is 0).
-  auto sm = [&](int gy, int gx) -> double {
-    if (gy < 0) gy = -gy - 1;
-    if (gy >= H) gy = 2 * H - gy - 1;
-    if (gx < 0) gx = -gx - 1;
-    if (gx >= W) gx = 2 * W - gx - 1;
-    int y = gy - y0, x = gx - x0;
-    if (y < 0 || y >= h || x < 0 || x >= wd) return 0.0;
-    return smooth[static_cast<size_t>(y) * wd + x];
-  };
-  // isobel = sobel(axis 0): [-1 0 1] along rows, then [1 2 1] along columns; jsobel the transpose.
-  std::vector<double> di(static_cast<size_t>(h) * wd), dj(static_cast<size_t>(h) * wd), mag(static_cast<size_t>(h) * wd);
-  std::vector<double> a0(static_cast<size_t>(h + 2) * (wd + 2)), a1(static_cast<size_t>(h + 2) * (wd + 2));
-  // First pass of each over the region grown by one pixel, so the second pass reads real values.
-  auto idx2 = [&](int y, int x) { return static_cast<size_t>(y + 1) * (wd + 2) + (x + 1); };
+  // Sobel: first pass [-1 0 1] (v0 * 0 + (v[+1] - v[-1]) * 1, as scipy's antisymmetric branch gives), over the
+  // region and a one-pixel ring; the ring is then reflected through the image borders for the second pass.
+  const int aw = wd + 2, ah = h + 2;
+  // Every cell of a0 and a1 is written below, so they are left uninitialised (zeroing megabytes costs time).
+  std::unique_ptr<double[]> a0(new double[static_cast<size_t>(ah) * aw]), a1(new double[static_cast<size_t>(ah) * aw]);
+  std::vector<double> mag(static_cast<size_t>(ah) * aw, 0.0);
+  auto A = [&](auto& a, int y, int x) -> double& { return a[static_cast<size_t>(y + 1) * aw + (x + 1)]; };
   for (int y = -1; y <= h; ++y)
     for (int x = -1; x <= wd; ++x) {
-      int gy = y0 + y, gx = x0 + x;
-      if (gy < -1 || gy > H || gx < -1 || gx > W) continue;
-      // correlate1d antisymmetric: tmp = v0*0 + (v[+1] - v[-1]) * 1
-      a0[idx2(y, x)] = sm(gy, gx) * 0.0 + (sm(gy + 1, gx) - sm(gy - 1, gx)) * 1.0;
-      a1[idx2(y, x)] = sm(gy, gx) * 0.0 + (sm(gy, gx + 1) - sm(gy, gx - 1)) * 1.0;
+      A(a0, y, x) = S(y, x) * 0.0 + (S(y + 1, x) - S(y - 1, x)) * 1.0;
+      A(a1, y, x) = S(y, x) * 0.0 + (S(y, x + 1) - S(y, x - 1)) * 1.0;
     }
-  auto first = [&](const std::vector<double>& a, int y, int x) -> double {
-    // a at region coords; reflect through the image border as scipy does for the second pass.
-    int gy = y0 + y, gx = x0 + x;
-    if (gy < 0) gy = -gy - 1;
-    if (gy >= H) gy = 2 * H - gy - 1;
-    if (gx < 0) gx = -gx - 1;
-    if (gx >= W) gx = 2 * W - gx - 1;
-    return a[idx2(gy - y0, gx - x0)];
-  };
+  for (auto* a : {&a0, &a1}) {
+    if (y0 == 0) for (int x = -1; x <= wd; ++x) A(*a, -1, x) = A(*a, 0, x);
+    if (y1 == H) for (int x = -1; x <= wd; ++x) A(*a, h, x) = A(*a, h - 1, x);
+    if (x0 == 0) for (int y = -1; y <= h; ++y) A(*a, y, -1) = A(*a, y, 0);
+    if (x1 == W) for (int y = -1; y <= h; ++y) A(*a, y, wd) = A(*a, y, wd - 1);
+  }
+  const size_t n = static_cast<size_t>(h) * wd;
+  std::unique_ptr<double[]> di(new double[n]), dj(new double[n]);
   for (int y = 0; y < h; ++y)
     for (int x = 0; x < wd; ++x) {
       size_t i = static_cast<size_t>(y) * wd + x;
-      di[i] = first(a0, y, x) * 2.0 + (first(a0, y, x - 1) + first(a0, y, x + 1)) * 1.0;
-      dj[i] = first(a1, y, x) * 2.0 + (first(a1, y - 1, x) + first(a1, y + 1, x)) * 1.0;
-      mag[i] = std::hypot(di[i], dj[i]);
+      di[i] = A(a0, y, x) * 2.0 + (A(a0, y, x - 1) + A(a0, y, x + 1)) * 1.0;
+      dj[i] = A(a1, y, x) * 2.0 + (A(a1, y - 1, x) + A(a1, y + 1, x)) * 1.0;
+      if (di[i] != 0.0 || dj[i] != 0.0) A(mag, y, x) = std::hypot(di[i], dj[i]);
     }
 
-  // Non-maximum suppression (skimage _get_local_maxima), the four cases in order, later ones overwriting.
+  // Non-maximum suppression (skimage _get_local_maxima): four cases in order, later ones overwriting.
   cv::Mat local = cv::Mat::zeros(H, W, CV_8U);
-  auto M = [&](int y, int x) -> double {
-    if (y < 0 || y >= h || x < 0 || x >= wd) return 0.0;
-    return mag[static_cast<size_t>(y) * wd + x];
-  };
-  for (int y = 0; y < h; ++y)
+  for (int y = 0; y < h; ++y) {
+    int gy = y0 + y;
+    if (gy < 1 || gy >= H - 1) continue;  // the eroded mask excludes the image border
     for (int x = 0; x < wd; ++x) {
-      int gy = y0 + y, gx = x0 + x;
-      if (gy < 1 || gy >= H - 1 || gx < 1 || gx >= W - 1) continue;  // eroded mask: not the image border
+      int gx = x0 + x;
+      if (gx < 1 || gx >= W - 1) continue;
+      double mm = A(mag, y, x);
+      if (!(mm > 0) || mm < opt.low_threshold) continue;  // below the low threshold it can never be an edge
       size_t i = static_cast<size_t>(y) * wd + x;
-      double m = mag[i];
-      if (!(m > 0)) continue;
       double ai = std::abs(di[i]), aj = std::abs(dj[i]);
       bool horiz = ai >= aj, vert = ai <= aj;
       bool up = di[i] >= 0, down = di[i] <= 0, right = dj[i] >= 0, left = dj[i] <= 0;
+      auto M = [&](int yy, int xx) { return A(mag, yy, xx); };
       int result = -1;
       auto test = [&](double wt, double c1p, double c2p, double c1m, double c2m) {
-        bool plus = c2p * wt + c1p * (1 - wt) <= m;
-        bool minus = c2m * wt + c1m * (1 - wt) <= m;
-        result = plus && minus;
+        result = (c2p * wt + c1p * (1 - wt) <= mm) && (c2m * wt + c1m * (1 - wt) <= mm);
       };
       bool pm1 = (up && right) || (down && left), pm2 = (down && right) || (up && left);
       if (pm1 && horiz) test(aj / ai, M(y + 1, x), M(y + 1, x + 1), M(y - 1, x), M(y - 1, x - 1));
       if (pm1 && vert) test(ai / aj, M(y, x + 1), M(y + 1, x + 1), M(y, x - 1), M(y - 1, x - 1));
       if (pm2 && vert) test(ai / aj, M(y, x + 1), M(y - 1, x + 1), M(y, x - 1), M(y + 1, x - 1));
       if (pm2 && horiz) test(aj / ai, M(y - 1, x), M(y - 1, x + 1), M(y + 1, x), M(y + 1, x - 1));
-      if (result == 1 && m >= opt.low_threshold) local.at<uchar>(gy, gx) = m >= opt.high_threshold ? 2 : 1;
+      if (result == 1) local.at<uchar>(gy, gx) = mm >= opt.high_threshold ? 2 : 1;
     }
+  }
 
-  // Hysteresis: keep 8-connected components of the low mask that contain a high pixel.
+  // Hysteresis: keep the 8-connected components of the low mask that contain a high pixel.
+  cv::Rect roi(x0, y0, wd, h);
   cv::Mat labels;
-  int n = cv::connectedComponents(local > 0, labels, 8, CV_32S);
-  if (n <= 1) return out;
-  std::vector<char> good(static_cast<size_t>(n), 0);
-  for (int y = y0; y < y1; ++y)
-    for (int x = x0; x < x1; ++x)
-      if (local.at<uchar>(y, x) == 2) good[static_cast<size_t>(labels.at<int>(y, x))] = 1;
-  for (int y = y0; y < y1; ++y)
-    for (int x = x0; x < x1; ++x) {
-      int l = labels.at<int>(y, x);
-      if (l > 0 && good[static_cast<size_t>(l)]) out.at<uchar>(y, x) = 1;
-    }
+  int nl = cv::connectedComponents(local(roi) > 0, labels, 8, CV_32S);
+  if (nl <= 1) return out;
+  std::vector<char> good(static_cast<size_t>(nl), 0);
+  for (int y = 0; y < h; ++y) {
+    const uchar* lr = local.ptr<uchar>(y0 + y) + x0;
+    const int* lab = labels.ptr<int>(y);
+    for (int x = 0; x < wd; ++x)
+      if (lr[x] == 2) good[static_cast<size_t>(lab[x])] = 1;
+  }
+  for (int y = 0; y < h; ++y) {
+    const int* lab = labels.ptr<int>(y);
+    uchar* o = out.ptr<uchar>(y0 + y) + x0;
+    for (int x = 0; x < wd; ++x)
+      if (lab[x] > 0 && good[static_cast<size_t>(lab[x])]) o[x] = 1;
+  }
   return out;
 }
 
