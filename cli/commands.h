@@ -13,5 +13,6 @@ int cmd_synth(const Args& args);
 int cmd_prepare(const Args& args);
 int cmd_preview(const Args& args);
 int cmd_run(const Args& args);
+int cmd_models(const Args& args);
 
 }  // namespace orch::cli

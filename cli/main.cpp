@@ -22,6 +22,7 @@ const std::map<std::string, Command>& commands() {
       {"run", {"prepare the experiment's data sets and report on them (the main job)", orch::cli::cmd_run}},
       {"synth", {"write a synthetic chest X-ray data set in the public layout", orch::cli::cmd_synth}},
       {"prepare", {"landmarks and images into one HDF5 data set with masks and distance maps", orch::cli::cmd_prepare}},
+      {"models", {"list the networks with parameter counts and output shapes", orch::cli::cmd_models}},
       {"preview", {"draw a preview PNG of a prepared data set", orch::cli::cmd_preview}},
   };
   return c;

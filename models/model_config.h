@@ -1,0 +1,38 @@
+// Options a network is built with: the data set's kind and size, the reference's hyper-parameters, and the
+// switches for the places where the reference's code is odd (each defaulting to the reference's behaviour).
+// Plain values, no torch: the CLI and the scheduler use it without LibTorch's compile cost. Thread-safe.
+#pragma once
+
+#include <string>
+
+#include "core/organs.h"
+
+namespace orch::models {
+
+struct ModelConfig {
+  DatasetKind kind = DatasetKind::kLungsHeart;
+  int size = 1024;          // input size; a multiple of 32 (five 2x poolings)
+  int latents = 0;          // 0: the reference's choice for the network (16; 64 for HybridGNet+IGSC and Rasterize on LH)
+  int filters = 32;         // --f 32
+  int cheb_k = 6;           // K of the hidden ChebConvs
+  double kld_weight = 1e-5;
+  double hcd_beta = 0.025;
+  // IGSC lookups: torchvision's roi_align gives no gradient to the node positions; true lets it flow.
+  bool lookup_position_gradients = false;
+  // Multi-task: the reference applies the dense loss to the 8-channel conv1up (its conv_last is unused);
+  // false uses conv_last's n_classes logits instead.
+  bool multitask_reference_dense_head = true;
+  // Rasterize: the reference feeds the soft masks' probabilities to Dice and cross-entropy as if they were
+  // logits; false uses them as probabilities (log for CE, no softmax for Dice).
+  bool rasterize_probabilities_as_logits = true;
+  double raster_tau = 0.1;   // SoftPolygon inv_smoothness
+  int raster_chunk = 65536;  // pixels per chunk of the CPU rasteriser (bounds its memory)
+
+  ModelConfig& with_kind(DatasetKind k) { kind = k; return *this; }
+  ModelConfig& with_size(int s) { size = s; return *this; }
+  ModelConfig& with_latents(int z) { latents = z; return *this; }
+  void validate() const;  // throws InputError naming the option and value
+  int num_classes() const { return kind == DatasetKind::kLungsHeart ? 3 : 2; }
+};
+
+}  // namespace orch::models
