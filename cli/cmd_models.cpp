@@ -31,12 +31,12 @@ int cmd_models(const Args& args) {
                 "needs", "trainable", "frozen", "outputs (batch 1)");
   for (const auto& e : models::model_registry()) {
     models::ModelConfig c = models::resolve_config(e, cfg);
-    auto net = e.create(c);
+    auto net = models::instantiate(e, c);
     auto counts = models::count_parameters(*net);
     // The structure of the outputs from a forward pass at 64 px; spatial sizes scale with the input.
     models::ModelConfig small = c;
     small.size = 64;
-    auto probe = e.create(small);
+    auto probe = models::instantiate(e, small);
     probe->eval();
     models::Prediction p = probe->predict(torch::zeros({1, 1, 64, 64}));
     nlohmann::json outputs = nlohmann::json::array();

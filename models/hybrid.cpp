@@ -24,7 +24,7 @@ class HybridGNetNet : public Network {
               register_module("graph_conv5", ChebConv(32, 32, K))};
     out_ = register_module("graph_conv6", ChebConv(32, 2, 1, false));
   }
-  Prediction predict(const torch::Tensor& image) override {
+  Prediction run(const torch::Tensor& image) override {
     GraphTensors g = g_.to(image.device());
     auto enc = encoder_->forward(image);
     auto [z, mu, logvar] = vae_(enc[5]);
@@ -65,7 +65,7 @@ class DoubleSkipNet : public Network {
     up2_ = register_module("up2", ChebConv(32 + 128 + 2, 32, K));
     up1_ = register_module("up1", ChebConv(32, 2, 1, false));
   }
-  Prediction predict(const torch::Tensor& image) override {
+  Prediction run(const torch::Tensor& image) override {
     GraphTensors g = g_.to(image.device());
     const bool pg = config_.lookup_position_gradients;
     auto enc = encoder_->forward(image);
@@ -107,8 +107,8 @@ class DoubleSkipNet : public Network {
 class RasterizeNet : public DoubleSkipNet {
  public:
   using DoubleSkipNet::DoubleSkipNet;
-  Prediction predict(const torch::Tensor& image) override {
-    Prediction p = DoubleSkipNet::predict(image);
+  Prediction run(const torch::Tensor& image) override {
+    Prediction p = DoubleSkipNet::run(image);
     const int64_t size = image.size(-1);
     for (size_t i = 0; i < p.points.size(); ++i) p.dense.push_back(raster(p.points[i], p.coarse[i] ? g_.coarse_counts : g_.fine_counts, size));
     p.segmentation = p.dense[0];

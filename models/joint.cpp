@@ -68,7 +68,7 @@ class SevenNet : public Network {
     decoder_ = register_module("decoder", SevenDecoder(c, static_cast<int>(g_.down.size(0))));
     if (v == Variant::kMultitask) dense_ = register_module("dense_decoder", DenseDecoder(ncls, true));
   }
-  Prediction predict(const torch::Tensor& image) override {
+  Prediction run(const torch::Tensor& image) override {
     GraphTensors g = g_.to(image.device());
     std::vector<torch::Tensor> enc;
     if (variant_ == Variant::kMultitask) {

@@ -32,13 +32,17 @@ struct Targets {
 class Network : public torch::nn::Module {
  public:
   explicit Network(const ModelConfig& config) : config_(config) {}
-  virtual Prediction predict(const torch::Tensor& image) = 0;  // image (B, 1, H, W) in [0, 1]
+  // image (B, 1, H, W) in [0, 1]; converted to the network's memory format first.
+  Prediction predict(const torch::Tensor& image) {
+    return run(config_.channels_last ? image.contiguous(at::MemoryFormat::ChannelsLast) : image);
+  }
   // The module whose weights a dependency provides (the frozen UNet, or the whole network for Rasterize);
   // nullptr when there is none.
   virtual std::shared_ptr<torch::nn::Module> dependency_module() { return nullptr; }
   const ModelConfig& config() const { return config_; }
 
  protected:
+  virtual Prediction run(const torch::Tensor& image) = 0;
   ModelConfig config_;
 };
 

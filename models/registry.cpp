@@ -134,7 +134,17 @@ ModelConfig resolve_config(const ModelEntry& e, ModelConfig c) {
 
 std::shared_ptr<Network> create_model(const std::string& id, const ModelConfig& config) {
   const ModelEntry& e = find_model(id);
-  return e.create(resolve_config(e, config));
+  return instantiate(e, resolve_config(e, config));
+}
+
+std::shared_ptr<Network> instantiate(const ModelEntry& e, const ModelConfig& resolved) {
+  auto net = e.create(resolved);
+  if (resolved.channels_last) {
+    torch::NoGradGuard g;
+    for (auto& p : net->parameters())
+      if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
+  }
+  return net;
 }
 
 ParameterCounts count_parameters(torch::nn::Module& m) {

@@ -32,7 +32,7 @@ struct ModelEntry {
   bool criterion_higher_is_better;
   std::string criterion_name;
   std::function<int(DatasetKind)> default_latents;  // 0 for networks without a VAE
-  std::function<std::shared_ptr<Network>(const ModelConfig&)> create;
+  std::function<std::shared_ptr<Network>(const ModelConfig&)> create;  // prefer instantiate(), which applies the layout
   LossFn loss;       // the training objective (spec §4), a scalar
   LossFn criterion;  // the validation criterion (spec §5) of one batch, a scalar
 };
@@ -44,6 +44,8 @@ const ModelEntry& find_model(const std::string& id);
 // A config with the network's own defaults filled in (latents 0 -> the reference's value), validated.
 ModelConfig resolve_config(const ModelEntry& entry, ModelConfig config);
 std::shared_ptr<Network> create_model(const std::string& id, const ModelConfig& config);
+// Builds the entry's network from a resolved config (its memory format applied): what create_model does.
+std::shared_ptr<Network> instantiate(const ModelEntry& entry, const ModelConfig& resolved);
 
 struct ParameterCounts {
   int64_t trainable = 0, frozen = 0;

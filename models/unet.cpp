@@ -23,7 +23,7 @@ namespace {
 class UNetNet : public Network {
  public:
   explicit UNetNet(const ModelConfig& c) : Network(c) { unet_ = register_module("unet", UNet(1, c.num_classes(), false)); }
-  Prediction predict(const torch::Tensor& image) override {
+  Prediction run(const torch::Tensor& image) override {
     Prediction p;
     p.segmentation = unet_(image);
     p.dense = {p.segmentation};
@@ -41,7 +41,7 @@ class UNetJointNet : public Network {
     for (auto& p : unet1_->parameters()) p.set_requires_grad(false);
     unet2_ = register_module("unet_2", UNet(1 + c.num_classes(), c.num_classes(), true));
   }
-  Prediction predict(const torch::Tensor& image) override {
+  Prediction run(const torch::Tensor& image) override {
     std::vector<torch::Tensor> u;
     {
       torch::NoGradGuard frozen;  // unet_1 is frozen: nothing upstream of it trains
