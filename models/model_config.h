@@ -3,6 +3,7 @@
 // Plain values, no torch: the CLI and the scheduler use it without LibTorch's compile cost. Thread-safe.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "core/organs.h"
@@ -13,7 +14,6 @@ struct ModelConfig {
   DatasetKind kind = DatasetKind::kLungsHeart;
   int size = 1024;          // input size; a multiple of 32 (five 2x poolings)
   int latents = 0;          // 0: the reference's choice for the network (16; 64 for HybridGNet+IGSC and Rasterize on LH)
-  int filters = 32;         // --f 32
   int cheb_k = 6;           // K of the hidden ChebConvs
   double kld_weight = 1e-5;
   double hcd_beta = 0.025;
@@ -37,5 +37,10 @@ struct ModelConfig {
   void validate() const;  // throws InputError naming the option and value
   int num_classes() const { return kind == DatasetKind::kLungsHeart ? 3 : 2; }
 };
+
+// Applies the options of an experiment file's network entry (e.g. {"latents": 64}) to `base`; unknown fields,
+// wrong types and invalid values throw an InputError naming `file`, the field path under `where` and the value.
+ModelConfig model_config_from_json(const nlohmann::json& options, ModelConfig base, const std::string& file,
+                                   const std::string& where);
 
 }  // namespace orch::models

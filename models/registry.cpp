@@ -8,15 +8,6 @@
 
 namespace orch::models {
 
-void ModelConfig::validate() const {
-  if (size < 32 || size % 32 != 0)
-    throw InputError("", "size", std::to_string(size), "networks need a multiple of 32 (five 2x poolings)");
-  if (latents < 0 || latents > 4096) throw InputError("", "latents", std::to_string(latents), "expected 1 to 4096");
-  if (cheb_k < 1 || cheb_k > 20) throw InputError("", "cheb_k", std::to_string(cheb_k), "expected 1 to 20");
-  if (!(raster_tau > 0)) throw InputError("", "raster_tau", format_number(raster_tau), "expected > 0");
-  if (raster_chunk < 1) throw InputError("", "raster_chunk", std::to_string(raster_chunk), "expected >= 1");
-}
-
 namespace {
 
 torch::Tensor kl(const Prediction& p, const LossContext& c) { return c.config.kld_weight * kl_divergence(p.mu, p.logvar); }
