@@ -8,6 +8,8 @@
 #include "core/errors.h"
 #include "core/npy.h"
 #include "core/png_io.h"
+#include "core/mask.h"
+#include "core/synth/shape_model.h"
 #include "core/synth/synth_dataset.h"
 #include "storage/dataset_file.h"
 #include "storage/prepare.h"
@@ -166,4 +168,44 @@ TEST(Prepare, SeededSplitWithoutLists) {
   EXPECT_EQ(sum.train, 14);
   EXPECT_EQ(sum.val, 3);
   EXPECT_EQ(sum.test, 3);
+}
+
+TEST(Prepare, RawJsrtAndRawPngSourcesLandInTheLandmarkFrame) {
+  test::TempDir d;
+  // Landmarks in the 1024 frame for one JSRT-like and one Montgomery-like id (lungs only).
+  Rng rng(3);
+  auto lm = ShapeModel(DatasetKind::kLungs).sample(rng, 1024);
+  auto layout = OrganLayout::of(DatasetKind::kLungs);
+  for (const char* id : {"JPCLN001", "MCUCXR_0001_0"})
+    for (int o = 0; o < 2; ++o) {
+      fs::create_directories(d / ("lm/" + layout.organs[o].name));
+      write_npy_points(d / ("lm/" + layout.organs[o].name + "/" + id + ".npy"), organ_points(layout, lm, o));
+    }
+  fs::create_directories(d / "jsrt");
+  fs::create_directories(d / "png");
+  {
+    std::vector<unsigned char> raw(2048 * 2048 * 2, 0);
+    for (size_t k = 0; k < raw.size(); k += 2) raw[k] = 0x08;  // 2048 (big-endian) everywhere: grey 128
+    std::ofstream(d / "jsrt/JPCLN001.IMG", std::ios::binary).write(reinterpret_cast<char*>(raw.data()), raw.size());
+  }
+  cv::Mat png = cv::Mat::zeros(300, 500, CV_8U);
+  png(cv::Rect(100, 0, 300, 300)) = 90;  // content 300 x 300 in a wider frame: cropped, no padding needed
+  write_png(d / "png/MCUCXR_0001_0.png", png);
+  PrepareOptions o;
+  o.out = d / "raw.h5";
+  o.size = 64;
+  o.landmarks = d / "lm";
+  o.raw_jsrt = {d / "jsrt"};
+  o.raw_png = {d / "png"};
+  o.split_seed = 1;
+  o.quiet = true;
+  auto sum = prepare_dataset(o);
+  EXPECT_EQ(sum.count, 2);
+  EXPECT_EQ(sum.kind, DatasetKind::kLungs);
+  DatasetReader r(o.out);
+  Sample jsrt = r.read(0), mont = r.read(1);
+  EXPECT_EQ(jsrt.id, "JPCLN001");
+  EXPECT_EQ(jsrt.image.at<uchar>(32, 32), 128);
+  EXPECT_EQ(mont.image.at<uchar>(32, 5), 90);  // the crop removed the black side bands
+  EXPECT_NEAR(jsrt.landmarks[3].x, lm[3].x / 16, 1e-3);
 }
