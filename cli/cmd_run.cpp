@@ -5,6 +5,7 @@
 
 #include "cli/options.h"
 #include "core/experiment.h"
+#include "models/model_config.h"
 #include "storage/dataset_file.h"
 #include "storage/preview.h"
 #include "storage/workspace.h"
@@ -28,6 +29,7 @@ int cmd_run(const Args& args) {
   po::variables_map vm;
   if (!parse_options(args, desc, vm, "orchestrator run EXP [--workspace DIR] [--set key=value]...", &pos)) return 0;
   Experiment exp = load_experiment(exp_path, sets);
+  models::validate_experiment_networks(exp);
   if (workspace.empty()) workspace = exp.workspace;
   fs::create_directories(fs::path(workspace) / "report");
   std::printf("run: experiment '%s' (%s), workspace %s\n", exp.name.c_str(), exp_path.c_str(), workspace.c_str());

@@ -1,5 +1,6 @@
 #include "core/experiment.h"
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 
@@ -185,6 +186,67 @@ Experiment parse_experiment(const json& doc, const std::string& path) {
       if (s.splits.empty() && !s.split_seed) c.fail(w, json(), "needs splits (folders of split lists) or split_seed");
     }
     e.datasets.push_back(std::move(s));
+  }
+
+  if (doc.contains("networks")) {
+    const json& n = doc["networks"];
+    // A list of ids, or an object id -> options.
+    if (n.is_array()) {
+      for (const auto& v : n) {
+        if (!v.is_string() || v.get<std::string>().empty()) c.fail("networks", v, "expected a network id");
+        e.networks.push_back({v.get<std::string>(), json::object()});
+      }
+    } else if (n.is_object()) {
+      for (auto it = n.begin(); it != n.end(); ++it) {
+        if (!it.value().is_object()) c.fail("networks." + it.key(), it.value(), "expected an object of network options");
+        e.networks.push_back({it.key(), it.value()});
+      }
+    } else {
+      c.fail("networks", n, "expected a list of network ids or an object of id -> options");
+    }
+  }
+  if (doc.contains("seeds")) {
+    const json& s = doc["seeds"];
+    if (!s.is_array() || s.empty()) c.fail("seeds", s, "expected a non-empty list of integers");
+    e.seeds.clear();
+    for (const auto& v : s) {
+      if (!v.is_number_integer() || v.get<int64_t>() < 0) c.fail("seeds", v, "expected a non-negative integer");
+      if (std::find(e.seeds.begin(), e.seeds.end(), v.get<int64_t>()) != e.seeds.end()) c.fail("seeds", v, "listed twice");
+      e.seeds.push_back(v.get<int64_t>());
+    }
+  }
+  if (doc.contains("training")) {
+    const std::string w = "training";
+    const json& t = c.object(doc["training"], w);
+    c.only(t, w, {"epochs", "batch_size", "learning_rate", "weight_decay", "validate_every", "threads",
+                  "loader_threads", "augment", "mask_resampling", "seed_mode"});
+    TrainingSpec& ts = e.training;
+    ts.epochs = static_cast<int>(c.integer(t, "epochs", w, ts.epochs, 1, 1000000));
+    ts.batch_size = static_cast<int>(c.integer(t, "batch_size", w, ts.batch_size, 1, 4096));
+    ts.learning_rate = c.number(t, "learning_rate", w, ts.learning_rate, 1e-12, 10);
+    ts.weight_decay = c.number(t, "weight_decay", w, ts.weight_decay, 0, 1);
+    ts.validate_every = static_cast<int>(c.integer(t, "validate_every", w, ts.validate_every, 1, 1000000));
+    ts.threads = static_cast<int>(c.integer(t, "threads", w, ts.threads, 0, 1024));
+    ts.loader_threads = static_cast<int>(c.integer(t, "loader_threads", w, ts.loader_threads, 1, 256));
+    if (t.contains("augment")) {
+      if (!t["augment"].is_boolean()) c.fail(w + ".augment", t["augment"], "expected true or false");
+      ts.augment = t["augment"];
+    }
+    ts.mask_resampling = c.str(t, "mask_resampling", w, ts.mask_resampling);
+    if (ts.mask_resampling != "reference" && ts.mask_resampling != "nearest")
+      c.fail(w + ".mask_resampling", t["mask_resampling"], "expected \"reference\" or \"nearest\"");
+    ts.seed_mode = c.str(t, "seed_mode", w, ts.seed_mode);
+    if (ts.seed_mode != "full" && ts.seed_mode != "reference")
+      c.fail(w + ".seed_mode", t["seed_mode"], "expected \"full\" or \"reference\"");
+  }
+  if (doc.contains("evaluation")) {
+    const std::string w = "evaluation";
+    const json& v = c.object(doc["evaluation"], w);
+    c.only(v, w, {"spacing_mm", "empty_hausdorff"});
+    e.evaluation.spacing_mm = c.number(v, "spacing_mm", w, e.evaluation.spacing_mm, 1e-6, 1000);
+    e.evaluation.empty_hausdorff = c.str(v, "empty_hausdorff", w, e.evaluation.empty_hausdorff);
+    if (e.evaluation.empty_hausdorff != "nan" && e.evaluation.empty_hausdorff != "diagonal")
+      c.fail(w + ".empty_hausdorff", v["empty_hausdorff"], "expected \"nan\" or \"diagonal\"");
   }
   return e;
 }

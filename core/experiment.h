@@ -1,4 +1,5 @@
-// Experiment files (experiments/*.json): what data sets to prepare and, in later stages, what to train.
+// Experiment files (experiments/*.json): the data sets, the networks of the grid with their options, the seeds,
+// and the training and evaluation settings (resources and backend are read by the scheduler).
 //
 // Parsing validates eagerly: an unknown field, a wrong type or an out-of-range value throws an InputError
 // naming the file, the field's path (e.g. datasets.synth_lh.synthetic.count) and the value. `--set key=value`
@@ -32,11 +33,42 @@ struct DatasetSpec {
   std::string edges = "canny";  // distance-map contour: canny (reference) or boundary
 };
 
+// A network of the grid: a registry id (models/registry.h; checked there) and its option overrides.
+struct NetworkSpec {
+  std::string id;
+  nlohmann::json options = nlohmann::json::object();  // validated by models::model_config_from_json
+};
+
+// Training settings (spec §5); the learning-rate schedule and the validation criterion are each network's own.
+struct TrainingSpec {
+  int epochs = 2500;
+  int batch_size = 4;
+  double learning_rate = 1e-4;
+  double weight_decay = 1e-5;  // coupled L2, as torch's Adam
+  int validate_every = 1;      // epochs
+  int threads = 0;             // torch threads per rank (0: all cores / ranks)
+  int loader_threads = 2;
+  bool augment = true;
+  std::string mask_resampling = "reference";  // or "nearest" (core/augment.h)
+  // "full": the seed fixes initial weights, data order, augmentation and VAE noise. "reference": the seed is set
+  // after the network is built, as the reference's trainers do, so initial weights come from an unseeded RNG.
+  std::string seed_mode = "full";
+};
+
+struct EvaluationSpec {
+  double spacing_mm = 0.35;
+  std::string empty_hausdorff = "nan";  // or "diagonal" (core/metrics.h)
+};
+
 struct Experiment {
   std::string path;  // the file it came from
   std::string name;
   std::string workspace;
   std::vector<DatasetSpec> datasets;
+  std::vector<NetworkSpec> networks;  // empty: the stage runs only data preparation
+  std::vector<int64_t> seeds{1, 2, 3};
+  TrainingSpec training;
+  EvaluationSpec evaluation;
   nlohmann::json raw;  // the validated document, overrides applied
 
   const DatasetSpec& dataset(const std::string& name) const;  // throws InputError if unknown

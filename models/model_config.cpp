@@ -1,8 +1,10 @@
 #include "models/model_config.h"
 
+#include <algorithm>
 #include <set>
 
 #include "core/errors.h"
+#include "core/experiment.h"
 
 namespace orch::models {
 
@@ -15,6 +17,13 @@ void ModelConfig::validate() const {
   if (raster_chunk < 1) throw InputError("", "raster_chunk", std::to_string(raster_chunk), "expected >= 1");
 }
 
+
+const std::vector<std::string>& known_model_ids() {
+  static const std::vector<std::string> ids = {"hybridgnet", "hybridgnet_igsc", "unet",     "unet_joint",
+                                               "hourglass",  "hourglass_concat", "multitask", "no_joint",
+                                               "mse_only",   "rasterize",        "ours"};
+  return ids;
+}
 
 ModelConfig model_config_from_json(const nlohmann::json& j, ModelConfig base, const std::string& file,
                                    const std::string& where) {
@@ -61,6 +70,30 @@ ModelConfig model_config_from_json(const nlohmann::json& j, ModelConfig base, co
     throw InputError(file + ": " + where + ": " + e.what());
   }
   return base;
+}
+
+void validate_experiment_networks(const Experiment& e) {
+  std::set<std::string> seen;
+  const auto& ids = known_model_ids();
+  for (const auto& n : e.networks) {
+    const std::string where = "networks." + n.id;
+    if (std::find(ids.begin(), ids.end(), n.id) == ids.end()) {
+      std::string list;
+      for (const auto& k : ids) list += (list.empty() ? "" : ", ") + k;
+      throw InputError(e.path, "networks", "\"" + n.id + "\"", "unknown network (known: " + list + ")");
+    }
+    if (!seen.insert(n.id).second) throw InputError(e.path, "networks", "\"" + n.id + "\"", "listed twice");
+    for (const auto& d : e.datasets) {
+      ModelConfig base;
+      base.kind = d.kind;
+      base.size = d.size;
+      try {
+        model_config_from_json(n.options, base, e.path, where);
+      } catch (const InputError& err) {
+        throw InputError(std::string(err.what()) + " (data set " + d.name + ", size " + std::to_string(d.size) + ")");
+      }
+    }
+  }
 }
 
 }  // namespace orch::models

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "core/organs.h"
 
@@ -38,9 +39,24 @@ struct ModelConfig {
   int num_classes() const { return kind == DatasetKind::kLungsHeart ? 3 : 2; }
 };
 
+// The registry's ids in the paper's row order, without LibTorch (models/registry.cpp checks they agree).
+const std::vector<std::string>& known_model_ids();
+
 // Applies the options of an experiment file's network entry (e.g. {"latents": 64}) to `base`; unknown fields,
 // wrong types and invalid values throw an InputError naming `file`, the field path under `where` and the value.
 ModelConfig model_config_from_json(const nlohmann::json& options, ModelConfig base, const std::string& file,
                                    const std::string& where);
+
+}  // namespace orch::models
+
+namespace orch {
+struct Experiment;
+}
+
+namespace orch::models {
+
+// Checks the networks of an experiment: known ids, each listed once, options valid for every data set of the
+// experiment (at the data set's size). Throws InputError naming the file, the field and the value.
+void validate_experiment_networks(const Experiment& experiment);
 
 }  // namespace orch::models

@@ -70,6 +70,7 @@ TEST(Registry, ElevenNetworksInThePapersOrder) {
   for (const auto& e : model_registry()) ids.push_back(e.id);
   EXPECT_EQ(ids, (std::vector<std::string>{"hybridgnet", "hybridgnet_igsc", "unet", "unet_joint", "hourglass",
                                             "hourglass_concat", "multitask", "no_joint", "mse_only", "rasterize", "ours"}));
+  EXPECT_EQ(ids, known_model_ids());  // the torch-free list agrees with the registry
   EXPECT_EQ(find_model("ours").dependency, "unet");
   EXPECT_EQ(find_model("rasterize").dependency, "hybridgnet_igsc");
   EXPECT_THROW(find_model("resnet"), std::exception);

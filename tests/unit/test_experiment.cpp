@@ -4,6 +4,7 @@
 
 #include "core/errors.h"
 #include "core/experiment.h"
+#include "models/model_config.h"
 #include "test_util.h"
 
 using namespace orch;
@@ -74,7 +75,7 @@ TEST(Experiment, OverridesApplyBeforeValidation) {
 }
 
 TEST(Experiment, ShippedExperimentFilesParse) {
-  for (const char* f : {"demo.json"}) {
+  for (const char* f : {"demo.json", "paper.json"}) {
     Experiment e = load_experiment(std::string(ORCH_FIXTURES_DIR) + "/../../experiments/" + f);
     EXPECT_FALSE(e.datasets.empty()) << f;
   }
@@ -89,4 +90,55 @@ TEST(Experiment, BadJsonNamesTheFile) {
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("bad.json"), std::string::npos);
   }
+}
+
+TEST(Experiment, NetworksSeedsTrainingAndEvaluation) {
+  json d = demo();
+  d["networks"] = {{"ours", {{"latents", 32}}}, {"unet", json::object()}};
+  d["seeds"] = {1, 2, 3};
+  d["training"] = {{"epochs", 10}, {"batch_size", 2}, {"seed_mode", "reference"}};
+  d["evaluation"] = {{"empty_hausdorff", "diagonal"}};
+  Experiment e = parse_experiment(d, "exp.json");
+  ASSERT_EQ(e.networks.size(), 2u);
+  EXPECT_EQ(e.networks[0].id, "ours");
+  EXPECT_EQ(e.networks[0].options["latents"], 32);
+  EXPECT_EQ(e.seeds, (std::vector<int64_t>{1, 2, 3}));
+  EXPECT_EQ(e.training.epochs, 10);
+  EXPECT_EQ(e.training.learning_rate, 1e-4);
+  EXPECT_EQ(e.training.seed_mode, "reference");
+  EXPECT_EQ(e.evaluation.empty_hausdorff, "diagonal");
+  d["seeds"] = {1, 1};
+  EXPECT_NE(error_of(d).find("seeds"), std::string::npos);
+  d["seeds"] = {1};
+  d["training"]["epochs"] = 0;
+  EXPECT_NE(error_of(d).find("training.epochs = 0"), std::string::npos) << error_of(d);
+  d["training"]["epochs"] = 5;
+  d["training"]["optimiser"] = "sgd";
+  EXPECT_NE(error_of(d).find("training.optimiser"), std::string::npos);
+}
+
+TEST(Experiment, PaperGridIsTheReferenceSetting) {
+  Experiment e = load_experiment(std::string(ORCH_FIXTURES_DIR) + "/../../experiments/paper.json");
+  EXPECT_EQ(e.networks.size(), 11u);
+  EXPECT_EQ(e.seeds, (std::vector<int64_t>{1, 2, 3}));
+  EXPECT_EQ(e.training.epochs, 2500);
+  EXPECT_EQ(e.training.batch_size, 4);
+  EXPECT_EQ(e.dataset("jsrt_padchest").size, 1024);
+  EXPECT_EQ(e.dataset("montgomery_shenzhen").kind, DatasetKind::kLungs);
+  models::validate_experiment_networks(e);
+}
+
+TEST(Experiment, UnknownOrDuplicateNetworksAreRejected) {
+  json d = demo();
+  d["networks"] = {"ours", "resnet"};
+  Experiment e = parse_experiment(d, "exp.json");
+  try {
+    models::validate_experiment_networks(e);
+    FAIL();
+  } catch (const InputError& err) {
+    EXPECT_NE(std::string(err.what()).find("\"resnet\""), std::string::npos) << err.what();
+    EXPECT_NE(std::string(err.what()).find("exp.json"), std::string::npos) << err.what();
+  }
+  d["networks"] = {{"ours", {{"latentz", 3}}}};
+  EXPECT_THROW(models::validate_experiment_networks(parse_experiment(d, "exp.json")), InputError);
 }
