@@ -34,11 +34,14 @@ int cmd_run(const Args& args) {
   fs::create_directories(fs::path(workspace) / "report");
   std::printf("run: experiment '%s' (%s), workspace %s\n", exp.name.c_str(), exp_path.c_str(), workspace.c_str());
 
+  std::vector<EnsuredDataset> ensured;
+  for (const auto& spec : exp.datasets) ensured.push_back(ensure_dataset(exp, spec, workspace, threads));
   std::printf("\n%-14s %-4s %6s %7s %6s %5s %5s  %-16s %s\n", "dataset", "kind", "size", "samples", "train", "val",
               "test", "digest", "file");
   std::vector<std::string> previews;
-  for (const auto& spec : exp.datasets) {
-    EnsuredDataset e = ensure_dataset(exp, spec, workspace, threads);
+  for (size_t i = 0; i < exp.datasets.size(); ++i) {
+    const DatasetSpec& spec = exp.datasets[i];
+    const EnsuredDataset& e = ensured[i];
     DatasetReader reader(e.path);
     const DatasetInfo& info = reader.info();
     auto counts = info.split_counts();

@@ -74,7 +74,12 @@ EnsuredDataset ensure_dataset(const Experiment& exp, const DatasetSpec& spec, co
     p.blank_images = spec.blank_images;
   }
   fs::create_directories(fs::path(out.path).parent_path());
-  out.summary = prepare_dataset(p);
+  try {
+    out.summary = prepare_dataset(p);
+  } catch (const InputError& e) {
+    // Say which experiment entry the bad input came from.
+    throw InputError(exp.path + ": datasets." + spec.name + ": " + e.what());
+  }
   out.rebuilt = true;
   return out;
 }

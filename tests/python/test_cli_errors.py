@@ -84,6 +84,11 @@ def test_run_bad_experiment():
         json.dump({"name": "x", "datasets": {"a": {"kind": "lh", "synthetic": {"count": -4}}}}, open(exp, "w"))
         expect_error(["run", exp, "--workspace", f"{d}/ws"], "e.json", "datasets.a.synthetic.count", "-4")
         expect_error(["run", exp, "--workspace", f"{d}/ws", "--set", "datasets.a.kind=x"], "datasets.a.kind")
+        json.dump({"name": "x", "datasets": {"real": {"kind": "l", "landmarks": d, "raw_png": f"{d}/missing",
+                                                       "split_seed": 1}},
+                   "networks": ["ours"]}, open(exp, "w"))
+        expect_error(["run", exp, "--workspace", f"{d}/ws"], "e.json: datasets.real", f"{d}/missing", "not a folder")
+        expect_error(["run", exp, "--workspace", f"{d}/ws", "--set", 'networks=["ours","resnet"]'], "networks", "resnet")
 
 
 if __name__ == "__main__":
