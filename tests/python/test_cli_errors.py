@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""Bad input through the CLI: a clear message naming the file, field and value; exit code 2; no output."""
+"""Bad input through the CLI: a clear message naming the file, field and value; exit code 2; no output.
+Also `orchestrator models --json` against spec §3.12."""
 import json
 import os
 
@@ -91,7 +92,22 @@ def test_run_bad_experiment():
         expect_error(["run", exp, "--workspace", f"{d}/ws", "--set", 'networks=["ours","resnet"]'], "networks", "resnet")
 
 
+def test_models_json_lists_the_registry_with_the_spec_counts():
+    # Spec §3.12, lungs-only data set at 1024 px: (trainable, frozen).
+    want = {"hybridgnet": (4828450, 0), "hybridgnet_igsc": (4878466, 0), "unet": (1292740, 0),
+            "unet_joint": (1693016, 1292740), "hourglass": (4895144, 1292740), "hourglass_concat": (4895226, 1292740),
+            "multitask": (5585096, 0), "no_joint": (4878466, 0), "mse_only": (5295338, 1292740),
+            "rasterize": (4878466, 0), "ours": (5295338, 1292740)}
+    got = json.loads(orch("models", "--dataset", "l", "--size", "1024", "--json").stdout)
+    assert [m["id"] for m in got] == list(want), [m["id"] for m in got]
+    for m in got:
+        assert (m["trainable"], m["frozen"]) == want[m["id"]], m
+    ours = next(m for m in got if m["id"] == "ours")
+    assert ours["outputs"][0]["shape"] == [1, 94, 2] and len(ours["outputs"]) == 7
+    expect_error(["models", "--dataset", "l", "--size", "100"], "size", "100")
+
+
 if __name__ == "__main__":
     run([test_unknown_command_and_option, test_help_on_every_command, test_bad_synth_values,
          test_prepare_bad_landmarks, test_prepare_existing_output_untouched, test_prepare_split_without_image,
-         test_run_bad_experiment])
+         test_run_bad_experiment, test_models_json_lists_the_registry_with_the_spec_counts])
