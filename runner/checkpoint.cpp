@@ -1,0 +1,321 @@
+#include "runner/checkpoint.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+
+#include "core/atomic_file.h"
+#include "core/digest.h"
+#include "core/errors.h"
+#include "storage/h5.h"
+
+namespace orch::runner {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int64_t kFormat = 1;
+
+hid_t h5_type(torch::ScalarType t) {
+  switch (t) {
+    case torch::kFloat32: return H5T_NATIVE_FLOAT;
+    case torch::kFloat64: return H5T_NATIVE_DOUBLE;
+    case torch::kInt64: return H5T_NATIVE_INT64;
+    case torch::kUInt8: return H5T_NATIVE_UINT8;
+    default: throw Error("checkpoint: unsupported tensor type");
+  }
+}
+
+h5::Handle group(hid_t parent, const std::string& name) {
+  hid_t g = H5Gcreate2(parent, name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  if (g < 0) throw Error("checkpoint: cannot create group " + name);
+  return h5::Handle(g, H5Gclose);
+}
+
+void write_tensor(hid_t parent, const std::string& name, const torch::Tensor& t, Digest& d, const std::string& where) {
+  torch::Tensor c = t.detach().to(torch::kCPU).contiguous();
+  std::vector<hsize_t> dims(c.sizes().begin(), c.sizes().end());
+  if (dims.empty()) dims = {1};
+  h5::Handle ds = h5::create_dataset(parent, name, h5_type(c.scalar_type()), dims, {}, 0, where);
+  if (c.numel()) h5::write_all(ds, h5_type(c.scalar_type()), c.data_ptr(), where);
+  d.add(name).add(c.data_ptr(), c.numel() * c.element_size());
+}
+
+torch::Tensor read_tensor(hid_t parent, const std::string& name, torch::ScalarType type, Digest& d,
+                          const std::string& where) {
+  h5::Handle ds = h5::open_dataset(parent, name, where);
+  auto dims = h5::dataset_dims(ds);
+  std::vector<int64_t> sizes(dims.begin(), dims.end());
+  torch::Tensor t = torch::empty(sizes, torch::TensorOptions().dtype(type));
+  if (t.numel()) h5::read_all(ds, h5_type(type), t.data_ptr(), where);
+  d.add(name).add(t.data_ptr(), t.numel() * t.element_size());
+  return t;
+}
+
+// The checksum: every dataset's name and bytes and every attribute but "checksum", objects visited in name
+// order, so it can be recomputed from the file alone.
+herr_t hash_attr(hid_t obj, const char* name, const H5A_info_t*, void* data) {
+  if (std::string(name) == "checksum") return 0;
+  Digest& d = *static_cast<Digest*>(data);
+  d.add(std::string(name));
+  h5::Handle a(H5Aopen(obj, name, H5P_DEFAULT), H5Aclose);
+  h5::Handle t(H5Aget_type(a), H5Tclose);
+  if (H5Tget_class(t) == H5T_STRING) {
+    d.add(h5::get_attr_string(obj, name));
+  } else {
+    int64_t v = h5::get_attr_int(obj, name);
+    d.add(&v, 8);
+  }
+  return 0;
+}
+
+herr_t hash_link(hid_t parent, const char* name, const H5L_info_t*, void* data);
+
+void hash_object(hid_t obj, Digest& d) {
+  hsize_t idx = 0;
+  H5Aiterate2(obj, H5_INDEX_NAME, H5_ITER_INC, &idx, hash_attr, &d);
+}
+
+herr_t hash_link(hid_t parent, const char* name, const H5L_info_t*, void* data) {
+  Digest& d = *static_cast<Digest*>(data);
+  d.add(std::string(name));
+  H5O_info_t info;
+  if (H5Oget_info_by_name(parent, name, &info, H5P_DEFAULT) < 0) return -1;
+  if (info.type == H5O_TYPE_GROUP) {
+    h5::Handle g(H5Gopen2(parent, name, H5P_DEFAULT), H5Gclose);
+    hash_object(g, d);
+    hsize_t idx = 0;
+    return H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &idx, hash_link, data);
+  }
+  h5::Handle ds(H5Dopen2(parent, name, H5P_DEFAULT), H5Dclose);
+  hash_object(ds, d);
+  h5::Handle ft(H5Dget_type(ds), H5Tclose);
+  h5::Handle mt(H5Tget_native_type(ft, H5T_DIR_ASCEND), H5Tclose);
+  h5::Handle space(H5Dget_space(ds), H5Sclose);
+  size_t n = static_cast<size_t>(H5Sget_simple_extent_npoints(space)) * H5Tget_size(mt);
+  std::vector<unsigned char> buf(n);
+  if (n && H5Dread(ds, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()) < 0) return -1;
+  d.add(buf.data(), n);
+  return 0;
+}
+
+std::string file_digest(hid_t f, const std::string& path) {
+  Digest d;
+  hash_object(f, d);
+  hsize_t idx = 0;
+  if (H5Literate(f, H5_INDEX_NAME, H5_ITER_INC, &idx, hash_link, &d) < 0) throw Error(path + ": unreadable checkpoint data");
+  return d.hex();
+}
+
+std::string key_of(const torch::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
+
+struct Loaded {
+  CheckpointState state;
+  std::vector<std::pair<std::string, torch::Tensor>> params, buffers;
+  std::vector<std::array<torch::Tensor, 3>> adam;  // exp_avg, exp_avg_sq, max_exp_avg_sq (may be undefined)
+  std::vector<int64_t> steps;
+  std::vector<char> has_state;
+  torch::Tensor rng;
+};
+
+// Reads and verifies everything before anything is applied.
+Loaded read_all(const std::string& path, torch::nn::Module& module, torch::optim::Adam& opt) {
+  h5::Handle f = h5::open_file(path);
+  if (h5::get_attr_int(f, "format_version", path) != kFormat) throw Error(path + ": unsupported checkpoint format");
+  Loaded l;
+  l.state.epoch = h5::get_attr_int(f, "epoch", path);
+  l.state.batch = h5::get_attr_int(f, "batch", path);
+  l.state.best_epoch = h5::get_attr_int(f, "best_epoch", path);
+  l.state.best_criterion = std::stod(h5::get_attr_string(f, "best_criterion", path));
+  l.state.config_hash = h5::get_attr_string(f, "config_hash", path);
+  l.state.extra = h5::get_attr_string(f, "extra", path);
+  Digest d;
+  {
+    h5::Handle g(H5Gopen2(f, "parameters", H5P_DEFAULT), H5Gclose);
+    for (const auto& p : module.named_parameters()) {
+      torch::Tensor t = read_tensor(g, p.key(), p.value().scalar_type(), d, path);
+      if (t.sizes() != p.value().sizes()) throw Error(path + ": parameter " + p.key() + " has another shape");
+      l.params.emplace_back(p.key(), t);
+    }
+  }
+  {
+    h5::Handle g(H5Gopen2(f, "buffers", H5P_DEFAULT), H5Gclose);
+    for (const auto& b : module.named_buffers()) l.buffers.emplace_back(b.key(), read_tensor(g, b.key(), b.value().scalar_type(), d, path));
+  }
+  {
+    h5::Handle g(H5Gopen2(f, "optimizer", H5P_DEFAULT), H5Gclose);
+    size_t i = 0;
+    for (auto& group : opt.param_groups())
+      for (auto& p : group.params()) {
+        std::string name = std::to_string(i++);
+        bool has = H5Lexists(g, name.c_str(), H5P_DEFAULT) > 0;
+        l.has_state.push_back(has);
+        std::array<torch::Tensor, 3> st;
+        int64_t step = 0;
+        if (has) {
+          h5::Handle pg(H5Gopen2(g, name.c_str(), H5P_DEFAULT), H5Gclose);
+          step = h5::get_attr_int(pg, "step", path);
+          d.add(&step, 8);
+          st[0] = read_tensor(pg, "exp_avg", p.scalar_type(), d, path).reshape(p.sizes());
+          st[1] = read_tensor(pg, "exp_avg_sq", p.scalar_type(), d, path).reshape(p.sizes());
+          if (H5Lexists(pg, "max_exp_avg_sq", H5P_DEFAULT) > 0)
+            st[2] = read_tensor(pg, "max_exp_avg_sq", p.scalar_type(), d, path).reshape(p.sizes());
+        }
+        l.adam.push_back(st);
+        l.steps.push_back(step);
+      }
+  }
+  l.rng = read_tensor(f, "rng", torch::kUInt8, d, path);
+  std::string want = h5::get_attr_string(f, "checksum", path), got = file_digest(f, path);
+  if (want != got) throw Error(path + ": checksum mismatch (stored " + want + ", computed " + got + ")");
+  return l;
+}
+
+}  // namespace
+
+void save_checkpoint(const std::string& path, torch::nn::Module& module, torch::optim::Adam& opt,
+                     const CheckpointState& s) {
+  AtomicFile out(path, true);
+  Digest d;
+  {
+    h5::Handle f = h5::create_file(out.temp_path());
+    {
+      h5::Handle g = group(f, "parameters");
+      for (const auto& p : module.named_parameters()) write_tensor(g, p.key(), p.value(), d, path);
+    }
+    {
+      h5::Handle g = group(f, "buffers");
+      for (const auto& b : module.named_buffers()) write_tensor(g, b.key(), b.value(), d, path);
+    }
+    {
+      h5::Handle g = group(f, "optimizer");
+      auto& state = opt.state();
+      size_t i = 0;
+      for (auto& grp : opt.param_groups())
+        for (auto& p : grp.params()) {
+          std::string name = std::to_string(i++);
+          auto it = state.find(key_of(p));
+          if (it == state.end()) continue;  // never stepped
+          auto& st = static_cast<torch::optim::AdamParamState&>(*it->second);
+          h5::Handle pg = group(g, name);
+          int64_t step = st.step();
+          h5::set_attr(pg, "step", step);
+          d.add(&step, 8);
+          write_tensor(pg, "exp_avg", st.exp_avg(), d, path);
+          write_tensor(pg, "exp_avg_sq", st.exp_avg_sq(), d, path);
+          if (st.max_exp_avg_sq().defined()) write_tensor(pg, "max_exp_avg_sq", st.max_exp_avg_sq(), d, path);
+        }
+    }
+    {
+      auto gen = at::detail::getDefaultCPUGenerator();
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      write_tensor(f, "rng", gen.get_state(), d, path);
+    }
+    h5::set_attr(f, "format_version", kFormat);
+    h5::set_attr(f, "epoch", s.epoch);
+    h5::set_attr(f, "batch", s.batch);
+    h5::set_attr(f, "best_epoch", s.best_epoch);
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.17g", s.best_criterion);
+    h5::set_attr(f, "best_criterion", std::string(buf));  // text: exact round trip, NaN/inf allowed
+    h5::set_attr(f, "config_hash", s.config_hash);
+    h5::set_attr(f, "extra", s.extra);
+    h5::set_attr(f, "checksum", file_digest(f, path));
+    if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) throw Error(path + ": flush failed");
+  }
+  out.commit();
+}
+
+CheckpointState load_checkpoint(const std::string& path, torch::nn::Module& module, torch::optim::Adam& opt) {
+  Loaded l = read_all(path, module, opt);
+  torch::NoGradGuard g;
+  auto params = module.named_parameters();
+  for (auto& [name, t] : l.params) params[name].copy_(t);
+  auto buffers = module.named_buffers();
+  for (auto& [name, t] : l.buffers) buffers[name].copy_(t);
+  auto& state = opt.state();
+  size_t i = 0;
+  for (auto& grp : opt.param_groups())
+    for (auto& p : grp.params()) {
+      state.erase(key_of(p));
+      if (l.has_state[i]) {
+        auto st = std::make_unique<torch::optim::AdamParamState>();
+        st->step(l.steps[i]);
+        st->exp_avg(l.adam[i][0].to(p.device()));
+        st->exp_avg_sq(l.adam[i][1].to(p.device()));
+        if (l.adam[i][2].defined()) st->max_exp_avg_sq(l.adam[i][2].to(p.device()));
+        state[key_of(p)] = std::move(st);
+      }
+      ++i;
+    }
+  {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(l.rng);
+  }
+  return l.state;
+}
+
+bool verify_checkpoint(const std::string& path, std::string* why) {
+  try {
+    h5::Handle f = h5::open_file(path);
+    if (h5::get_attr_int(f, "format_version", path) != kFormat) throw Error("unsupported format");
+    std::string want = h5::get_attr_string(f, "checksum", path), got = file_digest(f, path);
+    if (want != got) throw Error("checksum mismatch (stored " + want + ", computed " + got + ")");
+    return true;
+  } catch (const std::exception& e) {
+    if (why) *why = e.what();
+    return false;
+  }
+}
+
+CheckpointSeries::CheckpointSeries(std::string dir, int keep) : dir_(std::move(dir)), keep_(std::max(1, keep)) {
+  fs::create_directories(dir_);
+}
+
+std::vector<std::string> CheckpointSeries::list() const {
+  std::vector<std::pair<std::pair<int64_t, int64_t>, std::string>> found;
+  for (const auto& e : fs::directory_iterator(dir_)) {
+    long long ep, b;
+    std::string name = e.path().filename().string();
+    if (name.size() > 3 && name.compare(name.size() - 3, 3, ".h5") == 0 &&
+        std::sscanf(name.c_str(), "ckpt-%lld-%lld.h5", &ep, &b) == 2)
+      found.push_back({{ep, b}, e.path().string()});
+  }
+  std::sort(found.begin(), found.end());
+  std::vector<std::string> out;
+  for (auto& f : found) out.push_back(f.second);
+  return out;
+}
+
+std::string CheckpointSeries::save(torch::nn::Module& m, torch::optim::Adam& o, const CheckpointState& s) {
+  char name[64];
+  std::snprintf(name, sizeof name, "ckpt-%08lld-%06lld.h5", static_cast<long long>(s.epoch), static_cast<long long>(s.batch));
+  std::string path = (fs::path(dir_) / name).string();
+  save_checkpoint(path, m, o, s);
+  auto all = list();
+  for (size_t i = 0; i + keep_ < all.size(); ++i) fs::remove(all[i]);
+  return path;
+}
+
+void CheckpointSeries::save_best(torch::nn::Module& m, torch::optim::Adam& o, const CheckpointState& s) {
+  save_checkpoint(best_path(), m, o, s);
+}
+
+std::string CheckpointSeries::best_path() const { return (fs::path(dir_) / "best.h5").string(); }
+
+std::optional<std::string> CheckpointSeries::newest_valid(std::vector<std::string>* warnings) const {
+  auto all = list();
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    std::string why;
+    if (verify_checkpoint(*it, &why)) return *it;
+    if (warnings) warnings->push_back(*it + ": skipped (" + why + ")");
+  }
+  return std::nullopt;
+}
+
+}  // namespace orch::runner
