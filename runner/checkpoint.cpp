@@ -36,23 +36,20 @@ h5::Handle group(hid_t parent, const std::string& name) {
   return h5::Handle(g, H5Gclose);
 }
 
-void write_tensor(hid_t parent, const std::string& name, const torch::Tensor& t, Digest& d, const std::string& where) {
+void write_tensor(hid_t parent, const std::string& name, const torch::Tensor& t, const std::string& where) {
   torch::Tensor c = t.detach().to(torch::kCPU).contiguous();
   std::vector<hsize_t> dims(c.sizes().begin(), c.sizes().end());
   if (dims.empty()) dims = {1};
   h5::Handle ds = h5::create_dataset(parent, name, h5_type(c.scalar_type()), dims, {}, 0, where);
   if (c.numel()) h5::write_all(ds, h5_type(c.scalar_type()), c.data_ptr(), where);
-  d.add(name).add(c.data_ptr(), c.numel() * c.element_size());
 }
 
-torch::Tensor read_tensor(hid_t parent, const std::string& name, torch::ScalarType type, Digest& d,
-                          const std::string& where) {
+torch::Tensor read_tensor(hid_t parent, const std::string& name, torch::ScalarType type, const std::string& where) {
   h5::Handle ds = h5::open_dataset(parent, name, where);
   auto dims = h5::dataset_dims(ds);
   std::vector<int64_t> sizes(dims.begin(), dims.end());
   torch::Tensor t = torch::empty(sizes, torch::TensorOptions().dtype(type));
   if (t.numel()) h5::read_all(ds, h5_type(type), t.data_ptr(), where);
-  d.add(name).add(t.data_ptr(), t.numel() * t.element_size());
   return t;
 }
 
@@ -133,18 +130,17 @@ Loaded read_all(const std::string& path, torch::nn::Module& module, torch::optim
   l.state.best_criterion = std::stod(h5::get_attr_string(f, "best_criterion", path));
   l.state.config_hash = h5::get_attr_string(f, "config_hash", path);
   l.state.extra = h5::get_attr_string(f, "extra", path);
-  Digest d;
   {
     h5::Handle g(H5Gopen2(f, "parameters", H5P_DEFAULT), H5Gclose);
     for (const auto& p : module.named_parameters()) {
-      torch::Tensor t = read_tensor(g, p.key(), p.value().scalar_type(), d, path);
+      torch::Tensor t = read_tensor(g, p.key(), p.value().scalar_type(), path);
       if (t.sizes() != p.value().sizes()) throw Error(path + ": parameter " + p.key() + " has another shape");
       l.params.emplace_back(p.key(), t);
     }
   }
   {
     h5::Handle g(H5Gopen2(f, "buffers", H5P_DEFAULT), H5Gclose);
-    for (const auto& b : module.named_buffers()) l.buffers.emplace_back(b.key(), read_tensor(g, b.key(), b.value().scalar_type(), d, path));
+    for (const auto& b : module.named_buffers()) l.buffers.emplace_back(b.key(), read_tensor(g, b.key(), b.value().scalar_type(), path));
   }
   {
     h5::Handle g(H5Gopen2(f, "optimizer", H5P_DEFAULT), H5Gclose);
@@ -159,17 +155,16 @@ Loaded read_all(const std::string& path, torch::nn::Module& module, torch::optim
         if (has) {
           h5::Handle pg(H5Gopen2(g, name.c_str(), H5P_DEFAULT), H5Gclose);
           step = h5::get_attr_int(pg, "step", path);
-          d.add(&step, 8);
-          st[0] = read_tensor(pg, "exp_avg", p.scalar_type(), d, path).reshape(p.sizes());
-          st[1] = read_tensor(pg, "exp_avg_sq", p.scalar_type(), d, path).reshape(p.sizes());
+          st[0] = read_tensor(pg, "exp_avg", p.scalar_type(), path).reshape(p.sizes());
+          st[1] = read_tensor(pg, "exp_avg_sq", p.scalar_type(), path).reshape(p.sizes());
           if (H5Lexists(pg, "max_exp_avg_sq", H5P_DEFAULT) > 0)
-            st[2] = read_tensor(pg, "max_exp_avg_sq", p.scalar_type(), d, path).reshape(p.sizes());
+            st[2] = read_tensor(pg, "max_exp_avg_sq", p.scalar_type(), path).reshape(p.sizes());
         }
         l.adam.push_back(st);
         l.steps.push_back(step);
       }
   }
-  l.rng = read_tensor(f, "rng", torch::kUInt8, d, path);
+  l.rng = read_tensor(f, "rng", torch::kUInt8, path);
   std::string want = h5::get_attr_string(f, "checksum", path), got = file_digest(f, path);
   if (want != got) throw Error(path + ": checksum mismatch (stored " + want + ", computed " + got + ")");
   return l;
@@ -180,16 +175,15 @@ Loaded read_all(const std::string& path, torch::nn::Module& module, torch::optim
 void save_checkpoint(const std::string& path, torch::nn::Module& module, torch::optim::Adam& opt,
                      const CheckpointState& s) {
   AtomicFile out(path, true);
-  Digest d;
   {
     h5::Handle f = h5::create_file(out.temp_path());
     {
       h5::Handle g = group(f, "parameters");
-      for (const auto& p : module.named_parameters()) write_tensor(g, p.key(), p.value(), d, path);
+      for (const auto& p : module.named_parameters()) write_tensor(g, p.key(), p.value(), path);
     }
     {
       h5::Handle g = group(f, "buffers");
-      for (const auto& b : module.named_buffers()) write_tensor(g, b.key(), b.value(), d, path);
+      for (const auto& b : module.named_buffers()) write_tensor(g, b.key(), b.value(), path);
     }
     {
       h5::Handle g = group(f, "optimizer");
@@ -204,16 +198,15 @@ void save_checkpoint(const std::string& path, torch::nn::Module& module, torch::
           h5::Handle pg = group(g, name);
           int64_t step = st.step();
           h5::set_attr(pg, "step", step);
-          d.add(&step, 8);
-          write_tensor(pg, "exp_avg", st.exp_avg(), d, path);
-          write_tensor(pg, "exp_avg_sq", st.exp_avg_sq(), d, path);
-          if (st.max_exp_avg_sq().defined()) write_tensor(pg, "max_exp_avg_sq", st.max_exp_avg_sq(), d, path);
+          write_tensor(pg, "exp_avg", st.exp_avg(), path);
+          write_tensor(pg, "exp_avg_sq", st.exp_avg_sq(), path);
+          if (st.max_exp_avg_sq().defined()) write_tensor(pg, "max_exp_avg_sq", st.max_exp_avg_sq(), path);
         }
     }
     {
       auto gen = at::detail::getDefaultCPUGenerator();
       std::lock_guard<std::mutex> lock(gen.mutex());
-      write_tensor(f, "rng", gen.get_state(), d, path);
+      write_tensor(f, "rng", gen.get_state(), path);
     }
     h5::set_attr(f, "format_version", kFormat);
     h5::set_attr(f, "epoch", s.epoch);
