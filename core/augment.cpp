@@ -38,6 +38,7 @@ cv::Mat sk_resize(const cv::Mat& src, int new_h, int new_w, bool smooth) {
 }
 
 // Crop or zero-pad one axis back to `size` (spec §1.6); returns the offset to add to that coordinate.
+// An axis is either cropped (begin > 0 possible, no padding) or padded (begin stays 0), never both.
 struct AxisFit {
   int begin = 0;   // crop start (when cropping)
   int pad0 = 0;    // zeros before (when padding)
@@ -65,10 +66,7 @@ AxisFit fit_axis(int new_len, int size, double min_c, double max_c, Rng& rng) {
 }
 
 cv::Mat fit(const cv::Mat& m, const AxisFit& fy, const AxisFit& fx, int size) {
-  cv::Mat out = m;
-  int y0 = fy.pad0 || fy.pad1 ? 0 : fy.begin, x0 = fx.pad0 || fx.pad1 ? 0 : fx.begin;
-  int h = std::min(m.rows, size), w = std::min(m.cols, size);
-  out = m(cv::Rect(x0, y0, w, h));
+  cv::Mat out = m(cv::Rect(fx.begin, fy.begin, std::min(m.cols, size), std::min(m.rows, size)));
   if (fy.pad0 || fy.pad1 || fx.pad0 || fx.pad1) {
     cv::Mat padded;
     cv::copyMakeBorder(out, padded, fy.pad0, fy.pad1, fx.pad0, fx.pad1, cv::BORDER_CONSTANT, cv::Scalar(0));
@@ -125,8 +123,8 @@ TrainingSample augment(const Sample& s, const AugmentOptions& opt, uint64_t seed
     mask = fit(mask, fy, fx, size);
     for (auto& d : inv) d = fit(d, fy, fx, size);
     for (auto& p : lm) {
-      p.y += fy.pad0 - fy.begin * (fy.pad0 || fy.pad1 ? 0 : 1);
-      p.x += fx.pad0 - fx.begin * (fx.pad0 || fx.pad1 ? 0 : 1);
+      p.y += fy.pad0 - fy.begin;
+      p.x += fx.pad0 - fx.begin;
     }
   }
   if (img.rows != size || img.cols != size) throw Error("augment: RandomScale produced a wrong size");
