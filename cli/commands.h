@@ -14,5 +14,7 @@ int cmd_prepare(const Args& args);
 int cmd_preview(const Args& args);
 int cmd_run(const Args& args);
 int cmd_models(const Args& args);
+int cmd_train(const Args& args);
+int cmd_worker(const Args& args);
 
 }  // namespace orch::cli

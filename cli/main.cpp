@@ -23,6 +23,8 @@ const std::map<std::string, Command>& commands() {
       {"synth", {"write a synthetic chest X-ray data set in the public layout", orch::cli::cmd_synth}},
       {"prepare", {"landmarks and images into one HDF5 data set with masks and distance maps", orch::cli::cmd_prepare}},
       {"models", {"list the networks with parameter counts and output shapes", orch::cli::cmd_models}},
+      {"train", {"train and evaluate one run of an experiment in the foreground", orch::cli::cmd_train}},
+      {"worker", {"run one run the store describes (what a scheduled job executes)", orch::cli::cmd_worker}},
       {"preview", {"draw a preview PNG of a prepared data set", orch::cli::cmd_preview}},
   };
   return c;

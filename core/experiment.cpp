@@ -102,6 +102,62 @@ void apply_override(json& doc, const std::string& assignment) {
   }
 }
 
+TrainingSpec training_from_json(const json& t, const std::string& path, const std::string& w) {
+  Ctx c{path};
+  c.object(t, w);
+  c.only(t, w, {"epochs", "batch_size", "learning_rate", "weight_decay", "validate_every", "threads",
+                "loader_threads", "augment", "mask_resampling", "seed_mode", "checkpoint_every", "keep_checkpoints",
+                "device"});
+  TrainingSpec ts;
+  ts.epochs = static_cast<int>(c.integer(t, "epochs", w, ts.epochs, 1, 1000000));
+  ts.batch_size = static_cast<int>(c.integer(t, "batch_size", w, ts.batch_size, 1, 4096));
+  ts.learning_rate = c.number(t, "learning_rate", w, ts.learning_rate, 1e-12, 10);
+  ts.weight_decay = c.number(t, "weight_decay", w, ts.weight_decay, 0, 1);
+  ts.validate_every = static_cast<int>(c.integer(t, "validate_every", w, ts.validate_every, 1, 1000000));
+  ts.threads = static_cast<int>(c.integer(t, "threads", w, ts.threads, 0, 1024));
+  ts.loader_threads = static_cast<int>(c.integer(t, "loader_threads", w, ts.loader_threads, 1, 256));
+  if (t.contains("augment")) {
+    if (!t["augment"].is_boolean()) c.fail(w + ".augment", t["augment"], "expected true or false");
+    ts.augment = t["augment"];
+  }
+  ts.mask_resampling = c.str(t, "mask_resampling", w, ts.mask_resampling);
+  if (ts.mask_resampling != "reference" && ts.mask_resampling != "nearest")
+    c.fail(w + ".mask_resampling", t["mask_resampling"], "expected \"reference\" or \"nearest\"");
+  ts.seed_mode = c.str(t, "seed_mode", w, ts.seed_mode);
+  if (ts.seed_mode != "full" && ts.seed_mode != "reference")
+    c.fail(w + ".seed_mode", t["seed_mode"], "expected \"full\" or \"reference\"");
+  ts.checkpoint_every = static_cast<int>(c.integer(t, "checkpoint_every", w, ts.checkpoint_every, 1, 1000000));
+  ts.keep_checkpoints = static_cast<int>(c.integer(t, "keep_checkpoints", w, ts.keep_checkpoints, 1, 1000));
+  ts.device = c.str(t, "device", w, ts.device);
+  if (ts.device != "auto" && ts.device != "cpu" && ts.device != "cuda")
+    c.fail(w + ".device", t["device"], "expected \"auto\", \"cpu\" or \"cuda\"");
+  return ts;
+}
+
+EvaluationSpec evaluation_from_json(const json& v, const std::string& path, const std::string& w) {
+  Ctx c{path};
+  c.object(v, w);
+  c.only(v, w, {"spacing_mm", "empty_hausdorff"});
+  EvaluationSpec e;
+  e.spacing_mm = c.number(v, "spacing_mm", w, e.spacing_mm, 1e-6, 1000);
+  e.empty_hausdorff = c.str(v, "empty_hausdorff", w, e.empty_hausdorff);
+  if (e.empty_hausdorff != "nan" && e.empty_hausdorff != "diagonal")
+    c.fail(w + ".empty_hausdorff", v["empty_hausdorff"], "expected \"nan\" or \"diagonal\"");
+  return e;
+}
+
+json to_json(const TrainingSpec& t) {
+  return json{{"epochs", t.epochs}, {"batch_size", t.batch_size}, {"learning_rate", t.learning_rate},
+              {"weight_decay", t.weight_decay}, {"validate_every", t.validate_every}, {"threads", t.threads},
+              {"loader_threads", t.loader_threads}, {"augment", t.augment}, {"mask_resampling", t.mask_resampling},
+              {"seed_mode", t.seed_mode}, {"checkpoint_every", t.checkpoint_every},
+              {"keep_checkpoints", t.keep_checkpoints}, {"device", t.device}};
+}
+
+json to_json(const EvaluationSpec& e) {
+  return json{{"spacing_mm", e.spacing_mm}, {"empty_hausdorff", e.empty_hausdorff}};
+}
+
 Experiment load_experiment(const std::string& path, const std::vector<std::string>& overrides) {
   std::ifstream in(path);
   if (!in) throw InputError(path, "", "", "cannot open experiment file");
@@ -215,39 +271,8 @@ Experiment parse_experiment(const json& doc, const std::string& path) {
       e.seeds.push_back(v.get<int64_t>());
     }
   }
-  if (doc.contains("training")) {
-    const std::string w = "training";
-    const json& t = c.object(doc["training"], w);
-    c.only(t, w, {"epochs", "batch_size", "learning_rate", "weight_decay", "validate_every", "threads",
-                  "loader_threads", "augment", "mask_resampling", "seed_mode"});
-    TrainingSpec& ts = e.training;
-    ts.epochs = static_cast<int>(c.integer(t, "epochs", w, ts.epochs, 1, 1000000));
-    ts.batch_size = static_cast<int>(c.integer(t, "batch_size", w, ts.batch_size, 1, 4096));
-    ts.learning_rate = c.number(t, "learning_rate", w, ts.learning_rate, 1e-12, 10);
-    ts.weight_decay = c.number(t, "weight_decay", w, ts.weight_decay, 0, 1);
-    ts.validate_every = static_cast<int>(c.integer(t, "validate_every", w, ts.validate_every, 1, 1000000));
-    ts.threads = static_cast<int>(c.integer(t, "threads", w, ts.threads, 0, 1024));
-    ts.loader_threads = static_cast<int>(c.integer(t, "loader_threads", w, ts.loader_threads, 1, 256));
-    if (t.contains("augment")) {
-      if (!t["augment"].is_boolean()) c.fail(w + ".augment", t["augment"], "expected true or false");
-      ts.augment = t["augment"];
-    }
-    ts.mask_resampling = c.str(t, "mask_resampling", w, ts.mask_resampling);
-    if (ts.mask_resampling != "reference" && ts.mask_resampling != "nearest")
-      c.fail(w + ".mask_resampling", t["mask_resampling"], "expected \"reference\" or \"nearest\"");
-    ts.seed_mode = c.str(t, "seed_mode", w, ts.seed_mode);
-    if (ts.seed_mode != "full" && ts.seed_mode != "reference")
-      c.fail(w + ".seed_mode", t["seed_mode"], "expected \"full\" or \"reference\"");
-  }
-  if (doc.contains("evaluation")) {
-    const std::string w = "evaluation";
-    const json& v = c.object(doc["evaluation"], w);
-    c.only(v, w, {"spacing_mm", "empty_hausdorff"});
-    e.evaluation.spacing_mm = c.number(v, "spacing_mm", w, e.evaluation.spacing_mm, 1e-6, 1000);
-    e.evaluation.empty_hausdorff = c.str(v, "empty_hausdorff", w, e.evaluation.empty_hausdorff);
-    if (e.evaluation.empty_hausdorff != "nan" && e.evaluation.empty_hausdorff != "diagonal")
-      c.fail(w + ".empty_hausdorff", v["empty_hausdorff"], "expected \"nan\" or \"diagonal\"");
-  }
+  if (doc.contains("training")) e.training = training_from_json(doc["training"], path, "training");
+  if (doc.contains("evaluation")) e.evaluation = evaluation_from_json(doc["evaluation"], path, "evaluation");
   return e;
 }
 

@@ -53,6 +53,9 @@ struct TrainingSpec {
   // "full": the seed fixes initial weights, data order, augmentation and VAE noise. "reference": the seed is set
   // after the network is built, as the reference's trainers do, so initial weights come from an unseeded RNG.
   std::string seed_mode = "full";
+  int checkpoint_every = 1;    // epochs between numbered checkpoints (a signal always checkpoints at once)
+  int keep_checkpoints = 3;    // numbered checkpoints kept (plus best.h5)
+  std::string device = "auto"; // auto (CUDA when available), cpu or cuda
 };
 
 struct EvaluationSpec {
@@ -76,6 +79,13 @@ struct Experiment {
 
 // Applies "a.b.c=value" to a JSON document (creates objects on the way). Throws InputError on a bad form.
 void apply_override(nlohmann::json& doc, const std::string& assignment);
+
+// The "training" and "evaluation" blocks alone (the worker reads them back from a run's settings); errors name
+// `file` and fields under `where`. to_json writes every field, so a settings document is complete.
+TrainingSpec training_from_json(const nlohmann::json& block, const std::string& file, const std::string& where);
+EvaluationSpec evaluation_from_json(const nlohmann::json& block, const std::string& file, const std::string& where);
+nlohmann::json to_json(const TrainingSpec& t);
+nlohmann::json to_json(const EvaluationSpec& e);
 
 Experiment load_experiment(const std::string& path, const std::vector<std::string>& overrides = {});
 Experiment parse_experiment(const nlohmann::json& doc, const std::string& path);

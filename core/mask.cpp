@@ -46,4 +46,11 @@ std::vector<cv::Mat> organ_masks_from_labels(const OrganLayout& layout, const cv
   return out;
 }
 
+std::vector<Point2> denormalise_points(const std::vector<float>& xy, int size) {
+  std::vector<Point2> out(xy.size() / 2);
+  for (size_t i = 0; i < out.size(); ++i)
+    out[i] = {static_cast<double>(xy[2 * i]) * size, static_cast<double>(xy[2 * i + 1]) * size};
+  return out;
+}
+
 }  // namespace orch

@@ -25,6 +25,10 @@ std::vector<cv::Mat> organ_masks_from_points(const OrganLayout& layout, const st
 // Binary (0/1) masks per class from a label mask: index 0 is label 1 (lungs), index 1 label 2 (heart).
 std::vector<cv::Mat> organ_masks_from_labels(const OrganLayout& layout, const cv::Mat& labels);
 
+// Normalised (x, y) pairs (a network's output, /points of predictions.h5) to pixels of a size x size canvas:
+// double(v) * size, the one conversion evaluation and every re-computation use.
+std::vector<Point2> denormalise_points(const std::vector<float>& xy, int size);
+
 // The points of organ `organ_index` out of the concatenated landmarks.
 std::vector<Point2> organ_points(const OrganLayout& layout, const std::vector<Point2>& landmarks, int organ_index);
 

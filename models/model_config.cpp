@@ -25,6 +25,13 @@ const std::vector<std::string>& known_model_ids() {
   return ids;
 }
 
+std::string model_dependency(const std::string& id) {
+  if (id == "unet_joint" || id == "hourglass" || id == "hourglass_concat" || id == "mse_only" || id == "ours")
+    return "unet";
+  if (id == "rasterize") return "hybridgnet_igsc";
+  return "";
+}
+
 ModelConfig model_config_from_json(const nlohmann::json& j, ModelConfig base, const std::string& file,
                                    const std::string& where) {
   if (!j.is_object()) throw InputError(file, where, j.dump(), "expected an object of network options");

@@ -41,6 +41,10 @@ struct ModelConfig {
 
 // The registry's ids in the paper's row order, without LibTorch (models/registry.cpp checks they agree).
 const std::vector<std::string>& known_model_ids();
+// The network whose trained weights `id` starts from: "unet" (the frozen pretrained UNet of the joint networks),
+// "hybridgnet_igsc" (Rasterize), or "". The registry's entries agree (tested); the scheduler reads it here
+// because it does not link LibTorch.
+std::string model_dependency(const std::string& id);
 
 // Applies the options of an experiment file's network entry (e.g. {"latents": 64}) to `base`; unknown fields,
 // wrong types and invalid values throw an InputError naming `file`, the field path under `where` and the value.

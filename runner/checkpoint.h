@@ -42,6 +42,11 @@ void save_checkpoint(const std::string& path, torch::nn::Module& module, torch::
 // not fit the module; nothing is modified then.
 CheckpointState load_checkpoint(const std::string& path, torch::nn::Module& module, torch::optim::Adam& optimizer);
 
+// Copies parameters and buffers named `prefix` + (the module's own names) from a verified checkpoint into
+// `module` (a dependency's weights: prefix "unet." takes the UNet out of a UNet run's checkpoint). Throws
+// orch::Error naming what is missing or mismatched; nothing is modified then.
+void load_weights(const std::string& path, torch::nn::Module& module, const std::string& prefix = "");
+
 // True when the file opens and its checksum matches.
 bool verify_checkpoint(const std::string& path, std::string* why = nullptr);
 

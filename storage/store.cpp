@@ -299,6 +299,22 @@ void Store::add_inference_time(const std::string& run_id, const std::string& ima
   });
 }
 
+void Store::replace_inference_times(const std::string& run_id, const std::vector<InferenceRow>& rows) {
+  write([&] {
+    {
+      Stmt del(db_, "DELETE FROM inference_times WHERE run_id = ?");
+      del.bind(1, run_id);
+      done(db_, del.step());
+    }
+    Stmt s(db_, "INSERT INTO inference_times(run_id, image_id, seconds, cold, device) VALUES (?, ?, ?, ?, ?)");
+    for (const auto& r : rows) {
+      sqlite3_reset(s.s);
+      s.bind(1, run_id).bind(2, r.image_id).bind(3, r.seconds).bind(4, static_cast<int64_t>(r.cold)).bind(5, r.device);
+      done(db_, s.step());
+    }
+  });
+}
+
 void Store::set_provenance(const std::string& run_id, const std::map<std::string, std::string>& values) {
   write([&] {
     Stmt s(db_, "INSERT OR REPLACE INTO provenance(run_id, key, value) VALUES (?, ?, ?)");

@@ -41,6 +41,13 @@ struct TestMetric {
   double dice = 0, jaccard = 0, hausdorff_mm = 0;  // hausdorff NaN is stored as NULL
 };
 
+struct InferenceRow {
+  std::string image_id;
+  double seconds = 0;
+  bool cold = false;
+  std::string device = "cpu";
+};
+
 class Store {
  public:
   explicit Store(const std::string& path, int busy_timeout_ms = 120000);
@@ -68,6 +75,8 @@ class Store {
   std::vector<TestMetric> test_metrics(const std::string& run_id);
   void add_inference_time(const std::string& run_id, const std::string& image_id, double seconds, bool cold,
                           const std::string& device);
+  // Replaces the run's inference times with `rows`, in one transaction (a re-evaluation leaves no duplicates).
+  void replace_inference_times(const std::string& run_id, const std::vector<InferenceRow>& rows);
   void set_provenance(const std::string& run_id, const std::map<std::string, std::string>& values);
   std::map<std::string, std::string> provenance(const std::string& run_id);
 

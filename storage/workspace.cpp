@@ -18,7 +18,9 @@ std::string dataset_path(const std::string& workspace, const std::string& datase
 
 std::string dataset_spec_digest(const Experiment& exp, const DatasetSpec& spec) {
   Digest d;
-  d.add("dataset-spec-v1").add(exp.raw.at("datasets").at(spec.name).dump());
+  nlohmann::json j = exp.raw.at("datasets").at(spec.name);
+  j.erase("description");  // prose: editing it must not rebuild the data or change run ids
+  d.add("dataset-spec-v1").add(j.dump());
   return d.hex();
 }
 

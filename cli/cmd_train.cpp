@@ -1,0 +1,114 @@
+// train: one run of an experiment in the foreground (its data set prepared and its dependencies trained first).
+// worker: the run the store describes, as a scheduled job executes it. Both run under mpirun/srun as well:
+// every rank runs the same command, rank 0 alone prepares data and writes the store.
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "cli/options.h"
+#include "core/experiment.h"
+#include "core/run_settings.h"
+#include "models/model_config.h"
+#include "runner/communicator.h"
+#include "runner/signals.h"
+#include "runner/trainer.h"
+#include "runner/worker.h"
+#include "scheduler/grid.h"
+#include "storage/store.h"
+#include "storage/workspace.h"
+
+namespace orch::cli {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+void upsert(Store& store, const scheduler::PlannedRun& r) {
+  RunRecord rec;
+  rec.run_id = r.id;
+  rec.experiment = r.settings.experiment;
+  rec.dataset = r.settings.dataset;
+  rec.model = r.settings.model;
+  rec.seed = r.settings.seed;
+  rec.stage = r.settings.stage;
+  rec.settings_json = r.settings.to_json().dump();
+  for (const auto& d : r.depends_on) rec.depends_on += (rec.depends_on.empty() ? "" : " ") + d;
+  store.upsert_run(rec);
+}
+
+}  // namespace
+
+int cmd_train(const Args& args) {
+  po::options_description desc("orchestrator train");
+  std::string exp_path, workspace, dataset, model, stage = "train", comm_kind = "auto";
+  std::vector<std::string> sets;
+  int64_t seed = 1, stop_after = -1;
+  desc.add_options()
+      ("experiment", po::value(&exp_path)->required(), "experiment file (experiments/*.json)")
+      ("dataset", po::value(&dataset)->required(), "data set name of the experiment")
+      ("model", po::value(&model)->required(), "network id (orchestrator models)")
+      ("seed", po::value(&seed)->default_value(1), "seed")
+      ("stage", po::value(&stage)->default_value("train"), "train, or pretrain (the UNet the joint networks freeze)")
+      ("workspace", po::value(&workspace), "workspace folder (default: the experiment's)")
+      ("set", po::value(&sets)->composing(), "override a setting: key.path=value (repeatable)")
+      ("communicator", po::value(&comm_kind)->default_value("auto"), "auto, single, mpi or nccl")
+      ("fault-stop-after-steps", po::value(&stop_after)->default_value(-1), "testing: act as if SIGTERM came after N steps");
+  po::positional_options_description pos;
+  pos.add("experiment", 1);
+  po::variables_map vm;
+  if (!parse_options(args, desc, vm,
+                     "orchestrator train EXP --dataset D --model M [--seed S] [--workspace DIR] [--set key=value]...", &pos))
+    return 0;
+  Experiment exp = load_experiment(exp_path, sets);
+  models::validate_experiment_networks(exp);
+  if (workspace.empty()) workspace = exp.workspace;
+  auto chain = scheduler::chain_for(exp, dataset, model, seed, stage);
+  auto comm = runner::make_communicator(comm_kind, runner::use_cuda(exp.training));
+  if (comm->rank() == 0) {
+    fs::create_directories(workspace);
+    ensure_dataset(exp, exp.dataset(dataset), workspace);
+    Store store(runner::store_path(workspace));
+    for (const auto& r : chain) upsert(store, r);
+  }
+  comm->barrier();
+  for (const auto& r : chain) {
+    if (comm->rank() == 0 && &r != &chain.back()) std::fprintf(stderr, "train: dependency %s first\n", r.id.c_str());
+    runner::WorkerOptions wo;
+    wo.workspace = workspace;
+    wo.run_id = r.id;
+    wo.progress_bar = ::isatty(2);
+    wo.stop_after_steps = stop_after;
+    int rc = runner::run_worker(wo, *comm);
+    if (rc != 0) return rc;
+  }
+  if (comm->rank() == 0)
+    std::printf("%s\n", runner::run_dir(workspace, chain.back().id).c_str());
+  return 0;
+}
+
+int cmd_worker(const Args& args) {
+  po::options_description desc("orchestrator worker");
+  std::string workspace, run_id, comm_kind = "auto";
+  int64_t stop_after = -1;
+  bool no_requeue = false;
+  desc.add_options()
+      ("workspace", po::value(&workspace)->required(), "workspace folder")
+      ("run", po::value(&run_id)->required(), "run id (orchestrator plan lists them)")
+      ("communicator", po::value(&comm_kind)->default_value("auto"), "auto, single, mpi or nccl")
+      ("no-self-requeue", po::bool_switch(&no_requeue), "under Slurm, do not scontrol-requeue on SIGUSR1/SIGUSR2")
+      ("fault-stop-after-steps", po::value(&stop_after)->default_value(-1), "testing: act as if SIGTERM came after N steps");
+  po::variables_map vm;
+  if (!parse_options(args, desc, vm, "orchestrator worker --workspace DIR --run RUN_ID", nullptr)) return 0;
+  if (!is_safe_run_id(run_id)) throw InputError("--run", "", run_id, "not a run id ([A-Za-z0-9_.-])");
+  auto comm = runner::make_communicator(comm_kind, runner::run_uses_cuda(workspace, run_id));
+  runner::WorkerOptions wo;
+  wo.workspace = workspace;
+  wo.run_id = run_id;
+  wo.progress_bar = ::isatty(2);
+  wo.slurm_self_requeue = !no_requeue;
+  wo.stop_after_steps = stop_after;
+  return runner::run_worker(wo, *comm);
+}
+
+}  // namespace orch::cli

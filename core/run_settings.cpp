@@ -1,0 +1,74 @@
+#include "core/run_settings.h"
+
+#include "core/digest.h"
+#include "core/errors.h"
+
+namespace orch {
+
+using nlohmann::json;
+
+json RunSettings::to_json() const {
+  return json{{"experiment", experiment},
+              {"dataset", {{"name", dataset}, {"kind", kind_name(kind)}, {"size", size}, {"digest", dataset_digest}}},
+              {"model", {{"id", model}, {"options", model_options}}},
+              {"seed", seed},
+              {"stage", stage},
+              {"dependency", dependency},
+              {"training", orch::to_json(training)},
+              {"evaluation", orch::to_json(evaluation)}};
+}
+
+json RunSettings::identity() const {
+  json j = to_json();
+  j.erase("experiment");  // renaming an experiment keeps its runs
+  for (const char* k : {"threads", "loader_threads", "checkpoint_every", "keep_checkpoints", "device"})
+    j["training"].erase(k);
+  return j;
+}
+
+std::string RunSettings::id() const {
+  Digest d;
+  d.add("run-v1").add(identity().dump());
+  std::string name = model + "." + dataset + ".s" + std::to_string(seed) + (stage == "pretrain" ? ".pretrain" : "");
+  for (char& c : name)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-')) c = '_';
+  return name + "-" + d.hex().substr(0, 10);
+}
+
+RunSettings RunSettings::from_json(const json& j, const std::string& where) {
+  auto need = [&](const json& o, const char* key, const std::string& field) -> const json& {
+    if (!o.is_object() || !o.contains(key)) throw InputError(where, field, "", "missing in the run's settings");
+    return o.at(key);
+  };
+  RunSettings s;
+  try {
+    s.experiment = need(j, "experiment", "experiment").get<std::string>();
+    const json& d = need(j, "dataset", "dataset");
+    s.dataset = need(d, "name", "dataset.name").get<std::string>();
+    s.kind = parse_kind(need(d, "kind", "dataset.kind").get<std::string>(), where + ": dataset.kind");
+    s.size = need(d, "size", "dataset.size").get<int>();
+    s.dataset_digest = need(d, "digest", "dataset.digest").get<std::string>();
+    const json& m = need(j, "model", "model");
+    s.model = need(m, "id", "model.id").get<std::string>();
+    s.model_options = need(m, "options", "model.options");
+    s.seed = need(j, "seed", "seed").get<int64_t>();
+    s.stage = need(j, "stage", "stage").get<std::string>();
+    s.dependency = need(j, "dependency", "dependency").get<std::string>();
+  } catch (const json::exception& e) {
+    throw InputError(where, "", "", std::string("malformed run settings: ") + e.what());
+  }
+  s.training = training_from_json(need(j, "training", "training"), where, "training");
+  s.evaluation = evaluation_from_json(need(j, "evaluation", "evaluation"), where, "evaluation");
+  if (s.stage != "train" && s.stage != "pretrain") throw InputError(where, "stage", s.stage, "expected train or pretrain");
+  if (s.size < 32 || s.size % 32) throw InputError(where, "dataset.size", std::to_string(s.size), "expected a multiple of 32");
+  return s;
+}
+
+bool is_safe_run_id(const std::string& id) {
+  if (id.empty() || id.size() > 200 || id[0] == '-' || id[0] == '.') return false;
+  for (char c : id)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-')) return false;
+  return true;
+}
+
+}  // namespace orch

@@ -1,0 +1,455 @@
+#include "runner/trainer.h"
+
+#include <torch/cuda.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <random>
+
+#include <unistd.h>
+
+#include "core/errors.h"
+#include "core/mask.h"
+#include "core/metrics.h"
+#include "core/progress.h"
+#include "core/rng.h"
+#include "models/registry.h"
+#include "runner/checkpoint.h"
+#include "runner/communicator.h"
+#include "runner/grad_reducer.h"
+#include "runner/signals.h"
+#include "storage/dataset_file.h"
+#include "storage/loader.h"
+#include "storage/predictions.h"
+
+namespace orch::runner {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+bool use_cuda(const TrainingSpec& ts) {
+  if (ts.device == "cuda" && !torch::cuda::is_available())
+    throw Error("training.device is \"cuda\" but LibTorch sees no CUDA device (a CPU build, or no GPU here)");
+  return ts.device == "cuda" || (ts.device == "auto" && torch::cuda::is_available());
+}
+
+std::string torch_version() { return TORCH_VERSION; }
+
+std::pair<int, double> lr_schedule(const std::string& model_id) {
+  if (model_id == "unet" || model_id == "unet_joint") return {3000, 0.1};
+  return {50, 0.9};
+}
+
+namespace {
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// A batch of samples as tensors on `device`.
+models::Targets to_tensors(const std::vector<TrainingSample>& b, int classes_fg, int points, const torch::Device& device,
+                           torch::Tensor* image) {
+  const int64_t n = static_cast<int64_t>(b.size());
+  const int64_t h = b[0].image.rows, w = b[0].image.cols;
+  torch::Tensor img = torch::empty({n, 1, h, w}, torch::kFloat32);
+  torch::Tensor mask = torch::empty({n, h, w}, torch::kUInt8);
+  torch::Tensor dm = torch::empty({n, classes_fg, h, w}, torch::kFloat32);
+  torch::Tensor lm = torch::empty({n, points, 2}, torch::kFloat32);
+  for (int64_t i = 0; i < n; ++i) {
+    const TrainingSample& s = b[static_cast<size_t>(i)];
+    cv::Mat im = s.image.isContinuous() ? s.image : s.image.clone();
+    cv::Mat mk = s.mask.isContinuous() ? s.mask : s.mask.clone();
+    std::memcpy(img[i].data_ptr(), im.data, static_cast<size_t>(h * w) * sizeof(float));
+    std::memcpy(mask[i].data_ptr(), mk.data, static_cast<size_t>(h * w));
+    for (int c = 0; c < classes_fg; ++c) {
+      cv::Mat d = s.dmaps[static_cast<size_t>(c)].isContinuous() ? s.dmaps[static_cast<size_t>(c)] : s.dmaps[static_cast<size_t>(c)].clone();
+      std::memcpy(dm[i][c].data_ptr(), d.data, static_cast<size_t>(h * w) * sizeof(float));
+    }
+    if (static_cast<int>(s.landmarks.size()) != points * 2) throw Error("sample " + s.id + ": unexpected landmark count");
+    std::memcpy(lm[i].data_ptr(), s.landmarks.data(), static_cast<size_t>(points) * 2 * sizeof(float));
+  }
+  *image = img.to(device);
+  return models::Targets{mask.to(torch::kInt64).to(device), dm.to(device), lm.to(device)};
+}
+
+bool better(double candidate, double best, bool higher, bool have_best) {
+  if (std::isnan(candidate)) return false;
+  if (!have_best) return true;
+  return higher ? candidate > best : candidate < best;
+}
+
+void sync_device(const torch::Device& d) {
+  if (d.is_cuda()) torch::cuda::synchronize();
+}
+
+}  // namespace
+
+struct Trainer::Impl {
+  TrainerOptions opt;
+  const models::ModelEntry* entry = nullptr;
+  models::ModelConfig config;
+  Communicator* comm = nullptr;
+  torch::Device device{torch::kCPU};
+  std::shared_ptr<models::Network> net;
+  std::unique_ptr<torch::optim::Adam> adam;
+  std::unique_ptr<GradientReducer> reducer;
+  std::shared_ptr<const DatasetReader> data;
+  std::unique_ptr<BatchLoader> loader;
+  std::vector<int> val_indices;
+  models::GraphTensors graph;
+  std::unique_ptr<CheckpointSeries> series;
+  uint64_t data_seed = 1;  // data order, augmentation, step seeds
+  uint64_t init_seed = 1;
+  CheckpointState state;   // position, best
+  double partial_loss_sum = 0, partial_count = 0;  // of a resumed, half-done epoch (rank 0 holds the global sums)
+  int64_t resumed_epoch = -1, resumed_batch = -1;
+
+  void log(const std::string& line) const {
+    if (comm->rank() == 0 && opt.log) opt.log(line);
+  }
+  uint64_t step_seed(int64_t epoch, int64_t batch) const {
+    return Rng::derive(data_seed, {static_cast<uint64_t>(epoch), static_cast<uint64_t>(batch),
+                                   static_cast<uint64_t>(comm->rank()), 0x73746570ULL})
+               .next() >> 1;
+  }
+  void set_lr(int64_t epoch) {
+    auto [step, gamma] = lr_schedule(entry->id);
+    double lr = opt.settings.training.learning_rate * std::pow(gamma, static_cast<double>(epoch / step));
+    for (auto& g : adam->param_groups()) static_cast<torch::optim::AdamOptions&>(g.options()).lr(lr);
+  }
+  double current_lr() { return static_cast<torch::optim::AdamOptions&>(adam->param_groups()[0].options()).lr(); }
+
+  void save(int64_t epoch, int64_t batch) {
+    state.epoch = epoch;
+    state.batch = batch;
+    nlohmann::json extra{{"world", comm->world()}, {"partial_loss_sum", partial_loss_sum},
+                         {"partial_count", partial_count}, {"init_seed", init_seed}, {"data_seed", data_seed}};
+    state.extra = extra.dump();
+    if (comm->rank() == 0) series->save(*net, *adam, state);
+    comm->barrier();
+  }
+
+  // Mean validation criterion over the validation split (sharded over ranks, batch 1, eval mode).
+  double validate() {
+    net->eval();
+    torch::NoGradGuard ng;
+    const auto layout = OrganLayout::of(opt.settings.kind);
+    double sum = 0, count = 0;
+    for (size_t k = static_cast<size_t>(comm->rank()); k < val_indices.size(); k += static_cast<size_t>(comm->world())) {
+      std::vector<TrainingSample> one{to_training_sample(data->read(val_indices[k]))};
+      torch::Tensor image;
+      models::Targets t = to_tensors(one, layout.num_classes() - 1, layout.total_points(), device, &image);
+      torch::manual_seed(step_seed(-1, static_cast<int64_t>(k)));
+      models::Prediction p = net->predict(image);
+      sum += entry->criterion(p, t, models::LossContext{config, graph}).item<double>();
+      count += 1;
+    }
+    std::vector<double> v{sum, count};
+    comm->allreduce_sum(v);
+    net->train();
+    return v[1] > 0 ? v[0] / v[1] : std::nan("");
+  }
+};
+
+Trainer::Trainer(TrainerOptions options) : impl_(std::make_unique<Impl>()) {
+  Impl& I = *impl_;
+  I.opt = std::move(options);
+  const RunSettings& s = I.opt.settings;
+  const TrainingSpec& ts = s.training;
+  const std::string where = "run " + I.opt.run_id;
+
+  const bool cuda = use_cuda(ts);
+  if (!I.opt.comm) throw Error(where + ": no communicator given");
+  I.comm = I.opt.comm;
+  const int rank = I.comm->rank(), world = I.comm->world();
+  I.device = cuda ? torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(I.comm->local_rank() % std::max<int64_t>(1, torch::cuda::device_count())))
+                  : torch::Device(torch::kCPU);
+  int threads = ts.threads > 0 ? ts.threads : std::max(1, default_threads() / world);
+  at::set_num_threads(threads);
+
+  I.entry = &models::find_model(s.model);
+  models::ModelConfig base;
+  base.kind = s.kind;
+  base.size = s.size;
+  I.config = models::resolve_config(*I.entry, models::model_config_from_json(s.model_options, base, where, "model.options"));
+
+  // Seeds. "full": the seed fixes everything. "reference": the network is built before seeding, from an
+  // unseeded generator, and the data order, augmentation and noise use the reference's fixed 420.
+  if (ts.seed_mode == "reference") {
+    I.init_seed = (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
+    I.data_seed = 420;
+  } else {
+    I.init_seed = Rng::derive(static_cast<uint64_t>(s.seed), {0x696e6974ULL /* "init" */}).next() >> 1;
+    I.data_seed = static_cast<uint64_t>(s.seed);
+  }
+  torch::manual_seed(I.init_seed);
+  I.net = models::instantiate(*I.entry, I.config);
+  if (!I.entry->dependency.empty()) {
+    if (I.opt.dependency_checkpoint.empty())
+      throw Error(where + ": " + s.model + " starts from a trained " + I.entry->dependency + " and none was given");
+    auto dep = I.net->dependency_module();
+    if (!dep) throw Error(where + ": " + s.model + " has no module for its dependency's weights");
+    load_weights(I.opt.dependency_checkpoint, *dep, I.entry->dependency == "unet" ? "unet." : "");
+  }
+  I.net->to(I.device);
+  I.graph = models::GraphTensors::of(OrganLayout::of(s.kind)).to(I.device);
+
+  std::vector<torch::Tensor> trainable;
+  for (auto& p : I.net->parameters())
+    if (p.requires_grad()) trainable.push_back(p);
+  I.adam = std::make_unique<torch::optim::Adam>(
+      trainable, torch::optim::AdamOptions(ts.learning_rate).weight_decay(ts.weight_decay));
+
+  if (world > 1) {  // identical starting weights everywhere (matters for seed_mode "reference")
+    torch::NoGradGuard ng;
+    for (auto& p : I.net->parameters()) I.comm->broadcast(p.data(), 0);
+    for (auto& b : I.net->buffers()) I.comm->broadcast(b, 0);
+  }
+  I.reducer = std::make_unique<GradientReducer>(trainable, *I.comm);
+
+  I.data = std::make_shared<const DatasetReader>(I.opt.dataset_path);
+  const DatasetInfo& info = I.data->info();
+  if (info.kind != s.kind || info.size != s.size)
+    throw InputError(I.opt.dataset_path, "kind/size", kind_name(info.kind) + "/" + std::to_string(info.size),
+                     "the run expects " + kind_name(s.kind) + "/" + std::to_string(s.size));
+  LoaderOptions lo;
+  lo.batch_size = ts.batch_size;
+  lo.seed = I.data_seed;
+  lo.threads = ts.loader_threads;
+  lo.augment = ts.augment;
+  lo.rank = rank;
+  lo.world = world;
+  lo.augmentation.mask_resampling = ts.mask_resampling == "nearest" ? MaskResampling::kNearest : MaskResampling::kReference;
+  I.loader = std::make_unique<BatchLoader>(I.data, info.indices(Split::kTrain), lo);
+  I.val_indices = info.indices(Split::kVal);
+  if (info.indices(Split::kTrain).empty()) throw InputError(I.opt.dataset_path, "split", "train", "the training split is empty");
+
+  // Resume from the newest valid checkpoint.
+  I.series = std::make_unique<CheckpointSeries>((fs::path(I.opt.run_dir) / "checkpoints").string(), ts.keep_checkpoints);
+  I.state.config_hash = I.opt.run_id;
+  std::vector<std::string> warnings;
+  auto newest = I.series->newest_valid(&warnings);
+  for (const auto& w : warnings) I.log("warning: " + w);
+  if (newest) {
+    CheckpointState st = load_checkpoint(*newest, *I.net, *I.adam);
+    if (st.config_hash != I.opt.run_id)
+      throw Error(*newest + ": belongs to run " + st.config_hash + ", not " + I.opt.run_id +
+                  " (settings changed: remove the run folder or plan again)");
+    I.state = st;
+    auto extra = nlohmann::json::parse(st.extra, nullptr, false);
+    if (extra.is_object()) {
+      if (rank == 0) {
+        I.partial_loss_sum = extra.value("partial_loss_sum", 0.0);
+        I.partial_count = extra.value("partial_count", 0.0);
+      }
+      if (extra.value("world", world) != world)
+        I.log("warning: checkpoint written with " + std::to_string(extra.value("world", world)) + " ranks, resuming with " +
+              std::to_string(world) + ": the result will not be bit-identical to an uninterrupted run");
+      if (ts.seed_mode == "reference") I.init_seed = extra.value("init_seed", I.init_seed);
+    }
+    I.resumed_epoch = st.epoch;
+    I.resumed_batch = st.batch;
+    I.log("resuming from " + *newest + " (epoch " + std::to_string(st.epoch) + ", batch " + std::to_string(st.batch) + ")");
+  }
+}
+
+Trainer::~Trainer() = default;
+
+int Trainer::rank() const { return impl_->comm->rank(); }
+int Trainer::world() const { return impl_->comm->world(); }
+std::string Trainer::device() const { return impl_->device.str(); }
+std::string Trainer::communicator() const { return impl_->comm->name(); }
+
+std::string Trainer::describe() const {
+  auto c = models::count_parameters(*impl_->net);
+  return "trainable " + std::to_string(c.trainable) + ", frozen " + std::to_string(c.frozen) + ", init seed " +
+         std::to_string(impl_->init_seed);
+}
+
+TrainOutcome Trainer::train() {
+  Impl& I = *impl_;
+  const TrainingSpec& ts = I.opt.settings.training;
+  const auto layout = OrganLayout::of(I.opt.settings.kind);
+  const int classes_fg = layout.num_classes() - 1, points = layout.total_points();
+  const int bpe = I.loader->batches_per_epoch();
+  const int64_t n_train = static_cast<int64_t>(I.data->info().indices(Split::kTrain).size());
+  const models::LossContext ctx{I.config, I.graph};
+
+  TrainOutcome out;
+  out.resumed_from_epoch = I.resumed_epoch;
+  out.resumed_from_batch = I.resumed_batch;
+  int64_t epoch = I.state.epoch, first_batch = I.state.batch;
+  const int64_t total_steps = (ts.epochs - epoch) * bpe - first_batch;
+  Progress bar("train " + I.opt.run_id, static_cast<size_t>(std::max<int64_t>(0, total_steps)),
+               I.opt.progress_bar && I.comm->rank() == 0);
+  int64_t steps_here = 0;
+  I.net->train();
+  for (; epoch < ts.epochs; ++epoch) {
+    auto t0 = Clock::now();
+    I.set_lr(epoch);
+    I.loader->start_epoch(static_cast<uint64_t>(epoch), static_cast<int>(first_batch));
+    double loss_sum = I.partial_loss_sum, count = I.partial_count;
+    I.partial_loss_sum = I.partial_count = 0;
+    for (int64_t b = first_batch; b < bpe; ++b) {
+      auto batch = I.loader->next();
+      if (!batch) throw Error("loader ended early");
+      const int64_t n_global = std::min<int64_t>(ts.batch_size, n_train - b * ts.batch_size);
+      const int64_t n_local = static_cast<int64_t>(batch->size());
+      torch::manual_seed(I.step_seed(epoch, b));
+      I.adam->zero_grad();
+      I.reducer->begin_step(static_cast<double>(n_local) / static_cast<double>(n_global));
+      if (n_local > 0) {
+        torch::Tensor image;
+        models::Targets t = to_tensors(*batch, classes_fg, points, I.device, &image);
+        models::Prediction p = I.net->predict(image);
+        torch::Tensor loss = I.entry->loss(p, t, ctx);
+        loss.backward();
+        loss_sum += loss.item<double>() * static_cast<double>(n_local);
+        count += static_cast<double>(n_local);
+      }
+      I.reducer->finish_step();
+      I.adam->step();
+      ++steps_here;
+      char note[96];
+      std::snprintf(note, sizeof note, "epoch %lld/%d loss %.5f", static_cast<long long>(epoch + 1), ts.epochs,
+                    count > 0 ? loss_sum / count : 0.0);
+      bar.advance(1, note);
+      if (I.opt.stop_after_steps >= 0 && steps_here >= I.opt.stop_after_steps) request_stop(15);
+      std::vector<double> flag{static_cast<double>(stop_signal())};
+      I.comm->allreduce_max(flag);
+      if (flag[0] > 0) {
+        std::vector<double> partial{loss_sum, count};
+        I.comm->allreduce_sum(partial);
+        I.partial_loss_sum = partial[0];
+        I.partial_count = partial[1];
+        I.save(epoch, b + 1);
+        bar.finish();
+        out.signal = static_cast<int>(flag[0]);
+        out.epoch = epoch;
+        out.batch = b + 1;
+        out.best_epoch = I.state.best_epoch;
+        out.best_criterion = I.state.best_criterion;
+        I.log(std::string("stop requested (") + signal_name(out.signal) + "): checkpointed at epoch " +
+              std::to_string(epoch) + " batch " + std::to_string(b + 1));
+        return out;
+      }
+    }
+    first_batch = 0;
+    std::vector<double> sums{loss_sum, count};
+    I.comm->allreduce_sum(sums);
+    EpochRecord rec;
+    rec.epoch = epoch + 1;
+    rec.train_loss = sums[1] > 0 ? sums[0] / sums[1] : std::nan("");
+    rec.learning_rate = I.current_lr();
+    rec.val_criterion = std::nan("");
+    const bool last = epoch + 1 == ts.epochs;
+    if ((epoch + 1) % ts.validate_every == 0 || last) {
+      rec.val_criterion = I.validate();
+      if (better(rec.val_criterion, I.state.best_criterion, I.entry->criterion_higher_is_better, I.state.best_epoch >= 0)) {
+        I.state.best_criterion = rec.val_criterion;
+        I.state.best_epoch = epoch + 1;
+        I.state.epoch = epoch + 1;
+        I.state.batch = 0;
+        rec.best = true;
+        if (I.comm->rank() == 0) I.series->save_best(*I.net, *I.adam, I.state);
+      }
+    }
+    if ((epoch + 1) % ts.checkpoint_every == 0 || last) I.save(epoch + 1, 0);
+    rec.seconds = seconds_since(t0);
+    if (I.comm->rank() == 0) {
+      char line[200];
+      std::snprintf(line, sizeof line, "epoch %lld/%d loss %.6g val %s %.6g%s lr %.3g %.1fs",
+                    static_cast<long long>(rec.epoch), ts.epochs, rec.train_loss, I.entry->criterion_name.c_str(),
+                    rec.val_criterion, rec.best ? " (best)" : "", rec.learning_rate, rec.seconds);
+      if (!I.opt.progress_bar || !::isatty(2)) I.log(line);
+      else if (I.opt.log) I.opt.log(std::string("\r") + line);
+      if (I.opt.on_epoch) I.opt.on_epoch(rec);
+    }
+  }
+  bar.finish();
+  out.finished = true;
+  out.epoch = epoch;
+  out.best_epoch = I.state.best_epoch;
+  out.best_criterion = I.state.best_criterion;
+  return out;
+}
+
+EvaluationOutcome Trainer::evaluate() {
+  Impl& I = *impl_;
+  EvaluationOutcome out;
+  out.device = I.device.str();
+  out.predictions_path = (fs::path(I.opt.run_dir) / "predictions.h5").string();
+  if (I.comm->rank() != 0) {
+    I.comm->barrier();
+    return out;
+  }
+  const std::string best = I.series->best_path();
+  if (!fs::exists(best)) throw Error("run " + I.opt.run_id + ": no best.h5 to evaluate in " + best);
+  load_weights(best, *I.net);
+  I.net->eval();
+  torch::NoGradGuard ng;
+  const auto layout = OrganLayout::of(I.opt.settings.kind);
+  const int size = I.opt.settings.size;
+  MetricOptions mo;
+  mo.spacing_mm = I.opt.settings.evaluation.spacing_mm;
+  mo.empty_hausdorff = I.opt.settings.evaluation.empty_hausdorff == "diagonal" ? EmptyHausdorff::kDiagonal : EmptyHausdorff::kNaN;
+  const std::vector<std::string> organ_names = layout.class_names();
+
+  std::vector<int> test = I.data->info().indices(Split::kTest);
+  std::sort(test.begin(), test.end(), [&](int a, int b) { return I.data->info().ids[a] < I.data->info().ids[b]; });
+  Predictions preds;
+  preds.run_id = I.opt.run_id;
+  preds.model = I.entry->id;
+  preds.dataset = I.opt.settings.dataset;
+  preds.kind = kind_name(I.opt.settings.kind);
+  preds.size = size;
+  preds.evaluated = I.entry->evaluate_dense ? "dense" : "points";
+  Progress bar("evaluate " + I.opt.run_id, test.size(), I.opt.progress_bar);
+  bool cold = true;
+  for (int idx : test) {
+    Sample s = I.data->read(idx);
+    TrainingSample ts = to_training_sample(s);
+    torch::Tensor image = torch::from_blob(ts.image.data, {1, 1, size, size}, torch::kFloat32).clone().to(I.device);
+    torch::manual_seed(I.step_seed(-2, idx));
+    sync_device(I.device);
+    auto t0 = Clock::now();
+    models::Prediction p = I.net->predict(image);
+    sync_device(I.device);
+    out.times.push_back({s.id, seconds_since(t0), cold});
+    cold = false;
+
+    std::vector<cv::Mat> pred_masks;
+    cv::Mat labels;
+    if (!p.points.empty()) {
+      torch::Tensor pts = p.points[0][0].to(torch::kCPU).to(torch::kFloat32).contiguous();
+      std::vector<float> v(pts.data_ptr<float>(), pts.data_ptr<float>() + pts.numel());
+      preds.points.push_back(v);
+    }
+    if (I.entry->evaluate_dense) {
+      torch::Tensor seg = p.segmentation.argmax(1)[0].to(torch::kCPU).to(torch::kUInt8).contiguous();
+      labels = cv::Mat(size, size, CV_8UC1);
+      std::memcpy(labels.data, seg.data_ptr(), static_cast<size_t>(size) * size);
+      pred_masks = organ_masks_from_labels(layout, labels);
+    } else {
+      std::vector<Point2> px = denormalise_points(preds.points.back(), size);
+      pred_masks = organ_masks_from_points(layout, px, size);
+      labels = label_mask(layout, px, size);
+    }
+    preds.ids.push_back(s.id);
+    preds.masks.push_back(labels);
+    std::vector<cv::Mat> truth = organ_masks_from_labels(layout, s.mask);
+    for (size_t o = 0; o < truth.size(); ++o) {
+      OverlapMetrics m = compare_masks(pred_masks[o], truth[o], mo);
+      out.metrics.push_back(TestMetric{I.opt.run_id, s.id, organ_names[o], m.dice, m.jaccard, m.hausdorff_mm});
+    }
+    bar.advance(1);
+  }
+  bar.finish();
+  if (I.entry->evaluate_dense && preds.points.size() != preds.ids.size()) preds.points.clear();
+  write_predictions(out.predictions_path, preds);
+  I.comm->barrier();
+  return out;
+}
+
+}  // namespace orch::runner

@@ -1,0 +1,106 @@
+// Training and evaluation of one run (spec §5-§6), on one or several ranks.
+//
+// The Trainer builds the network from the run's settings, loads its dependency's weights (the frozen UNet, or
+// HybridGNet+IGSC for Rasterize), and resumes from the newest valid checkpoint in RUN_DIR/checkpoints if there
+// is one. train() runs the remaining epochs: Adam with coupled L2, the network's StepLR (set per epoch from
+// the epoch number, so resuming needs no scheduler state), validation every `validate_every` epochs with the
+// network's criterion, best.h5 on improvement, numbered checkpoints every `checkpoint_every` epochs.
+//
+// Determinism: the seed fixes the initial weights, the data order and augmentation (storage/loader.h) and,
+// because torch's generators are re-seeded from (seed, epoch, batch, rank) before every step, the VAE noise.
+// A run stopped anywhere and resumed from a checkpoint therefore takes exactly the same steps as one never
+// stopped: with the same ranks and threads on a CPU the weights are bit-identical.
+//
+// Several ranks: each takes a disjoint shard of every global batch, gradients are averaged by GradientReducer
+// (weighted by each rank's share of the batch, so an uneven last batch gives the global mean), rank 0 alone
+// writes checkpoints, predictions and the store. Batch-norm statistics are per rank (not synchronised): with a
+// global batch of 4 on 2 ranks each normalises over its own 2 images, as DDP without SyncBatchNorm does.
+//
+// Signals: a stop request (runner/signals.h) seen by any rank stops all of them after the current step, with a
+// mid-epoch checkpoint. One Trainer per process; not thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/run_settings.h"
+#include "runner/communicator.h"
+#include "storage/store.h"
+
+namespace orch::runner {
+
+struct EpochRecord {
+  int64_t epoch = 0;        // 1-based: the epoch just finished
+  double train_loss = 0;    // mean over the epoch's samples (all ranks)
+  double val_criterion = 0; // NaN when not validated this epoch
+  double learning_rate = 0;
+  double seconds = 0;
+  bool best = false;
+};
+
+struct TrainerOptions {
+  RunSettings settings;
+  std::string run_id;
+  std::string run_dir;                 // checkpoints/, predictions.h5
+  std::string dataset_path;
+  std::string dependency_checkpoint;   // best.h5 of the dependency run ("" when the network has none)
+  Communicator* comm = nullptr;        // required; outlives the Trainer (runner/communicator.h)
+  bool progress_bar = true;            // at a terminal, rank 0
+  std::function<void(const std::string&)> log;        // plain lines (rank 0)
+  std::function<void(const EpochRecord&)> on_epoch;   // rank 0, after each epoch
+  int64_t stop_after_steps = -1;       // fault injection: behave as if SIGTERM came after this many steps
+};
+
+struct TrainOutcome {
+  bool finished = false;   // all epochs done (else stopped by a signal, checkpointed)
+  int signal = 0;
+  int64_t epoch = 0, batch = 0;  // position reached
+  int64_t best_epoch = -1;
+  double best_criterion = 0;
+  int64_t resumed_from_epoch = -1, resumed_from_batch = -1;  // -1: fresh start
+};
+
+struct InferenceTime {
+  std::string image_id;
+  double seconds = 0;
+  bool cold = false;
+};
+
+struct EvaluationOutcome {
+  std::vector<TestMetric> metrics;  // rank 0 only
+  std::vector<InferenceTime> times;
+  std::string device;
+  std::string predictions_path;
+};
+
+class Trainer {
+ public:
+  explicit Trainer(TrainerOptions options);
+  ~Trainer();
+  TrainOutcome train();
+  // Evaluates best.h5 on the test split (rank 0 writes predictions.h5; other ranks wait).
+  EvaluationOutcome evaluate();
+  int rank() const;
+  int world() const;
+  std::string device() const;
+  std::string communicator() const;
+  // The number of trainable parameters and the resolved model config (for provenance).
+  std::string describe() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Whether training.device puts a run on CUDA here ("auto": when LibTorch sees a GPU). Throws for "cuda"
+// without one.
+bool use_cuda(const TrainingSpec& training);
+std::string torch_version();
+
+// StepLR of the network (spec §5): (step in epochs, gamma).
+std::pair<int, double> lr_schedule(const std::string& model_id);
+
+}  // namespace orch::runner

@@ -1,0 +1,127 @@
+#include "scheduler/grid.h"
+
+#include <algorithm>
+#include <map>
+
+#include "core/errors.h"
+#include "models/model_config.h"
+#include "storage/workspace.h"
+
+namespace orch::scheduler {
+
+namespace {
+
+struct Builder {
+  const Experiment& exp;
+  std::map<std::string, PlannedRun> by_key;  // "dataset/model/seed/stage" -> run
+  std::vector<std::string> order;            // ids in dependency order
+  std::map<std::string, std::string> digests;
+
+  nlohmann::json options_of(const std::string& model) const {
+    for (const auto& n : exp.networks)
+      if (n.id == model) return n.options;
+    return nlohmann::json::object();
+  }
+  const std::string& digest(const DatasetSpec& d) {
+    auto it = digests.find(d.name);
+    if (it == digests.end()) it = digests.emplace(d.name, dataset_spec_digest(exp, d)).first;
+    return it->second;
+  }
+
+  // Adds the run and, first, what it depends on. Returns its id.
+  std::string add(const DatasetSpec& d, const std::string& model, int64_t seed, const std::string& stage) {
+    const std::string key = d.name + "/" + model + "/" + std::to_string(seed) + "/" + stage;
+    auto it = by_key.find(key);
+    if (it != by_key.end()) return it->second.id;
+    PlannedRun r;
+    r.settings.experiment = exp.name;
+    r.settings.dataset = d.name;
+    r.settings.kind = d.kind;
+    r.settings.size = d.size;
+    r.settings.dataset_digest = digest(d);
+    r.settings.model = model;
+    r.settings.model_options = options_of(model);
+    r.settings.seed = seed;
+    r.settings.stage = stage;
+    r.settings.training = exp.training;
+    r.settings.evaluation = exp.evaluation;
+    const std::string dep = models::model_dependency(model);
+    if (dep == "unet") r.settings.dependency = add(d, "unet", exp.seeds.front(), "pretrain");
+    else if (!dep.empty()) r.settings.dependency = add(d, dep, seed, "train");
+    if (!r.settings.dependency.empty()) r.depends_on.push_back(r.settings.dependency);
+    r.id = r.settings.id();
+    order.push_back(key);
+    by_key.emplace(key, r);
+    return r.id;
+  }
+  std::vector<PlannedRun> result() const {
+    std::vector<PlannedRun> out;
+    for (const auto& k : order) out.push_back(by_key.at(k));
+    return out;
+  }
+};
+
+void check_model(const Experiment& exp, const std::string& model) {
+  const auto& ids = models::known_model_ids();
+  if (std::find(ids.begin(), ids.end(), model) == ids.end()) {
+    std::string list;
+    for (const auto& k : ids) list += (list.empty() ? "" : ", ") + k;
+    throw InputError(exp.path, "--model", model, "unknown network (known: " + list + ")");
+  }
+}
+
+}  // namespace
+
+std::vector<PlannedRun> expand(const Experiment& exp) {
+  Builder b{exp, {}, {}, {}};
+  for (const auto& d : exp.datasets)
+    for (const auto& n : exp.networks)
+      for (int64_t seed : exp.seeds) b.add(d, n.id, seed, "train");
+  return b.result();
+}
+
+std::vector<PlannedRun> chain_for(const Experiment& exp, const std::string& dataset, const std::string& model,
+                                  int64_t seed, const std::string& stage) {
+  const DatasetSpec& d = exp.dataset(dataset);
+  check_model(exp, model);
+  if (stage != "train" && stage != "pretrain") throw InputError(exp.path, "--stage", stage, "expected train or pretrain");
+  if (stage == "pretrain" && model != "unet") throw InputError(exp.path, "--stage", stage, "only the UNet has a pretrain stage");
+  Builder b{exp, {}, {}, {}};
+  b.add(d, model, seed, stage);
+  return b.result();
+}
+
+bool Filter::matches(const PlannedRun& r) const {
+  for (const auto& [key, values] : terms) {
+    std::string v = key == "dataset" ? r.settings.dataset
+                    : key == "model" ? r.settings.model
+                    : key == "seed"  ? std::to_string(r.settings.seed)
+                                     : r.settings.stage;
+    if (std::find(values.begin(), values.end(), v) == values.end()) return false;
+  }
+  return true;
+}
+
+Filter parse_filter(const std::vector<std::string>& only) {
+  Filter f;
+  for (const auto& term : only) {
+    auto eq = term.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == term.size())
+      throw InputError("--only", "", term, "expected key=value[,value...]");
+    std::string key = term.substr(0, eq);
+    if (key != "dataset" && key != "model" && key != "seed" && key != "stage")
+      throw InputError("--only", key, term, "unknown key (expected dataset, model, seed or stage)");
+    std::vector<std::string> values;
+    size_t start = eq + 1;
+    for (;;) {
+      size_t comma = term.find(',', start);
+      values.push_back(term.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+    f.terms.emplace_back(key, values);
+  }
+  return f;
+}
+
+}  // namespace orch::scheduler
