@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <sstream>
+#include <type_traits>
 
 #include "core/atomic_file.h"
 #include "core/digest.h"
@@ -119,7 +121,18 @@ void maybe_die_in_checkpoint() {
   if (env && ++count == std::atoi(env)) std::raise(SIGKILL);
 }
 
-std::string key_of(const torch::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
+// The optimizer's state key of a parameter: LibTorch 1.x keys by the TensorImpl address as text, 2.x by the
+// address itself; deduced from the map so the worker builds against either.
+template <class Map>
+typename Map::key_type state_key(const Map&, const torch::Tensor& p) {
+  if constexpr (std::is_same_v<typename Map::key_type, std::string>) {
+    std::ostringstream s;
+    s << p.unsafeGetTensorImpl();
+    return s.str();
+  } else {
+    return p.unsafeGetTensorImpl();
+  }
+}
 
 struct Loaded {
   CheckpointState state;
@@ -205,7 +218,7 @@ void save_checkpoint(const std::string& path, torch::nn::Module& module, torch::
       for (auto& grp : opt.param_groups())
         for (auto& p : grp.params()) {
           std::string name = std::to_string(i++);
-          auto it = state.find(key_of(p));
+          auto it = state.find(state_key(state, p));
           if (it == state.end()) continue;  // never stepped
           auto& st = static_cast<torch::optim::AdamParamState&>(*it->second);
           h5::Handle pg = group(g, name);
@@ -247,14 +260,14 @@ CheckpointState load_checkpoint(const std::string& path, torch::nn::Module& modu
   size_t i = 0;
   for (auto& grp : opt.param_groups())
     for (auto& p : grp.params()) {
-      state.erase(key_of(p));
+      state.erase(state_key(state, p));
       if (l.has_state[i]) {
         auto st = std::make_unique<torch::optim::AdamParamState>();
         st->step(l.steps[i]);
         st->exp_avg(l.adam[i][0].to(p.device()));
         st->exp_avg_sq(l.adam[i][1].to(p.device()));
         if (l.adam[i][2].defined()) st->max_exp_avg_sq(l.adam[i][2].to(p.device()));
-        state[key_of(p)] = std::move(st);
+        state[state_key(state, p)] = std::move(st);
       }
       ++i;
     }

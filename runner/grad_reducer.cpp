@@ -1,7 +1,7 @@
 #include "runner/grad_reducer.h"
 
 #include <ATen/ATen.h>
-#include <torch/csrc/autograd/variable.h>
+#include <c10/core/GradMode.h>
 
 #include <chrono>
 
@@ -53,7 +53,7 @@ void GradientReducer::on_grad(size_t i, const at::Tensor& g) {
   Slot& s = slots_[i];
   if (s.ready) return;  // a parameter used twice gets one accumulated gradient; ignore any repeat
   at::Tensor dst = buckets_[s.bucket].flat.narrow(0, s.offset, s.numel);
-  at::NoGradGuard ng;
+  c10::NoGradGuard ng;
   dst.copy_(g.reshape({-1}));
   if (scale_ != 1.0) dst.mul_(scale_);
   s.ready = true;
@@ -69,7 +69,7 @@ void GradientReducer::launch_ready() {
 
 void GradientReducer::finish_step() {
   if (slots_.empty()) return;
-  at::NoGradGuard ng;
+  c10::NoGradGuard ng;
   for (auto& s : slots_)
     if (!s.ready) {  // no gradient this step (no sample on this rank, or an unused parameter): contribute zeros
       buckets_[s.bucket].flat.narrow(0, s.offset, s.numel).zero_();
