@@ -27,6 +27,8 @@ int stop_signal() { return g_stop.load(); }
 
 void request_stop(int sig) { on_stop_signal(sig); }
 
+void clear_stop() { g_stop.store(0); }
+
 const char* signal_name(int sig) {
   switch (sig) {
     case SIGTERM: return "SIGTERM";

@@ -15,6 +15,8 @@ void install_stop_signals();
 int stop_signal();
 // For tests and fault injection: behave as if `sig` had arrived.
 void request_stop(int sig);
+// Forgets a stop request (a worker starting on a new run in the same process).
+void clear_stop();
 const char* signal_name(int sig);
 
 }  // namespace orch::runner

@@ -151,6 +151,7 @@ int run_worker(const WorkerOptions& opt, Communicator& comm) {
   const std::string dir = run_dir(opt.workspace, opt.run_id);
   fs::create_directories(dir);
   RunLog log((fs::path(dir) / "log.txt").string(), rank0);
+  clear_stop();  // a request seen by an earlier run of this process (train runs dependencies first) is done with
   install_stop_signals();
   int64_t attempt = 0;
   const std::string job = slurm_job_id();

@@ -1,0 +1,253 @@
+// The trainer and the worker in-process: determinism, stop-and-resume, the store against predictions.h5,
+// dependencies through the store, the grid's expansion.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include "../unit/test_util.h"
+#include "core/errors.h"
+#include "core/experiment.h"
+#include "core/mask.h"
+#include "core/metrics.h"
+#include "models/registry.h"
+#include "runner/checkpoint.h"
+#include "runner/communicator.h"
+#include "runner/signals.h"
+#include "runner/trainer.h"
+#include "runner/worker.h"
+#include "scheduler/grid.h"
+#include "storage/dataset_file.h"
+#include "storage/predictions.h"
+#include "storage/store.h"
+#include "storage/workspace.h"
+
+namespace orch {
+namespace {
+
+namespace fs = std::filesystem;
+using test::TempDir;
+
+Experiment tiny_experiment(const std::string& ws, int epochs = 2, const std::string& kind = "lh") {
+  nlohmann::json j = {{"name", "tiny"},
+                      {"workspace", ws},
+                      {"datasets", {{"d", {{"kind", kind}, {"size", 64}, {"synthetic", {{"count", 20}, {"seed", 3}, {"size", 64}}}}}}},
+                      {"networks", {"hybridgnet", "unet", "ours", "rasterize"}},
+                      {"seeds", {1, 2}},
+                      {"training", {{"epochs", epochs}, {"threads", 1}, {"loader_threads", 1}, {"device", "cpu"}}}};
+  return parse_experiment(j, "tiny.json");
+}
+
+void plan_into_store(const std::string& ws, const std::vector<scheduler::PlannedRun>& runs) {
+  Store store(runner::store_path(ws));
+  for (const auto& r : runs) {
+    RunRecord rec;
+    rec.run_id = r.id;
+    rec.experiment = r.settings.experiment;
+    rec.dataset = r.settings.dataset;
+    rec.model = r.settings.model;
+    rec.seed = r.settings.seed;
+    rec.stage = r.settings.stage;
+    rec.settings_json = r.settings.to_json().dump();
+    store.upsert_run(rec);
+  }
+}
+
+int work(const std::string& ws, const std::string& id, int64_t stop_after = -1) {
+  auto comm = runner::make_communicator("single", false);
+  runner::WorkerOptions wo;
+  wo.workspace = ws;
+  wo.run_id = id;
+  wo.progress_bar = false;
+  wo.stop_after_steps = stop_after;
+  return runner::run_worker(wo, *comm);
+}
+
+std::vector<torch::Tensor> best_parameters(const std::string& ws, const scheduler::PlannedRun& r) {
+  auto net = models::create_model(r.settings.model, [&] {
+    models::ModelConfig c;
+    c.kind = r.settings.kind;
+    c.size = r.settings.size;
+    return c;
+  }());
+  runner::load_weights((fs::path(runner::run_dir(ws, r.id)) / "checkpoints" / "best.h5").string(), *net);
+  return net->parameters();
+}
+
+TEST(Grid, PaperGridHas68RunsWithDependencies) {
+  Experiment exp = load_experiment(std::string(ORCH_SOURCE_DIR) + "/experiments/paper.json");
+  auto runs = scheduler::expand(exp);
+  EXPECT_EQ(runs.size(), 68u);
+  std::map<std::string, const scheduler::PlannedRun*> by_id;
+  for (const auto& r : runs) by_id[r.id] = &r;
+  EXPECT_EQ(by_id.size(), 68u) << "ids must be unique";
+  int pretrain = 0;
+  for (const auto& r : runs) {
+    for (const auto& d : r.depends_on) ASSERT_TRUE(by_id.count(d)) << r.id << " depends on an unknown run";
+    if (r.settings.stage == "pretrain") ++pretrain;
+    const std::string dep = models::find_model(r.settings.model).dependency;
+    if (dep.empty()) {
+      EXPECT_TRUE(r.depends_on.empty()) << r.id;
+      continue;
+    }
+    ASSERT_EQ(r.depends_on.size(), 1u) << r.id;
+    const auto& d = *by_id[r.depends_on[0]];
+    EXPECT_EQ(d.settings.model, dep);
+    EXPECT_EQ(d.settings.dataset, r.settings.dataset);
+    if (dep == "unet") EXPECT_EQ(d.settings.stage, "pretrain");
+    else EXPECT_EQ(d.settings.seed, r.settings.seed) << "Rasterize seed s starts from HybridGNet+IGSC seed s";
+  }
+  EXPECT_EQ(pretrain, 2);
+  // Every dependency comes first.
+  std::set<std::string> seen;
+  for (const auto& r : runs) {
+    for (const auto& d : r.depends_on) EXPECT_TRUE(seen.count(d));
+    seen.insert(r.id);
+  }
+}
+
+TEST(Grid, IdsAreStableAndChangeOnlyWithWhatTheyTouch) {
+  TempDir t;
+  Experiment a = tiny_experiment(t / "ws");
+  auto ra = scheduler::expand(a);
+  auto rb = scheduler::expand(tiny_experiment(t / "ws"));
+  ASSERT_EQ(ra.size(), rb.size());
+  for (size_t i = 0; i < ra.size(); ++i) EXPECT_EQ(ra[i].id, rb[i].id);
+  // Threads do not change results' identity; a network option changes only that network (and what depends on it).
+  nlohmann::json j = a.raw;
+  j["training"]["threads"] = 2;
+  j["networks"] = {{"hybridgnet", {{"cheb_k", 3}}}, {"unet", nlohmann::json::object()}, {"ours", nlohmann::json::object()},
+                   {"rasterize", nlohmann::json::object()}};
+  auto rc = scheduler::expand(parse_experiment(j, "x.json"));
+  ASSERT_EQ(rc.size(), ra.size());
+  auto key = [](const scheduler::PlannedRun& r) {
+    return r.settings.dataset + "/" + r.settings.model + "/" + std::to_string(r.settings.seed) + "/" + r.settings.stage;
+  };
+  std::map<std::string, std::string> changed;
+  for (const auto& r : rc) changed[key(r)] = r.id;
+  for (const auto& r : ra) {
+    ASSERT_TRUE(changed.count(key(r)));
+    if (r.settings.model == "hybridgnet") EXPECT_NE(r.id, changed[key(r)]);
+    else EXPECT_EQ(r.id, changed[key(r)]) << r.id;
+  }
+  // The run's settings survive the store's JSON.
+  RunSettings back = RunSettings::from_json(ra[0].settings.to_json(), "test");
+  EXPECT_EQ(back.id(), ra[0].id);
+  EXPECT_THROW(RunSettings::from_json(nlohmann::json{{"experiment", "x"}}, "test"), InputError);
+  EXPECT_FALSE(is_safe_run_id("x\"; touch /tmp/pwned; \""));
+  EXPECT_TRUE(is_safe_run_id(ra[0].id));
+}
+
+TEST(Trainer, SameSeedSameWeightsAndStopResumeIsBitIdentical) {
+  TempDir t;
+  const std::string ws1 = t / "ws1", ws2 = t / "ws2";
+  Experiment e1 = tiny_experiment(ws1, 3), e2 = tiny_experiment(ws2, 3);
+  auto c1 = scheduler::chain_for(e1, "d", "hybridgnet", 1), c2 = scheduler::chain_for(e2, "d", "hybridgnet", 1);
+  ASSERT_EQ(c1.back().id, c2.back().id);
+  ensure_dataset(e1, e1.datasets[0], ws1, 1, true);
+  ensure_dataset(e2, e2.datasets[0], ws2, 1, true);
+  plan_into_store(ws1, c1);
+  plan_into_store(ws2, c2);
+  ASSERT_EQ(work(ws1, c1.back().id), 0);
+  // Stopped after 3 steps (mid-epoch: 14 training images are 4 batches), again after 5, then finished.
+  ASSERT_EQ(work(ws2, c2.back().id, 3), runner::kExitRequeue);
+  {
+    Store s(runner::store_path(ws2));
+    EXPECT_EQ(s.run(c2.back().id)->state, "queued");
+  }
+  ASSERT_EQ(work(ws2, c2.back().id, 5), runner::kExitRequeue);
+  ASSERT_EQ(work(ws2, c2.back().id), 0);
+
+  auto p1 = best_parameters(ws1, c1.back()), p2 = best_parameters(ws2, c2.back());
+  ASSERT_EQ(p1.size(), p2.size());
+  for (size_t i = 0; i < p1.size(); ++i) EXPECT_TRUE(torch::equal(p1[i], p2[i])) << "parameter " << i;
+  Predictions a = read_predictions(runner::run_dir(ws1, c1.back().id) + "/predictions.h5");
+  Predictions b = read_predictions(runner::run_dir(ws2, c2.back().id) + "/predictions.h5");
+  ASSERT_EQ(a.ids, b.ids);
+  EXPECT_EQ(a.points, b.points);
+  for (size_t i = 0; i < a.masks.size(); ++i) EXPECT_EQ(cv::countNonZero(a.masks[i] != b.masks[i]), 0);
+  Store s1(runner::store_path(ws1)), s2(runner::store_path(ws2));
+  auto m1 = s1.test_metrics(c1.back().id), m2 = s2.test_metrics(c2.back().id);
+  ASSERT_EQ(m1.size(), m2.size());
+  for (size_t i = 0; i < m1.size(); ++i) EXPECT_EQ(m1[i].dice, m2[i].dice);
+  auto e1m = s1.epoch_metrics(c1.back().id), e2m = s2.epoch_metrics(c2.back().id);
+  ASSERT_EQ(e1m.size(), 3u);
+  ASSERT_EQ(e2m.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(e1m[i].train_loss, e2m[i].train_loss) << "epoch " << i + 1;
+    EXPECT_EQ(e1m[i].val_criterion, e2m[i].val_criterion);
+  }
+  EXPECT_EQ(s2.count("attempts"), 3);
+}
+
+// Metrics in the store equal metrics recomputed from predictions.h5 (points filled for point networks, the
+// label masks for dense ones), and dependencies are found through the store.
+TEST(Worker, StoreMatchesPredictionsAndDependenciesResolve) {
+  TempDir t;
+  const std::string ws = t / "ws";
+  Experiment e = tiny_experiment(ws, 1);
+  auto chain = scheduler::chain_for(e, "d", "ours", 2);
+  ASSERT_EQ(chain.size(), 2u);
+  EXPECT_EQ(chain[0].settings.stage, "pretrain");
+  ensure_dataset(e, e.datasets[0], ws, 1, true);
+  plan_into_store(ws, chain);
+  EXPECT_THROW(work(ws, chain[1].id), InputError) << "the UNet is not trained yet";
+  ASSERT_EQ(work(ws, chain[0].id), 0);
+  ASSERT_EQ(work(ws, chain[1].id), 0);
+  EXPECT_EQ(work(ws, chain[1].id), 0) << "a done run is not run again";
+
+  DatasetReader data(dataset_path(ws, "d"));
+  const auto layout = OrganLayout::of(DatasetKind::kLungsHeart);
+  std::map<std::string, int> index_of;
+  for (int i = 0; i < data.info().count; ++i) index_of[data.info().ids[i]] = i;
+  Store store(runner::store_path(ws));
+  size_t total_images = 0;
+  for (const auto& r : chain) {
+    Predictions p = read_predictions(runner::run_dir(ws, r.id) + "/predictions.h5");
+    const bool dense = models::find_model(r.settings.model).evaluate_dense;
+    EXPECT_EQ(p.evaluated, dense ? "dense" : "points");
+    EXPECT_EQ(p.points.empty(), dense);
+    std::map<std::pair<std::string, std::string>, TestMetric> stored;
+    for (const auto& m : store.test_metrics(r.id)) stored[{m.image_id, m.organ}] = m;
+    ASSERT_EQ(stored.size(), p.ids.size() * 2);
+    for (size_t i = 0; i < p.ids.size(); ++i) {
+      Sample s = data.read(index_of.at(p.ids[i]));
+      auto truth = organ_masks_from_labels(layout, s.mask);
+      auto pred = dense ? organ_masks_from_labels(layout, p.masks[i])
+                        : organ_masks_from_points(layout, denormalise_points(p.points[i], p.size), p.size);
+      for (size_t o = 0; o < 2; ++o) {
+        OverlapMetrics m = compare_masks(pred[o], truth[o]);
+        const TestMetric& st = stored.at({p.ids[i], o == 0 ? "lungs" : "heart"});
+        EXPECT_EQ(st.dice, m.dice);
+        EXPECT_EQ(st.jaccard, m.jaccard);
+        if (std::isnan(m.hausdorff_mm)) EXPECT_TRUE(std::isnan(st.hausdorff_mm));
+        else EXPECT_EQ(st.hausdorff_mm, m.hausdorff_mm);
+      }
+    }
+    total_images += p.ids.size();
+    auto prov = store.provenance(r.id);
+    EXPECT_EQ(prov["communicator"], "single");
+    EXPECT_FALSE(prov["git_commit"].empty());
+  }
+  EXPECT_EQ(store.count("inference_times"), static_cast<int64_t>(total_images)) << "one time per test image and run";
+}
+
+TEST(Checkpoint, DependencyWeightsLoadWithPrefix) {
+  TempDir t;
+  models::ModelConfig c;
+  c.kind = DatasetKind::kLungs;
+  c.size = 64;
+  auto unet = models::create_model("unet", c);
+  torch::optim::Adam adam(unet->parameters(), torch::optim::AdamOptions(1e-3));
+  runner::save_checkpoint(t / "u.h5", *unet, adam, {});
+  auto joint = models::create_model("ours", c);
+  runner::load_weights(t / "u.h5", *joint->dependency_module(), "unet.");
+  auto a = unet->named_parameters(), b = joint->dependency_module()->named_parameters();
+  for (const auto& p : b) EXPECT_TRUE(torch::equal(p.value(), a["unet." + p.key()]));
+  EXPECT_THROW(runner::load_weights(t / "u.h5", *joint->dependency_module(), "nothing."), Error);
+}
+
+}  // namespace
+}  // namespace orch
