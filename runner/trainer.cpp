@@ -104,6 +104,7 @@ struct Trainer::Impl {
   CheckpointState state;   // position, best
   double partial_loss_sum = 0, partial_count = 0;  // of a resumed, half-done epoch (rank 0 holds the global sums)
   int64_t resumed_epoch = -1, resumed_batch = -1;
+  TrainStats stats;
 
   void log(const std::string& line) const {
     if (comm->rank() == 0 && opt.log) opt.log(line);
@@ -126,8 +127,10 @@ struct Trainer::Impl {
     nlohmann::json extra{{"world", comm->world()}, {"partial_loss_sum", partial_loss_sum},
                          {"partial_count", partial_count}, {"init_seed", init_seed}, {"data_seed", data_seed}};
     state.extra = extra.dump();
+    auto t0 = Clock::now();
     if (comm->rank() == 0) series->save(*net, *adam, state);
     comm->barrier();
+    stats.checkpoint_seconds += seconds_since(t0);
   }
 
   // Mean validation criterion over the validation split (sharded over ranks, batch 1, eval mode).
@@ -206,7 +209,11 @@ Trainer::Trainer(TrainerOptions options) : impl_(std::make_unique<Impl>()) {
     for (auto& p : I.net->parameters()) I.comm->broadcast(p.data(), 0);
     for (auto& b : I.net->buffers()) I.comm->broadcast(b, 0);
   }
-  I.reducer = std::make_unique<GradientReducer>(trainable, *I.comm);
+  // Buckets of 25 MiB as DDP (ORCH_BUCKET_MB overrides). Smaller buckets start reducing during the backward
+  // pass, but on 2 cores the reduction then competes with it: 1 and 4 MiB measured slower (bench/RESULTS.md).
+  double bucket_mb = 25;
+  if (const char* b = std::getenv("ORCH_BUCKET_MB")) bucket_mb = std::max(0.01, std::atof(b));
+  I.reducer = std::make_unique<GradientReducer>(trainable, *I.comm, static_cast<size_t>(bucket_mb * (1 << 20)));
 
   I.data = std::make_shared<const DatasetReader>(I.opt.dataset_path);
   const DatasetInfo& info = I.data->info();
@@ -258,6 +265,7 @@ Trainer::~Trainer() = default;
 
 int Trainer::rank() const { return impl_->comm->rank(); }
 int Trainer::world() const { return impl_->comm->world(); }
+const TrainStats& Trainer::stats() const { return impl_->stats; }
 std::string Trainer::device() const { return impl_->device.str(); }
 std::string Trainer::communicator() const { return impl_->comm->name(); }
 
@@ -292,6 +300,7 @@ TrainOutcome Trainer::train() {
     double loss_sum = I.partial_loss_sum, count = I.partial_count;
     I.partial_loss_sum = I.partial_count = 0;
     for (int64_t b = first_batch; b < bpe; ++b) {
+      auto step_start = Clock::now();
       auto batch = I.loader->next();
       if (!batch) throw Error("loader ended early");
       const int64_t n_global = std::min<int64_t>(ts.batch_size, n_train - b * ts.batch_size);
@@ -311,6 +320,10 @@ TrainOutcome Trainer::train() {
       I.reducer->finish_step();
       I.adam->step();
       ++steps_here;
+      I.stats.steps++;
+      I.stats.samples += n_local;
+      I.stats.allreduce_wait_seconds += I.reducer->last_wait_seconds();
+      I.stats.step_seconds += seconds_since(step_start);
       char note[96];
       std::snprintf(note, sizeof note, "epoch %lld/%d loss %.5f", static_cast<long long>(epoch + 1), ts.epochs,
                     count > 0 ? loss_sum / count : 0.0);

@@ -76,6 +76,15 @@ struct EvaluationOutcome {
   std::string predictions_path;
 };
 
+// Where the time of train() went (this process; benchmarks).
+struct TrainStats {
+  int64_t steps = 0;
+  int64_t samples = 0;             // this rank's
+  double step_seconds = 0;         // loader wait + forward + backward + reduction + optimizer, all steps
+  double allreduce_wait_seconds = 0;  // waiting for gradient buckets after the backward pass
+  double checkpoint_seconds = 0;   // writing checkpoints (rank 0) and the barrier after
+};
+
 class Trainer {
  public:
   explicit Trainer(TrainerOptions options);
@@ -85,6 +94,7 @@ class Trainer {
   EvaluationOutcome evaluate();
   int rank() const;
   int world() const;
+  const TrainStats& stats() const;
   std::string device() const;
   std::string communicator() const;
   // The number of trainable parameters and the resolved model config (for provenance).
