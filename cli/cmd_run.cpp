@@ -1,11 +1,15 @@
-// run: the main job. At this stage it prepares every data set of the experiment (generating the synthetic
-// ones), prints a summary and writes preview PNGs; training, evaluation and the report join it as they land.
+// run: the main job. Prepares the experiment's data sets, submits every run that is not done to the local pool
+// (the experiment's backend; Slurm: issue 5), shows progress, waits, and writes the report: Tables 1-2, median
+// models, paired tests and figures. A second run reuses what is done (data sets by digest, runs by id).
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <iostream>
 
+#include "cli/grid_ops.h"
 #include "cli/options.h"
-#include "core/experiment.h"
-#include "models/model_config.h"
+#include "core/progress.h"
+#include "report/report.h"
 #include "storage/dataset_file.h"
 #include "storage/preview.h"
 #include "storage/workspace.h"
@@ -17,45 +21,55 @@ namespace fs = std::filesystem;
 int cmd_run(const Args& args) {
   po::options_description desc("orchestrator run");
   std::string exp_path, workspace;
-  std::vector<std::string> sets;
-  int threads = 0;
+  std::vector<std::string> sets, only;
+  int workers = 0;
   desc.add_options()
       ("experiment", po::value(&exp_path)->required(), "experiment file (experiments/*.json)")
       ("workspace", po::value(&workspace), "workspace folder (default: the experiment's)")
       ("set", po::value(&sets)->composing(), "override a setting: key.path=value (repeatable)")
-      ("threads", po::value(&threads)->default_value(0), "worker threads (0: all cores)");
+      ("only", po::value(&only)->composing(), "narrow to key=value[,value] (dataset, model, seed, stage)")
+      ("workers", po::value(&workers)->default_value(0), "local worker processes (0: resources.local_workers, else cores)");
   po::positional_options_description pos;
   pos.add("experiment", 1);
   po::variables_map vm;
-  if (!parse_options(args, desc, vm, "orchestrator run EXP [--workspace DIR] [--set key=value]...", &pos)) return 0;
-  Experiment exp = load_experiment(exp_path, sets);
-  models::validate_experiment_networks(exp);
-  if (workspace.empty()) workspace = exp.workspace;
-  fs::create_directories(fs::path(workspace) / "report");
-  std::printf("run: experiment '%s' (%s), workspace %s\n", exp.name.c_str(), exp_path.c_str(), workspace.c_str());
-
-  std::vector<EnsuredDataset> ensured;
-  for (const auto& spec : exp.datasets) ensured.push_back(ensure_dataset(exp, spec, workspace, threads));
-  std::printf("\n%-14s %-4s %6s %7s %6s %5s %5s  %-16s %s\n", "dataset", "kind", "size", "samples", "train", "val",
-              "test", "digest", "file");
-  std::vector<std::string> previews;
-  for (size_t i = 0; i < exp.datasets.size(); ++i) {
-    const DatasetSpec& spec = exp.datasets[i];
-    const EnsuredDataset& e = ensured[i];
-    DatasetReader reader(e.path);
-    const DatasetInfo& info = reader.info();
-    auto counts = info.split_counts();
-    std::printf("%-14s %-4s %6d %7d %6d %5d %5d  %-16s %s%s\n", spec.name.c_str(), kind_name(info.kind).c_str(),
-                info.size, info.count, counts[0], counts[1], counts[2], info.content_digest.c_str(), e.path.c_str(),
-                e.rebuilt ? "" : " (up to date)");
-    std::string png = (fs::path(workspace) / "report" / ("preview_" + spec.name + ".png")).string();
-    write_dataset_preview(reader, png, 4, 256);
-    previews.push_back(png);
+  if (!parse_options(args, desc, vm, "orchestrator run EXP [--workspace DIR] [--set key=value]... [--workers N]", &pos))
+    return 0;
+  auto t0 = std::chrono::steady_clock::now();
+  GridContext g = load_grid(exp_path, sets, only, workspace);
+  const std::string backend = g.exp.raw.value("backend", std::string("local"));
+  if (backend != "local")
+    throw InputError(exp_path, "backend", backend, "orchestrator run drives the local backend; use submit for Slurm");
+  if (workers <= 0) {
+    const auto& res = g.exp.raw.value("resources", nlohmann::json::object());
+    workers = res.is_object() && res.contains("local_workers") && res["local_workers"].is_number_integer()
+                  ? res["local_workers"].get<int>()
+                  : default_threads();
+    if (workers < 1) throw InputError(exp_path, "resources.local_workers", res["local_workers"].dump(), "expected at least 1");
   }
-  std::printf("\nPreviews (X-rays with contours, distance maps):\n");
-  for (const auto& p : previews) std::printf("  %s\n", p.c_str());
-  std::printf("Training, Tables 1-2 and figures are not part of this stage yet: the data sets above are ready for them.\n");
-  return 0;
+  fs::create_directories(fs::path(g.workspace) / "report");
+  std::printf("run: experiment '%s' (%s), workspace %s, %zu run(s), %d local worker(s)\n", g.exp.name.c_str(),
+              exp_path.c_str(), g.workspace.c_str(), g.grid.size(), workers);
+  for (const auto& spec : g.exp.datasets) {
+    EnsuredDataset e = ensure_dataset(g.exp, spec, g.workspace);
+    DatasetReader reader(e.path);
+    auto c = reader.info().split_counts();
+    std::printf("  data set %-14s %-3s %4d px: %d train / %d val / %d test  %s%s\n", spec.name.c_str(),
+                kind_name(reader.info().kind).c_str(), reader.info().size, c[0], c[1], c[2], e.path.c_str(),
+                e.rebuilt ? "" : " (up to date)");
+    write_dataset_preview(reader, (fs::path(g.workspace) / "report" / ("preview_" + spec.name + ".png")).string(), 4, 256);
+  }
+  std::fflush(stdout);
+  scheduler::PoolResult pr = submit_local(g, scheduler::PlanMode::kSubmit, workers, false);
+  Store store(store_file(g.workspace));
+  report::ReportOptions ro;
+  report::Report rep = report::make_report(g.exp, g.grid, store, g.workspace, ro);
+  std::cout << "\n" << rep.markdown;
+  double mins = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 60;
+  std::printf("run: %d run(s) trained now (%d failed), %.1f min. Report:\n", pr.done, pr.failed, mins);
+  for (const auto& f : rep.files) std::printf("  %s\n", f.c_str());
+  std::printf("  %s (previews of the data sets)\n", (fs::path(g.workspace) / "report").string().c_str());
+  std::printf("Runs and metrics: sqlite3 %s; status: orchestrator status %s\n", store_file(g.workspace).c_str(), exp_path.c_str());
+  return pr.failed ? 1 : 0;
 }
 
 }  // namespace orch::cli

@@ -91,11 +91,13 @@ int cmd_worker(const Args& args) {
   po::options_description desc("orchestrator worker");
   std::string workspace, run_id, comm_kind = "auto";
   int64_t stop_after = -1;
+  int threads = 0;
   bool no_requeue = false;
   desc.add_options()
       ("workspace", po::value(&workspace)->required(), "workspace folder")
       ("run", po::value(&run_id)->required(), "run id (orchestrator plan lists them)")
       ("communicator", po::value(&comm_kind)->default_value("auto"), "auto, single, mpi or nccl")
+      ("threads", po::value(&threads)->default_value(0), "torch threads (0: training.threads of the run)")
       ("no-self-requeue", po::bool_switch(&no_requeue), "under Slurm, do not scontrol-requeue on SIGUSR1/SIGUSR2")
       ("fault-stop-after-steps", po::value(&stop_after)->default_value(-1), "testing: act as if SIGTERM came after N steps");
   po::variables_map vm;
@@ -107,6 +109,7 @@ int cmd_worker(const Args& args) {
   wo.run_id = run_id;
   wo.progress_bar = ::isatty(2);
   wo.slurm_self_requeue = !no_requeue;
+  wo.threads = threads;
   wo.stop_after_steps = stop_after;
   return runner::run_worker(wo, *comm);
 }

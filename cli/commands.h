@@ -16,5 +16,11 @@ int cmd_run(const Args& args);
 int cmd_models(const Args& args);
 int cmd_train(const Args& args);
 int cmd_worker(const Args& args);
+int cmd_plan(const Args& args);
+int cmd_submit(const Args& args);
+int cmd_status(const Args& args);
+int cmd_resume(const Args& args);
+int cmd_cancel(const Args& args);
+int cmd_report(const Args& args);
 
 }  // namespace orch::cli

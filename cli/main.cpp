@@ -19,12 +19,18 @@ struct Command {
 
 const std::map<std::string, Command>& commands() {
   static const std::map<std::string, Command> c = {
-      {"run", {"prepare the experiment's data sets and report on them (the main job)", orch::cli::cmd_run}},
+      {"run", {"the main job: prepare data, train every run (local pool), report Tables 1-2 and figures", orch::cli::cmd_run}},
       {"synth", {"write a synthetic chest X-ray data set in the public layout", orch::cli::cmd_synth}},
       {"prepare", {"landmarks and images into one HDF5 data set with masks and distance maps", orch::cli::cmd_prepare}},
       {"models", {"list the networks with parameter counts and output shapes", orch::cli::cmd_models}},
       {"train", {"train and evaluate one run of an experiment in the foreground", orch::cli::cmd_train}},
       {"worker", {"run one run the store describes (what a scheduled job executes)", orch::cli::cmd_worker}},
+      {"plan", {"list an experiment's runs, their state and what submit would do", orch::cli::cmd_plan}},
+      {"submit", {"submit the runs that are not done (local pool; Slurm: issue 5)", orch::cli::cmd_submit}},
+      {"status", {"runs per state, per network and data set, with progress and errors", orch::cli::cmd_status}},
+      {"resume", {"resubmit failed, cancelled, timed-out or lost runs (they continue from checkpoints)", orch::cli::cmd_resume}},
+      {"cancel", {"cancel queued and running runs (they checkpoint first)", orch::cli::cmd_cancel}},
+      {"report", {"Tables 1-2, median models, paired tests and figures from the store", orch::cli::cmd_report}},
       {"preview", {"draw a preview PNG of a prepared data set", orch::cli::cmd_preview}},
   };
   return c;

@@ -164,6 +164,7 @@ int run_worker(const WorkerOptions& opt, Communicator& comm) {
   try {
     TrainerOptions to;
     to.settings = s;
+    if (opt.threads > 0) to.settings.training.threads = opt.threads;
     to.run_id = opt.run_id;
     to.run_dir = dir;
     to.dataset_path = data;

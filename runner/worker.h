@@ -24,6 +24,7 @@ struct WorkerOptions {
   // job with `scontrol requeue` before exiting. SIGTERM (preemption, scancel) never self-requeues.
   bool slurm_self_requeue = true;
   int64_t stop_after_steps = -1;  // fault injection (tests)
+  int threads = 0;                // > 0: overrides training.threads (the local pool shares the cores out)
 };
 
 // Whether the run's settings put it on a CUDA device here (training.device and what LibTorch sees).

@@ -66,6 +66,23 @@ CREATE TABLE IF NOT EXISTS inference_times (
   device TEXT NOT NULL DEFAULT 'cpu'
 );
 CREATE INDEX IF NOT EXISTS inference_by_run ON inference_times(run_id);
+CREATE TABLE IF NOT EXISTS jobs (
+  run_id TEXT NOT NULL REFERENCES runs(run_id),
+  backend TEXT NOT NULL,
+  job_id TEXT NOT NULL,
+  submitted_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+  PRIMARY KEY (run_id, job_id)
+);
+CREATE TABLE IF NOT EXISTS median_models (
+  experiment TEXT NOT NULL,
+  dataset TEXT NOT NULL,
+  model TEXT NOT NULL,
+  run_id TEXT NOT NULL,
+  metric TEXT NOT NULL,
+  score REAL,
+  n_seeds INTEGER NOT NULL,
+  PRIMARY KEY (experiment, dataset, model)
+);
 CREATE TABLE IF NOT EXISTS provenance (
   run_id TEXT NOT NULL REFERENCES runs(run_id),
   key TEXT NOT NULL,
@@ -310,6 +327,131 @@ void Store::replace_inference_times(const std::string& run_id, const std::vector
     for (const auto& r : rows) {
       sqlite3_reset(s.s);
       s.bind(1, run_id).bind(2, r.image_id).bind(3, r.seconds).bind(4, static_cast<int64_t>(r.cold)).bind(5, r.device);
+      done(db_, s.step());
+    }
+  });
+}
+
+void Store::set_runs_state(const std::vector<std::string>& ids, const std::string& state) {
+  write([&] {
+    Stmt s(db_, "UPDATE runs SET state = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE run_id = ?");
+    for (const auto& id : ids) {
+      sqlite3_reset(s.s);
+      s.bind(1, state).bind(2, id);
+      done(db_, s.step());
+    }
+  });
+}
+
+void Store::upsert_runs(const std::vector<RunRecord>& runs) {
+  for (const auto& r : runs) upsert_run(r);
+}
+
+void Store::add_jobs(const std::vector<std::pair<std::string, std::string>>& run_and_job, const std::string& backend) {
+  write([&] {
+    Stmt s(db_, "INSERT OR REPLACE INTO jobs(run_id, backend, job_id) VALUES (?, ?, ?)");
+    for (const auto& [run, job] : run_and_job) {
+      sqlite3_reset(s.s);
+      s.bind(1, run).bind(2, backend).bind(3, job);
+      done(db_, s.step());
+    }
+  });
+}
+
+std::map<std::string, RunProgress> Store::progress(const std::string& experiment) {
+  // One pass per table (a refresh over 10,000 runs must stay fast): attempts, epochs and jobs aggregated by run.
+  std::map<std::string, RunProgress> out;
+  {
+    Stmt s(db_, "SELECT run_id FROM runs WHERE ? = '' OR experiment = ?");
+    s.bind(1, experiment).bind(2, experiment);
+    while (s.step() == SQLITE_ROW) out[s.text(0)];
+  }
+  {
+    Stmt s(db_, "SELECT a.run_id, c.n, a.exit_status, a.reason, a.host, a.pid, a.job_id, a.ended_at IS NULL, a.started_at "
+                "FROM attempts a JOIN (SELECT run_id, COUNT(*) AS n, MAX(attempt_id) AS last FROM attempts GROUP BY run_id) c "
+                "ON a.attempt_id = c.last");
+    while (s.step() == SQLITE_ROW) {
+      auto it = out.find(s.text(0));
+      if (it == out.end()) continue;
+      RunProgress& p = it->second;
+      p.attempts = s.integer(1);
+      p.last_exit = sqlite3_column_type(s.s, 2) == SQLITE_NULL ? -1 : s.integer(2);
+      p.last_reason = s.text(3);
+      p.last_host = s.text(4);
+      p.last_pid = s.integer(5);
+      p.last_job = s.text(6);
+      p.last_open = s.integer(7) != 0;
+      p.last_started = s.text(8);
+    }
+  }
+  {
+    Stmt s(db_, "SELECT run_id, MAX(epoch) FROM epoch_metrics GROUP BY run_id");
+    while (s.step() == SQLITE_ROW) {
+      auto it = out.find(s.text(0));
+      if (it != out.end()) it->second.epochs_done = s.integer(1);
+    }
+  }
+  {
+    Stmt s(db_, "SELECT j.run_id, j.backend, j.job_id FROM jobs j JOIN (SELECT run_id, MAX(rowid) AS last FROM jobs "
+                "GROUP BY run_id) l ON j.rowid = l.last");
+    while (s.step() == SQLITE_ROW) {
+      auto it = out.find(s.text(0));
+      if (it != out.end()) {
+        it->second.backend = s.text(1);
+        it->second.job = s.text(2);
+      }
+    }
+  }
+  return out;
+}
+
+std::vector<MetricAggregate> Store::metric_aggregates(const std::vector<std::string>& run_ids) {
+  std::vector<MetricAggregate> out;
+  write([&] {  // a temporary table of the ids keeps the query one indexed join however many runs there are
+    exec("CREATE TEMP TABLE IF NOT EXISTS wanted(run_id TEXT PRIMARY KEY)");
+    exec("DELETE FROM temp.wanted");
+    Stmt ins(db_, "INSERT OR IGNORE INTO temp.wanted(run_id) VALUES (?)");
+    for (const auto& id : run_ids) {
+      sqlite3_reset(ins.s);
+      ins.bind(1, id);
+      done(db_, ins.step());
+    }
+  });
+  Stmt s(db_, "SELECT t.run_id, t.organ, AVG(t.dice), AVG(t.jaccard), AVG(t.hausdorff_mm), COUNT(*), COUNT(t.hausdorff_mm) "
+              "FROM temp.wanted w JOIN test_metrics t ON t.run_id = w.run_id GROUP BY t.run_id, t.organ");
+  while (s.step() == SQLITE_ROW) {
+    MetricAggregate a;
+    a.run_id = s.text(0);
+    a.organ = s.text(1);
+    a.dice = s.real(2);
+    a.jaccard = s.real(3);
+    a.hausdorff_mm = sqlite3_column_type(s.s, 4) == SQLITE_NULL ? std::nan("") : s.real(4);
+    a.images = s.integer(5);
+    a.hausdorff_defined = s.integer(6);
+    out.push_back(a);
+  }
+  Stmt t(db_, "SELECT i.run_id, AVG(CASE WHEN i.cold = 0 THEN i.seconds END), MAX(CASE WHEN i.cold = 1 THEN i.seconds END), "
+              "MAX(i.device) FROM temp.wanted w JOIN inference_times i ON i.run_id = w.run_id GROUP BY i.run_id");
+  while (t.step() == SQLITE_ROW) {
+    MetricAggregate a;
+    a.run_id = t.text(0);
+    a.organ = "";
+    a.inference_s = sqlite3_column_type(t.s, 1) == SQLITE_NULL ? std::nan("") : t.real(1);
+    a.inference_cold_s = sqlite3_column_type(t.s, 2) == SQLITE_NULL ? std::nan("") : t.real(2);
+    a.device = t.text(3);
+    out.push_back(a);
+  }
+  return out;
+}
+
+void Store::set_median_models(const std::string& experiment, const std::vector<MedianModel>& rows) {
+  write([&] {
+    Stmt s(db_, "INSERT OR REPLACE INTO median_models(experiment, dataset, model, run_id, metric, score, n_seeds) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)");
+    for (const auto& r : rows) {
+      sqlite3_reset(s.s);
+      s.bind(1, experiment).bind(2, r.dataset).bind(3, r.model).bind(4, r.run_id).bind(5, r.metric).bind(6, r.score)
+          .bind(7, static_cast<int64_t>(r.n_seeds));
       done(db_, s.step());
     }
   });

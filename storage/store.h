@@ -19,7 +19,7 @@
 
 namespace orch {
 
-constexpr int kStoreSchemaVersion = 1;
+constexpr int kStoreSchemaVersion = 2;  // 2 added `jobs` (opening a version-1 store adds it)
 
 struct RunRecord {
   std::string run_id, experiment, dataset, model, stage;
@@ -48,6 +48,33 @@ struct InferenceRow {
   std::string device = "cpu";
 };
 
+// What status and plan need of a run beyond its record: attempts, the last attempt, epochs done, the last job.
+struct RunProgress {
+  int64_t attempts = 0;
+  int64_t last_exit = -1;       // -1: none yet or still open
+  std::string last_reason, last_host, last_job, last_started;
+  int64_t last_pid = 0;
+  bool last_open = false;       // started and not ended (running, or died without a word)
+  int64_t epochs_done = 0;
+  std::string backend, job;     // the latest submission (jobs table)
+};
+
+// Per run and organ: the means over test images (Hausdorff over the images where it is defined); organ "" rows
+// carry the run's inference times (warm mean, the cold first call) instead.
+struct MetricAggregate {
+  std::string run_id, organ;
+  double dice = 0, jaccard = 0, hausdorff_mm = 0;
+  int64_t images = 0, hausdorff_defined = 0;
+  double inference_s = 0, inference_cold_s = 0;
+  std::string device;
+};
+
+struct MedianModel {
+  std::string dataset, model, run_id, metric;
+  double score = 0;
+  int n_seeds = 0;
+};
+
 class Store {
  public:
   explicit Store(const std::string& path, int busy_timeout_ms = 120000);
@@ -63,6 +90,12 @@ class Store {
   std::optional<RunRecord> run(const std::string& run_id);
   std::vector<RunRecord> runs(const std::string& experiment = "");
 
+  void set_runs_state(const std::vector<std::string>& ids, const std::string& state);  // one transaction
+  void upsert_runs(const std::vector<RunRecord>& runs);
+  // Submissions: the backend's job id per run ("local:<pid>@<host>", Slurm "<array job>_<index>").
+  void add_jobs(const std::vector<std::pair<std::string, std::string>>& run_and_job, const std::string& backend);
+  std::map<std::string, RunProgress> progress(const std::string& experiment = "");
+
   // Attempts: one per start of a worker on a run.
   int64_t begin_attempt(const std::string& run_id, const std::string& host, int64_t pid, const std::string& job_id);
   void end_attempt(int64_t attempt_id, int exit_status, const std::string& reason);
@@ -77,6 +110,8 @@ class Store {
                           const std::string& device);
   // Replaces the run's inference times with `rows`, in one transaction (a re-evaluation leaves no duplicates).
   void replace_inference_times(const std::string& run_id, const std::vector<InferenceRow>& rows);
+  std::vector<MetricAggregate> metric_aggregates(const std::vector<std::string>& run_ids);
+  void set_median_models(const std::string& experiment, const std::vector<MedianModel>& rows);
   void set_provenance(const std::string& run_id, const std::map<std::string, std::string>& values);
   std::map<std::string, std::string> provenance(const std::string& run_id);
 

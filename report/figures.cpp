@@ -1,0 +1,256 @@
+#include "report/figures.h"
+
+#include <cairo.h>
+
+#include <opencv2/imgproc.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include "core/errors.h"
+#include "core/mask.h"
+#include "core/metrics.h"
+#include "storage/dataset_file.h"
+#include "storage/predictions.h"
+#include "storage/workspace.h"
+
+namespace orch::report {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Surface {
+  cairo_surface_t* s;
+  cairo_t* cr;
+  Surface(int w, int h) {
+    s = cairo_image_surface_create(CAIRO_FORMAT_RGB24, w, h);
+    cr = cairo_create(s);
+    cairo_set_source_rgb(cr, 1, 1, 1);
+    cairo_paint(cr);
+  }
+  ~Surface() {
+    cairo_destroy(cr);
+    cairo_surface_destroy(s);
+  }
+  void save(const std::string& path) {
+    cairo_surface_flush(s);
+    std::string tmp = path + ".tmp.png";
+    if (cairo_surface_write_to_png(s, tmp.c_str()) != CAIRO_STATUS_SUCCESS) throw Error(path + ": cannot write PNG");
+    fs::rename(tmp, path);
+  }
+};
+
+void text(cairo_t* cr, double x, double y, const std::string& t, double size, bool centre = false) {
+  cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+  cairo_set_font_size(cr, size);
+  cairo_text_extents_t e;
+  cairo_text_extents(cr, t.c_str(), &e);
+  cairo_move_to(cr, centre ? x - e.width / 2 - e.x_bearing : x, y);
+  cairo_show_text(cr, t.c_str());
+}
+
+// A grey image (CV_8UC1) painted at (x, y) scaled to `tile` px.
+void paint_image(cairo_t* cr, const cv::Mat& grey, double x, double y, double tile) {
+  cairo_surface_t* img = cairo_image_surface_create(CAIRO_FORMAT_RGB24, grey.cols, grey.rows);
+  cairo_surface_flush(img);
+  unsigned char* data = cairo_image_surface_get_data(img);
+  const int stride = cairo_image_surface_get_stride(img);
+  for (int r = 0; r < grey.rows; ++r) {
+    uint32_t* row = reinterpret_cast<uint32_t*>(data + r * stride);
+    for (int c = 0; c < grey.cols; ++c) {
+      uint32_t v = grey.at<uint8_t>(r, c);
+      row[c] = (v << 16) | (v << 8) | v;
+    }
+  }
+  cairo_surface_mark_dirty(img);
+  cairo_save(cr);
+  cairo_translate(cr, x, y);
+  cairo_scale(cr, tile / grey.cols, tile / grey.rows);
+  cairo_set_source_surface(cr, img, 0, 0);
+  cairo_pattern_set_filter(cairo_get_source(cr), CAIRO_FILTER_BILINEAR);
+  cairo_paint(cr);
+  cairo_restore(cr);
+  cairo_surface_destroy(img);
+}
+
+void stroke_polygon(cairo_t* cr, const std::vector<Point2>& pts, double x, double y, double scale) {
+  if (pts.empty()) return;
+  cairo_move_to(cr, x + pts[0].x * scale, y + pts[0].y * scale);
+  for (size_t i = 1; i < pts.size(); ++i) cairo_line_to(cr, x + pts[i].x * scale, y + pts[i].y * scale);
+  cairo_close_path(cr);
+  cairo_stroke(cr);
+}
+
+void stroke_mask(cairo_t* cr, const cv::Mat& binary, double x, double y, double scale) {
+  std::vector<std::vector<cv::Point>> contours;
+  cv::Mat m = binary.clone();
+  cv::findContours(m, contours, cv::RETR_EXTERNAL, cv::CHAIN_APPROX_SIMPLE);
+  for (const auto& c : contours) {
+    std::vector<Point2> p;
+    for (const auto& q : c) p.push_back({q.x + 0.5, q.y + 0.5});
+    stroke_polygon(cr, p, x, y, scale);
+  }
+}
+
+}  // namespace
+
+bool draw_qualitative(const std::string& workspace, const DatasetSpec& ds, const std::vector<FigureRun>& runs,
+                      int images, const std::string& png) {
+  const std::string data_path = dataset_path(workspace, ds.name);
+  if (!fs::exists(data_path)) return false;
+  DatasetReader data(data_path);
+  const OrganLayout layout = OrganLayout::of(data.info().kind);
+  std::map<std::string, int> index_of;
+  for (int i = 0; i < data.info().count; ++i) index_of[data.info().ids[i]] = i;
+  std::vector<Predictions> preds;
+  std::vector<const FigureRun*> shown;
+  for (const auto& r : runs) {
+    std::string p = (fs::path(workspace) / "runs" / r.run_id / "predictions.h5").string();
+    if (!fs::exists(p)) continue;
+    preds.push_back(read_predictions(p));
+    shown.push_back(&r);
+  }
+  if (preds.empty()) return false;
+  // Images where the networks differ most: the spread of their lung Dice.
+  std::map<std::string, std::vector<double>> dice;
+  for (const auto& p : preds)
+    for (size_t i = 0; i < p.ids.size(); ++i) {
+      auto it = index_of.find(p.ids[i]);
+      if (it == index_of.end()) continue;
+      Sample s = data.read(it->second);
+      cv::Mat truth = organ_masks_from_labels(layout, s.mask)[0];
+      cv::Mat pred = p.evaluated == "points" ? organ_masks_from_points(layout, denormalise_points(p.points[i], p.size), p.size)[0]
+                                             : organ_masks_from_labels(layout, p.masks[i])[0];
+      dice[p.ids[i]].push_back(compare_masks(pred, truth).dice);
+    }
+  std::vector<std::pair<double, std::string>> spread;
+  for (auto& [id, v] : dice) {
+    double lo = *std::min_element(v.begin(), v.end()), hi = *std::max_element(v.begin(), v.end());
+    spread.push_back({hi - lo, id});
+  }
+  std::sort(spread.begin(), spread.end(), [](auto& a, auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+  const int n_img = std::min<int>(images, static_cast<int>(spread.size()));
+  const double tile = 180, pad = 6, head = 34, left = 90;
+  Surface S(static_cast<int>(left + preds.size() * (tile + pad)), static_cast<int>(head + n_img * (tile + pad) + 24));
+  cairo_t* cr = S.cr;
+  cairo_set_source_rgb(cr, 0, 0, 0);
+  for (size_t c = 0; c < preds.size(); ++c) text(cr, left + c * (tile + pad) + tile / 2, 22, shown[c]->label, 13, true);
+  for (int r = 0; r < n_img; ++r) {
+    const std::string& id = spread[static_cast<size_t>(r)].second;
+    Sample s = data.read(index_of.at(id));
+    const double y = head + r * (tile + pad);
+    cairo_set_source_rgb(cr, 0, 0, 0);
+    text(cr, 6, y + tile / 2, id, 11);
+    auto truth = organ_masks_from_labels(layout, s.mask);
+    for (size_t c = 0; c < preds.size(); ++c) {
+      const double x = left + c * (tile + pad);
+      const Predictions& p = preds[c];
+      cairo_save(cr);
+      cairo_rectangle(cr, x, y, tile, tile);
+      cairo_clip(cr);  // predictions far off the image stay inside their tile
+      paint_image(cr, s.image, x, y, tile);
+      const double scale = tile / s.image.cols;
+      cairo_set_line_width(cr, 1.4);
+      cairo_set_source_rgb(cr, 0.1, 0.85, 0.2);
+      for (const auto& m : truth) stroke_mask(cr, m, x, y, scale);
+      auto it = std::find(p.ids.begin(), p.ids.end(), id);
+      if (it == p.ids.end()) {
+        cairo_restore(cr);
+        continue;
+      }
+      size_t i = static_cast<size_t>(it - p.ids.begin());
+      cairo_set_source_rgb(cr, 0.95, 0.15, 0.15);
+      if (p.evaluated == "points") {
+        auto px = denormalise_points(p.points[i], p.size);
+        for (size_t o = 0; o < layout.organs.size(); ++o) stroke_polygon(cr, organ_points(layout, px, static_cast<int>(o)), x, y, tile / p.size);
+      } else {
+        for (const auto& m : organ_masks_from_labels(layout, p.masks[i])) stroke_mask(cr, m, x, y, tile / p.size);
+      }
+      cairo_restore(cr);
+    }
+  }
+  cairo_set_source_rgb(cr, 0, 0, 0);
+  text(cr, 6, head + n_img * (tile + pad) + 14,
+       "green: ground truth; red: median model's prediction (contours of points, boundaries of dense masks)", 11);
+  S.save(png);
+  return true;
+}
+
+void draw_curves(const std::string& dataset, const std::vector<CurveRun>& runs, const std::string& png) {
+  std::vector<std::string> models;
+  std::map<std::string, std::string> label;
+  for (const auto& r : runs)
+    if (!label.count(r.model)) {
+      models.push_back(r.model);
+      label[r.model] = r.label;
+    }
+  const int cols = 4, rows_n = static_cast<int>((models.size() + cols - 1) / cols);
+  const double W = 300, H = 200, pad = 16;
+  Surface S(static_cast<int>(cols * (W + pad) + pad), static_cast<int>(rows_n * (H + pad) + pad + 40));
+  cairo_t* cr = S.cr;
+  cairo_set_source_rgb(cr, 0, 0, 0);
+  text(cr, pad, 22, "Training curves, " + dataset + ": train loss (solid) and validation criterion (dashed), log scale; one colour per seed", 13);
+  const double colours[6][3] = {{0.12, 0.47, 0.71}, {1.0, 0.5, 0.05}, {0.17, 0.63, 0.17}, {0.84, 0.15, 0.16}, {0.58, 0.4, 0.74}, {0.55, 0.34, 0.29}};
+  for (size_t m = 0; m < models.size(); ++m) {
+    const double x0 = pad + (m % cols) * (W + pad), y0 = 40 + pad + (m / cols) * (H + pad);
+    double lo = 1e300, hi = -1e300, emax = 1;
+    std::vector<const CurveRun*> mine;
+    for (const auto& r : runs)
+      if (r.model == models[m]) {
+        mine.push_back(&r);
+        for (const auto& e : r.epochs) {
+          for (double v : {e.train_loss, e.val_criterion})
+            if (v > 0 && std::isfinite(v)) lo = std::min(lo, v), hi = std::max(hi, v);
+          emax = std::max(emax, static_cast<double>(e.epoch));
+        }
+      }
+    cairo_set_source_rgb(cr, 0.97, 0.97, 0.97);
+    cairo_rectangle(cr, x0, y0, W, H);
+    cairo_fill(cr);
+    cairo_set_source_rgb(cr, 0, 0, 0);
+    text(cr, x0 + 6, y0 + 14, label[models[m]], 12);
+    if (lo > hi) continue;
+    if (hi / lo < 1.5) lo /= 1.25, hi *= 1.25;
+    const double llo = std::log10(lo), lhi = std::log10(hi);
+    char b[64];
+    std::snprintf(b, sizeof b, "%.3g", hi);
+    text(cr, x0 + W - 50, y0 + 28, b, 9);
+    std::snprintf(b, sizeof b, "%.3g", lo);
+    text(cr, x0 + W - 50, y0 + H - 16, b, 9);
+    std::snprintf(b, sizeof b, "epoch %d", static_cast<int>(emax));
+    text(cr, x0 + W - 60, y0 + H - 4, b, 9);
+    auto px = [&](double e) { return x0 + 8 + (e - 1) / std::max(1.0, emax - 1) * (W - 16); };
+    auto py = [&](double v) { return y0 + H - 8 - (std::log10(v) - llo) / std::max(1e-12, lhi - llo) * (H - 36); };
+    for (size_t k = 0; k < mine.size(); ++k) {
+      const double* c = colours[k % 6];
+      cairo_set_source_rgb(cr, c[0], c[1], c[2]);
+      cairo_set_line_width(cr, 1.3);
+      for (int series = 0; series < 2; ++series) {
+        if (series == 1) {
+          double dash[] = {4, 3};
+          cairo_set_dash(cr, dash, 2, 0);
+        } else {
+          cairo_set_dash(cr, nullptr, 0, 0);
+        }
+        bool started = false;
+        for (const auto& e : mine[k]->epochs) {
+          double v = series == 0 ? e.train_loss : e.val_criterion;
+          if (!(v > 0 && std::isfinite(v))) continue;
+          if (!started) cairo_move_to(cr, px(static_cast<double>(e.epoch)), py(v));
+          else cairo_line_to(cr, px(static_cast<double>(e.epoch)), py(v));
+          started = true;
+        }
+        cairo_stroke(cr);
+      }
+      cairo_set_dash(cr, nullptr, 0, 0);
+      text(cr, x0 + 8 + 40 * k, y0 + 28, "s" + std::to_string(mine[k]->seed), 9);
+    }
+  }
+  S.save(png);
+}
+
+}  // namespace orch::report

@@ -1,0 +1,33 @@
+// The report's figures, drawn with cairo into PNG files.
+//   draw_qualitative: Fig. 4 of the paper — for a few test images, each network's median-model prediction over
+//     the X-ray (contours of point predictions, boundaries of dense masks; red) with the ground truth (green),
+//     choosing the images where the networks' Dice differ most.
+//   draw_curves: training curves per run (train loss and validation criterion per epoch), one panel per network,
+//     one colour per seed.
+// Stateless; thread-safe as long as the files differ.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/experiment.h"
+#include "storage/store.h"
+
+namespace orch::report {
+
+struct FigureRun {
+  std::string model, label, run_id;  // the median model's run
+};
+
+struct CurveRun {
+  std::string model, label, run_id;
+  int64_t seed = 0;
+  std::vector<EpochMetrics> epochs;
+};
+
+// Returns false (and writes nothing) when no prediction file can be read.
+bool draw_qualitative(const std::string& workspace, const DatasetSpec& dataset, const std::vector<FigureRun>& runs,
+                      int images, const std::string& png);
+void draw_curves(const std::string& dataset, const std::vector<CurveRun>& runs, const std::string& png);
+
+}  // namespace orch::report
