@@ -154,6 +154,17 @@ json to_json(const TrainingSpec& t) {
               {"keep_checkpoints", t.keep_checkpoints}, {"device", t.device}};
 }
 
+TrainingSpec NetworkSpec::training_for(const TrainingSpec& base, const std::string& file) const {
+  if (training.empty()) return base;
+  json merged = to_json(base);
+  for (auto it = training.begin(); it != training.end(); ++it) merged[it.key()] = it.value();
+  Ctx c{file};
+  c.only(training, "networks." + id + ".training",
+         {"epochs", "batch_size", "learning_rate", "weight_decay", "validate_every", "threads", "loader_threads", "augment",
+          "mask_resampling", "seed_mode", "checkpoint_every", "keep_checkpoints", "device"});
+  return training_from_json(merged, file, "networks." + id + ".training");
+}
+
 json to_json(const EvaluationSpec& e) {
   return json{{"spacing_mm", e.spacing_mm}, {"empty_hausdorff", e.empty_hausdorff}};
 }
@@ -255,7 +266,13 @@ Experiment parse_experiment(const json& doc, const std::string& path) {
     } else if (n.is_object()) {
       for (auto it = n.begin(); it != n.end(); ++it) {
         if (!it.value().is_object()) c.fail("networks." + it.key(), it.value(), "expected an object of network options");
-        e.networks.push_back({it.key(), it.value()});
+        NetworkSpec n{it.key(), it.value(), json::object()};
+        if (n.options.contains("training")) {
+          n.training = n.options["training"];
+          n.options.erase("training");
+          c.object(n.training, "networks." + it.key() + ".training");
+        }
+        e.networks.push_back(n);
       }
     } else {
       c.fail("networks", n, "expected a list of network ids or an object of id -> options");
@@ -273,6 +290,7 @@ Experiment parse_experiment(const json& doc, const std::string& path) {
   }
   if (doc.contains("training")) e.training = training_from_json(doc["training"], path, "training");
   if (doc.contains("evaluation")) e.evaluation = evaluation_from_json(doc["evaluation"], path, "evaluation");
+  for (const auto& n : e.networks) n.training_for(e.training, path);  // validates the overrides now
   return e;
 }
 

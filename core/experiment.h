@@ -33,12 +33,6 @@ struct DatasetSpec {
   std::string edges = "canny";  // distance-map contour: canny (reference) or boundary
 };
 
-// A network of the grid: a registry id (models/registry.h; checked there) and its option overrides.
-struct NetworkSpec {
-  std::string id;
-  nlohmann::json options = nlohmann::json::object();  // validated by models::model_config_from_json
-};
-
 // Training settings (spec §5); the learning-rate schedule and the validation criterion are each network's own.
 struct TrainingSpec {
   int epochs = 2500;
@@ -62,6 +56,17 @@ struct EvaluationSpec {
   double spacing_mm = 0.35;
   std::string empty_hausdorff = "nan";  // or "diagonal" (core/metrics.h)
 };
+
+// A network of the grid: a registry id (models/registry.h; checked there) and its option overrides.
+struct NetworkSpec {
+  std::string id;
+  nlohmann::json options = nlohmann::json::object();  // validated by models::model_config_from_json
+  // Per-network training overrides ("networks": {"rasterize": {"training": {"learning_rate": 1e-4}}}), merged
+  // over the experiment's training block for this network's runs; validated with it.
+  nlohmann::json training = nlohmann::json::object();
+  TrainingSpec training_for(const TrainingSpec& base, const std::string& file) const;
+};
+
 
 struct Experiment {
   std::string path;  // the file it came from

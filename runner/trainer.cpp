@@ -372,9 +372,11 @@ TrainOutcome Trainer::train() {
     rec.seconds = seconds_since(t0);
     if (I.comm->rank() == 0) {
       char line[200];
-      std::snprintf(line, sizeof line, "epoch %lld/%d loss %.6g val %s %.6g%s lr %.3g %.1fs",
-                    static_cast<long long>(rec.epoch), ts.epochs, rec.train_loss, I.entry->criterion_name.c_str(),
-                    rec.val_criterion, rec.best ? " (best)" : "", rec.learning_rate, rec.seconds);
+      char val[64] = "-";
+      if (!std::isnan(rec.val_criterion)) std::snprintf(val, sizeof val, "%.6g", rec.val_criterion);
+      std::snprintf(line, sizeof line, "epoch %lld/%d loss %.6g val %s %s%s lr %.3g %.1fs",
+                    static_cast<long long>(rec.epoch), ts.epochs, rec.train_loss, I.entry->criterion_name.c_str(), val,
+                    rec.best ? " (best)" : "", rec.learning_rate, rec.seconds);
       if (!I.opt.progress_bar || !::isatty(2)) I.log(line);
       else if (I.opt.log) I.opt.log(std::string("\r") + line);
       if (I.opt.on_epoch) I.opt.on_epoch(rec);

@@ -158,7 +158,7 @@ int run_worker(const WorkerOptions& opt, Communicator& comm) {
   if (rank0) {
     attempt = store.begin_attempt(opt.run_id, hostname(), static_cast<int64_t>(getpid()), job);
     store.set_run_state(opt.run_id, "running");
-    log.line("attempt " + std::to_string(attempt) + " of run " + opt.run_id + " on " + hostname() +
+    log.line("run " + opt.run_id + ": attempt " + std::to_string(attempt) + " (store id) on " + hostname() +
              (job.empty() ? "" : " (Slurm job " + job + ")"));
   }
   try {

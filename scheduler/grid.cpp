@@ -17,6 +17,11 @@ struct Builder {
   std::vector<std::string> order;            // ids in dependency order
   std::map<std::string, std::string> digests;
 
+  TrainingSpec training_of(const std::string& model) const {
+    for (const auto& n : exp.networks)
+      if (n.id == model) return n.training_for(exp.training, exp.path);
+    return exp.training;
+  }
   nlohmann::json options_of(const std::string& model) const {
     for (const auto& n : exp.networks)
       if (n.id == model) return n.options;
@@ -43,7 +48,7 @@ struct Builder {
     r.settings.model_options = options_of(model);
     r.settings.seed = seed;
     r.settings.stage = stage;
-    r.settings.training = exp.training;
+    r.settings.training = training_of(model);
     r.settings.evaluation = exp.evaluation;
     const std::string dep = models::model_dependency(model);
     if (dep == "unet") r.settings.dependency = add(d, "unet", exp.seeds.front(), "pretrain");

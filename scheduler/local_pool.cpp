@@ -66,6 +66,15 @@ PoolResult run_local_pool(const std::vector<PlannedRun>& runs, Store& store, con
 
   std::map<std::string, const PlannedRun*> pending;
   for (const auto& r : runs) pending[r.id] = &r;
+  // Start order: runs others wait for first (the pretrained UNets, HybridGNet+IGSC), then the grid's order.
+  std::map<std::string, int> dependents;
+  for (const auto& r : runs)
+    for (const auto& d : r.depends_on) ++dependents[d];
+  std::vector<std::string> order;
+  for (const auto& r : runs) order.push_back(r.id);
+  std::stable_sort(order.begin(), order.end(), [&](const std::string& a, const std::string& b) {
+    return dependents[a] > dependents[b];
+  });
   std::vector<std::string> ids;
   for (const auto& r : runs) ids.push_back(r.id);
   std::map<std::string, std::string> prior_state;
@@ -102,8 +111,12 @@ PoolResult run_local_pool(const std::vector<PlannedRun>& runs, Store& store, con
       for (auto& [pid, r] : running) ::kill(pid, SIGTERM);
     }
     // Start what is ready.
-    bool blocked_all = true;
-    for (auto it = pending.begin(); !stopping && it != pending.end() && static_cast<int>(running.size()) < o.workers;) {
+    for (auto oit = order.begin(); !stopping && oit != order.end() && static_cast<int>(running.size()) < o.workers;) {
+      auto it = pending.find(*oit);
+      if (it == pending.end()) {
+        oit = order.erase(oit);
+        continue;
+      }
       const PlannedRun& r = *it->second;
       bool ready = true, doomed = false;
       for (const auto& d : r.depends_on) {
@@ -118,22 +131,22 @@ PoolResult run_local_pool(const std::vector<PlannedRun>& runs, Store& store, con
         event("not started: " + r.id + " (a run it needs did not finish)");
         store.set_run_state(r.id, prior_state[r.id] == "new" ? "new" : prior_state[r.id]);
         ++result.not_started;
-        it = pending.erase(it);
+        pending.erase(it);
+        oit = order.erase(oit);
         continue;
       }
       if (!ready) {
-        ++it;
+        ++oit;
         continue;
       }
-      blocked_all = false;
       const std::string log = (fs::path(logs) / (r.id + ".log")).string();
       pid_t pid = spawn_worker(o, r.id, threads, log);
       store.add_jobs({{r.id, "local:" + std::to_string(pid) + "@" + host()}}, "local");
       running[pid] = {r.id, std::chrono::steady_clock::now(), requeues[r.id]};
       event("start " + r.id + " (pid " + std::to_string(pid) + ", log " + log + ")");
-      it = pending.erase(it);
+      pending.erase(it);
+      oit = order.erase(oit);
     }
-    (void)blocked_all;
     if (running.empty()) {
       if (pending.empty() || stopping) break;
       continue;  // everything pending was doomed this round; loop once more to drain
@@ -159,9 +172,9 @@ PoolResult run_local_pool(const std::vector<PlannedRun>& runs, Store& store, con
     } else if (code == 75 && !stopping && requeues[r.id] < o.max_requeues) {
       ++requeues[r.id];
       event("requeue " + r.id + " (checkpointed; attempt " + std::to_string(requeues[r.id] + 1) + ")");
-      pending[r.id] = nullptr;
       for (const auto& pr : runs)
         if (pr.id == r.id) pending[r.id] = &pr;
+      order.insert(order.begin(), r.id);  // continue it first
     } else if (code == 75) {
       event("stopped " + r.id + " (checkpointed; resume continues it)");
     } else {
