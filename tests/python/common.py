@@ -34,4 +34,5 @@ def run(tests):
             print(f"FAIL {t.__name__}")
             traceback.print_exc()
     print(f"{passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    if failed:
+        sys.exit(1)

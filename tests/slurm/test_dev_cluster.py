@@ -1,0 +1,125 @@
+"""Against a real Slurm cluster started by slurm/dev-cluster/start: a 2-task MPI run of the worker through
+srun, fake GPUs in a GPU-requesting job, and checkpoint-and-requeue of the worker's own job on SIGUSR1.
+The cluster is stopped afterwards (slurm/dev-cluster/stop). The grid backend on Slurm is not built yet."""
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
+from common import BIN, SOURCE, run  # noqa: E402
+
+LAB = tempfile.mkdtemp(prefix="orch-slurm-test-")
+ENV = dict(os.environ, SLURM_CONF=os.path.join(LAB, "etc", "slurm.conf"))
+
+
+def sh(*args, check=True, **kw):
+    p = subprocess.run(list(args), capture_output=True, text=True, env=ENV, **kw)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} exited {p.returncode}: {p.stdout}\n{p.stderr}")
+    return p
+
+
+def wait_state(job, states, timeout=180):
+    t0 = time.time()
+    last = ""
+    while time.time() - t0 < timeout:
+        out = sh("sacct", "-X", "-P", "-n", "-j", job, "-o", "State", check=False).stdout.split()
+        last = out[0] if out else ""
+        if last in states:
+            return last
+        time.sleep(0.5)
+    raise AssertionError(f"job {job} stayed {last!r}")
+
+
+def experiment(tmp, epochs):
+    doc = {"name": "slurm-test", "workspace": os.path.join(tmp, "ws"),
+           "datasets": {"d": {"kind": "lh", "size": 64, "synthetic": {"count": 24, "seed": 5, "size": 64}}},
+           "networks": ["hybridgnet"], "seeds": [1],
+           "training": {"epochs": epochs, "threads": 1, "loader_threads": 1, "device": "cpu"}}
+    path = os.path.join(tmp, "exp.json")
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    return path, doc["workspace"]
+
+
+def script(tmp, name, body, extra=""):
+    path = os.path.join(tmp, name)
+    with open(path, "w") as f:
+        f.write(f"#!/bin/bash\n#SBATCH -o {tmp}/{name}.%j.out\n{extra}\n{body}\n")
+    return path
+
+
+def test_two_task_mpi_run_through_srun():
+    with tempfile.TemporaryDirectory(prefix="orch-slurm-") as tmp:
+        exp, ws = experiment(tmp, 2)
+        s = script(tmp, "mpi.sh", f"srun {BIN} train {exp} --dataset d --model hybridgnet --workspace {ws}", "#SBATCH -n 2")
+        job = sh("sbatch", "--parsable", s).stdout.strip()
+        assert wait_state(job, {"COMPLETED", "FAILED", "CANCELLED"}) == "COMPLETED", open(f"{tmp}/mpi.sh.{job}.out").read()
+        db = sqlite3.connect(os.path.join(ws, "orchestrator.db"))
+        prov = dict(db.execute("SELECT key, value FROM provenance"))
+        assert prov["communicator"] == "mpi" and prov["ranks"] == "2", prov
+        assert db.execute("SELECT state FROM runs").fetchone()[0] == "done"
+        assert db.execute("SELECT job_id FROM attempts").fetchone()[0] == job
+
+
+def test_fake_gpus_are_scheduled():
+    with tempfile.TemporaryDirectory(prefix="orch-slurm-") as tmp:
+        s = script(tmp, "gpu.sh", "echo CVD=$CUDA_VISIBLE_DEVICES", "#SBATCH --gres=gpu:2")
+        job = sh("sbatch", "--parsable", s).stdout.strip()
+        assert wait_state(job, {"COMPLETED", "FAILED"}) == "COMPLETED"
+        assert "CVD=0,1" in open(f"{tmp}/gpu.sh.{job}.out").read()
+
+
+def test_sigusr1_checkpoints_and_requeues_its_own_job():
+    with tempfile.TemporaryDirectory(prefix="orch-slurm-") as tmp:
+        exp, ws = experiment(tmp, 40)
+        # One step through `train` prepares the data set and records the run (exit 75); the job then runs the
+        # worker as a scheduled job would.
+        p = subprocess.run([BIN, "train", exp, "--dataset", "d", "--model", "hybridgnet", "--workspace", ws,
+                            "--fault-stop-after-steps", "1"], capture_output=True, text=True, env=ENV)
+        assert p.returncode == 75, p.stderr
+        db = sqlite3.connect(os.path.join(ws, "orchestrator.db"))
+        (run_id,) = db.execute("SELECT run_id FROM runs").fetchone()
+        s = script(tmp, "requeue.sh", f"exec {BIN} worker --workspace {ws} --run {run_id}", "#SBATCH --requeue")
+        job = sh("sbatch", "--parsable", s).stdout.strip()
+        log = os.path.join(ws, "runs", run_id, "log.txt")
+        t0 = time.time()
+        while time.time() - t0 < 120 and "(Slurm job" not in (open(log).read() if os.path.exists(log) else ""):
+            time.sleep(0.2)
+        time.sleep(1.0)
+        sh("scancel", "--signal=USR1", "--full", job)
+        t0 = time.time()
+        while time.time() - t0 < 60:
+            reasons = [r[0] for r in db.execute("SELECT reason FROM attempts")]
+            if any("requeued Slurm job" in r for r in reasons):
+                break
+            time.sleep(0.3)
+        assert any("stopped by SIGUSR1" in r and "requeued Slurm job " + job in r for r in reasons), reasons
+        time.sleep(1.0)
+        sh("scontrol", "update", f"jobid={job}", "StartTime=now", check=False)  # skip the requeue hold-off
+        assert wait_state(job, {"COMPLETED", "FAILED", "CANCELLED"}, timeout=300) == "COMPLETED"
+        assert db.execute("SELECT state FROM runs").fetchone()[0] == "done"
+        assert "resuming from" in open(log).read()
+
+
+def main():
+    if os.geteuid() != 0:
+        print("skip: the dev cluster needs root")
+        sys.exit(77)
+    start = subprocess.run([os.path.join(SOURCE, "slurm", "dev-cluster", "start"), LAB], capture_output=True, text=True)
+    if start.returncode != 0:
+        print(start.stdout, start.stderr)
+        sys.exit(1)
+    print(start.stdout.strip())
+    try:
+        run([test_fake_gpus_are_scheduled, test_two_task_mpi_run_through_srun, test_sigusr1_checkpoints_and_requeues_its_own_job])
+    finally:
+        subprocess.run([os.path.join(SOURCE, "slurm", "dev-cluster", "stop"), LAB], env=ENV)
+
+
+if __name__ == "__main__":
+    main()
