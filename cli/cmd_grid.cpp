@@ -7,9 +7,11 @@
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <set>
 #include <thread>
 
 #include "cli/grid_ops.h"
+#include "scheduler/slurm_backend.h"
 #include "cli/options.h"
 #include "models/model_config.h"
 #include "storage/workspace.h"
@@ -96,13 +98,56 @@ nlohmann::json status_json(const scheduler::RunStatus& st) {
           {"last_error", st.state == "failed" ? st.progress.last_reason : ""}};
 }
 
+// Slurm's view of the runs the store thinks are queued or running on Slurm: one sacct call.
+std::map<std::string, std::string> slurm_view(Store& store) {
+  std::vector<std::string> jobs;
+  auto progress = store.progress();
+  for (const auto& r : store.runs())
+    if ((r.state == "queued" || r.state == "running") && progress[r.run_id].backend == "slurm")
+      jobs.push_back(progress[r.run_id].job);
+  return scheduler::slurm_job_states(jobs);
+}
+
 std::vector<scheduler::RunStatus> current(GridContext& g, scheduler::PlanMode mode) {
   if (!fs::exists(store_file(g.workspace))) {
     Store empty(":memory:");
     return scheduler::plan(g.grid, empty, g.only, mode);
   }
   Store store(store_file(g.workspace));
-  return scheduler::plan(g.grid, store, g.only, mode);
+  auto states = slurm_view(store);
+  return scheduler::plan(g.grid, store, g.only, mode, &states);
+}
+
+std::string backend_of(const GridContext& g, const std::string& flag) {
+  std::string b = flag.empty() ? g.exp.raw.value("backend", std::string("local")) : flag;
+  if (b != "local" && b != "slurm") throw InputError("--backend", "", b, "expected local or slurm");
+  return b;
+}
+
+// Slurm submission of what plan() says to submit (after reconciling jobs an earlier submit left unrecorded).
+int submit_to_slurm(GridContext& g, scheduler::PlanMode mode) {
+  fs::create_directories(g.workspace);
+  Store store(store_file(g.workspace));
+  int reconciled = scheduler::reconcile_slurm(store, g.workspace);
+  if (reconciled) std::printf("submit: %d run(s) of an earlier submission found in Slurm and recorded\n", reconciled);
+  auto states = slurm_view(store);
+  auto plan = scheduler::plan(g.grid, store, g.only, mode, &states);
+  std::vector<scheduler::PlannedRun> todo, all;
+  std::set<std::string> datasets;
+  for (const auto& st : plan) {
+    all.push_back(st.run);
+    if (st.submit) {
+      todo.push_back(st.run);
+      datasets.insert(st.run.settings.dataset);
+    }
+  }
+  for (const auto& d : datasets) ensure_dataset(g.exp, g.exp.dataset(d), g.workspace, 0, false);
+  scheduler::record_runs(store, all);
+  auto sub = scheduler::submit_slurm(todo, store, g.exp, g.workspace, fs::read_symlink("/proc/self/exe").string());
+  std::printf("submit: %d run(s) in %zu Slurm array job(s)", sub.runs, sub.array_jobs.size());
+  for (const auto& j : sub.array_jobs) std::printf(" %s", j.c_str());
+  std::printf("; %zu already done or queued. Logs: %s/logs/%%A_%%a.out\n", plan.size() - todo.size(), g.workspace.c_str());
+  return 0;
 }
 
 }  // namespace
@@ -149,9 +194,7 @@ int cmd_submit(const Args& args) {
   po::variables_map vm;
   if (!parse_options(args, desc, vm, "orchestrator submit EXP [--backend local|slurm] [--only key=value]...", &pos)) return 0;
   GridContext g = load_grid(c.exp_path, c.sets, c.only, c.workspace);
-  if (backend.empty()) backend = g.exp.raw.value("backend", std::string("local"));
-  if (backend == "slurm") throw InputError("--backend", "", backend, "the Slurm backend is not built yet (issue 5); use local");
-  if (backend != "local") throw InputError("--backend", "", backend, "expected local or slurm");
+  if (backend_of(g, backend) == "slurm") return submit_to_slurm(g, scheduler::PlanMode::kSubmit);
   if (workers <= 0) workers = 1;
   auto r = submit_local(g, scheduler::PlanMode::kSubmit, workers, false);
   std::printf("submit: %d done, %d failed, %d not started\n", r.done, r.failed, r.not_started);
@@ -164,10 +207,13 @@ int cmd_resume(const Args& args) {
   po::positional_options_description pos;
   add_common(desc, c, pos);
   int workers = 1;
-  desc.add_options()("workers", po::value(&workers)->default_value(1), "local: worker processes");
+  std::string backend;
+  desc.add_options()("workers", po::value(&workers)->default_value(1), "local: worker processes")(
+      "backend", po::value(&backend), "local or slurm (default: the experiment's backend, else local)");
   po::variables_map vm;
-  if (!parse_options(args, desc, vm, "orchestrator resume EXP [--only key=value]...", &pos)) return 0;
+  if (!parse_options(args, desc, vm, "orchestrator resume EXP [--backend local|slurm] [--only key=value]...", &pos)) return 0;
   GridContext g = load_grid(c.exp_path, c.sets, c.only, c.workspace);
+  if (backend_of(g, backend) == "slurm") return submit_to_slurm(g, scheduler::PlanMode::kResume);
   auto r = submit_local(g, scheduler::PlanMode::kResume, workers, false);
   std::printf("resume: %d done, %d failed, %d not started\n", r.done, r.failed, r.not_started);
   return r.failed ? 1 : 0;
@@ -243,19 +289,23 @@ int cmd_cancel(const Args& args) {
     return 0;
   }
   Store store(store_file(g.workspace));
-  auto plan = scheduler::plan(g.grid, store, g.only, scheduler::PlanMode::kSubmit);
+  auto states = slurm_view(store);
+  auto plan = scheduler::plan(g.grid, store, g.only, scheduler::PlanMode::kSubmit, &states);
   int n = 0;
-  std::vector<std::string> ids;
+  std::vector<std::string> ids, slurm_jobs;
   for (const auto& st : plan) {
     if (st.state != "queued" && st.state != "running") continue;
     const std::string& job = st.progress.job;
     if (job.rfind("local:", 0) == 0) {
       long pid = std::strtol(job.c_str() + 6, nullptr, 10);
       if (pid > 0 && !scheduler::local_job_gone(job)) ::kill(static_cast<pid_t>(pid), SIGTERM);  // checkpoints, exits 75
+    } else if (st.progress.backend == "slurm") {
+      slurm_jobs.push_back(job);  // scancel sends SIGTERM: the worker checkpoints before it is killed
     }
     ids.push_back(st.run.id);
     ++n;
   }
+  scheduler::cancel_slurm(slurm_jobs);
   store.set_runs_state(ids, "cancelled");
   std::printf("cancel: %d run(s) cancelled (their workers checkpoint and stop; resume continues them)\n", n);
   return 0;

@@ -26,7 +26,7 @@ const std::map<std::string, Command>& commands() {
       {"train", {"train and evaluate one run of an experiment in the foreground", orch::cli::cmd_train}},
       {"worker", {"run one run the store describes (what a scheduled job executes)", orch::cli::cmd_worker}},
       {"plan", {"list an experiment's runs, their state and what submit would do", orch::cli::cmd_plan}},
-      {"submit", {"submit the runs that are not done (local pool; Slurm: issue 5)", orch::cli::cmd_submit}},
+      {"submit", {"submit the runs that are not done (local pool, or Slurm job arrays)", orch::cli::cmd_submit}},
       {"status", {"runs per state, per network and data set, with progress and errors", orch::cli::cmd_status}},
       {"resume", {"resubmit failed, cancelled, timed-out or lost runs (they continue from checkpoints)", orch::cli::cmd_resume}},
       {"cancel", {"cancel queued and running runs (they checkpoint first)", orch::cli::cmd_cancel}},

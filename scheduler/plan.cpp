@@ -49,7 +49,10 @@ void record_runs(Store& store, const std::vector<PlannedRun>& runs) {
   store.upsert_runs(recs);
 }
 
-std::vector<RunStatus> plan(const std::vector<PlannedRun>& grid, Store& store, const Filter& only, PlanMode mode) {
+std::string run_state_from_slurm(const std::string& slurm_state);  // slurm_backend.cpp
+
+std::vector<RunStatus> plan(const std::vector<PlannedRun>& grid, Store& store, const Filter& only, PlanMode mode,
+                            const std::map<std::string, std::string>* slurm_states) {
   std::map<std::string, RunRecord> recorded;
   std::map<std::string, std::vector<std::string>> by_key;  // recorded ids of the same dataset/model/seed/stage
   for (auto& r : store.runs()) {
@@ -91,6 +94,14 @@ std::vector<RunStatus> plan(const std::vector<PlannedRun>& grid, Store& store, c
     st.state = it == recorded.end() ? "new" : it->second.state;
     if (auto p = progress.find(r.id); p != progress.end()) st.progress = p->second;
     if ((st.state == "queued" || st.state == "running") && local_job_gone(st.progress.job)) st.state = "lost";
+    if ((st.state == "queued" || st.state == "running") && slurm_states && st.progress.backend == "slurm") {
+      auto js = slurm_states->find(st.progress.job);
+      if (js != slurm_states->end()) {
+        std::string mapped = run_state_from_slurm(js->second);
+        if (!mapped.empty()) st.state = mapped;
+        st.progress.last_reason = "Slurm: " + js->second + (st.progress.last_reason.empty() ? "" : "; " + st.progress.last_reason);
+      }
+    }
     bool active = st.state == "queued" || st.state == "running";
     if (st.state == "done") {
       st.why = "already done";

@@ -8,6 +8,7 @@
 // dependency that will not run). Values only; thread-safe.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -28,7 +29,10 @@ enum class PlanMode { kSubmit, kResume };
 
 // `only` narrows the runs listed; dependencies of listed runs that are not done are included as well (they must
 // run first). Resume submits only runs that failed, were cancelled, timed out or were lost.
-std::vector<RunStatus> plan(const std::vector<PlannedRun>& grid, Store& store, const Filter& only, PlanMode mode);
+// `slurm_states`: Slurm's state per job ("<array>_<index>", scheduler/slurm_backend.h) for runs the store thinks
+// are queued or running; a final one (FAILED, CANCELLED, TIMEOUT, NODE_FAIL, OUT_OF_MEMORY) is shown as such.
+std::vector<RunStatus> plan(const std::vector<PlannedRun>& grid, Store& store, const Filter& only, PlanMode mode,
+                            const std::map<std::string, std::string>* slurm_states = nullptr);
 
 // Records the grid's runs (settings, dependencies) in the store; states of recorded runs are kept.
 void record_runs(Store& store, const std::vector<PlannedRun>& runs);

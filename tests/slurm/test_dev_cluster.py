@@ -1,6 +1,7 @@
 """Against a real Slurm cluster started by slurm/dev-cluster/start: a 2-task MPI run of the worker through
 srun, fake GPUs in a GPU-requesting job, and checkpoint-and-requeue of the worker's own job on SIGUSR1.
 The cluster is stopped afterwards (slurm/dev-cluster/stop). The grid backend on Slurm is not built yet."""
+import glob
 import json
 import os
 import sqlite3
@@ -10,7 +11,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
-from common import BIN, SOURCE, run  # noqa: E402
+from common import BIN, SOURCE, run  # noqa: E402  (orch below runs with SLURM_CONF)
 
 LAB = tempfile.mkdtemp(prefix="orch-slurm-test-")
 ENV = dict(os.environ, SLURM_CONF=os.path.join(LAB, "etc", "slurm.conf"))
@@ -106,6 +107,121 @@ def test_sigusr1_checkpoints_and_requeues_its_own_job():
         assert "resuming from" in open(log).read()
 
 
+def grid_experiment(tmp, name="sg", epochs=2, networks=("hybridgnet", "ours"), seeds=(1, 2), resources=None):
+    doc = {"name": name, "workspace": os.path.join(tmp, "ws"), "backend": "slurm",
+           "datasets": {"a": {"kind": "lh", "size": 64, "synthetic": {"count": 20, "seed": 3, "size": 64}}},
+           "networks": list(networks), "seeds": list(seeds),
+           "training": {"epochs": epochs, "threads": 1, "loader_threads": 1, "device": "cpu"},
+           "resources": dict({"cpus": 1, "array_throttle": 2}, **(resources or {}))}
+    path = os.path.join(tmp, "exp.json")
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    return path, doc["workspace"]
+
+
+def orch(*args, check=True):
+    p = subprocess.run([BIN, *map(str, args)], capture_output=True, text=True, env=ENV)
+    if check and p.returncode != 0:
+        raise AssertionError(f"orchestrator {' '.join(map(str, args))} exited {p.returncode}:\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def wait_all(exp, states=("done",), timeout=300):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        st = json.loads(orch("status", exp, "--json").stdout)
+        if all(r["state"] in states for r in st):
+            return st
+        time.sleep(1)
+    raise AssertionError(f"not all {states}: {st}")
+
+
+def jobs_in_slurm():
+    """Distinct job (array) ids Slurm knows."""
+    return {j.split("_")[0] for j in sh("sacct", "-X", "-P", "-n", "-o", "JobID").stdout.split()}
+
+
+def test_grid_as_arrays_honours_dependencies_and_a_second_submit_adds_nothing():
+    with tempfile.TemporaryDirectory(prefix="orch-slurm-") as tmp:
+        exp, ws = grid_experiment(tmp)
+        p = orch("submit", exp)
+        assert "5 run(s) in 2 Slurm array job(s)" in p.stdout, p.stdout
+        arrays = set(p.stdout.split("array job(s) ")[1].split(";")[0].split())
+        script = open(sorted(glob.glob(os.path.join(ws, "slurm", "*-L0.sbatch")))[0]).read()
+        for line in ("--array=0-2%2", "--requeue", "--signal=B:USR1@120", "--open-mode=append", "/logs/%A_%a.out"):
+            assert line in script, line
+        before = jobs_in_slurm() - arrays
+        assert "0 run(s) in 0 Slurm array job(s)" in orch("submit", exp).stdout
+        wait_all(exp)
+        assert jobs_in_slurm() - before == arrays, "a second submit added jobs"
+        db = sqlite3.connect(os.path.join(ws, "orchestrator.db"))
+        for run_id, dep in db.execute("SELECT run_id, depends_on FROM runs WHERE depends_on != ''"):
+            (started,) = db.execute("SELECT MIN(started_at) FROM attempts WHERE run_id = ?", (run_id,)).fetchone()
+            (ended,) = db.execute("SELECT MAX(ended_at) FROM attempts WHERE run_id = ? AND exit_status = 0", (dep,)).fetchone()
+            assert started >= ended, (run_id, started, dep, ended)
+        assert glob.glob(os.path.join(ws, "logs", "*_*.out"))
+        # The orchestrator "dies" between sbatch and recording: the next submit finds the jobs by name.
+        db.execute("DELETE FROM jobs")
+        db.execute("UPDATE runs SET state = 'queued'")
+        db.commit()
+        p = orch("submit", exp)
+        assert "found in Slurm and recorded" in p.stdout and "0 run(s) in 0 Slurm array job(s)" in p.stdout, p.stdout
+        assert jobs_in_slurm() - before == arrays
+
+
+def test_scancel_then_resume_continues_from_the_checkpoint():
+    with tempfile.TemporaryDirectory(prefix="orch-slurm-") as tmp:
+        exp, ws = grid_experiment(tmp, epochs=60, networks=("unet",), seeds=(1,))
+        orch("submit", exp)
+        (run,) = json.loads(orch("status", exp, "--json").stdout)
+        log = os.path.join(ws, "runs", run["id"], "log.txt")
+        t0 = time.time()
+        while time.time() - t0 < 120 and "epoch 3/60" not in (open(log).read() if os.path.exists(log) else ""):
+            time.sleep(0.2)
+        sh("scancel", run["job"])
+        wait_state(run["job"], {"CANCELLED"})
+        (after,) = json.loads(orch("status", exp, "--json").stdout)
+        assert after["state"] in ("cancelled", "queued"), after  # the worker may record its checkpoint first
+        plan = json.loads(orch("plan", exp, "--json").stdout)
+        assert plan[0]["action"] == "submit", plan
+        orch("resume", exp)
+        wait_all(exp)
+        assert "resuming from" in open(log).read()
+
+
+def test_time_limit_signal_checkpoint_requeue_and_finish():
+    with tempfile.TemporaryDirectory(prefix="orch-slurm-") as tmp:
+        exp, ws = grid_experiment(tmp, epochs=400, networks=("hybridgnet",), seeds=(1,),
+                                  resources={"time": "1", "signal_seconds": 40})
+        orch("submit", exp)
+        (run,) = json.loads(orch("status", exp, "--json").stdout)
+        db = sqlite3.connect(os.path.join(ws, "orchestrator.db"))
+        t0 = time.time()
+        while time.time() - t0 < 420:
+            (state,) = db.execute("SELECT state FROM runs").fetchone()
+            if state == "done":
+                break
+            reasons = [r[0] for r in db.execute("SELECT reason FROM attempts")]
+            if any("requeued" in r for r in reasons):
+                sh("scontrol", "update", f"jobid={run['job']}", "StartTime=now", check=False)
+            time.sleep(2)
+        reasons = [r[0] for r in db.execute("SELECT reason FROM attempts")]
+        assert state == "done", (state, reasons)
+        assert any("stopped by SIGUSR1" in r and "requeued Slurm job" in r for r in reasons), reasons
+
+
+def test_injection_through_the_experiment_name_runs_nothing():
+    with tempfile.TemporaryDirectory(prefix="orch-slurm-") as tmp:
+        target = os.path.join(tmp, "pwned")
+        exp, ws = grid_experiment(tmp, name=f'x"; touch {target}; "', networks=("hybridgnet",), seeds=(1,))
+        p = orch("submit", exp)
+        script = open(glob.glob(os.path.join(ws, "slurm", "*.sbatch"))[0]).read()
+        name = script.split("#SBATCH --job-name=")[1].split("\n")[0]
+        assert all(c.isalnum() or c in "_.-" for c in name), name
+        wait_all(exp)
+        assert not os.path.exists(target)
+
+
 def main():
     if os.geteuid() != 0:
         print("skip: the dev cluster needs root")
@@ -116,7 +232,10 @@ def main():
         sys.exit(1)
     print(start.stdout.strip())
     try:
-        run([test_fake_gpus_are_scheduled, test_two_task_mpi_run_through_srun, test_sigusr1_checkpoints_and_requeues_its_own_job])
+        run([test_fake_gpus_are_scheduled, test_two_task_mpi_run_through_srun, test_sigusr1_checkpoints_and_requeues_its_own_job,
+             test_grid_as_arrays_honours_dependencies_and_a_second_submit_adds_nothing,
+             test_scancel_then_resume_continues_from_the_checkpoint, test_injection_through_the_experiment_name_runs_nothing,
+             test_time_limit_signal_checkpoint_requeue_and_finish])
     finally:
         subprocess.run([os.path.join(SOURCE, "slurm", "dev-cluster", "stop"), LAB], env=ENV)
 
