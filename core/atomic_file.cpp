@@ -1,5 +1,7 @@
 #include "core/atomic_file.h"
 
+#include <fstream>
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -43,6 +45,16 @@ void AtomicFile::commit() {
   committed_ = true;
   fs::path parent = fs::path(target_).parent_path();
   fsync_path(parent.empty() ? "." : parent.string());
+}
+
+void write_file_atomically(const std::string& path, const std::string& text) {
+  AtomicFile f(path, true);
+  {
+    std::ofstream out(f.temp_path(), std::ios::binary);
+    out << text;
+    if (!out) throw Error(path + ": cannot write");
+  }
+  f.commit();
 }
 
 }  // namespace orch

@@ -30,4 +30,7 @@ class AtomicFile {
 // fsync a path (file or directory); throws Error on failure.
 void fsync_path(const std::string& path);
 
+// Writes `text` to `path` atomically (an AtomicFile: temporary, fsync, rename). Throws orch::Error on failure.
+void write_file_atomically(const std::string& path, const std::string& text);
+
 }  // namespace orch

@@ -64,15 +64,6 @@ std::string csv_num(double v) {
   return b;
 }
 
-void write_text(const std::string& path, const std::string& text) {
-  AtomicFile f(path, true);
-  {
-    std::ofstream out(f.temp_path());
-    out << text;
-    if (!out) throw Error(path + ": cannot write");
-  }
-  f.commit();
-}
 
 }  // namespace
 
@@ -311,15 +302,15 @@ Report make_report(const Experiment& exp, const std::vector<scheduler::PlannedRu
   auto out = [&](const std::string& name) { return (fs::path(opt.out_dir) / name).string(); };
   for (const auto& f : opt.formats) {
     if (f == "md") {
-      write_text(out("tables.md"), "# " + exp.name + ": Tables 1-2\n\n" + rep.markdown);
+      write_file_atomically(out("tables.md"), "# " + exp.name + ": Tables 1-2\n\n" + rep.markdown);
       rep.files.push_back(out("tables.md"));
     } else if (f == "csv") {
-      write_text(out("tables.csv"), csv.str());
-      write_text(out("paper_comparison.csv"), cmp.str());
+      write_file_atomically(out("tables.csv"), csv.str());
+      write_file_atomically(out("paper_comparison.csv"), cmp.str());
       rep.files.push_back(out("tables.csv"));
       rep.files.push_back(out("paper_comparison.csv"));
     } else if (f == "tex") {
-      write_text(out("tables.tex"), tex.str());
+      write_file_atomically(out("tables.tex"), tex.str());
       rep.files.push_back(out("tables.tex"));
     }
   }

@@ -100,15 +100,6 @@ std::string stamp() {
   return std::string(b) + "-" + std::to_string(getpid());
 }
 
-void write_file(const std::string& path, const std::string& text) {
-  AtomicFile f(path, true);
-  {
-    std::ofstream o(f.temp_path());
-    o << text;
-    if (!o) throw Error(path + ": cannot write");
-  }
-  f.commit();
-}
 
 }  // namespace
 
@@ -204,8 +195,8 @@ SlurmSubmission submit_slurm(const std::vector<PlannedRun>& runs, Store& store, 
       if (!safe_word(id)) throw InputError(exp.path, "run id", id, "not safe for a job script");
       text += id + "\n";
     }
-    write_file(manifest, text);
-    write_file(manifest + ".jobname", job_name + "\n");
+    write_file_atomically(manifest, text);
+    write_file_atomically(manifest + ".jobname", job_name + "\n");
     std::string opt;
     if (!res.partition.empty()) opt += "#SBATCH --partition=" + res.partition + "\n";
     if (!res.mem.empty()) opt += "#SBATCH --mem=" + res.mem + "\n";
@@ -227,7 +218,7 @@ SlurmSubmission submit_slurm(const std::vector<PlannedRun>& runs, Store& store, 
     replace_all(script, "@WORKSPACE@", ws);
     replace_all(script, "@WORKER_ARGS@", " --threads " + std::to_string(res.cpus));
     const std::string script_path = (fs::path(dir) / (base + ".sbatch")).string();
-    write_file(script_path, script);
+    write_file_atomically(script_path, script);
     std::vector<std::string> args{"sbatch", "--parsable"};
     if (!after.empty()) {
       std::string d = "--dependency=afterok";
