@@ -22,6 +22,7 @@
 #include "runner/trainer.h"
 #include "runner/worker.h"
 #include "scheduler/grid.h"
+#include "scheduler/plan.h"
 #include "storage/store.h"
 #include "storage/workspace.h"
 
@@ -42,19 +43,6 @@ static Experiment make_exp(const std::string& ws, int size, int count, int epoch
   return parse_experiment(j, "gpu_check");
 }
 
-static void upsert_chain(Store& store, const std::vector<scheduler::PlannedRun>& chain) {
-  for (const auto& r : chain) {
-    RunRecord rec;
-    rec.run_id = r.id;
-    rec.experiment = r.settings.experiment;
-    rec.dataset = r.settings.dataset;
-    rec.model = r.settings.model;
-    rec.seed = r.settings.seed;
-    rec.stage = r.settings.stage;
-    rec.settings_json = r.settings.to_json().dump();
-    store.upsert_run(rec);
-  }
-}
 
 int main(int argc, char** argv) {
   tune_allocator();
@@ -174,7 +162,7 @@ int main(int argc, char** argv) {
   ensure_dataset(exp, exp.datasets[0], ws, 16, true);
   {
     Store store(runner::store_path(ws));
-    upsert_chain(store, chain);
+    scheduler::record_runs(store, chain);
   }
   auto comm = runner::make_communicator("nccl", true);
   std::printf("\nB. communicator %s, rank %d of %d\n", comm->name().c_str(), comm->rank(), comm->world());
@@ -236,7 +224,7 @@ int main(int argc, char** argv) {
     auto c2 = scheduler::chain_for(e2, "lh1024", "ours", 1);
     {
       Store store(runner::store_path(ws2));
-      upsert_chain(store, c2);
+      scheduler::record_runs(store, c2);
     }
     for (const auto& r : c2) {
       runner::WorkerOptions wo;

@@ -15,6 +15,7 @@
 #include "runner/trainer.h"
 #include "runner/worker.h"
 #include "scheduler/grid.h"
+#include "scheduler/plan.h"
 #include "storage/store.h"
 #include "storage/workspace.h"
 
@@ -22,22 +23,6 @@ namespace orch::cli {
 
 namespace fs = std::filesystem;
 
-namespace {
-
-void upsert(Store& store, const scheduler::PlannedRun& r) {
-  RunRecord rec;
-  rec.run_id = r.id;
-  rec.experiment = r.settings.experiment;
-  rec.dataset = r.settings.dataset;
-  rec.model = r.settings.model;
-  rec.seed = r.settings.seed;
-  rec.stage = r.settings.stage;
-  rec.settings_json = r.settings.to_json().dump();
-  for (const auto& d : r.depends_on) rec.depends_on += (rec.depends_on.empty() ? "" : " ") + d;
-  store.upsert_run(rec);
-}
-
-}  // namespace
 
 int cmd_train(const Args& args) {
   po::options_description desc("orchestrator train");
@@ -69,7 +54,7 @@ int cmd_train(const Args& args) {
     fs::create_directories(workspace);
     ensure_dataset(exp, exp.dataset(dataset), workspace);
     Store store(runner::store_path(workspace));
-    for (const auto& r : chain) upsert(store, r);
+    scheduler::record_runs(store, chain);
   }
   comm->barrier();
   for (const auto& r : chain) {

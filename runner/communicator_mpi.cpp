@@ -1,18 +1,16 @@
-// The MPI communicator. Every MPI call runs on one dedicated thread (which also initialises and finalises
-// MPI), so MPI_THREAD_FUNNELED suffices and gradient buckets reduce while the backward pass goes on.
-// Work is queued in FIFO order, the same on every rank, which keeps the collectives matched.
+// The MPI communicator. Every MPI call runs on one dedicated thread (a one-thread ThreadPool, which also
+// initialises and finalises MPI), so MPI_THREAD_FUNNELED suffices and gradient buckets reduce while the backward
+// pass goes on. Work is queued in FIFO order, the same on every rank, which keeps the collectives matched.
 #include <mpi.h>
 
 #include <ATen/ATen.h>
 
-#include <condition_variable>
 #include <cstdlib>
-#include <deque>
 #include <future>
-#include <mutex>
-#include <thread>
+#include <memory>
 
 #include "core/errors.h"
+#include "core/thread_pool.h"
 #include "runner/communicator.h"
 
 namespace orch::runner {
@@ -26,7 +24,6 @@ class MpiCommunicator : public Communicator {
     // setting wins (overwrite = 0).
     setenv("OMPI_MCA_coll_tuned_use_dynamic_rules", "1", 0);
     setenv("OMPI_MCA_coll_tuned_allreduce_algorithm", "4", 0);
-    thread_ = std::thread([this] { loop(); });
     submit([this] {
       int provided = 0, inited = 0;
       MPI_Initialized(&inited);
@@ -42,12 +39,6 @@ class MpiCommunicator : public Communicator {
       MPI_Finalized(&fin);
       if (!fin) MPI_Finalize();
     }).wait();
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      quit_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
   }
   std::string name() const override { return "mpi"; }
   int rank() const override { return rank_; }
@@ -87,36 +78,10 @@ class MpiCommunicator : public Communicator {
       check(MPI_Allreduce(MPI_IN_PLACE, v.data(), static_cast<int>(v.size()), MPI_DOUBLE, op, MPI_COMM_WORLD));
     }).get();
   }
-  std::future<void> submit(std::function<void()> fn) {
-    auto task = std::make_shared<std::packaged_task<void()>>(std::move(fn));
-    auto f = task->get_future();
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      queue_.push_back([task] { (*task)(); });
-    }
-    cv_.notify_one();
-    return f;
-  }
-  void loop() {
-    for (;;) {
-      std::function<void()> job;
-      {
-        std::unique_lock<std::mutex> l(mu_);
-        cv_.wait(l, [this] { return quit_ || !queue_.empty(); });
-        if (queue_.empty()) return;
-        job = std::move(queue_.front());
-        queue_.pop_front();
-      }
-      job();
-    }
-  }
+  std::future<void> submit(std::function<void()> fn) { return mpi_thread_.submit(std::move(fn)); }
 
+  ThreadPool mpi_thread_{1};  // declared first among the state it touches; joined last
   int rank_ = 0, world_ = 1, local_rank_ = 0;
-  std::thread thread_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> queue_;
-  bool quit_ = false;
 };
 
 }  // namespace

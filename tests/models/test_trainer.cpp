@@ -19,6 +19,7 @@
 #include "runner/trainer.h"
 #include "runner/worker.h"
 #include "scheduler/grid.h"
+#include "scheduler/plan.h"
 #include "storage/dataset_file.h"
 #include "storage/predictions.h"
 #include "storage/store.h"
@@ -40,20 +41,6 @@ Experiment tiny_experiment(const std::string& ws, int epochs = 2, const std::str
   return parse_experiment(j, "tiny.json");
 }
 
-void plan_into_store(const std::string& ws, const std::vector<scheduler::PlannedRun>& runs) {
-  Store store(runner::store_path(ws));
-  for (const auto& r : runs) {
-    RunRecord rec;
-    rec.run_id = r.id;
-    rec.experiment = r.settings.experiment;
-    rec.dataset = r.settings.dataset;
-    rec.model = r.settings.model;
-    rec.seed = r.settings.seed;
-    rec.stage = r.settings.stage;
-    rec.settings_json = r.settings.to_json().dump();
-    store.upsert_run(rec);
-  }
-}
 
 int work(const std::string& ws, const std::string& id, int64_t stop_after = -1) {
   auto comm = runner::make_communicator("single", false);
@@ -148,8 +135,8 @@ TEST(Trainer, SameSeedSameWeightsAndStopResumeIsBitIdentical) {
   ASSERT_EQ(c1.back().id, c2.back().id);
   ensure_dataset(e1, e1.datasets[0], ws1, 1, true);
   ensure_dataset(e2, e2.datasets[0], ws2, 1, true);
-  plan_into_store(ws1, c1);
-  plan_into_store(ws2, c2);
+  { Store st(runner::store_path(ws1)); scheduler::record_runs(st, c1); }
+  { Store st(runner::store_path(ws2)); scheduler::record_runs(st, c2); }
   ASSERT_EQ(work(ws1, c1.back().id), 0);
   // Stopped after 3 steps (mid-epoch: 14 training images are 4 batches), again after 5, then finished.
   ASSERT_EQ(work(ws2, c2.back().id, 3), runner::kExitRequeue);
@@ -192,7 +179,7 @@ TEST(Worker, StoreMatchesPredictionsAndDependenciesResolve) {
   ASSERT_EQ(chain.size(), 2u);
   EXPECT_EQ(chain[0].settings.stage, "pretrain");
   ensure_dataset(e, e.datasets[0], ws, 1, true);
-  plan_into_store(ws, chain);
+  { Store st(runner::store_path(ws)); scheduler::record_runs(st, chain); }
   EXPECT_THROW(work(ws, chain[1].id), InputError) << "the UNet is not trained yet";
   ASSERT_EQ(work(ws, chain[0].id), 0);
   ASSERT_EQ(work(ws, chain[1].id), 0);
