@@ -2,7 +2,8 @@
 // Usage: bench_models MODEL SIZE BATCH THREADS STEPS [lh|l]
 // Prints the median step time, the median inference time per image (batch 1, eval, no grad; first call
 // reported apart) and the process's peak resident memory. Run one configuration per process (bench/run_models.sh)
-// so that the peak memory belongs to that configuration.
+// so that the peak memory belongs to that configuration. ORCH_BENCH_SPLIT=1 adds the step's split into forward,
+// backward and optimizer, and which BLAS was loaded; ORCH_PROFILE=FILE writes a Chrome trace of the timed steps.
 #include <sys/resource.h>
 #include <torch/torch.h>
 
@@ -12,7 +13,12 @@
 #include <cstdlib>
 #include <string>
 
+#include <torch/csrc/autograd/profiler_legacy.h>
+
+#include <memory>
+
 #include "core/allocator.h"
+#include "core/blas.h"
 #include "models/registry.h"
 
 using namespace orch;
@@ -50,15 +56,29 @@ int main(int argc, char** argv) {
   for (auto& p : net->parameters())
     if (p.requires_grad()) params.push_back(p);
   torch::optim::Adam opt(params, torch::optim::AdamOptions(1e-4).weight_decay(1e-5));
-  std::vector<double> ms;
+  std::vector<double> ms, fwd, bwd, upd;  // whole step; forward + loss, backward, optimizer
+  // ORCH_PROFILE=FILE: a Chrome trace of the timed steps (the autograd profiler), for finding hot operators.
+  std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
   for (int s = 0; s < steps + 1; ++s) {  // the first step is a warm-up
+    if (s == 1 && std::getenv("ORCH_PROFILE"))
+      profile = std::make_unique<torch::autograd::profiler::RecordProfile>(std::string(std::getenv("ORCH_PROFILE")));
     auto t0 = std::chrono::steady_clock::now();
     opt.zero_grad();
-    e.loss(net->predict(image), t, ctx).backward();
+    torch::Tensor loss = e.loss(net->predict(image), t, ctx);
+    auto t1 = std::chrono::steady_clock::now();
+    loss.backward();
+    auto t2 = std::chrono::steady_clock::now();
     opt.step();
-    double d = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    if (s > 0) ms.push_back(d);
+    auto t3 = std::chrono::steady_clock::now();
+    auto msec = [](auto a, auto b) { return std::chrono::duration<double, std::milli>(b - a).count(); };
+    if (s > 0) {
+      ms.push_back(msec(t0, t3));
+      fwd.push_back(msec(t0, t1));
+      bwd.push_back(msec(t1, t2));
+      upd.push_back(msec(t2, t3));
+    }
   }
+  profile.reset();
   net->eval();
   torch::NoGradGuard g;
   torch::Tensor one = image.narrow(0, 0, 1);
@@ -74,5 +94,8 @@ int main(int argc, char** argv) {
   getrusage(RUSAGE_SELF, &ru);
   std::printf("%-17s size %4d batch %d threads %d  step %9.1f ms  inference %8.1f ms/image (cold %8.1f)  peak RSS %6.0f MiB\n",
               id.c_str(), size, batch, threads, median(ms), median(inf), cold, ru.ru_maxrss / 1024.0);
+  if (std::getenv("ORCH_BENCH_SPLIT"))
+    std::printf("  split: forward + loss %.1f ms, backward %.1f ms, optimizer %.1f ms; BLAS %s\n", median(fwd),
+                median(bwd), median(upd), loaded_blas().c_str());
   return 0;
 }

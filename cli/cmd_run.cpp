@@ -8,6 +8,7 @@
 
 #include "cli/grid_ops.h"
 #include "cli/options.h"
+#include "core/blas.h"
 #include "core/progress.h"
 #include "report/report.h"
 #include "storage/dataset_file.h"
@@ -49,6 +50,9 @@ int cmd_run(const Args& args) {
   fs::create_directories(fs::path(g.workspace) / "report");
   std::printf("run: experiment '%s' (%s), workspace %s, %zu run(s), %d local worker(s)\n", g.exp.name.c_str(),
               exp_path.c_str(), g.workspace.c_str(), g.grid.size(), workers);
+  if (const std::string blas = loaded_blas(); is_reference_blas(blas))
+    std::fprintf(stderr, "run: warning: LibTorch runs on the reference BLAS (%s), about 3x slower than OpenBLAS; "
+                         "install libopenblas0-openmp (scripts/setup does)\n", blas.c_str());
   for (const auto& spec : g.exp.datasets) {
     EnsuredDataset e = ensure_dataset(g.exp, spec, g.workspace);
     DatasetReader reader(e.path);

@@ -107,7 +107,7 @@ TrainingSpec training_from_json(const json& t, const std::string& path, const st
   c.object(t, w);
   c.only(t, w, {"epochs", "batch_size", "learning_rate", "weight_decay", "validate_every", "threads",
                 "loader_threads", "augment", "mask_resampling", "seed_mode", "checkpoint_every", "keep_checkpoints",
-                "device"});
+                "device", "lr_step_epochs", "lr_gamma"});
   TrainingSpec ts;
   ts.epochs = static_cast<int>(c.integer(t, "epochs", w, ts.epochs, 1, 1000000));
   ts.batch_size = static_cast<int>(c.integer(t, "batch_size", w, ts.batch_size, 1, 4096));
@@ -128,6 +128,8 @@ TrainingSpec training_from_json(const json& t, const std::string& path, const st
     c.fail(w + ".seed_mode", t["seed_mode"], "expected \"full\" or \"reference\"");
   ts.checkpoint_every = static_cast<int>(c.integer(t, "checkpoint_every", w, ts.checkpoint_every, 1, 1000000));
   ts.keep_checkpoints = static_cast<int>(c.integer(t, "keep_checkpoints", w, ts.keep_checkpoints, 1, 1000));
+  ts.lr_step_epochs = static_cast<int>(c.integer(t, "lr_step_epochs", w, ts.lr_step_epochs, 0, 1000000));
+  ts.lr_gamma = c.number(t, "lr_gamma", w, ts.lr_gamma, 0, 1);
   ts.device = c.str(t, "device", w, ts.device);
   if (ts.device != "auto" && ts.device != "cpu" && ts.device != "cuda")
     c.fail(w + ".device", t["device"], "expected \"auto\", \"cpu\" or \"cuda\"");
@@ -147,11 +149,15 @@ EvaluationSpec evaluation_from_json(const json& v, const std::string& path, cons
 }
 
 json to_json(const TrainingSpec& t) {
-  return json{{"epochs", t.epochs}, {"batch_size", t.batch_size}, {"learning_rate", t.learning_rate},
+  json j{{"epochs", t.epochs}, {"batch_size", t.batch_size}, {"learning_rate", t.learning_rate},
               {"weight_decay", t.weight_decay}, {"validate_every", t.validate_every}, {"threads", t.threads},
               {"loader_threads", t.loader_threads}, {"augment", t.augment}, {"mask_resampling", t.mask_resampling},
               {"seed_mode", t.seed_mode}, {"checkpoint_every", t.checkpoint_every},
               {"keep_checkpoints", t.keep_checkpoints}, {"device", t.device}};
+  // Written only when set, so that runs made before these keys existed keep their ids.
+  if (t.lr_step_epochs != 0) j["lr_step_epochs"] = t.lr_step_epochs;
+  if (t.lr_gamma != 0) j["lr_gamma"] = t.lr_gamma;
+  return j;
 }
 
 TrainingSpec NetworkSpec::training_for(const TrainingSpec& base, const std::string& file) const {
@@ -161,7 +167,8 @@ TrainingSpec NetworkSpec::training_for(const TrainingSpec& base, const std::stri
   Ctx c{file};
   c.only(training, "networks." + id + ".training",
          {"epochs", "batch_size", "learning_rate", "weight_decay", "validate_every", "threads", "loader_threads", "augment",
-          "mask_resampling", "seed_mode", "checkpoint_every", "keep_checkpoints", "device"});
+          "mask_resampling", "seed_mode", "checkpoint_every", "keep_checkpoints", "device", "lr_step_epochs",
+          "lr_gamma"});
   return training_from_json(merged, file, "networks." + id + ".training");
 }
 

@@ -14,7 +14,7 @@ int bottleneck_flat(const ModelConfig& c) { return 128 * (c.size / 32) * (c.size
 class HybridGNetNet : public Network {
  public:
   explicit HybridGNetNet(const ModelConfig& c) : Network(c), g_(GraphTensors::of(OrganLayout::of(c.kind))) {
-    const int n2 = static_cast<int>(g_.down.size(0)), z = c.latents;
+    const int n2 = static_cast<int>(g_.down.rows()), z = c.latents;
     encoder_ = register_module("encoder", Encoder(1, false));
     vae_ = register_module("vae", VaeHead(bottleneck_flat(c), z));
     entry_ = register_module("entry", GraphEntry(z, n2));
@@ -30,7 +30,7 @@ class HybridGNetNet : public Network {
     auto [z, mu, logvar] = vae_(enc[5]);
     torch::Tensor x = entry_(z);
     for (int i = 0; i < 3; ++i) x = torch::relu(node_norm(convs_[i](x, g.cheb_coarse)));
-    x = torch::matmul(g.up, x);
+    x = g.up.apply(x);
     for (int i = 3; i < 5; ++i) x = torch::relu(node_norm(convs_[i](x, g.cheb)));
     Prediction p;
     p.points = {out_(x, g.cheb)};
@@ -52,7 +52,7 @@ class HybridGNetNet : public Network {
 class DoubleSkipNet : public Network {
  public:
   explicit DoubleSkipNet(const ModelConfig& c) : Network(c), g_(GraphTensors::of(OrganLayout::of(c.kind))) {
-    const int n2 = static_cast<int>(g_.down.size(0)), z = c.latents, K = c.cheb_k;
+    const int n2 = static_cast<int>(g_.down.rows()), z = c.latents, K = c.cheb_k;
     encoder_ = register_module("encoder", Encoder(1, false));
     vae_ = register_module("vae", VaeHead(bottleneck_flat(c), z));
     entry_ = register_module("entry", GraphEntry(z, n2));
@@ -76,7 +76,7 @@ class DoubleSkipNet : public Network {
     torch::Tensor pre1 = pre1_(x, g.cheb_coarse);
     x = torch::cat({x, igsc_lookup(pre1, enc[5], pg), pre1}, 2);
     x = torch::relu(node_norm(up4_(x, g.cheb_coarse)));
-    x = torch::matmul(g.up, x);
+    x = g.up.apply(x);
     x = torch::relu(node_norm(up3_(x, g.cheb)));
     torch::Tensor pre2 = pre2_(x, g.cheb);
     x = torch::cat({x, igsc_lookup(pre2, enc[4], pg), pre2}, 2);

@@ -33,12 +33,12 @@ class SevenDecoderImpl : public torch::nn::Module {
     torch::Tensor x = entry_(z);
     std::vector<torch::Tensor> pos;
     for (int i = 0; i < 6; ++i) {
-      const torch::Tensor& lhat = i < 3 ? g.cheb_coarse : g.cheb;
+      const GraphOperator& lhat = i < 3 ? g.cheb_coarse : g.cheb;
       x = torch::relu(node_norm(ups_[i](x, lhat)));
       torch::Tensor p = heads_[i](x, lhat);
       x = torch::cat({x, igsc_lookup(p, enc[5 - i], cfg_.lookup_position_gradients), p}, 2);
       pos.push_back(p);
-      if (i == 2) x = torch::matmul(g.up, x);  // unpool features, skips and coordinates alike
+      if (i == 2) x = g.up.apply(x);  // unpool features, skips and coordinates alike
     }
     pos.push_back(heads_[6](x, g.cheb));
     std::reverse(pos.begin(), pos.end());
@@ -65,7 +65,7 @@ class SevenNet : public Network {
     int in = v == Variant::kJoint ? 1 + ncls : v == Variant::kHourglass ? ncls : v == Variant::kHourglassConcat ? 1 + ncls : 1;
     encoder_ = register_module("encoder", Encoder(in, v == Variant::kJoint));
     vae_ = register_module("vae", VaeHead(128 * (c.size / 32) * (c.size / 32), c.latents));
-    decoder_ = register_module("decoder", SevenDecoder(c, static_cast<int>(g_.down.size(0))));
+    decoder_ = register_module("decoder", SevenDecoder(c, static_cast<int>(g_.down.rows())));
     if (v == Variant::kMultitask) dense_ = register_module("dense_decoder", DenseDecoder(ncls, true));
   }
   Prediction run(const torch::Tensor& image) override {

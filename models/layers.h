@@ -18,10 +18,34 @@
 
 namespace orch::models {
 
-// The graph operators of a data set kind as (dense) tensors, plus which distance-map channel each node reads.
+// A node operator M (rows x cols) applied along the node axis: out = M·x for x (B, cols, F). Every operator
+// here is very sparse (L̂ has 2 non-zeros per row, U 1-2, D 2), so it is stored as each row's non-zero columns
+// and weights, padded to the widest row, and applied as one index_select and a weighted sum: O(N·F) instead of
+// a dense O(N²·F) matmul, which with this CPU's BLAS was most of a 64-px step of the seven-prediction networks.
+// The result equals the dense product bit for bit (at most two products per row, both exact power-of-two
+// scalings). Immutable after construction; safe to share between threads.
+class GraphOperator {
+ public:
+  GraphOperator() = default;
+  explicit GraphOperator(const torch::Tensor& dense);  // (rows, cols), any floating type
+  torch::Tensor apply(const torch::Tensor& x) const;  // (B, cols, F) -> (B, rows, F)
+  GraphOperator to(const torch::Device& device) const;
+  GraphOperator to(torch::ScalarType dtype) const;
+  int64_t rows() const { return dense_.size(0); }
+  int64_t cols() const { return dense_.size(1); }
+  const torch::Tensor& dense() const { return dense_; }
+
+ private:
+  torch::Tensor dense_;   // (rows, cols), kept for tests and inspection
+  torch::Tensor index_;   // int64 (rows * width): the columns of each row's non-zeros, padded with column 0
+  torch::Tensor weight_;  // (rows, width, 1): their values, 0 where padded
+  int64_t width_ = 0;
+};
+
+// The graph operators of a data set kind, plus which distance-map channel each node reads.
 struct GraphTensors {
-  torch::Tensor cheb, cheb_coarse;  // L̂ on A (N1 x N1) and on AD (N2 x N2)
-  torch::Tensor down, up;           // D (N2 x N1), U (N1 x N2)
+  GraphOperator cheb, cheb_coarse;  // L̂ on A (N1 x N1) and on AD (N2 x N2)
+  GraphOperator down, up;           // D (N2 x N1), U (N1 x N2)
   torch::Tensor channel_fine, channel_coarse;  // int64 (N1), (N2): 0 lungs, 1 heart
   std::vector<int> fine_counts, coarse_counts;
 
@@ -35,7 +59,7 @@ torch::Tensor to_tensor(const DenseMatrix& m);
 class ChebConvImpl : public torch::nn::Module {
  public:
   ChebConvImpl(int in, int out, int k, bool bias = true);
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& lhat);  // x (B, N, in), lhat (N, N)
+  torch::Tensor forward(const torch::Tensor& x, const GraphOperator& lhat);  // x (B, N, in), lhat (N, N)
   torch::Tensor weight;  // (K, in, out)
   torch::Tensor bias;    // (out) or undefined
 };

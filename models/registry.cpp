@@ -13,7 +13,7 @@ namespace {
 torch::Tensor kl(const Prediction& p, const LossContext& c) { return c.config.kld_weight * kl_divergence(p.mu, p.logvar); }
 
 torch::Tensor target_for(const Prediction& p, size_t k, const Targets& t, const LossContext& c) {
-  return p.coarse[k] ? torch::matmul(c.graph.down, t.landmarks) : t.landmarks;  // coarse targets D·P
+  return p.coarse[k] ? c.graph.down.apply(t.landmarks) : t.landmarks;  // coarse targets D·P
 }
 
 torch::Tensor hcd_k(const Prediction& p, size_t k, const Targets& t, const LossContext& c) {

@@ -38,9 +38,12 @@ bool use_cuda(const TrainingSpec& ts) {
 
 std::string torch_version() { return TORCH_VERSION; }
 
-std::pair<int, double> lr_schedule(const std::string& model_id) {
-  if (model_id == "unet" || model_id == "unet_joint") return {3000, 0.1};
-  return {50, 0.9};
+std::pair<int, double> lr_schedule(const std::string& model_id, const TrainingSpec& training) {
+  std::pair<int, double> s = model_id == "unet" || model_id == "unet_joint" ? std::pair<int, double>{3000, 0.1}
+                                                                             : std::pair<int, double>{50, 0.9};
+  if (training.lr_step_epochs > 0) s.first = training.lr_step_epochs;
+  if (training.lr_gamma > 0) s.second = training.lr_gamma;
+  return s;
 }
 
 namespace {
@@ -115,7 +118,7 @@ struct Trainer::Impl {
                .next() >> 1;
   }
   void set_lr(int64_t epoch) {
-    auto [step, gamma] = lr_schedule(entry->id);
+    auto [step, gamma] = lr_schedule(entry->id, opt.settings.training);
     double lr = opt.settings.training.learning_rate * std::pow(gamma, static_cast<double>(epoch / step));
     for (auto& g : adam->param_groups()) static_cast<torch::optim::AdamOptions&>(g.options()).lr(lr);
   }

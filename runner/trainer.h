@@ -110,7 +110,7 @@ class Trainer {
 bool use_cuda(const TrainingSpec& training);
 std::string torch_version();
 
-// StepLR of the network (spec §5): (step in epochs, gamma).
-std::pair<int, double> lr_schedule(const std::string& model_id);
+// StepLR of the network (spec §5), or training.lr_step_epochs / lr_gamma where set: (step in epochs, gamma).
+std::pair<int, double> lr_schedule(const std::string& model_id, const TrainingSpec& training);
 
 }  // namespace orch::runner

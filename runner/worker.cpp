@@ -15,6 +15,7 @@
 #include <iostream>
 #include <mutex>
 
+#include "core/blas.h"
 #include "core/errors.h"
 #include "core/run_settings.h"
 #include "runner/signals.h"
@@ -181,9 +182,14 @@ int run_worker(const WorkerOptions& opt, Communicator& comm) {
       log.line(s.model + " on " + s.dataset + " (" + kind_name(s.kind) + ", " + std::to_string(s.size) + "²), seed " +
                std::to_string(s.seed) + ", " + std::to_string(trainer.world()) + " rank(s) via " + trainer.communicator() +
                ", device " + trainer.device() + "; " + trainer.describe());
+      const std::string blas = loaded_blas();
+      if (is_reference_blas(blas))
+        log.line("warning: LibTorch runs on the reference BLAS (" + blas +
+                 "), about 3x slower than OpenBLAS; install libopenblas0-openmp");
       store.set_provenance(opt.run_id, {{"git_commit", ORCH_GIT_COMMIT},
                                         {"build_type", ORCH_BUILD_TYPE},
                                         {"torch", torch_version()},
+                                        {"blas", blas},
                                         {"hdf5", std::to_string(H5_VERS_MAJOR) + "." + std::to_string(H5_VERS_MINOR) + "." +
                                                      std::to_string(H5_VERS_RELEASE)},
                                         {"sqlite", sqlite3_libversion()},

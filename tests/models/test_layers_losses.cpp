@@ -17,7 +17,7 @@ TEST(ChebConv, MatchesTheChebyshevPolynomialFormula) {
   ChebConv conv(3, 5, 4);
   conv->to(torch::kFloat64);
   auto x = torch::randn({2, 10, 3}, torch::kFloat64);
-  auto got = conv(x, lhat);
+  auto got = conv(x, GraphOperator(lhat));
   // Direct: T0 = I, T1 = L, Tk = 2 L T(k-1) - T(k-2); out = sum_k (Tk X) Θk + b.
   std::vector<torch::Tensor> T = {torch::eye(10, torch::kFloat64), lhat};
   for (int k = 2; k < 4; ++k) T.push_back(2 * torch::matmul(lhat, T[k - 1]) - T[k - 2]);
@@ -25,6 +25,30 @@ TEST(ChebConv, MatchesTheChebyshevPolynomialFormula) {
   for (int k = 0; k < 4; ++k) want = want + torch::matmul(torch::matmul(T[k], x), conv->weight[k]);
   EXPECT_TRUE(torch::allclose(got, want, 1e-10, 1e-12));
   EXPECT_FLOAT_EQ(lhat[0][1].item<float>(), -0.5f);
+}
+
+TEST(GraphOperator, EqualsTheDenseProductBitForBit) {
+  // The sparse row form must give exactly what torch::matmul with the dense operator gives, forward and backward,
+  // for every operator of both data set kinds (L̂ has 2 non-zeros per row, U 1 or 2, D 2).
+  torch::manual_seed(3);
+  for (DatasetKind kind : {DatasetKind::kLungsHeart, DatasetKind::kLungs}) {
+    GraphTensors g = GraphTensors::of(OrganLayout::of(kind));
+    for (const GraphOperator* op : {&g.cheb, &g.cheb_coarse, &g.down, &g.up}) {
+      auto x = torch::randn({3, op->cols(), 7}, torch::requires_grad());
+      auto x2 = x.detach().clone().requires_grad_(true);
+      auto got = op->apply(x);
+      auto want = torch::matmul(op->dense(), x2);
+      ASSERT_EQ(got.sizes(), want.sizes());
+      EXPECT_TRUE(torch::equal(got, want));
+      auto w = torch::randn_like(got);
+      (got * w).sum().backward();
+      (want * w).sum().backward();
+      EXPECT_TRUE(torch::allclose(x.grad(), x2.grad(), 0, 1e-6));
+      EXPECT_TRUE(torch::equal(op->apply(x.detach()[0]), torch::matmul(op->dense(), x.detach()[0])));  // unbatched
+    }
+    EXPECT_EQ(g.cheb.rows(), g.up.rows());
+    EXPECT_EQ(g.cheb_coarse.rows(), g.down.rows());
+  }
 }
 
 TEST(ChebConv, InitialisationFollowsTheReference) {
@@ -69,6 +93,39 @@ TEST(IgscLookup, RoiAlignBoundaryRules) {
   double col = 0;
   for (int y : {0, 1, 2}) col += (4 * y + 2.5) + (4 * y + 3);
   EXPECT_NEAR(lookup_at(3.5, 1), col / 9.0, 1e-12);
+}
+
+TEST(IgscLookup, MatchesAScalarRoiAlignAtRandomPositionsInAndOutOfTheMap) {
+  // torchvision's bilinear_interpolate written out per sample, against the tensor version, in float32, for
+  // positions from well outside to well inside a 7 x 7 map (odd size, so no sample sits on a symmetric grid).
+  torch::manual_seed(5);
+  const int64_t C = 3, S = 7, N = 200;
+  auto f = torch::randn({2, C, S, S});
+  auto p = torch::rand({2, N, 2}) * 1.8 - 0.4;
+  auto got = igsc_lookup(p, f, false);
+  auto fa = f.accessor<float, 4>();
+  auto pa = p.accessor<float, 3>();
+  auto sample = [&](int64_t b, int64_t c, double y, double x) {
+    if (y < -1.0 || y > S || x < -1.0 || x > S) return 0.0;
+    y = std::max(y, 0.0);
+    x = std::max(x, 0.0);
+    int64_t yl = static_cast<int64_t>(y), xl = static_cast<int64_t>(x), yh, xh;
+    if (yl >= S - 1) { yh = yl = S - 1; y = yl; } else yh = yl + 1;
+    if (xl >= S - 1) { xh = xl = S - 1; x = xl; } else xh = xl + 1;
+    double ly = y - yl, lx = x - xl;
+    return (1 - ly) * (1 - lx) * fa[b][c][yl][xl] + (1 - ly) * lx * fa[b][c][yl][xh] + ly * (1 - lx) * fa[b][c][yh][xl] +
+           ly * lx * fa[b][c][yh][xh];
+  };
+  double worst = 0;
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t c = 0; c < C; ++c) {
+        double x = pa[b][n][0] * S, y = pa[b][n][1] * S, sum = 0;
+        for (int dy = -1; dy <= 1; ++dy)
+          for (int dx = -1; dx <= 1; ++dx) sum += sample(b, c, y + dy, x + dx);
+        worst = std::max(worst, std::abs(sum / 9 - got[b][n][c].item<double>()));
+      }
+  EXPECT_LT(worst, 1e-5);
 }
 
 TEST(IgscLookup, GradientsReachTheFeaturesNotThePositions) {

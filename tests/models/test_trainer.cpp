@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -167,6 +168,34 @@ TEST(Trainer, SameSeedSameWeightsAndStopResumeIsBitIdentical) {
     EXPECT_EQ(e1m[i].val_criterion, e2m[i].val_criterion);
   }
   EXPECT_EQ(s2.count("attempts"), 3);
+}
+
+TEST(Trainer, LearningRateFollowsTheReferenceScheduleUnlessOverridden) {
+  TrainingSpec t;
+  EXPECT_EQ(runner::lr_schedule("ours", t), (std::pair<int, double>{50, 0.9}));
+  EXPECT_EQ(runner::lr_schedule("unet", t), (std::pair<int, double>{3000, 0.1}));
+  t.lr_step_epochs = 25;
+  EXPECT_EQ(runner::lr_schedule("unet", t), (std::pair<int, double>{25, 0.1}));
+  t.lr_gamma = 0.5;
+  EXPECT_EQ(runner::lr_schedule("hybridgnet", t), (std::pair<int, double>{25, 0.5}));
+  // Through the worker: halving every epoch shows in the store's per-epoch learning rate.
+  TempDir d;
+  const std::string ws = d / "ws";
+  Experiment e = tiny_experiment(ws, 3);
+  nlohmann::json j = e.raw;
+  j["training"]["lr_step_epochs"] = 1;
+  j["training"]["lr_gamma"] = 0.5;
+  e = parse_experiment(j, "tiny.json");
+  auto chain = scheduler::chain_for(e, "d", "hybridgnet", 1);
+  ensure_dataset(e, e.datasets[0], ws, 1, true);
+  { Store st(runner::store_path(ws)); scheduler::record_runs(st, chain); }
+  ASSERT_EQ(work(ws, chain.back().id), 0);
+  Store st(runner::store_path(ws));
+  auto em = st.epoch_metrics(chain.back().id);
+  ASSERT_EQ(em.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) EXPECT_DOUBLE_EQ(em[i].learning_rate, 1e-4 * std::pow(0.5, i)) << "epoch " << i + 1;
+  // The worker records which BLAS LibTorch ran on (Debian's libtorch loads the libblas.so.3 alternative).
+  EXPECT_FALSE(st.provenance(chain.back().id)["blas"].empty());
 }
 
 // Metrics in the store equal metrics recomputed from predictions.h5 (points filled for point networks, the

@@ -1,7 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 
+#include "core/blas.h"
 #include "core/errors.h"
 #include "core/experiment.h"
 #include "models/model_config.h"
@@ -141,4 +143,40 @@ TEST(Experiment, UnknownOrDuplicateNetworksAreRejected) {
   }
   d["networks"] = {{"ours", {{"latentz", 3}}}};
   EXPECT_THROW(models::validate_experiment_networks(parse_experiment(d, "exp.json")), InputError);
+}
+
+TEST(Experiment, LearningRateScheduleOverrides) {
+  json d = demo();
+  d["training"] = {{"lr_step_epochs", 25}, {"lr_gamma", 0.5}};
+  d["networks"] = {{"ours", {{"training", {{"lr_gamma", 0.8}}}}}, {"unet", json::object()}};
+  Experiment e = parse_experiment(d, "exp.json");
+  EXPECT_EQ(e.training.lr_step_epochs, 25);
+  EXPECT_EQ(e.training.lr_gamma, 0.5);
+  TrainingSpec ours = e.networks[0].training_for(e.training, e.path);
+  EXPECT_EQ(ours.lr_step_epochs, 25);
+  EXPECT_EQ(ours.lr_gamma, 0.8);
+  // Unset (0: the reference's per-network StepLR) they stay out of the JSON that run ids hash, so runs made
+  // before the keys existed keep their ids; set, they are part of it.
+  json plain = to_json(TrainingSpec());
+  EXPECT_FALSE(plain.contains("lr_step_epochs"));
+  EXPECT_FALSE(plain.contains("lr_gamma"));
+  EXPECT_EQ(to_json(ours)["lr_step_epochs"], 25);
+  EXPECT_EQ(training_from_json(to_json(ours), "x", "training").lr_gamma, 0.8);
+  d["training"]["lr_gamma"] = 1.5;
+  EXPECT_NE(error_of(d).find("training.lr_gamma = 1.5"), std::string::npos) << error_of(d);
+  d["training"]["lr_gamma"] = 0.5;
+  d["training"]["lr_step_epochs"] = -3;
+  EXPECT_NE(error_of(d).find("training.lr_step_epochs = -3"), std::string::npos) << error_of(d);
+}
+
+TEST(Blas, TheReferenceBlasIsRecognisedByItsDebianPath) {
+  EXPECT_TRUE(is_reference_blas("/usr/lib/x86_64-linux-gnu/blas/libblas.so.3.11.0"));
+  EXPECT_FALSE(is_reference_blas("/usr/lib/x86_64-linux-gnu/openblas-openmp/libblas.so.3"));
+  EXPECT_FALSE(is_reference_blas(""));
+  // This binary loads a BLAS through OpenCV; scripts/setup installs OpenBLAS, which the alternatives system
+  // then puts behind libblas.so.3 (for LibTorch too).
+  const std::string blas = loaded_blas();
+  ASSERT_FALSE(blas.empty());
+  EXPECT_TRUE(std::filesystem::exists(blas)) << blas;
+  EXPECT_FALSE(is_reference_blas(blas)) << blas << ": install libopenblas0-openmp (scripts/packages.txt)";
 }
