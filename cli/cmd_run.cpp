@@ -51,7 +51,7 @@ int cmd_run(const Args& args) {
   std::printf("run: experiment '%s' (%s), workspace %s, %zu run(s), %d local worker(s)\n", g.exp.name.c_str(),
               exp_path.c_str(), g.workspace.c_str(), g.grid.size(), workers);
   if (const std::string blas = loaded_blas(); is_reference_blas(blas))
-    std::fprintf(stderr, "run: warning: LibTorch runs on the reference BLAS (%s), about 3x slower than OpenBLAS; "
+    std::fprintf(stderr, "run: warning: LibTorch runs on the reference BLAS (%s), training steps up to 2x slower than on OpenBLAS; "
                          "install libopenblas0-openmp (scripts/setup does)\n", blas.c_str());
   for (const auto& spec : g.exp.datasets) {
     EnsuredDataset e = ensure_dataset(g.exp, spec, g.workspace);

@@ -1,6 +1,7 @@
 // Which BLAS the process runs on. Debian's libtorch calls the `libblas.so.3` alternative for matrix products
 // (and im2col convolutions); with only the reference netlib BLAS installed a 64-px training step of the
-// seven-prediction networks is about 3x slower than on OpenBLAS (bench/RESULTS.md, "BLAS"). The worker records
+// seven-prediction networks is about 2x slower than on OpenBLAS, inference 4-8x (bench/RESULTS.md, "BLAS and
+// sparse graph operators"). The worker records
 // the answer in each run's provenance and warns when it is the reference one. Thread-safe.
 #pragma once
 

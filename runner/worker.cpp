@@ -185,7 +185,7 @@ int run_worker(const WorkerOptions& opt, Communicator& comm) {
       const std::string blas = loaded_blas();
       if (is_reference_blas(blas))
         log.line("warning: LibTorch runs on the reference BLAS (" + blas +
-                 "), about 3x slower than OpenBLAS; install libopenblas0-openmp");
+                 "), training steps up to 2x slower than on OpenBLAS; install libopenblas0-openmp");
       store.set_provenance(opt.run_id, {{"git_commit", ORCH_GIT_COMMIT},
                                         {"build_type", ORCH_BUILD_TYPE},
                                         {"torch", torch_version()},
