@@ -182,42 +182,34 @@ int cmd_plan(const Args& args) {
   return 0;
 }
 
-int cmd_submit(const Args& args) {
-  po::options_description desc("orchestrator submit");
+namespace {
+
+// submit and resume differ only in the plan mode: submit starts what is new, resume also what failed, was
+// cancelled, timed out or was lost. (The local pool itself treats fewer than one worker as one.)
+int submit_or_resume(const Args& args, scheduler::PlanMode mode, const std::string& verb) {
+  po::options_description desc("orchestrator " + verb);
   CommonOptions c;
   po::positional_options_description pos;
   add_common(desc, c, pos);
   std::string backend;
-  int workers = 0;
+  int workers = 1;
   desc.add_options()("backend", po::value(&backend), "local or slurm (default: the experiment's backend, else local)")(
-      "workers", po::value(&workers)->default_value(0), "local: worker processes (0: the experiment's, else 1)");
+      "workers", po::value(&workers)->default_value(1), "local: worker processes");
   po::variables_map vm;
-  if (!parse_options(args, desc, vm, "orchestrator submit EXP [--backend local|slurm] [--only key=value]...", &pos)) return 0;
+  if (!parse_options(args, desc, vm, "orchestrator " + verb + " EXP [--backend local|slurm] [--only key=value]...", &pos))
+    return 0;
   GridContext g = load_grid(c.exp_path, c.sets, c.only, c.workspace);
-  if (backend_of(g, backend) == "slurm") return submit_to_slurm(g, scheduler::PlanMode::kSubmit);
-  if (workers <= 0) workers = 1;
-  auto r = submit_local(g, scheduler::PlanMode::kSubmit, workers, false);
-  std::printf("submit: %d done, %d failed, %d not started\n", r.done, r.failed, r.not_started);
+  if (backend_of(g, backend) == "slurm") return submit_to_slurm(g, mode);
+  auto r = submit_local(g, mode, workers, false);
+  std::printf("%s: %d done, %d failed, %d not started\n", verb.c_str(), r.done, r.failed, r.not_started);
   return r.failed ? 1 : 0;
 }
 
-int cmd_resume(const Args& args) {
-  po::options_description desc("orchestrator resume");
-  CommonOptions c;
-  po::positional_options_description pos;
-  add_common(desc, c, pos);
-  int workers = 1;
-  std::string backend;
-  desc.add_options()("workers", po::value(&workers)->default_value(1), "local: worker processes")(
-      "backend", po::value(&backend), "local or slurm (default: the experiment's backend, else local)");
-  po::variables_map vm;
-  if (!parse_options(args, desc, vm, "orchestrator resume EXP [--backend local|slurm] [--only key=value]...", &pos)) return 0;
-  GridContext g = load_grid(c.exp_path, c.sets, c.only, c.workspace);
-  if (backend_of(g, backend) == "slurm") return submit_to_slurm(g, scheduler::PlanMode::kResume);
-  auto r = submit_local(g, scheduler::PlanMode::kResume, workers, false);
-  std::printf("resume: %d done, %d failed, %d not started\n", r.done, r.failed, r.not_started);
-  return r.failed ? 1 : 0;
-}
+}  // namespace
+
+int cmd_submit(const Args& args) { return submit_or_resume(args, scheduler::PlanMode::kSubmit, "submit"); }
+
+int cmd_resume(const Args& args) { return submit_or_resume(args, scheduler::PlanMode::kResume, "resume"); }
 
 int cmd_status(const Args& args) {
   po::options_description desc("orchestrator status");
