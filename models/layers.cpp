@@ -58,13 +58,6 @@ GraphOperator GraphOperator::to(const torch::Device& device) const {
   return o;
 }
 
-GraphOperator GraphOperator::to(torch::ScalarType dtype) const {
-  GraphOperator o = *this;
-  o.dense_ = dense_.to(dtype);
-  o.weight_ = weight_.to(dtype);
-  return o;
-}
-
 GraphTensors GraphTensors::of(const OrganLayout& layout) {
   auto g = GraphOperators::of(layout);
   GraphTensors t;

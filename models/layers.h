@@ -30,7 +30,6 @@ class GraphOperator {
   explicit GraphOperator(const torch::Tensor& dense);  // (rows, cols), any floating type
   torch::Tensor apply(const torch::Tensor& x) const;  // (B, cols, F) -> (B, rows, F)
   GraphOperator to(const torch::Device& device) const;
-  GraphOperator to(torch::ScalarType dtype) const;
   int64_t rows() const { return dense_.size(0); }
   int64_t cols() const { return dense_.size(1); }
   const torch::Tensor& dense() const { return dense_; }
