@@ -1,7 +1,7 @@
 // Control-plane scale (issues 5 and 6): planning the paper's grid, one status refresh and one report over a
 // store of about 10,000 runs with their per-image metrics.
 //   bench_scale EXPERIMENTS_DIR WORKDIR
-// Prints the time of: expanding and planning experiments/paper.json (68 runs) against an empty store; filling a
+// Prints the time of: expanding and planning experiments/paper.json (66 runs) against an empty store; filling a
 // store with 10,010 done runs (11 networks x 2 data sets x 455 seeds + 2, each with 58 LH or 79 L test images);
 // one plan/status refresh over it (store.progress + plan); one report (tables, medians, paired tests; no figures).
 #include <chrono>
@@ -35,7 +35,7 @@ int main(int argc, char** argv) {
     Experiment paper = load_experiment(std::string(argv[1]) + "/paper.json");
     auto grid = scheduler::expand(paper);
     Store empty(":memory:");
-    auto plan = scheduler::plan(grid, empty, {}, scheduler::PlanMode::kSubmit);
+    auto plan = scheduler::plan(grid, empty, {}, scheduler::PlanMode::kSubmit, {});
     std::printf("plan of experiments/paper.json: %zu runs, %.3f s (load, expand, plan)\n", plan.size(), since(t0));
   }
   nlohmann::json j = {{"name", "scale"},
@@ -74,8 +74,8 @@ int main(int argc, char** argv) {
               static_cast<long long>(store.count("test_metrics")), since(t0));
   for (int rep = 0; rep < 3; ++rep) {
     t0 = Clock::now();
-    auto plan = scheduler::plan(grid, store, {}, scheduler::PlanMode::kSubmit);
-    std::printf("status refresh (progress + plan) over %zu runs: %.3f s\n", plan.size(), since(t0));
+    auto plan = scheduler::plan(grid, store, {}, scheduler::PlanMode::kSubmit, scheduler::live_job_states(store, dir));
+    std::printf("status refresh (live job states + progress + plan) over %zu runs: %.3f s\n", plan.size(), since(t0));
   }
   for (int rep = 0; rep < 2; ++rep) {
     t0 = Clock::now();

@@ -55,7 +55,7 @@ int main(int argc, char** argv) {
     if (comm->rank() == 0) {
       models::ModelConfig c;
       c.size = size;
-      auto dep = models::create_model(models::find_model(model).dependency, c);
+      auto dep = models::create_model(models::network_info(model).dependency, c);
       torch::optim::Adam a(dep->parameters(), torch::optim::AdamOptions(1e-4));
       runner::save_checkpoint(dep_ckpt, *dep, a, {});
     }
@@ -67,7 +67,8 @@ int main(int argc, char** argv) {
     runner::TrainerOptions to;
     to.settings = run.settings;
     to.run_id = run.id;
-    to.run_dir = run_dir;
+    to.checkpoints_dir = run_dir + "/checkpoints";
+    to.predictions_path = run_dir + "/predictions.h5";
     to.dataset_path = dataset_path(dir, "d");
     to.comm = comm.get();
     to.progress_bar = false;

@@ -22,7 +22,9 @@
 #include "runner/trainer.h"
 #include "runner/worker.h"
 #include "scheduler/grid.h"
+#include "scheduler/backend.h"
 #include "scheduler/plan.h"
+#include "storage/layout.h"
 #include "storage/store.h"
 #include "storage/workspace.h"
 
@@ -161,23 +163,25 @@ int main(int argc, char** argv) {
   auto chain = scheduler::chain_for(exp, "lh256", "ours", 1);
   ensure_dataset(exp, exp.datasets[0], ws, 16, true);
   {
-    Store store(runner::store_path(ws));
+    Store store(WorkspaceLayout(ws).store());
     scheduler::record_runs(store, chain);
   }
   auto comm = runner::make_communicator("nccl", true);
+  auto job = scheduler::detect_job_environment(false);
   std::printf("\nB. communicator %s, rank %d of %d\n", comm->name().c_str(), comm->rank(), comm->world());
   for (const auto& r : chain) {
     runner::WorkerOptions wo;
     wo.workspace = ws;
     wo.run_id = r.id;
     wo.progress_bar = false;
+    wo.job = job.get();
     auto t0 = Clock::now();
     int rc = runner::run_worker(wo, *comm);
     std::printf("worker %s: exit %d in %.1f s\n", r.id.c_str(), rc, secs(t0));
   }
   std::vector<EpochMetrics> gpu_curve;
   {
-    Store store(runner::store_path(ws));
+    Store store(WorkspaceLayout(ws).store());
     gpu_curve = store.epoch_metrics(chain.back().id);
     auto tm = store.test_metrics(chain.back().id);
     double d = 0;
@@ -193,9 +197,10 @@ int main(int argc, char** argv) {
     to.settings = chain.back().settings;
     to.settings.training.device = "cpu";
     to.run_id = chain.back().id;
-    to.run_dir = (fs::path(out) / "cpu_ours").string();
+    to.checkpoints_dir = (fs::path(out) / "cpu_ours" / "checkpoints").string();
+    to.predictions_path = (fs::path(out) / "cpu_ours" / "predictions.h5").string();
     to.dataset_path = dataset_path(ws, "lh256");
-    to.dependency_checkpoint = (fs::path(runner::run_dir(ws, chain.front().id)) / "checkpoints" / "best.h5").string();
+    to.dependency_checkpoint = (fs::path(WorkspaceLayout(ws).checkpoints(chain.front().id)) / kBestCheckpoint).string();
     to.comm = single.get();
     to.progress_bar = false;
     to.on_epoch = [&](const runner::EpochRecord& r) { cpu_curve.push_back(r); };
@@ -223,7 +228,7 @@ int main(int argc, char** argv) {
     std::printf("\nC. 1024² data set (40 synthetic images) prepared in %.1f s\n", secs(t0));
     auto c2 = scheduler::chain_for(e2, "lh1024", "ours", 1);
     {
-      Store store(runner::store_path(ws2));
+      Store store(WorkspaceLayout(ws2).store());
       scheduler::record_runs(store, c2);
     }
     for (const auto& r : c2) {
@@ -231,8 +236,9 @@ int main(int argc, char** argv) {
       wo.workspace = ws2;
       wo.run_id = r.id;
       wo.progress_bar = false;
+      wo.job = job.get();
       runner::run_worker(wo, *comm);
-      Store store(runner::store_path(ws2));
+      Store store(WorkspaceLayout(ws2).store());
       auto em = store.epoch_metrics(r.id);
       for (auto& m : em) {
         // 28 training images = 7 steps of 4; the paper's LH split has 267 = 67 steps.

@@ -1,64 +1,75 @@
-// plan, submit, status, resume, cancel: an experiment's grid against the store and a backend.
-#include <signal.h>
-#include <unistd.h>
-
+// plan, submit, status, resume, cancel: an experiment's grid against the store and a backend, through the
+// control plane's one sequence (scheduler/submission.h).
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <map>
-#include <set>
 #include <thread>
 
 #include "cli/grid_ops.h"
-#include "scheduler/slurm_backend.h"
 #include "cli/options.h"
 #include "models/model_config.h"
-#include "storage/workspace.h"
+#include "scheduler/resources.h"
+#include "storage/layout.h"
+#include "storage/run_state.h"
 
 namespace orch::cli {
 
 namespace fs = std::filesystem;
-
-std::string store_file(const std::string& ws) { return (fs::path(ws) / "orchestrator.db").string(); }
 
 GridContext load_grid(const std::string& exp_path, const std::vector<std::string>& sets,
                       const std::vector<std::string>& only, const std::string& workspace) {
   GridContext g;
   g.exp = load_experiment(exp_path, sets);
   models::validate_experiment_networks(g.exp);
+  scheduler::validate_resources(g.exp);
   g.workspace = workspace.empty() ? g.exp.workspace : workspace;
   g.grid = scheduler::expand(g.exp);
   g.only = scheduler::parse_filter(only);
   return g;
 }
 
-scheduler::PoolResult submit_local(GridContext& g, scheduler::PlanMode mode, int workers, bool quiet) {
-  fs::create_directories(g.workspace);
-  Store store(store_file(g.workspace));
-  auto plan = scheduler::plan(g.grid, store, g.only, mode);
-  std::vector<scheduler::PlannedRun> todo;
-  std::set<std::string> datasets;
-  for (const auto& st : plan)
-    if (st.submit) {
-      todo.push_back(st.run);
-      datasets.insert(st.run.settings.dataset);
-    }
-  for (const auto& d : datasets) ensure_dataset(g.exp, g.exp.dataset(d), g.workspace, 0, quiet);
-  std::vector<scheduler::PlannedRun> all;
-  for (const auto& st : plan) all.push_back(st.run);
-  scheduler::record_runs(store, all);
-  if (!quiet) std::printf("submit: %zu run(s) to the local pool (%d worker(s)), %zu already done or queued\n", todo.size(),
-                          workers, plan.size() - todo.size());
-  if (todo.empty()) return {};
-  scheduler::LocalPoolOptions o;
-  o.workspace = g.workspace;
-  o.workers = workers;
-  o.quiet = quiet;
-  o.on_event = [quiet](const std::string& l) {
-    if (!quiet) std::fprintf(stderr, "%s\n", l.c_str());
+scheduler::GridRequest GridContext::request(const std::string& command) const {
+  scheduler::GridRequest r;
+  r.exp = &exp;
+  r.grid = grid;
+  r.only = only;
+  r.workspace = workspace;
+  r.command = command;
+  return r;
+}
+
+int tell_outcome(const scheduler::SubmitOutcome& out, const std::string& verb, const std::string& exp_path) {
+  const auto& r = out.result;
+  auto list = [](const std::vector<std::string>& ids) {
+    std::string s;
+    for (const auto& id : ids) s += (s.empty() ? "" : ", ") + id;
+    return s;
   };
-  return scheduler::run_local_pool(todo, store, o);
+  if (!r.skipped.empty())
+    std::printf("%s: %zu run(s) changed state while being dispatched and were left alone: %s\n", verb.c_str(),
+                r.skipped.size(), list(r.skipped).c_str());
+  if (out.backend == "slurm") {
+    std::printf("%s: %d run(s) in %zu Slurm array job(s)", verb.c_str(), r.dispatched, r.jobs.size());
+    for (const auto& j : r.jobs) std::printf(" %s", j.c_str());
+    std::printf("; %zu already done or queued\n", out.plan.size() - static_cast<size_t>(out.to_submit));
+    return kExitOk;
+  }
+  if (r.interrupted_by) {
+    std::printf("%s: interrupted by %s: %d done, %d failed; stopped %zu run(s) at a checkpoint%s%s; %zu never started.\n"
+                "Continue with `orchestrator resume %s` (the stopped runs) or `orchestrator submit %s` (everything "
+                "not done).\n",
+                verb.c_str(), r.interrupted_by == 2 ? "SIGINT" : "SIGTERM", r.done, r.failed, r.stopped_ids.size(),
+                r.stopped_ids.empty() ? "" : ": ", list(r.stopped_ids).c_str(), r.not_started_ids.size(),
+                exp_path.c_str(), exp_path.c_str());
+    return exit_for_signal(r.interrupted_by);
+  }
+  std::printf("%s: %d done, %d failed, %zu not started", verb.c_str(), r.done, r.failed, r.not_started_ids.size());
+  if (r.cancelled) std::printf(", %d cancelled", r.cancelled);
+  if (r.elsewhere) std::printf(", %d held by another process", r.elsewhere);
+  std::printf("\n");
+  return r.failed ? kExitFailure : kExitOk;
 }
 
 namespace {
@@ -77,11 +88,11 @@ void add_common(po::options_description& d, CommonOptions& c, po::positional_opt
   pos.add("experiment", 1);
 }
 
-std::string short_id(const std::string& id) { return id; }
-
-nlohmann::json status_json(const scheduler::RunStatus& st) {
+nlohmann::json status_json(const GridContext& g, const scheduler::RunStatus& st) {
   nlohmann::json deps = nlohmann::json::array();
   for (const auto& d : st.run.depends_on) deps.push_back(d);
+  const bool running = st.state == run_state::kRunning && !st.progress.claim_job.empty();
+  const auto res = scheduler::resources_for(g.exp, st.run.settings.dataset, st.run.settings.model);
   return {{"id", st.run.id},
           {"dataset", st.run.settings.dataset},
           {"model", st.run.settings.model},
@@ -89,65 +100,105 @@ nlohmann::json status_json(const scheduler::RunStatus& st) {
           {"stage", st.run.settings.stage},
           {"depends_on", deps},
           {"state", st.state},
+          {"recorded_state", st.recorded_state},
           {"action", st.submit ? "submit" : "skip"},
           {"why", st.why},
           {"attempts", st.progress.attempts},
           {"epochs_done", st.progress.epochs_done},
           {"epochs", st.run.settings.training.epochs},
-          {"job", st.progress.job},
-          {"last_error", st.state == "failed" ? st.progress.last_reason : ""}};
+          {"job", running ? st.progress.claim_job : st.progress.job},
+          {"worker", st.state == run_state::kRunning ? st.progress.claim_holder : ""},
+          {"resources", {{"gpus", res.gpus}, {"cpus", res.cpus}, {"ranks", res.ranks}, {"runs_per_gpu", res.runs_per_gpu},
+                         {"mem", res.mem}, {"time", res.time}, {"partition", res.partition}, {"constraint", res.constraint}}},
+          {"last_error", st.state == run_state::kFailed || st.state == run_state::kLost ? st.progress.last_reason : ""}};
 }
 
-// Slurm's view of the runs the store thinks are queued or running on Slurm: one sacct call.
-std::map<std::string, std::string> slurm_view(Store& store) {
-  std::vector<std::string> jobs;
-  auto progress = store.progress();
-  for (const auto& r : store.runs())
-    if ((r.state == "queued" || r.state == "running") && progress[r.run_id].backend == "slurm")
-      jobs.push_back(progress[r.run_id].job);
-  return scheduler::slurm_job_states(jobs);
-}
-
-std::vector<scheduler::RunStatus> current(GridContext& g, scheduler::PlanMode mode) {
-  if (!fs::exists(store_file(g.workspace))) {
-    Store empty(":memory:");
-    return scheduler::plan(g.grid, empty, g.only, mode);
-  }
-  Store store(store_file(g.workspace));
-  auto states = slurm_view(store);
-  return scheduler::plan(g.grid, store, g.only, mode, &states);
-}
-
-std::string backend_of(const GridContext& g, const std::string& flag) {
-  std::string b = flag.empty() ? g.exp.raw.value("backend", std::string("local")) : flag;
-  if (b != "local" && b != "slurm") throw InputError("--backend", "", b, "expected local or slurm");
-  return b;
-}
-
-// Slurm submission of what plan() says to submit (after reconciling jobs an earlier submit left unrecorded).
-int submit_to_slurm(GridContext& g, scheduler::PlanMode mode) {
-  fs::create_directories(g.workspace);
-  Store store(store_file(g.workspace));
-  int reconciled = scheduler::reconcile_slurm(store, g.workspace);
-  if (reconciled) std::printf("submit: %d run(s) of an earlier submission found in Slurm and recorded\n", reconciled);
-  auto states = slurm_view(store);
-  auto plan = scheduler::plan(g.grid, store, g.only, mode, &states);
-  std::vector<scheduler::PlannedRun> todo, all;
-  std::set<std::string> datasets;
+void print_plan(const GridContext& g, const std::vector<scheduler::RunStatus>& plan) {
+  int submit = 0;
+  std::printf("%-44s %-9s %-11s %-7s %s\n", "run", "stage", "state", "action", "why / depends on");
+  std::map<std::string, std::string> shapes;  // resources -> networks/data sets
   for (const auto& st : plan) {
-    all.push_back(st.run);
-    if (st.submit) {
-      todo.push_back(st.run);
-      datasets.insert(st.run.settings.dataset);
-    }
+    submit += st.submit;
+    std::string deps;
+    for (const auto& d : st.run.depends_on) deps += " " + d;
+    std::printf("%-44s %-9s %-11s %-7s %s%s\n", st.run.id.c_str(), st.run.settings.stage.c_str(), st.state.c_str(),
+                st.submit ? "submit" : "skip", st.why.c_str(), deps.empty() ? "" : ("; after" + deps).c_str());
+    const std::string who = st.run.settings.model + "/" + st.run.settings.dataset;
+    std::string& w = shapes[scheduler::resources_for(g.exp, st.run.settings.dataset, st.run.settings.model).describe()];
+    if (w.find(who) == std::string::npos) w += (w.empty() ? "" : " ") + who;
   }
-  for (const auto& d : datasets) ensure_dataset(g.exp, g.exp.dataset(d), g.workspace, 0, false);
-  scheduler::record_runs(store, all);
-  auto sub = scheduler::submit_slurm(todo, store, g.exp, g.workspace, fs::read_symlink("/proc/self/exe").string());
-  std::printf("submit: %d run(s) in %zu Slurm array job(s)", sub.runs, sub.array_jobs.size());
-  for (const auto& j : sub.array_jobs) std::printf(" %s", j.c_str());
-  std::printf("; %zu already done or queued. Logs: %s/logs/%%A_%%a.out\n", plan.size() - todo.size(), g.workspace.c_str());
-  return 0;
+  std::printf("%zu run(s); submit would start %d\n", plan.size(), submit);
+  std::printf("resources per run:\n");
+  for (const auto& [shape, who] : shapes) std::printf("  %s: %s\n", shape.c_str(), who.c_str());
+}
+
+void print_status(const GridContext& g, const std::vector<scheduler::RunStatus>& plan) {
+  std::map<std::string, int> per_state;
+  std::map<std::string, std::map<std::string, std::pair<int, int>>> grid;  // model -> dataset -> (done, total)
+  for (const auto& st : plan) {
+    per_state[st.state]++;
+    auto& cell = grid[st.run.settings.model + (st.run.settings.stage == "pretrain" ? " (pretrain)" : "")][st.run.settings.dataset];
+    cell.second++;
+    cell.first += st.state == run_state::kDone;
+  }
+  std::printf("%s: %zu run(s):", g.exp.name.c_str(), plan.size());
+  for (auto& [s, n] : per_state) std::printf(" %s %d", s.c_str(), n);
+  std::printf("\n\n%-26s", "network");
+  for (const auto& d : g.exp.datasets) std::printf(" %18s", d.name.c_str());
+  std::printf("\n");
+  for (auto& [m, row] : grid) {
+    std::printf("%-26s", m.c_str());
+    for (const auto& d : g.exp.datasets) {
+      auto it = row.find(d.name);
+      if (it == row.end()) std::printf(" %18s", "-");
+      else std::printf(" %13d/%d done", it->second.first, it->second.second);
+    }
+    std::printf("\n");
+  }
+  std::printf("\n");
+  for (const auto& st : plan) {
+    if (st.state == run_state::kDone || st.state == run_state::kNew) continue;
+    const bool running = st.state == run_state::kRunning;
+    const std::string job = running && !st.progress.claim_job.empty() ? st.progress.claim_job : st.progress.job;
+    std::printf("%-44s %-11s attempts %lld, epoch %lld/%d%s%s\n", st.run.id.c_str(), st.state.c_str(),
+                static_cast<long long>(st.progress.attempts), static_cast<long long>(st.progress.epochs_done),
+                st.run.settings.training.epochs, job.empty() ? "" : (", job " + job).c_str(),
+                running && !st.progress.claim_holder.empty() ? (", worker " + st.progress.claim_holder).c_str() : "");
+    if (!run_state::is_active(st.state) && !st.progress.last_reason.empty())
+      std::printf("    %s: %s\n", st.state == run_state::kFailed ? "last error" : "why", st.progress.last_reason.c_str());
+  }
+}
+
+// submit and resume differ only in the plan mode: submit starts what is new, resume what failed, was cancelled,
+// timed out, was lost or interrupted.
+int submit_or_resume(const Args& args, scheduler::PlanMode mode, const std::string& verb) {
+  po::options_description desc("orchestrator " + verb);
+  CommonOptions c;
+  po::positional_options_description pos;
+  add_common(desc, c, pos);
+  std::string backend;
+  int workers = 0;
+  desc.add_options()("backend", po::value(&backend), "local or slurm (default: the experiment's backend, else local)")(
+      "workers", po::value(&workers)->default_value(0), "local: worker processes (0: resources.local_workers, else cores)");
+  po::variables_map vm;
+  if (!parse_options(args, desc, vm, "orchestrator " + verb + " EXP [--backend local|slurm] [--workers N] [--only key=value]...", &pos))
+    return 0;
+  if (workers < 0 || workers > 1024) throw InputError("--workers", "", std::to_string(workers), "expected 0 to 1024");
+  GridContext g = load_grid(c.exp_path, c.sets, c.only, c.workspace);
+  scheduler::SubmitOptions o;
+  o.mode = mode;
+  o.backend = backend;
+  o.workers = workers;
+  o.on_event = [](const std::string& l) { std::fprintf(stderr, "%s\n", l.c_str()); };
+  const std::string b = scheduler::backend_for(g.exp, backend);
+  if (b == "slurm") o.on_event = [](const std::string& l) { std::printf("%s: %s\n", "submit", l.c_str()); };
+  std::printf("%s: experiment '%s', workspace %s, backend %s\n", verb.c_str(), g.exp.name.c_str(), g.workspace.c_str(), b.c_str());
+  std::fflush(stdout);
+  auto out = scheduler::submit_grid(g.request("orchestrator " + verb + " " + c.exp_path), o);
+  if (out.backend == "local")
+    std::printf("%s: %d run(s) to the local pool (%d worker(s)), %zu already done or queued\n", verb.c_str(),
+                out.result.dispatched, out.workers, out.plan.size() - static_cast<size_t>(out.to_submit));
+  return tell_outcome(out, verb, c.exp_path);
 }
 
 }  // namespace
@@ -161,51 +212,16 @@ int cmd_plan(const Args& args) {
   po::variables_map vm;
   if (!parse_options(args, desc, vm, "orchestrator plan EXP [--json] [--only key=value]...", &pos)) return 0;
   GridContext g = load_grid(c.exp_path, c.sets, c.only, c.workspace);
-  auto plan = current(g, scheduler::PlanMode::kSubmit);
+  auto plan = scheduler::view_grid(g.request("orchestrator plan"), scheduler::PlanMode::kSubmit);
   if (c.json) {
     nlohmann::json out = nlohmann::json::array();
-    for (const auto& st : plan) out.push_back(status_json(st));
+    for (const auto& st : plan) out.push_back(status_json(g, st));
     std::cout << out.dump(1) << "\n";
     return 0;
   }
-  int submit = 0;
-  std::printf("%-44s %-9s %-9s %-7s %s\n", "run", "stage", "state", "action", "why / depends on");
-  for (const auto& st : plan) {
-    submit += st.submit;
-    std::string deps;
-    for (const auto& d : st.run.depends_on) deps += " " + d;
-    std::printf("%-44s %-9s %-9s %-7s %s%s\n", short_id(st.run.id).c_str(), st.run.settings.stage.c_str(),
-                st.state.c_str(), st.submit ? "submit" : "skip", st.why.c_str(),
-                deps.empty() ? "" : ("; after" + deps).c_str());
-  }
-  std::printf("%zu run(s); submit would start %d\n", plan.size(), submit);
+  print_plan(g, plan);
   return 0;
 }
-
-namespace {
-
-// submit and resume differ only in the plan mode: submit starts what is new, resume also what failed, was
-// cancelled, timed out or was lost. (The local pool itself treats fewer than one worker as one.)
-int submit_or_resume(const Args& args, scheduler::PlanMode mode, const std::string& verb) {
-  po::options_description desc("orchestrator " + verb);
-  CommonOptions c;
-  po::positional_options_description pos;
-  add_common(desc, c, pos);
-  std::string backend;
-  int workers = 1;
-  desc.add_options()("backend", po::value(&backend), "local or slurm (default: the experiment's backend, else local)")(
-      "workers", po::value(&workers)->default_value(1), "local: worker processes");
-  po::variables_map vm;
-  if (!parse_options(args, desc, vm, "orchestrator " + verb + " EXP [--backend local|slurm] [--only key=value]...", &pos))
-    return 0;
-  GridContext g = load_grid(c.exp_path, c.sets, c.only, c.workspace);
-  if (backend_of(g, backend) == "slurm") return submit_to_slurm(g, mode);
-  auto r = submit_local(g, mode, workers, false);
-  std::printf("%s: %d done, %d failed, %d not started\n", verb.c_str(), r.done, r.failed, r.not_started);
-  return r.failed ? 1 : 0;
-}
-
-}  // namespace
 
 int cmd_submit(const Args& args) { return submit_or_resume(args, scheduler::PlanMode::kSubmit, "submit"); }
 
@@ -223,45 +239,16 @@ int cmd_status(const Args& args) {
   if (!parse_options(args, desc, vm, "orchestrator status EXP [--watch] [--json] [--only key=value]...", &pos)) return 0;
   GridContext g = load_grid(c.exp_path, c.sets, c.only, c.workspace);
   for (;;) {
-    auto plan = current(g, scheduler::PlanMode::kSubmit);
+    auto plan = scheduler::view_grid(g.request("orchestrator status"), scheduler::PlanMode::kSubmit);
     if (c.json) {
       nlohmann::json out = nlohmann::json::array();
-      for (const auto& st : plan) out.push_back(status_json(st));
+      for (const auto& st : plan) out.push_back(status_json(g, st));
       std::cout << out.dump(1) << "\n";
     } else {
-      std::map<std::string, int> per_state;
-      std::map<std::string, std::map<std::string, std::pair<int, int>>> grid;  // model -> dataset -> (done, total)
-      for (const auto& st : plan) {
-        per_state[st.state]++;
-        auto& cell = grid[st.run.settings.model + (st.run.settings.stage == "pretrain" ? " (pretrain)" : "")][st.run.settings.dataset];
-        cell.second++;
-        cell.first += st.state == "done";
-      }
-      std::printf("%s: %zu run(s):", g.exp.name.c_str(), plan.size());
-      for (auto& [s, n] : per_state) std::printf(" %s %d", s.c_str(), n);
-      std::printf("\n\n%-26s", "network");
-      for (const auto& d : g.exp.datasets) std::printf(" %18s", d.name.c_str());
-      std::printf("\n");
-      for (auto& [m, row] : grid) {
-        std::printf("%-26s", m.c_str());
-        for (const auto& d : g.exp.datasets) {
-          auto it = row.find(d.name);
-          if (it == row.end()) std::printf(" %18s", "-");
-          else std::printf(" %13d/%d done", it->second.first, it->second.second);
-        }
-        std::printf("\n");
-      }
-      std::printf("\n");
-      for (const auto& st : plan) {
-        if (st.state == "done" || st.state == "new") continue;
-        std::printf("%-44s %-9s attempts %lld, epoch %lld/%d%s%s\n", st.run.id.c_str(), st.state.c_str(),
-                    static_cast<long long>(st.progress.attempts), static_cast<long long>(st.progress.epochs_done),
-                    st.run.settings.training.epochs, st.progress.job.empty() ? "" : (", job " + st.progress.job).c_str(),
-                    st.state == "failed" || st.state == "lost" ? ("\n    last error: " + st.progress.last_reason).c_str() : "");
-      }
+      print_status(g, plan);
     }
     bool active = false;
-    for (const auto& st : plan) active |= st.state == "queued" || st.state == "running";
+    for (const auto& st : plan) active |= run_state::is_active(st.state);
     if (!watch || !active) return 0;
     std::fflush(stdout);
     std::this_thread::sleep_for(std::chrono::seconds(5));
@@ -276,30 +263,10 @@ int cmd_cancel(const Args& args) {
   po::variables_map vm;
   if (!parse_options(args, desc, vm, "orchestrator cancel EXP [--only key=value]...", &pos)) return 0;
   GridContext g = load_grid(c.exp_path, c.sets, c.only, c.workspace);
-  if (!fs::exists(store_file(g.workspace))) {
-    std::printf("cancel: nothing submitted in %s\n", g.workspace.c_str());
-    return 0;
-  }
-  Store store(store_file(g.workspace));
-  auto states = slurm_view(store);
-  auto plan = scheduler::plan(g.grid, store, g.only, scheduler::PlanMode::kSubmit, &states);
-  int n = 0;
-  std::vector<std::string> ids, slurm_jobs;
-  for (const auto& st : plan) {
-    if (st.state != "queued" && st.state != "running") continue;
-    const std::string& job = st.progress.job;
-    if (job.rfind("local:", 0) == 0) {
-      long pid = std::strtol(job.c_str() + 6, nullptr, 10);
-      if (pid > 0 && !scheduler::local_job_gone(job)) ::kill(static_cast<pid_t>(pid), SIGTERM);  // checkpoints, exits 75
-    } else if (st.progress.backend == "slurm") {
-      slurm_jobs.push_back(job);  // scancel sends SIGTERM: the worker checkpoints before it is killed
-    }
-    ids.push_back(st.run.id);
-    ++n;
-  }
-  scheduler::cancel_slurm(slurm_jobs);
-  store.set_runs_state(ids, "cancelled");
-  std::printf("cancel: %d run(s) cancelled (their workers checkpoint and stop; resume continues them)\n", n);
+  auto cancelled = scheduler::cancel_grid(g.request("orchestrator cancel " + c.exp_path));
+  std::printf("cancel: %zu run(s) cancelled (running workers checkpoint and stop; `orchestrator resume %s` continues them)\n",
+              cancelled.size(), c.exp_path.c_str());
+  for (const auto& id : cancelled) std::printf("  %s\n", id.c_str());
   return 0;
 }
 

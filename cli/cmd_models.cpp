@@ -52,12 +52,12 @@ int cmd_models(const Args& args) {
       text += (text.empty() ? "" : " ") + std::string("D") + std::to_string(s[1]) + "x" + std::to_string(size) + "x" +
               std::to_string(size);
     }
-    list.push_back({{"id", e.id}, {"paper_name", e.paper_name}, {"predicts", e.predicts}, {"supervision", e.supervision},
-                    {"dependency", e.dependency}, {"latents", e.default_latents(c.kind) ? c.latents : 0},
+    list.push_back({{"id", e.id}, {"paper_name", e.info->paper_name}, {"predicts", e.info->predicts}, {"supervision", e.info->supervision},
+                    {"dependency", e.info->dependency}, {"latents", e.default_latents(c.kind) ? c.latents : 0},
                     {"trainable", counts.trainable}, {"frozen", counts.frozen}, {"outputs", outputs}});
     if (!json)
-      std::printf("%-18s %-17s %-7s %-11s %-16s %12lld %12lld  %s\n", e.id.c_str(), e.paper_name.c_str(),
-                  e.predicts.c_str(), e.supervision.c_str(), e.dependency.empty() ? "-" : e.dependency.c_str(),
+      std::printf("%-18s %-17s %-7s %-11s %-16s %12lld %12lld  %s\n", e.id.c_str(), e.info->paper_name.c_str(),
+                  e.info->predicts.c_str(), e.info->supervision.c_str(), e.info->dependency.empty() ? "-" : e.info->dependency.c_str(),
                   static_cast<long long>(counts.trainable), static_cast<long long>(counts.frozen), text.c_str());
   }
   if (json) std::printf("%s\n", list.dump(1).c_str());

@@ -5,6 +5,7 @@
 #include "cli/grid_ops.h"
 #include "cli/options.h"
 #include "report/report.h"
+#include "storage/layout.h"
 
 namespace orch::cli {
 
@@ -28,8 +29,9 @@ int cmd_report(const Args& args) {
   po::variables_map vm;
   if (!parse_options(args, desc, vm, "orchestrator report EXP [--out DIR] [--format md,tex,csv]", &pos)) return 0;
   GridContext g = load_grid(exp_path, sets, {}, workspace);
-  if (!std::filesystem::exists(store_file(g.workspace)))
-    throw InputError(store_file(g.workspace), "", "", "no run store in the workspace: nothing has been submitted yet");
+  const WorkspaceLayout layout(g.workspace);
+  if (!std::filesystem::exists(layout.store()))
+    throw InputError(layout.store(), "", "", "no run store in the workspace: nothing has been submitted yet");
   report::ReportOptions o;
   o.out_dir = out;
   o.formats.clear();
@@ -43,7 +45,7 @@ int cmd_report(const Args& args) {
   o.median_metric = median;
   o.figures = !no_figures;
   o.figure_images = images;
-  Store store(store_file(g.workspace));
+  Store store(layout.store());
   report::Report r = report::make_report(g.exp, g.grid, store, g.workspace, o);
   std::cout << r.markdown;
   std::printf("Report files:\n");

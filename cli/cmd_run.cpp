@@ -1,6 +1,7 @@
 // run: the main job. Prepares the experiment's data sets, submits every run that is not done to the local pool
-// (the experiment's backend; Slurm: issue 5), shows progress, waits, and writes the report: Tables 1-2, median
-// models, paired tests and figures. A second run reuses what is done (data sets by digest, runs by id).
+// (through the control plane's sequence, scheduler/submission.h), shows progress, waits, and writes the report:
+// Tables 1-2, median models, paired tests and figures. A second run reuses what is done (data sets by digest,
+// runs by id).
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -12,6 +13,7 @@
 #include "core/progress.h"
 #include "report/report.h"
 #include "storage/dataset_file.h"
+#include "storage/layout.h"
 #include "storage/preview.h"
 #include "storage/workspace.h"
 
@@ -35,19 +37,14 @@ int cmd_run(const Args& args) {
   po::variables_map vm;
   if (!parse_options(args, desc, vm, "orchestrator run EXP [--workspace DIR] [--set key=value]... [--workers N]", &pos))
     return 0;
+  if (workers < 0 || workers > 1024) throw InputError("--workers", "", std::to_string(workers), "expected 0 to 1024");
   auto t0 = std::chrono::steady_clock::now();
   GridContext g = load_grid(exp_path, sets, only, workspace);
-  const std::string backend = g.exp.raw.value("backend", std::string("local"));
-  if (backend != "local")
-    throw InputError(exp_path, "backend", backend, "orchestrator run drives the local backend; use submit for Slurm");
-  if (workers <= 0) {
-    const auto& res = g.exp.raw.value("resources", nlohmann::json::object());
-    workers = res.is_object() && res.contains("local_workers") && res["local_workers"].is_number_integer()
-                  ? res["local_workers"].get<int>()
-                  : default_threads();
-    if (workers < 1) throw InputError(exp_path, "resources.local_workers", res["local_workers"].dump(), "expected at least 1");
-  }
-  fs::create_directories(fs::path(g.workspace) / "report");
+  if (scheduler::backend_for(g.exp, "") != "local")
+    throw InputError(exp_path, "backend", scheduler::backend_for(g.exp, ""), "orchestrator run drives the local backend; use submit for Slurm");
+  workers = scheduler::local_workers_for(g.exp, workers);
+  const WorkspaceLayout layout(g.workspace);
+  fs::create_directories(layout.report_dir());
   std::printf("run: experiment '%s' (%s), workspace %s, %zu run(s), %d local worker(s)\n", g.exp.name.c_str(),
               exp_path.c_str(), g.workspace.c_str(), g.grid.size(), workers);
   if (const std::string blas = loaded_blas(); is_reference_blas(blas))
@@ -60,20 +57,25 @@ int cmd_run(const Args& args) {
     std::printf("  data set %-14s %-3s %4d px: %d train / %d val / %d test  %s%s\n", spec.name.c_str(),
                 kind_name(reader.info().kind).c_str(), reader.info().size, c[0], c[1], c[2], e.path.c_str(),
                 e.rebuilt ? "" : " (up to date)");
-    write_dataset_preview(reader, (fs::path(g.workspace) / "report" / ("preview_" + spec.name + ".png")).string(), 4, 256);
+    write_dataset_preview(reader, (fs::path(layout.report_dir()) / ("preview_" + spec.name + ".png")).string(), 4, 256);
   }
   std::fflush(stdout);
-  scheduler::PoolResult pr = submit_local(g, scheduler::PlanMode::kSubmit, workers, false);
-  Store store(store_file(g.workspace));
+  scheduler::SubmitOptions o;
+  o.workers = workers;
+  o.on_event = [](const std::string& l) { std::fprintf(stderr, "%s\n", l.c_str()); };
+  auto out = scheduler::submit_grid(g.request("orchestrator run " + exp_path), o);
+  const int code = tell_outcome(out, "run", exp_path);
+  if (out.result.interrupted_by) return code;
+  Store store(layout.store());
   report::ReportOptions ro;
   report::Report rep = report::make_report(g.exp, g.grid, store, g.workspace, ro);
   std::cout << "\n" << rep.markdown;
   double mins = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 60;
-  std::printf("run: %d run(s) trained now (%d failed), %.1f min. Report:\n", pr.done, pr.failed, mins);
+  std::printf("run: %d run(s) trained now (%d failed), %.1f min. Report:\n", out.result.done, out.result.failed, mins);
   for (const auto& f : rep.files) std::printf("  %s\n", f.c_str());
-  std::printf("  %s (previews of the data sets)\n", (fs::path(g.workspace) / "report").string().c_str());
-  std::printf("Runs and metrics: sqlite3 %s; status: orchestrator status %s\n", store_file(g.workspace).c_str(), exp_path.c_str());
-  return pr.failed ? 1 : 0;
+  std::printf("  %s (previews of the data sets)\n", layout.report_dir().c_str());
+  std::printf("Runs and metrics: sqlite3 %s; status: orchestrator status %s\n", layout.store().c_str(), exp_path.c_str());
+  return code;
 }
 
 }  // namespace orch::cli

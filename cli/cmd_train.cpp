@@ -7,28 +7,57 @@
 #include <filesystem>
 
 #include "cli/options.h"
+#include "core/control.h"
 #include "core/experiment.h"
+#include "core/process_identity.h"
 #include "core/run_settings.h"
 #include "models/model_config.h"
 #include "runner/communicator.h"
 #include "runner/signals.h"
 #include "runner/trainer.h"
 #include "runner/worker.h"
+#include "scheduler/backend.h"
 #include "scheduler/grid.h"
 #include "scheduler/plan.h"
+#include "storage/layout.h"
+#include "storage/run_state.h"
 #include "storage/store.h"
 #include "storage/workspace.h"
+#include "storage/workspace_lock.h"
 
 namespace orch::cli {
 
 namespace fs = std::filesystem;
 
+namespace {
+
+// Under the workspace lock: records the chain and dispatches its runs that are not done to this process (a
+// compare-and-set, as any backend's dispatch). A run another job has is an error naming that job.
+void dispatch_to_self(const Experiment& exp, const std::vector<scheduler::PlannedRun>& chain, const std::string& workspace) {
+  const WorkspaceLayout layout(workspace);
+  FileLock lock(layout.lock(), "orchestrator train " + exp.path, control_timeouts().lock_wait_s);
+  Store store(layout.store());
+  scheduler::record_runs(store, chain);
+  auto plan = scheduler::plan(chain, store, scheduler::Filter{}, scheduler::PlanMode::kSubmit,
+                              scheduler::live_job_states(store, workspace));
+  std::vector<Store::Dispatch> todo;
+  for (const auto& st : plan) {
+    if (st.state == run_state::kDone) continue;
+    if (run_state::is_active(st.state))
+      throw BusyError("run " + st.run.id + " is " + st.why + "; wait for it (orchestrator status), or cancel it first");
+    todo.push_back({st.run.id, st.recorded_state, ProcessIdentity::self().str()});
+  }
+  auto done = store.dispatch_runs(todo, "local");
+  if (done.size() != todo.size()) throw BusyError("a run of the chain changed state while it was being dispatched; try again");
+}
+
+}  // namespace
 
 int cmd_train(const Args& args) {
   po::options_description desc("orchestrator train");
   std::string exp_path, workspace, dataset, model, stage = "train", comm_kind = "auto";
   std::vector<std::string> sets;
-  int64_t seed = 1, stop_after = -1;
+  int64_t seed = 1, stop_after = -1, nan_after = -1;
   desc.add_options()
       ("experiment", po::value(&exp_path)->required(), "experiment file (experiments/*.json)")
       ("dataset", po::value(&dataset)->required(), "data set name of the experiment")
@@ -38,7 +67,8 @@ int cmd_train(const Args& args) {
       ("workspace", po::value(&workspace), "workspace folder (default: the experiment's)")
       ("set", po::value(&sets)->composing(), "override a setting: key.path=value (repeatable)")
       ("communicator", po::value(&comm_kind)->default_value("auto"), "auto, single, mpi or nccl")
-      ("fault-stop-after-steps", po::value(&stop_after)->default_value(-1), "testing: act as if SIGTERM came after N steps");
+      ("fault-stop-after-steps", po::value(&stop_after)->default_value(-1), "testing: act as if SIGTERM came after N steps")
+      ("fault-nan-after-steps", po::value(&nan_after)->default_value(-1), "testing: make the loss of step N non-finite");
   po::positional_options_description pos;
   pos.add("experiment", 1);
   po::variables_map vm;
@@ -50,11 +80,11 @@ int cmd_train(const Args& args) {
   if (workspace.empty()) workspace = exp.workspace;
   auto chain = scheduler::chain_for(exp, dataset, model, seed, stage);
   auto comm = runner::make_communicator(comm_kind, runner::use_cuda(exp.training));
+  auto job = scheduler::detect_job_environment(true);
   if (comm->rank() == 0) {
     fs::create_directories(workspace);
     ensure_dataset(exp, exp.dataset(dataset), workspace);
-    Store store(runner::store_path(workspace));
-    scheduler::record_runs(store, chain);
+    dispatch_to_self(exp, chain, workspace);
   }
   comm->barrier();
   for (const auto& r : chain) {
@@ -63,19 +93,20 @@ int cmd_train(const Args& args) {
     wo.workspace = workspace;
     wo.run_id = r.id;
     wo.progress_bar = ::isatty(2);
+    wo.job = job.get();
     wo.stop_after_steps = stop_after;
+    wo.nan_after_steps = nan_after;
     int rc = runner::run_worker(wo, *comm);
     if (rc != 0) return rc;
   }
-  if (comm->rank() == 0)
-    std::printf("%s\n", runner::run_dir(workspace, chain.back().id).c_str());
+  if (comm->rank() == 0) std::printf("%s\n", WorkspaceLayout(workspace).run_dir(chain.back().id).c_str());
   return 0;
 }
 
 int cmd_worker(const Args& args) {
   po::options_description desc("orchestrator worker");
   std::string workspace, run_id, comm_kind = "auto";
-  int64_t stop_after = -1;
+  int64_t stop_after = -1, nan_after = -1;
   int threads = 0;
   bool no_requeue = false;
   desc.add_options()
@@ -84,18 +115,22 @@ int cmd_worker(const Args& args) {
       ("communicator", po::value(&comm_kind)->default_value("auto"), "auto, single, mpi or nccl")
       ("threads", po::value(&threads)->default_value(0), "torch threads (0: training.threads of the run)")
       ("no-self-requeue", po::bool_switch(&no_requeue), "under Slurm, do not scontrol-requeue on SIGUSR1/SIGUSR2")
-      ("fault-stop-after-steps", po::value(&stop_after)->default_value(-1), "testing: act as if SIGTERM came after N steps");
+      ("fault-stop-after-steps", po::value(&stop_after)->default_value(-1), "testing: act as if SIGTERM came after N steps")
+      ("fault-nan-after-steps", po::value(&nan_after)->default_value(-1), "testing: make the loss of step N non-finite");
   po::variables_map vm;
   if (!parse_options(args, desc, vm, "orchestrator worker --workspace DIR --run RUN_ID", nullptr)) return 0;
   if (!is_safe_run_id(run_id)) throw InputError("--run", "", run_id, "not a run id ([A-Za-z0-9_.-])");
+  if (threads < 0 || threads > 1024) throw InputError("--threads", "", std::to_string(threads), "expected 0 to 1024");
   auto comm = runner::make_communicator(comm_kind, runner::run_uses_cuda(workspace, run_id));
+  auto job = scheduler::detect_job_environment(!no_requeue);
   runner::WorkerOptions wo;
   wo.workspace = workspace;
   wo.run_id = run_id;
   wo.progress_bar = ::isatty(2);
-  wo.slurm_self_requeue = !no_requeue;
+  wo.job = job.get();
   wo.threads = threads;
   wo.stop_after_steps = stop_after;
+  wo.nan_after_steps = nan_after;
   return runner::run_worker(wo, *comm);
 }
 

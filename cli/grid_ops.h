@@ -1,13 +1,14 @@
-// The grid commands' shared steps (plan, submit, status, resume, cancel, run): loading the experiment with the
-// common options, preparing data sets, submitting to the local pool, printing plans and status.
+// The grid commands' shared steps (plan, submit, status, resume, cancel, run, report): loading the experiment with
+// the common options (validated: networks, resources), the request the control plane takes, and the lines a
+// submission's outcome is told in.
 #pragma once
 
 #include <string>
 #include <vector>
 
 #include "core/experiment.h"
-#include "scheduler/local_pool.h"
 #include "scheduler/plan.h"
+#include "scheduler/submission.h"
 
 namespace orch::cli {
 
@@ -16,15 +17,14 @@ struct GridContext {
   std::string workspace;
   std::vector<scheduler::PlannedRun> grid;
   scheduler::Filter only;
+  scheduler::GridRequest request(const std::string& command) const;
 };
 
 GridContext load_grid(const std::string& exp_path, const std::vector<std::string>& sets,
                       const std::vector<std::string>& only, const std::string& workspace);
 
-// Submits what plan() says to submit, on the local pool (blocking until the pool is done). Returns the pool's
-// result; prints one line per event unless quiet.
-scheduler::PoolResult submit_local(GridContext& g, scheduler::PlanMode mode, int workers, bool quiet);
-
-std::string store_file(const std::string& workspace);
+// Prints what a submission did (and, when a signal interrupted it, which runs it stopped and how to continue);
+// returns the command's exit status: 0, kExitFailure when a run failed, 128 + the signal when interrupted.
+int tell_outcome(const scheduler::SubmitOutcome& outcome, const std::string& verb, const std::string& exp_path);
 
 }  // namespace orch::cli

@@ -59,10 +59,16 @@ int main(int argc, char** argv) {
   try {
     return it->second.run(args);
   } catch (const orch::InputError& e) {
-    std::fprintf(stderr, "orchestrator %s: error: %s\n", argv[1], e.what());
+    std::fprintf(stderr, "orchestrator %s: error: %s\n", argv[1], orch::brief_reason(e.what(), 4000).c_str());
     return orch::kExitInputError;
+  } catch (const orch::BusyError& e) {
+    std::fprintf(stderr, "orchestrator %s: busy: %s\n", argv[1], orch::brief_reason(e.what(), 4000).c_str());
+    return orch::kExitBusy;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "orchestrator %s: failed: %s\n", argv[1], e.what());
+    std::fprintf(stderr, "orchestrator %s: failed: %s\n", argv[1], orch::brief_reason(e.what(), 4000).c_str());
+    return orch::kExitFailure;
+  } catch (...) {
+    std::fprintf(stderr, "orchestrator %s: failed: an unknown error\n", argv[1]);
     return orch::kExitFailure;
   }
 }

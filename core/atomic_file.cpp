@@ -58,3 +58,15 @@ void write_file_atomically(const std::string& path, const std::string& text) {
 }
 
 }  // namespace orch
+
+namespace orch {
+
+void copy_file_atomically(const std::string& from, const std::string& to) {
+  AtomicFile f(to, true);
+  std::error_code ec;
+  fs::copy_file(from, f.temp_path(), fs::copy_options::overwrite_existing, ec);
+  if (ec) throw Error(to + ": cannot copy " + from + ": " + ec.message());
+  f.commit();
+}
+
+}  // namespace orch

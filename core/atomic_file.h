@@ -30,6 +30,9 @@ class AtomicFile {
 // fsync a path (file or directory); throws Error on failure.
 void fsync_path(const std::string& path);
 
+// Copies `from` over `to` atomically (temporary beside `to`, fsync, rename). Throws orch::Error on failure.
+void copy_file_atomically(const std::string& from, const std::string& to);
+
 // Writes `text` to `path` atomically (an AtomicFile: temporary, fsync, rename). Throws orch::Error on failure.
 void write_file_atomically(const std::string& path, const std::string& text);
 

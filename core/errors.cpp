@@ -1,7 +1,9 @@
 #include "core/errors.h"
 
 #include <cmath>
+#include <cctype>
 #include <cstdio>
+#include <cstdlib>
 
 namespace orch {
 
@@ -37,6 +39,31 @@ std::string format_number(double v) {
     if (std::strtod(buf, nullptr) == v) break;
   }
   return buf;
+}
+
+}  // namespace orch
+
+namespace orch {
+
+std::string brief_reason(const std::string& message, size_t max_chars) {
+  std::string m = message;
+  for (const char* marker : {"Exception raised from", "frame #0", "\nBacktrace"})
+    if (auto p = m.find(marker); p != std::string::npos) m.resize(p);
+  std::string out;
+  int lines = 0;
+  size_t start = 0;
+  while (start < m.size() && lines < 2) {
+    size_t end = m.find('\n', start);
+    std::string line = m.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    start = end == std::string::npos ? m.size() : end + 1;
+    while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) line.pop_back();
+    size_t lead = line.find_first_not_of(" \t");
+    if (lead == std::string::npos) continue;
+    out += (out.empty() ? "" : "; ") + line.substr(lead);
+    ++lines;
+  }
+  if (out.size() > max_chars) out = out.substr(0, max_chars - 3) + "...";
+  return out.empty() ? "(no message)" : out;
 }
 
 }  // namespace orch

@@ -7,12 +7,9 @@
 #include <stdexcept>
 #include <string>
 
-namespace orch {
+#include "core/exit_codes.h"
 
-// Exit codes of the `orchestrator` command.
-constexpr int kExitOk = 0;
-constexpr int kExitFailure = 1;     // an unexpected failure (I/O, library error)
-constexpr int kExitInputError = 2;  // bad input: file, field or value rejected
+namespace orch {
 
 class Error : public std::runtime_error {
  public:
@@ -27,7 +24,22 @@ class InputError : public Error {
   explicit InputError(const std::string& message) : Error(message) {}
 };
 
+// A lock that was not obtained within its bounded wait (the workspace lock, a busy run store). The message
+// names the lock and, where known, who holds it. The CLI exits with kExitBusy.
+class BusyError : public Error {
+ public:
+  using Error::Error;
+};
+
 // Formats a double the way errors and summaries show it (shortest round-trip form).
 std::string format_number(double v);
+
+}  // namespace orch
+
+namespace orch {
+
+// An error message as a stored failure reason: the first one or two lines (a LibTorch backtrace, "Exception
+// raised from ...", and everything after it dropped), at most 400 characters. The full text belongs in a log.
+std::string brief_reason(const std::string& message, size_t max_chars = 400);
 
 }  // namespace orch

@@ -14,8 +14,9 @@ namespace {
 
 struct Ctx {
   const std::string& file;
+  static std::string at(const std::string& where, const std::string& key) { return where.empty() ? key : where + "." + key; }
   [[noreturn]] void fail(const std::string& field, const json& value, const std::string& problem) const {
-    std::string v = value.is_null() ? "" : value.dump();
+    std::string v = value.is_null() ? "" : value.dump(-1, ' ', false, json::error_handler_t::replace);
     if (v.size() > 80) v = v.substr(0, 77) + "...";
     throw InputError(file, field, v, problem);
   }
@@ -34,30 +35,40 @@ struct Ctx {
   std::string str(const json& obj, const std::string& key, const std::string& where, const std::string& def,
                   bool required = false) const {
     if (!obj.contains(key)) {
-      if (required) fail(where + "." + key, json(), "missing required field");
+      if (required) fail(at(where, key), json(), "missing required field");
       return def;
     }
     if (!obj[key].is_string() || obj[key].get<std::string>().empty())
-      fail(where + "." + key, obj[key], "expected a non-empty string");
+      fail(at(where, key), obj[key], "expected a non-empty string");
     return obj[key];
   }
   int64_t integer(const json& obj, const std::string& key, const std::string& where, int64_t def, int64_t lo,
                   int64_t hi) const {
     if (!obj.contains(key)) return def;
     const json& v = obj[key];
-    if (!v.is_number_integer()) fail(where + "." + key, v, "expected an integer");
-    int64_t x = v.get<int64_t>();
+    int64_t x = 0;
+    if (!json_int64(v, &x)) fail(at(where, key), v, "expected an integer");
     if (x < lo || x > hi)
-      fail(where + "." + key, v, "expected " + std::to_string(lo) + " to " + std::to_string(hi));
+      fail(at(where, key), v, "expected " + std::to_string(lo) + " to " + std::to_string(hi));
     return x;
+  }
+  std::string choice(const json& obj, const std::string& key, const std::string& where, const std::string& def,
+                     const std::vector<std::string>& allowed) const {
+    std::string v = str(obj, key, where, def);
+    if (std::find(allowed.begin(), allowed.end(), v) == allowed.end()) {
+      std::string list;
+      for (const auto& a : allowed) list += (list.empty() ? "\"" : ", \"") + a + "\"";
+      fail(at(where, key), obj[key], "expected one of " + list);
+    }
+    return v;
   }
   double number(const json& obj, const std::string& key, const std::string& where, double def, double lo,
                 double hi) const {
     if (!obj.contains(key)) return def;
     const json& v = obj[key];
-    if (!v.is_number()) fail(where + "." + key, v, "expected a number");
+    if (!v.is_number()) fail(at(where, key), v, "expected a number");
     double x = v.get<double>();
-    if (!(x >= lo && x <= hi)) fail(where + "." + key, v, "expected " + format_number(lo) + " to " + format_number(hi));
+    if (!(x >= lo && x <= hi)) fail(at(where, key), v, "expected " + format_number(lo) + " to " + format_number(hi));
     return x;
   }
   std::vector<std::string> paths(const json& obj, const std::string& key, const std::string& where) const {
@@ -65,18 +76,76 @@ struct Ctx {
     if (!obj.contains(key)) return out;
     const json& v = obj[key];
     if (v.is_string()) return {v.get<std::string>()};
-    if (!v.is_array()) fail(where + "." + key, v, "expected a path or a list of paths");
+    if (!v.is_array()) fail(at(where, key), v, "expected a path or a list of paths");
     for (const auto& e : v) {
-      if (!e.is_string()) fail(where + "." + key, e, "expected a path");
+      if (!e.is_string()) fail(at(where, key), e, "expected a path");
       out.push_back(e);
     }
     return out;
   }
 };
 
+const std::vector<std::string> kTrainingKeys = {
+    "epochs", "batch_size", "learning_rate", "weight_decay", "validate_every", "threads", "loader_threads", "augment",
+    "mask_resampling", "seed_mode", "checkpoint_every", "keep_checkpoints", "device", "lr_step_epochs", "lr_gamma",
+    "best_after_epoch", "nonfinite", "precision"};
+
+// The first string in `v` (keys included) that is not valid UTF-8, as its field path; "" when all are.
+std::string invalid_utf8_field(const json& v, const std::string& where) {
+  if (v.is_string()) return is_valid_utf8(v.get_ref<const std::string&>()) ? "" : where;
+  if (v.is_object()) {
+    for (auto it = v.begin(); it != v.end(); ++it) {
+      const std::string field = where.empty() ? it.key() : where + "." + it.key();
+      if (!is_valid_utf8(it.key())) return where.empty() ? "(a key)" : where + ".(a key)";
+      std::string bad = invalid_utf8_field(it.value(), field);
+      if (!bad.empty()) return bad;
+    }
+  }
+  if (v.is_array()) {
+    for (size_t i = 0; i < v.size(); ++i) {
+      std::string bad = invalid_utf8_field(v[i], where + "[" + std::to_string(i) + "]");
+      if (!bad.empty()) return bad;
+    }
+  }
+  return "";
+}
+
 }  // namespace
 
+bool json_int64(const nlohmann::json& v, int64_t* out) {
+  if (v.is_number_unsigned()) {
+    if (v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) return false;
+    *out = static_cast<int64_t>(v.get<uint64_t>());
+    return true;
+  }
+  if (!v.is_number_integer()) return false;
+  *out = v.get<int64_t>();
+  return true;
+}
+
+bool is_valid_utf8(const std::string& s) {
+  size_t i = 0;
+  const size_t n = s.size();
+  while (i < n) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    if (len == 0 || i + len > n) return false;
+    uint32_t cp = len == 1 ? c : len == 2 ? (c & 0x1F) : len == 3 ? (c & 0x0F) : (c & 0x07);
+    for (size_t k = 1; k < len; ++k) {
+      unsigned char d = static_cast<unsigned char>(s[i + k]);
+      if ((d >> 6) != 0x2) return false;
+      cp = (cp << 6) | (d & 0x3F);
+    }
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10FFFF ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+      return false;
+    i += len;
+  }
+  return true;
+}
+
 void apply_override(json& doc, const std::string& assignment) {
+  if (!is_valid_utf8(assignment)) throw InputError("", "--set", "", "not valid UTF-8 text");
   auto eq = assignment.find('=');
   if (eq == std::string::npos || eq == 0)
     throw InputError("", "--set", assignment, "expected key=value, e.g. datasets.synth_lh.synthetic.count=40");
@@ -105,9 +174,7 @@ void apply_override(json& doc, const std::string& assignment) {
 TrainingSpec training_from_json(const json& t, const std::string& path, const std::string& w) {
   Ctx c{path};
   c.object(t, w);
-  c.only(t, w, {"epochs", "batch_size", "learning_rate", "weight_decay", "validate_every", "threads",
-                "loader_threads", "augment", "mask_resampling", "seed_mode", "checkpoint_every", "keep_checkpoints",
-                "device", "lr_step_epochs", "lr_gamma"});
+  c.only(t, w, std::set<std::string>(kTrainingKeys.begin(), kTrainingKeys.end()));
   TrainingSpec ts;
   ts.epochs = static_cast<int>(c.integer(t, "epochs", w, ts.epochs, 1, 1000000));
   ts.batch_size = static_cast<int>(c.integer(t, "batch_size", w, ts.batch_size, 1, 4096));
@@ -133,18 +200,25 @@ TrainingSpec training_from_json(const json& t, const std::string& path, const st
   ts.device = c.str(t, "device", w, ts.device);
   if (ts.device != "auto" && ts.device != "cpu" && ts.device != "cuda")
     c.fail(w + ".device", t["device"], "expected \"auto\", \"cpu\" or \"cuda\"");
+  ts.best_after_epoch = static_cast<int>(c.integer(t, "best_after_epoch", w, ts.best_after_epoch, 0, 1000000));
+  if (ts.best_after_epoch >= ts.epochs)
+    c.fail(w + ".best_after_epoch", t["best_after_epoch"],
+           "must be below training.epochs (" + std::to_string(ts.epochs) + "), or no epoch could become the best");
+  ts.nonfinite = c.choice(t, "nonfinite", w, ts.nonfinite, {"stop", "skip"});
+  ts.precision = c.choice(t, "precision", w, ts.precision, {"tf32", "fp32", "bf16"});
   return ts;
 }
 
 EvaluationSpec evaluation_from_json(const json& v, const std::string& path, const std::string& w) {
   Ctx c{path};
   c.object(v, w);
-  c.only(v, w, {"spacing_mm", "empty_hausdorff"});
+  c.only(v, w, {"spacing_mm", "empty_hausdorff", "precision"});
   EvaluationSpec e;
   e.spacing_mm = c.number(v, "spacing_mm", w, e.spacing_mm, 1e-6, 1000);
   e.empty_hausdorff = c.str(v, "empty_hausdorff", w, e.empty_hausdorff);
   if (e.empty_hausdorff != "nan" && e.empty_hausdorff != "diagonal")
     c.fail(w + ".empty_hausdorff", v["empty_hausdorff"], "expected \"nan\" or \"diagonal\"");
+  e.precision = c.choice(v, "precision", w, e.precision, {"tf32", "fp32", "bf16"});
   return e;
 }
 
@@ -157,23 +231,35 @@ json to_json(const TrainingSpec& t) {
   // Written only when set, so that runs made before these keys existed keep their ids.
   if (t.lr_step_epochs != 0) j["lr_step_epochs"] = t.lr_step_epochs;
   if (t.lr_gamma != 0) j["lr_gamma"] = t.lr_gamma;
+  if (t.best_after_epoch != 0) j["best_after_epoch"] = t.best_after_epoch;
+  if (t.nonfinite != "stop") j["nonfinite"] = t.nonfinite;
+  if (t.precision != "tf32") j["precision"] = t.precision;
   return j;
 }
 
-TrainingSpec NetworkSpec::training_for(const TrainingSpec& base, const std::string& file) const {
-  if (training.empty()) return base;
-  json merged = to_json(base);
-  for (auto it = training.begin(); it != training.end(); ++it) merged[it.key()] = it.value();
+TrainingSpec NetworkSpec::training_for(const TrainingSpec& base, const std::string& file, const std::string& dataset) const {
+  const json* per_dataset = nullptr;
+  if (auto it = datasets.find(dataset); !dataset.empty() && it != datasets.end() && !it->second.training.empty())
+    per_dataset = &it->second.training;
+  if (training.empty() && !per_dataset) return base;
+  const std::set<std::string> keys(kTrainingKeys.begin(), kTrainingKeys.end());
   Ctx c{file};
-  c.only(training, "networks." + id + ".training",
-         {"epochs", "batch_size", "learning_rate", "weight_decay", "validate_every", "threads", "loader_threads", "augment",
-          "mask_resampling", "seed_mode", "checkpoint_every", "keep_checkpoints", "device", "lr_step_epochs",
-          "lr_gamma"});
-  return training_from_json(merged, file, "networks." + id + ".training");
+  json merged = to_json(base);
+  std::string where = "networks." + id + ".training";
+  c.only(training, where, keys);
+  for (auto it = training.begin(); it != training.end(); ++it) merged[it.key()] = it.value();
+  if (per_dataset) {
+    where = "networks." + id + ".datasets." + dataset + ".training";
+    c.only(*per_dataset, where, keys);
+    for (auto it = per_dataset->begin(); it != per_dataset->end(); ++it) merged[it.key()] = it.value();
+  }
+  return training_from_json(merged, file, where);
 }
 
 json to_json(const EvaluationSpec& e) {
-  return json{{"spacing_mm", e.spacing_mm}, {"empty_hausdorff", e.empty_hausdorff}};
+  json j{{"spacing_mm", e.spacing_mm}, {"empty_hausdorff", e.empty_hausdorff}};
+  if (e.precision != "tf32") j["precision"] = e.precision;  // written only when set: older run ids stay
+  return j;
 }
 
 Experiment load_experiment(const std::string& path, const std::vector<std::string>& overrides) {
@@ -186,6 +272,8 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
     throw InputError(path, "", "", std::string("invalid JSON: ") + e.what());
   }
   for (const auto& o : overrides) apply_override(doc, o);
+  if (std::string bad = invalid_utf8_field(doc, ""); !bad.empty())
+    throw InputError(path, bad, "", "not valid UTF-8 text");
   return parse_experiment(doc, path);
 }
 
@@ -202,7 +290,8 @@ Experiment parse_experiment(const json& doc, const std::string& path) {
   c.object(doc, "(top level)");
   // Sections later stages read (networks, seeds, training, ...) are accepted here and validated by their owners.
   c.only(doc, "", {"name", "description", "workspace", "datasets", "networks", "seeds", "training", "evaluation",
-                   "resources", "backend", "report"});
+                   "resources", "backend", "report", "pretrain"});
+  if (std::string bad = invalid_utf8_field(doc, ""); !bad.empty()) c.fail(bad, json(), "not valid UTF-8 text");
   Experiment e;
   e.path = path;
   e.raw = doc;
@@ -218,9 +307,10 @@ Experiment parse_experiment(const json& doc, const std::string& path) {
         c.fail(w, it.key(), "data set names use letters, digits, '_' and '-' only");
     const json& d = c.object(it.value(), w);
     c.only(d, w, {"kind", "size", "synthetic", "landmarks", "images", "raw_jsrt", "raw_png", "splits", "split_seed",
-                  "blank_images", "description", "edges"});
+                  "blank_images", "description", "edges", "resources"});
     DatasetSpec s;
     s.name = it.key();
+    if (d.contains("resources")) s.resources = c.object(d["resources"], w + ".resources");
     std::string kind = c.str(d, "kind", w, "", true);
     try {
       s.kind = parse_kind(kind, w + ".kind");
@@ -273,11 +363,29 @@ Experiment parse_experiment(const json& doc, const std::string& path) {
     } else if (n.is_object()) {
       for (auto it = n.begin(); it != n.end(); ++it) {
         if (!it.value().is_object()) c.fail("networks." + it.key(), it.value(), "expected an object of network options");
-        NetworkSpec n{it.key(), it.value(), json::object()};
+        const std::string w = "networks." + it.key();
+        NetworkSpec n{it.key(), it.value()};
         if (n.options.contains("training")) {
-          n.training = n.options["training"];
+          n.training = c.object(n.options["training"], w + ".training");
           n.options.erase("training");
-          c.object(n.training, "networks." + it.key() + ".training");
+        }
+        if (n.options.contains("resources")) {
+          n.resources = c.object(n.options["resources"], w + ".resources");
+          n.options.erase("resources");
+        }
+        if (n.options.contains("datasets")) {
+          const json& per = c.object(n.options["datasets"], w + ".datasets");
+          for (auto d = per.begin(); d != per.end(); ++d) {
+            const std::string dw = w + ".datasets." + d.key();
+            if (!ds.contains(d.key())) c.fail(dw, d.key(), "no such data set in the experiment");
+            c.object(d.value(), dw);
+            c.only(d.value(), dw, {"training", "resources"});
+            NetworkDatasetOverrides o;
+            if (d.value().contains("training")) o.training = c.object(d.value()["training"], dw + ".training");
+            if (d.value().contains("resources")) o.resources = c.object(d.value()["resources"], dw + ".resources");
+            n.datasets[d.key()] = o;
+          }
+          n.options.erase("datasets");
         }
         e.networks.push_back(n);
       }
@@ -290,14 +398,19 @@ Experiment parse_experiment(const json& doc, const std::string& path) {
     if (!s.is_array() || s.empty()) c.fail("seeds", s, "expected a non-empty list of integers");
     e.seeds.clear();
     for (const auto& v : s) {
-      if (!v.is_number_integer() || v.get<int64_t>() < 0) c.fail("seeds", v, "expected a non-negative integer");
-      if (std::find(e.seeds.begin(), e.seeds.end(), v.get<int64_t>()) != e.seeds.end()) c.fail("seeds", v, "listed twice");
-      e.seeds.push_back(v.get<int64_t>());
+      int64_t seed = 0;
+      if (!json_int64(v, &seed) || seed < 0) c.fail("seeds", v, "expected a non-negative integer (at most 2^63 - 1)");
+      if (std::find(e.seeds.begin(), e.seeds.end(), seed) != e.seeds.end()) c.fail("seeds", v, "listed twice");
+      e.seeds.push_back(seed);
     }
   }
+  e.pretrain = c.choice(doc, "pretrain", "", e.pretrain, {"shared", "separate"});
   if (doc.contains("training")) e.training = training_from_json(doc["training"], path, "training");
   if (doc.contains("evaluation")) e.evaluation = evaluation_from_json(doc["evaluation"], path, "evaluation");
-  for (const auto& n : e.networks) n.training_for(e.training, path);  // validates the overrides now
+  for (const auto& n : e.networks) {  // validates the overrides now
+    n.training_for(e.training, path);
+    for (const auto& [dname, o] : n.datasets) n.training_for(e.training, path, dname);
+  }
   return e;
 }
 

@@ -22,6 +22,7 @@ namespace orch {
 
 struct DatasetSpec {
   std::string name;
+  nlohmann::json resources = nlohmann::json::object();  // scheduler resources for this data set's runs
   DatasetKind kind = DatasetKind::kLungsHeart;
   int size = 1024;  // working size of the prepared data set
   std::optional<SynthOptions> synthetic;  // generate first, then prepare
@@ -55,11 +56,26 @@ struct TrainingSpec {
   // faster decay; the reference's 2500-epoch schedule barely decays within 100 epochs.
   int lr_step_epochs = 0;
   double lr_gamma = 0;
+  // Only epochs after this one may become best.h5 (0: any). The reference's pretrained UNet for JSRT+Padchest
+  // was the best of epochs 1001-1500 of a 1500-epoch run (its bestDice_1000.pt; spec §5).
+  int best_after_epoch = 0;
+  // A loss or gradient that is not finite: "stop" the run at that step (the default), or "skip" the batch.
+  std::string nonfinite = "stop";
+  // Arithmetic on a GPU: "tf32" (TF32 matmuls and convolutions: what the reference's PyTorch 1.10 did on its
+  // A100, the default), "fp32" (TF32 off), "bf16" (autocast to bfloat16; float32 weights and Adam state).
+  std::string precision = "tf32";
 };
 
 struct EvaluationSpec {
   double spacing_mm = 0.35;
   std::string empty_hausdorff = "nan";  // or "diagonal" (core/metrics.h)
+  std::string precision = "tf32";       // as TrainingSpec::precision, for the test split's forward passes
+};
+
+// Overrides of a network on one data set ("networks": {"unet": {"datasets": {"jsrt_padchest": {...}}}}).
+struct NetworkDatasetOverrides {
+  nlohmann::json training = nlohmann::json::object();
+  nlohmann::json resources = nlohmann::json::object();
 };
 
 // A network of the grid: a registry id (models/registry.h; checked there) and its option overrides.
@@ -69,7 +85,10 @@ struct NetworkSpec {
   // Per-network training overrides ("networks": {"rasterize": {"training": {"learning_rate": 1e-4}}}), merged
   // over the experiment's training block for this network's runs; validated with it.
   nlohmann::json training = nlohmann::json::object();
-  TrainingSpec training_for(const TrainingSpec& base, const std::string& file) const;
+  nlohmann::json resources = nlohmann::json::object();  // scheduler resources for this network's runs
+  std::map<std::string, NetworkDatasetOverrides> datasets;  // per data set, merged over the two above
+  // The experiment's training block, then this network's, then its block for `dataset` (when given).
+  TrainingSpec training_for(const TrainingSpec& base, const std::string& file, const std::string& dataset = "") const;
 };
 
 
@@ -80,12 +99,19 @@ struct Experiment {
   std::vector<DatasetSpec> datasets;
   std::vector<NetworkSpec> networks;  // empty: the stage runs only data preparation
   std::vector<int64_t> seeds{1, 2, 3};
+  // The UNet the joint networks freeze: "shared" (default) makes the UNet run of the first seed play that role
+  // when its settings equal a pretraining run's (no redundant run); "separate" always trains its own.
+  std::string pretrain = "shared";
   TrainingSpec training;
   EvaluationSpec evaluation;
   nlohmann::json raw;  // the validated document, overrides applied
 
   const DatasetSpec& dataset(const std::string& name) const;  // throws InputError if unknown
 };
+
+// An integer JSON value as int64, refusing unsigned values beyond INT64_MAX and non-integers.
+bool json_int64(const nlohmann::json& v, int64_t* out);
+bool is_valid_utf8(const std::string& s);
 
 // Applies "a.b.c=value" to a JSON document (creates objects on the way). Throws InputError on a bad form.
 void apply_override(nlohmann::json& doc, const std::string& assignment);

@@ -11,9 +11,13 @@
 
 namespace orch::models {
 
+// The smallest input every network runs at: the graph decoders sample image features at 1/32 of the input, and
+// below 64 px that map is 1x1 (the IGSC lookups then see no neighbourhood). Checked when an experiment loads.
+constexpr int kMinNetworkSize = 64;
+
 struct ModelConfig {
   DatasetKind kind = DatasetKind::kLungsHeart;
-  int size = 1024;          // input size; a multiple of 32 (five 2x poolings)
+  int size = 1024;          // input size; a multiple of 32 (five 2x poolings), at least kMinNetworkSize
   int latents = 0;          // 0: the reference's choice for the network (16; 64 for HybridGNet+IGSC and Rasterize on LH)
   int cheb_k = 6;           // K of the hidden ChebConvs
   double kld_weight = 1e-5;
@@ -38,13 +42,6 @@ struct ModelConfig {
   void validate() const;  // throws InputError naming the option and value
   int num_classes() const { return kind == DatasetKind::kLungsHeart ? 3 : 2; }
 };
-
-// The registry's ids in the paper's row order, without LibTorch (models/registry.cpp checks they agree).
-const std::vector<std::string>& known_model_ids();
-// The network whose trained weights `id` starts from: "unet" (the frozen pretrained UNet of the joint networks),
-// "hybridgnet_igsc" (Rasterize), or "". The registry's entries agree (tested); the scheduler reads it here
-// because it does not link LibTorch.
-std::string model_dependency(const std::string& id);
 
 // Applies the options of an experiment file's network entry (e.g. {"latents": 64}) to `base`; unknown fields,
 // wrong types and invalid values throw an InputError naming `file`, the field path under `where` and the value.

@@ -41,79 +41,91 @@ int latents16(DatasetKind) { return 16; }
 int latents_igsc(DatasetKind k) { return k == DatasetKind::kLungsHeart ? 64 : 16; }  // spec §3.4, §7.3
 int no_latents(DatasetKind) { return 0; }
 
-std::vector<ModelEntry> build() {
-  std::vector<ModelEntry> r;
+std::deque<ModelEntry> build() {
+  std::deque<ModelEntry> r;
+  auto add = [&r](const std::string& id, std::function<int(DatasetKind)> latents,
+                  std::function<std::shared_ptr<Network>(const ModelConfig&)> create, LossFn loss, LossFn criterion) {
+    r.push_back({&network_info(id), id, std::move(latents), std::move(create), std::move(loss), std::move(criterion)});
+  };
   const LossFn mse_final = [](const Prediction& p, const Targets& t, const LossContext& c) { return mse_k(p, 0, t, c); };
   const LossFn hcd_final = [](const Prediction& p, const Targets& t, const LossContext& c) { return hcd_k(p, 0, t, c); };
   const LossFn unet_dice = [](const Prediction& p, const Targets& t, const LossContext& c) {
     return mean_dice(p.segmentation, t.mask, c.config.num_classes());
   };
 
-  r.push_back({"hybridgnet", "HybridGNet", "point", "point", "", false, false, "mse", latents16, make_hybridgnet,
+  add("hybridgnet", latents16, make_hybridgnet,
                [](const Prediction& p, const Targets& t, const LossContext& c) { return mse_k(p, 0, t, c) + kl(p, c); },
-               mse_final});
-  r.push_back({"hybridgnet_igsc", "HybridGNet+IGSC", "point", "point", "", false, false, "mse", latents_igsc,
+               mse_final);
+  add("hybridgnet_igsc", latents_igsc,
                make_double_skip,
                [](const Prediction& p, const Targets& t, const LossContext& c) {
                  return mse_k(p, 0, t, c) + mse_k(p, 1, t, c) + mse_k(p, 2, t, c) + kl(p, c);
                },
-               mse_final});
-  r.push_back({"unet", "UNet", "dense", "dense", "", true, true, "mean_dice", no_latents, make_unet,
+               mse_final);
+  add("unet", no_latents, make_unet,
                [](const Prediction& p, const Targets& t, const LossContext&) { return dense_loss(p.dense[0], t.mask); },
-               unet_dice});
-  r.push_back({"unet_joint", "UNet Joint", "dense", "dense", "unet", true, true, "mean_dice", no_latents,
+               unet_dice);
+  add("unet_joint", no_latents,
                make_unet_joint,
                [](const Prediction& p, const Targets& t, const LossContext&) {
                  return dense_loss(p.dense[0], t.mask) + dense_loss(p.dense[1], t.mask);
                },
-               unet_dice});
+               unet_dice);
   const LossFn hcd7 = [](const Prediction& p, const Targets& t, const LossContext& c) { return half_sum(p, t, c, hcd_k) + kl(p, c); };
-  r.push_back({"hourglass", "Hourglass", "point", "both", "unet", false, false, "hcd", latents16, make_hourglass, hcd7,
-               hcd_final});
-  r.push_back({"hourglass_concat", "Hourglass Concat", "point", "both", "unet", false, false, "hcd", latents16,
-               make_hourglass_concat, hcd7, hcd_final});
-  r.push_back({"multitask", "Multi-task", "point", "both", "", false, false, "hcd+0.05*dense", latents16,
+  add("hourglass", latents16, make_hourglass, hcd7,
+               hcd_final);
+  add("hourglass_concat", latents16,
+               make_hourglass_concat, hcd7, hcd_final);
+  add("multitask", latents16,
                make_multitask,
                [](const Prediction& p, const Targets& t, const LossContext& c) {
                  return half_sum(p, t, c, hcd_k) + 0.05 * dense_loss(p.dense[0], t.mask) + kl(p, c);
                },
                [](const Prediction& p, const Targets& t, const LossContext& c) {
                  return hcd_k(p, 0, t, c) + 0.05 * dense_loss(p.dense[0], t.mask);
-               }});
-  r.push_back({"no_joint", "No Joint", "point", "point", "", false, false, "hcd", latents16, make_double_skip,
+               });
+  add("no_joint", latents16, make_double_skip,
                [](const Prediction& p, const Targets& t, const LossContext& c) {
                  return hcd_k(p, 0, t, c) + hcd_k(p, 1, t, c) + hcd_k(p, 2, t, c) + kl(p, c);  // weights 1, no 1/2
                },
-               hcd_final});
-  r.push_back({"mse_only", "MSE Only", "point", "both", "unet", false, false, "mse", latents16, make_joint,
+               hcd_final);
+  add("mse_only", latents16, make_joint,
                [](const Prediction& p, const Targets& t, const LossContext& c) { return half_sum(p, t, c, mse_k) + kl(p, c); },
-               mse_final});
-  r.push_back({"rasterize", "Rasterize", "point", "dense", "hybridgnet_igsc", true, false, "dense", latents_igsc,
+               mse_final);
+  add("rasterize", latents_igsc,
                make_rasterize,
                [](const Prediction& p, const Targets& t, const LossContext& c) {
                  // R(pre2) + R(pre1) + R(out), no point loss
                  return raster_dense(p.dense[2], t, c) + raster_dense(p.dense[1], t, c) + raster_dense(p.dense[0], t, c) +
                         kl(p, c);
                },
-               [](const Prediction& p, const Targets& t, const LossContext& c) { return raster_dense(p.dense[0], t, c); }});
-  r.push_back({"ours", "Ours", "point", "both", "unet", false, false, "hcd", latents16, make_joint, hcd7, hcd_final});
+               [](const Prediction& p, const Targets& t, const LossContext& c) { return raster_dense(p.dense[0], t, c); });
+  add("ours", latents16, make_joint, hcd7, hcd_final);
+  return r;
+}
+
+std::deque<ModelEntry>& registry() {
+  static std::deque<ModelEntry> r = build();
   return r;
 }
 
 }  // namespace
 
-const std::vector<ModelEntry>& model_registry() {
-  static const std::vector<ModelEntry> r = build();
-  return r;
+const std::deque<ModelEntry>& model_registry() { return registry(); }
+
+void add_model(const std::string& id, std::function<int(DatasetKind)> default_latents,
+               std::function<std::shared_ptr<Network>(const ModelConfig&)> create, LossFn loss, LossFn criterion) {
+  for (const auto& e : registry())
+    if (e.id == id) throw InputError("", "model", id, "already in the registry");
+  registry().push_back({&network_info(id), id, std::move(default_latents), std::move(create), std::move(loss),
+                        std::move(criterion)});
 }
 
 const ModelEntry& find_model(const std::string& id) {
-  std::string known;
-  for (const auto& e : model_registry()) {
+  for (const auto& e : model_registry())
     if (e.id == id) return e;
-    known += (known.empty() ? "" : ", ") + e.id;
-  }
-  throw InputError("", "model", id, "unknown network (known: " + known + ")");
+  network_info(id);  // throws, naming the id and the known ones
+  throw InputError("", "model", id, "in the catalogue but not in the registry");
 }
 
 ModelConfig resolve_config(const ModelEntry& e, ModelConfig c) {

@@ -1,14 +1,16 @@
-// The registry of networks: each of the paper's eleven configurations by id, with its paper row, what it
-// predicts and is supervised with, its loss, its validation criterion, its frozen parts and what must be
-// trained before it. Adding a network: one factory file (models/networks.h) and one entry in registry.cpp.
-// The registry is immutable after start-up; thread-safe to read.
+// The registry of networks: for each row of the catalogue (models/catalogue.h: names, columns, dependency,
+// criterion), what needs LibTorch: its factory, its loss and its validation criterion. Adding a network: a row in
+// the catalogue, a factory (models/networks.h) and one entry in build() in registry.cpp; a test checks that the
+// registry and the catalogue list the same networks. Immutable after start-up; thread-safe to read.
 #pragma once
 
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "models/catalogue.h"
 #include "models/layers.h"
 #include "models/network.h"
 
@@ -23,22 +25,19 @@ struct LossContext {
 using LossFn = std::function<torch::Tensor(const Prediction&, const Targets&, const LossContext&)>;
 
 struct ModelEntry {
-  std::string id;            // e.g. "ours"
-  std::string paper_name;    // the row of Tables 1-2, e.g. "Ours"
-  std::string predicts;      // "point" or "dense" (the tables' Predict column)
-  std::string supervision;   // "point", "dense" or "both" (the tables' Supervision column)
-  std::string dependency;    // id of the network whose trained weights it starts from ("unet", "hybridgnet_igsc", "")
-  bool evaluate_dense;       // evaluated by argmax of Prediction::segmentation (else by filling its points)
-  bool criterion_higher_is_better;
-  std::string criterion_name;
+  const NetworkInfo* info = nullptr;  // the catalogue's row: names, columns, dependency, criterion (models/catalogue.h)
+  std::string id;                     // == info->id
   std::function<int(DatasetKind)> default_latents;  // 0 for networks without a VAE
   std::function<std::shared_ptr<Network>(const ModelConfig&)> create;  // prefer instantiate(), which applies the layout
   LossFn loss;       // the training objective (spec §4), a scalar
   LossFn criterion;  // the validation criterion (spec §5) of one batch, a scalar
 };
 
-// The entries in the paper's row order.
-const std::vector<ModelEntry>& model_registry();
+// The entries in the paper's row order (then those added with add_model). A deque: references stay valid.
+const std::deque<ModelEntry>& model_registry();
+// Adds an entry for a network added to the catalogue (models::add_network): start-up only, as add_network.
+void add_model(const std::string& id, std::function<int(DatasetKind)> default_latents,
+               std::function<std::shared_ptr<Network>(const ModelConfig&)> create, LossFn loss, LossFn criterion);
 // Throws InputError naming the id and listing the known ones.
 const ModelEntry& find_model(const std::string& id);
 // A config with the network's own defaults filled in (latents 0 -> the reference's value), validated.

@@ -14,6 +14,7 @@
 #include "core/mask.h"
 #include "core/metrics.h"
 #include "storage/dataset_file.h"
+#include "storage/layout.h"
 #include "storage/predictions.h"
 #include "storage/workspace.h"
 
@@ -109,7 +110,7 @@ bool draw_qualitative(const std::string& workspace, const DatasetSpec& ds, const
   std::vector<Predictions> preds;
   std::vector<const FigureRun*> shown;
   for (const auto& r : runs) {
-    std::string p = (fs::path(workspace) / "runs" / r.run_id / "predictions.h5").string();
+    std::string p = WorkspaceLayout(workspace).predictions(r.run_id);
     if (!fs::exists(p)) continue;
     preds.push_back(read_predictions(p));
     shown.push_back(&r);

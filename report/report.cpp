@@ -13,6 +13,7 @@
 #include "report/figures.h"
 #include "report/paper_tables.h"
 #include "report/stats.h"
+#include "storage/layout.h"
 
 namespace orch::report {
 
@@ -70,7 +71,7 @@ std::string csv_num(double v) {
 Report make_report(const Experiment& exp, const std::vector<scheduler::PlannedRun>& grid, Store& store,
                    const std::string& workspace, const ReportOptions& opt_in) {
   ReportOptions opt = opt_in;
-  if (opt.out_dir.empty()) opt.out_dir = (fs::path(workspace) / "report").string();
+  if (opt.out_dir.empty()) opt.out_dir = WorkspaceLayout(workspace).report_dir();
   if (opt.median_metric != "dice" && opt.median_metric != "jaccard" && opt.median_metric != "hausdorff_mm")
     throw InputError("--median-metric", "", opt.median_metric, "expected dice, jaccard or hausdorff_mm");
   for (const auto& f : opt.formats)

@@ -15,6 +15,7 @@
 #include "core/digest.h"
 #include "core/errors.h"
 #include "storage/h5.h"
+#include "storage/layout.h"
 
 namespace orch::runner {
 
@@ -353,9 +354,28 @@ std::string CheckpointSeries::save(torch::nn::Module& m, torch::optim::Adam& o, 
 
 void CheckpointSeries::save_best(torch::nn::Module& m, torch::optim::Adam& o, const CheckpointState& s) {
   save_checkpoint(best_path(), m, o, s);
+  copy_file_atomically(best_path(), best_copy_path());
 }
 
-std::string CheckpointSeries::best_path() const { return (fs::path(dir_) / "best.h5").string(); }
+std::string CheckpointSeries::best_path() const { return (fs::path(dir_) / kBestCheckpoint).string(); }
+std::string CheckpointSeries::best_copy_path() const { return (fs::path(dir_) / kBestCheckpointCopy).string(); }
+
+std::optional<std::string> CheckpointSeries::verified_best(std::vector<std::string>* warnings) const {
+  std::string why, why_copy;
+  if (verify_checkpoint(best_path(), &why)) return best_path();
+  const bool missing = !fs::exists(best_path());
+  if (verify_checkpoint(best_copy_path(), &why_copy)) {
+    copy_file_atomically(best_copy_path(), best_path());
+    if (warnings)
+      warnings->push_back(best_path() + (missing ? " was missing" : " was damaged (" + why + ")") + "; restored from " +
+                          best_copy_path());
+    return best_path();
+  }
+  if (warnings)
+    warnings->push_back(best_path() + (missing ? ": missing" : ": " + why) + "; its copy " + best_copy_path() +
+                        (fs::exists(best_copy_path()) ? ": " + why_copy : ": missing"));
+  return std::nullopt;
+}
 
 std::optional<std::string> CheckpointSeries::newest_valid(std::vector<std::string>* warnings) const {
   auto all = list();

@@ -50,16 +50,23 @@ void load_weights(const std::string& path, torch::nn::Module& module, const std:
 // True when the file opens and its checksum matches.
 bool verify_checkpoint(const std::string& path, std::string* why = nullptr);
 
-// Numbered checkpoints in one folder (ckpt-<epoch>-<batch>.h5), the newest `keep` kept, plus best.h5.
+// Numbered checkpoints in one folder (ckpt-<epoch>-<batch>.h5), the newest `keep` kept, plus the best one
+// (best.h5) and a verified second copy of it (best.copy.h5, storage/layout.h names both), so that a lost or
+// damaged best.h5 is restored from its copy.
 class CheckpointSeries {
  public:
   CheckpointSeries(std::string dir, int keep = 3);
   std::string save(torch::nn::Module& module, torch::optim::Adam& optimizer, const CheckpointState& state);
+  // Writes best.h5, then copies it to best.copy.h5 (each atomically).
   void save_best(torch::nn::Module& module, torch::optim::Adam& optimizer, const CheckpointState& state);
   // The newest checkpoint that verifies; warnings name the ones skipped. nullopt when none verifies.
   std::optional<std::string> newest_valid(std::vector<std::string>* warnings = nullptr) const;
+  // best.h5 when it verifies; else, restored from best.copy.h5 when that verifies (with a warning); else nullopt
+  // (warnings say why).
+  std::optional<std::string> verified_best(std::vector<std::string>* warnings = nullptr) const;
   std::vector<std::string> list() const;  // oldest first
   std::string best_path() const;
+  std::string best_copy_path() const;
 
  private:
   std::string dir_;

@@ -1,14 +1,11 @@
 // Checkpoint-and-requeue signals. SIGTERM (Slurm's kill at preemption or the end of the time limit), SIGUSR1
 // and SIGUSR2 (what sbatch --signal sends ahead of the limit) only set a flag; the training loop reads it after
-// each step, checkpoints and exits with kExitRequeue. SIGINT at a terminal does the same.
+// each step, checkpoints and exits with kExitRequeue (core/exit_codes.h). SIGINT at a terminal does the same.
 // The handler is async-signal-safe (one atomic store); the flag may be read from any thread.
 #pragma once
 
 namespace orch::runner {
 
-// The worker's exit status meaning "checkpointed, not finished: run me again" (EX_TEMPFAIL). The local pool
-// and the Slurm job script requeue on it; README "Exit codes".
-constexpr int kExitRequeue = 75;
 
 void install_stop_signals();
 // The signal that asked to stop, or 0.

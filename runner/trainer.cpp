@@ -1,7 +1,9 @@
 #include "runner/trainer.h"
 
+#include <ATen/autocast_mode.h>
 #include <torch/cuda.h>
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include <algorithm>
 #include <chrono>
@@ -30,6 +32,9 @@ namespace orch::runner {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
+// training.nonfinite "skip" gives up after this many skipped batches in one attempt: the run has diverged.
+constexpr int64_t kMaxSkippedBatches = 20;
+
 bool use_cuda(const TrainingSpec& ts) {
   if (ts.device == "cuda" && !torch::cuda::is_available())
     throw Error("training.device is \"cuda\" but LibTorch sees no CUDA device (a CPU build, or no GPU here)");
@@ -39,8 +44,8 @@ bool use_cuda(const TrainingSpec& ts) {
 std::string torch_version() { return TORCH_VERSION; }
 
 std::pair<int, double> lr_schedule(const std::string& model_id, const TrainingSpec& training) {
-  std::pair<int, double> s = model_id == "unet" || model_id == "unet_joint" ? std::pair<int, double>{3000, 0.1}
-                                                                             : std::pair<int, double>{50, 0.9};
+  const models::NetworkInfo& n = models::network_info(model_id);
+  std::pair<int, double> s{n.lr_step_epochs, n.lr_gamma};
   if (training.lr_step_epochs > 0) s.first = training.lr_step_epochs;
   if (training.lr_gamma > 0) s.second = training.lr_gamma;
   return s;
@@ -86,6 +91,62 @@ void sync_device(const torch::Device& d) {
   if (d.is_cuda()) torch::cuda::synchronize();
 }
 
+// Autocast to bfloat16 on `device` for its lifetime (training.precision / evaluation.precision "bf16"): matmuls
+// and convolutions in bf16, float32 weights and optimizer state. A no-op when not enabled.
+class AutocastGuard {
+ public:
+  AutocastGuard(const torch::Device& d, bool enabled) : cuda_(d.is_cuda()), enabled_(enabled) {
+    if (!enabled_) return;
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    const auto type = cuda_ ? at::kCUDA : at::kCPU;
+    was_ = at::autocast::is_autocast_enabled(type);
+    at::autocast::set_autocast_dtype(type, at::kBFloat16);
+    at::autocast::set_autocast_enabled(type, true);
+#else
+    if (cuda_) {
+      was_ = at::autocast::is_enabled();
+      at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+      at::autocast::set_enabled(true);
+    } else {
+      was_ = at::autocast::is_cpu_enabled();
+      at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+      at::autocast::set_cpu_enabled(true);
+    }
+#endif
+    at::autocast::increment_nesting();
+  }
+  ~AutocastGuard() {
+    if (!enabled_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    at::autocast::set_autocast_enabled(cuda_ ? at::kCUDA : at::kCPU, was_);
+#else
+    if (cuda_) at::autocast::set_enabled(was_); else at::autocast::set_cpu_enabled(was_);
+#endif
+  }
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+ private:
+  bool cuda_, enabled_, was_ = false;
+};
+
+// TF32 for CUDA matmuls and convolutions, as the precision asks ("fp32": off; "tf32" and "bf16": on).
+void set_tf32(const std::string& precision) {
+  const bool on = precision != "fp32";
+  at::globalContext().setAllowTF32CuBLAS(on);
+  at::globalContext().setAllowTF32CuDNN(on);
+}
+
+// Sum of squared gradient entries of `params` (one synchronisation), for the non-finite check.
+double squared_gradient_norm(const std::vector<torch::Tensor>& params) {
+  std::vector<torch::Tensor> parts;
+  for (const auto& p : params)
+    if (p.grad().defined()) parts.push_back(p.grad().to(torch::kFloat32).pow(2).sum());
+  if (parts.empty()) return 0;
+  return torch::stack(parts).sum().item<double>();
+}
+
 }  // namespace
 
 struct Trainer::Impl {
@@ -108,6 +169,35 @@ struct Trainer::Impl {
   double partial_loss_sum = 0, partial_count = 0;  // of a resumed, half-done epoch (rank 0 holds the global sums)
   int64_t resumed_epoch = -1, resumed_batch = -1;
   TrainStats stats;
+  std::vector<torch::Tensor> trainable;
+  int64_t skipped_batches = 0;
+
+  bool bf16_training() const { return opt.settings.training.precision == "bf16"; }
+  bool bf16_evaluation() const { return opt.settings.evaluation.precision == "bf16"; }
+
+  // A verified best.h5: as it is, restored from its copy, or (when both are gone) rebuilt from the weights now in
+  // the network (the newest good checkpoint) by validating them. Every rank calls it; rank 0 decides.
+  void ensure_best(const char* when) {
+    std::vector<std::string> warnings;
+    int missing = 0;
+    if (comm->rank() == 0) missing = series->verified_best(&warnings) ? 0 : 1;
+    for (const auto& w : warnings) log(std::string("warning: ") + w);
+    std::vector<double> flag{static_cast<double>(missing)};
+    comm->allreduce_max(flag);
+    if (flag[0] == 0) return;
+    const double crit = validate();
+    state.best_criterion = crit;
+    state.best_epoch = state.epoch;
+    if (comm->rank() == 0) series->save_best(*net, *adam, state);
+    log(std::string("warning: the best checkpoint was lost (") + when + "); rebuilt from the newest good checkpoint " +
+        "(epoch " + std::to_string(state.epoch) + ", batch " + std::to_string(state.batch) + ", " +
+        entry->info->criterion_name + " " + std::to_string(crit) + "): results can differ from an undisturbed run");
+  }
+
+  std::string newest_checkpoint_text() const {
+    auto n = series->newest_valid();
+    return n ? *n : std::string("none yet (the run would start over)");
+  }
 
   void log(const std::string& line) const {
     if (comm->rank() == 0 && opt.log) opt.log(line);
@@ -147,6 +237,7 @@ struct Trainer::Impl {
       torch::Tensor image;
       models::Targets t = to_tensors(one, layout.num_classes() - 1, layout.total_points(), device, &image);
       torch::manual_seed(step_seed(-1, static_cast<int64_t>(k)));
+      AutocastGuard ac(device, bf16_training());
       models::Prediction p = net->predict(image);
       sum += entry->criterion(p, t, models::LossContext{config, graph}).item<double>();
       count += 1;
@@ -173,6 +264,7 @@ Trainer::Trainer(TrainerOptions options) : impl_(std::make_unique<Impl>()) {
                   : torch::Device(torch::kCPU);
   int threads = ts.threads > 0 ? ts.threads : std::max(1, default_threads() / world);
   at::set_num_threads(threads);
+  if (cuda) set_tf32(ts.precision);
 
   I.entry = &models::find_model(s.model);
   models::ModelConfig base;
@@ -191,17 +283,17 @@ Trainer::Trainer(TrainerOptions options) : impl_(std::make_unique<Impl>()) {
   }
   torch::manual_seed(I.init_seed);
   I.net = models::instantiate(*I.entry, I.config);
-  if (!I.entry->dependency.empty()) {
+  if (!I.entry->info->dependency.empty()) {
     if (I.opt.dependency_checkpoint.empty())
-      throw Error(where + ": " + s.model + " starts from a trained " + I.entry->dependency + " and none was given");
+      throw Error(where + ": " + s.model + " starts from a trained " + I.entry->info->dependency + " and none was given");
     auto dep = I.net->dependency_module();
     if (!dep) throw Error(where + ": " + s.model + " has no module for its dependency's weights");
-    load_weights(I.opt.dependency_checkpoint, *dep, I.entry->dependency == "unet" ? "unet." : "");
+    load_weights(I.opt.dependency_checkpoint, *dep, I.entry->info->weight_prefix);
   }
   I.net->to(I.device);
   I.graph = models::GraphTensors::of(OrganLayout::of(s.kind)).to(I.device);
 
-  std::vector<torch::Tensor> trainable;
+  std::vector<torch::Tensor>& trainable = I.trainable;
   for (auto& p : I.net->parameters())
     if (p.requires_grad()) trainable.push_back(p);
   I.adam = std::make_unique<torch::optim::Adam>(
@@ -236,7 +328,7 @@ Trainer::Trainer(TrainerOptions options) : impl_(std::make_unique<Impl>()) {
   if (info.indices(Split::kTrain).empty()) throw InputError(I.opt.dataset_path, "split", "train", "the training split is empty");
 
   // Resume from the newest valid checkpoint.
-  I.series = std::make_unique<CheckpointSeries>((fs::path(I.opt.run_dir) / "checkpoints").string(), ts.keep_checkpoints);
+  I.series = std::make_unique<CheckpointSeries>(I.opt.checkpoints_dir, ts.keep_checkpoints);
   I.state.config_hash = I.opt.run_id;
   std::vector<std::string> warnings;
   auto newest = I.series->newest_valid(&warnings);
@@ -261,6 +353,7 @@ Trainer::Trainer(TrainerOptions options) : impl_(std::make_unique<Impl>()) {
     I.resumed_epoch = st.epoch;
     I.resumed_batch = st.batch;
     I.log("resuming from " + *newest + " (epoch " + std::to_string(st.epoch) + ", batch " + std::to_string(st.batch) + ")");
+    if (I.state.best_epoch >= 0) I.ensure_best("found missing when resuming");
   }
 }
 
@@ -269,6 +362,8 @@ Trainer::~Trainer() = default;
 int Trainer::rank() const { return impl_->comm->rank(); }
 int Trainer::world() const { return impl_->comm->world(); }
 const TrainStats& Trainer::stats() const { return impl_->stats; }
+int64_t Trainer::start_epoch() const { return impl_->state.epoch; }
+int64_t Trainer::start_batch() const { return impl_->state.batch; }
 std::string Trainer::device() const { return impl_->device.str(); }
 std::string Trainer::communicator() const { return impl_->comm->name(); }
 
@@ -311,18 +406,43 @@ TrainOutcome Trainer::train() {
       torch::manual_seed(I.step_seed(epoch, b));
       I.adam->zero_grad();
       I.reducer->begin_step(static_cast<double>(n_local) / static_cast<double>(n_global));
+      double step_loss = 0;
       if (n_local > 0) {
         torch::Tensor image;
         models::Targets t = to_tensors(*batch, classes_fg, points, I.device, &image);
-        models::Prediction p = I.net->predict(image);
-        torch::Tensor loss = I.entry->loss(p, t, ctx);
+        torch::Tensor loss;
+        {
+          AutocastGuard ac(I.device, I.bf16_training());
+          models::Prediction p = I.net->predict(image);
+          loss = I.entry->loss(p, t, ctx).to(torch::kFloat32);
+        }
+        if (I.opt.nan_after_steps >= 0 && steps_here + 1 == I.opt.nan_after_steps)
+          loss = loss * std::numeric_limits<double>::quiet_NaN();  // fault injection: a diverged step
         loss.backward();
-        loss_sum += loss.item<double>() * static_cast<double>(n_local);
-        count += static_cast<double>(n_local);
+        step_loss = loss.item<double>();
       }
       I.reducer->finish_step();
-      I.adam->step();
+      // A non-finite loss or gradient (on any rank) never reaches the weights.
+      const double grad2 = n_local > 0 ? squared_gradient_norm(I.trainable) : 0;
+      std::vector<double> bad{std::isfinite(step_loss) && std::isfinite(grad2) ? 0.0 : 1.0};
+      if (I.comm->world() > 1) I.comm->allreduce_max(bad);
+      if (bad[0] > 0) {
+        const std::string what = "a non-finite " + std::string(std::isfinite(step_loss) ? "gradient" : "loss (" + format_number(step_loss) + ")") +
+                                 " at epoch " + std::to_string(epoch + 1) + ", step " + std::to_string(b + 1) + " of " +
+                                 std::to_string(bpe);
+        if (ts.nonfinite != "skip" || ++I.skipped_batches > kMaxSkippedBatches)
+          throw NonFiniteError(what + (ts.nonfinite == "skip" ? " (more than " + std::to_string(kMaxSkippedBatches) + " batches skipped)" : "") +
+                               "; the run stopped there (training.nonfinite \"stop\"); newest good checkpoint: " +
+                               I.newest_checkpoint_text() + ". Lower the learning rate, or set training.nonfinite to \"skip\"");
+        I.log("warning: " + what + ": batch skipped (training.nonfinite \"skip\")");
+        I.adam->zero_grad();
+      } else {
+        I.adam->step();
+        loss_sum += step_loss * static_cast<double>(n_local);
+        count += static_cast<double>(n_local);
+      }
       ++steps_here;
+      if (I.opt.abandoned && I.opt.abandoned()) throw AbandonedError("another worker took this run over");
       I.stats.steps++;
       I.stats.samples += n_local;
       I.stats.allreduce_wait_seconds += I.reducer->last_wait_seconds();
@@ -362,7 +482,12 @@ TrainOutcome Trainer::train() {
     const bool last = epoch + 1 == ts.epochs;
     if ((epoch + 1) % ts.validate_every == 0 || last) {
       rec.val_criterion = I.validate();
-      if (better(rec.val_criterion, I.state.best_criterion, I.entry->criterion_higher_is_better, I.state.best_epoch >= 0)) {
+      if (!std::isfinite(rec.val_criterion) && ts.nonfinite != "skip")
+        throw NonFiniteError("the validation " + I.entry->info->criterion_name + " is " + format_number(rec.val_criterion) +
+                             " after epoch " + std::to_string(epoch + 1) + "; the run stopped there; newest good checkpoint: " +
+                             I.newest_checkpoint_text());
+      if (epoch + 1 > ts.best_after_epoch &&
+          better(rec.val_criterion, I.state.best_criterion, I.entry->info->criterion_higher_is_better, I.state.best_epoch >= 0)) {
         I.state.best_criterion = rec.val_criterion;
         I.state.best_epoch = epoch + 1;
         I.state.epoch = epoch + 1;
@@ -378,7 +503,7 @@ TrainOutcome Trainer::train() {
       char val[64] = "-";
       if (!std::isnan(rec.val_criterion)) std::snprintf(val, sizeof val, "%.6g", rec.val_criterion);
       std::snprintf(line, sizeof line, "epoch %lld/%d loss %.6g val %s %s%s lr %.3g %.1fs",
-                    static_cast<long long>(rec.epoch), ts.epochs, rec.train_loss, I.entry->criterion_name.c_str(), val,
+                    static_cast<long long>(rec.epoch), ts.epochs, rec.train_loss, I.entry->info->criterion_name.c_str(), val,
                     rec.best ? " (best)" : "", rec.learning_rate, rec.seconds);
       if (!I.opt.progress_bar || !::isatty(2)) I.log(line);
       else if (I.opt.log) I.opt.log(std::string("\r") + line);
@@ -395,16 +520,18 @@ TrainOutcome Trainer::train() {
 
 EvaluationOutcome Trainer::evaluate() {
   Impl& I = *impl_;
+  I.ensure_best("found missing before evaluation");  // every rank: rebuilding it validates on all of them
   EvaluationOutcome out;
   out.device = I.device.str();
-  out.predictions_path = (fs::path(I.opt.run_dir) / "predictions.h5").string();
+  out.predictions_path = I.opt.predictions_path;
   if (I.comm->rank() != 0) {
     I.comm->barrier();
     return out;
   }
-  const std::string best = I.series->best_path();
-  if (!fs::exists(best)) throw Error("run " + I.opt.run_id + ": no best.h5 to evaluate in " + best);
-  load_weights(best, *I.net);
+  auto best = I.series->verified_best();
+  if (!best) throw Error("run " + I.opt.run_id + ": no best checkpoint to evaluate in " +
+                         fs::path(I.series->best_path()).parent_path().string());
+  load_weights(*best, *I.net);
   I.net->eval();
   torch::NoGradGuard ng;
   const auto layout = OrganLayout::of(I.opt.settings.kind);
@@ -422,7 +549,7 @@ EvaluationOutcome Trainer::evaluate() {
   preds.dataset = I.opt.settings.dataset;
   preds.kind = kind_name(I.opt.settings.kind);
   preds.size = size;
-  preds.evaluated = I.entry->evaluate_dense ? "dense" : "points";
+  preds.evaluated = I.entry->info->evaluate_dense ? "dense" : "points";
   Progress bar("evaluate " + I.opt.run_id, test.size(), I.opt.progress_bar);
   bool cold = true;
   for (int idx : test) {
@@ -432,9 +559,14 @@ EvaluationOutcome Trainer::evaluate() {
     torch::manual_seed(I.step_seed(-2, idx));
     sync_device(I.device);
     auto t0 = Clock::now();
-    models::Prediction p = I.net->predict(image);
+    models::Prediction p;
+    {
+      AutocastGuard ac(I.device, I.bf16_evaluation());
+      p = I.net->predict(image);
+    }
+    const double launched = seconds_since(t0);  // the reference's timing: no synchronisation
     sync_device(I.device);
-    out.times.push_back({s.id, seconds_since(t0), cold});
+    out.times.push_back({s.id, seconds_since(t0), launched, cold});
     cold = false;
 
     std::vector<cv::Mat> pred_masks;
@@ -444,7 +576,7 @@ EvaluationOutcome Trainer::evaluate() {
       std::vector<float> v(pts.data_ptr<float>(), pts.data_ptr<float>() + pts.numel());
       preds.points.push_back(v);
     }
-    if (I.entry->evaluate_dense) {
+    if (I.entry->info->evaluate_dense) {
       torch::Tensor seg = p.segmentation.argmax(1)[0].to(torch::kCPU).to(torch::kUInt8).contiguous();
       labels = cv::Mat(size, size, CV_8UC1);
       std::memcpy(labels.data, seg.data_ptr(), static_cast<size_t>(size) * size);
@@ -464,7 +596,7 @@ EvaluationOutcome Trainer::evaluate() {
     bar.advance(1);
   }
   bar.finish();
-  if (I.entry->evaluate_dense && preds.points.size() != preds.ids.size()) preds.points.clear();
+  if (I.entry->info->evaluate_dense && preds.points.size() != preds.ids.size()) preds.points.clear();
   write_predictions(out.predictions_path, preds);
   I.comm->barrier();
   return out;

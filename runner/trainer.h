@@ -4,7 +4,10 @@
 // HybridGNet+IGSC for Rasterize), and resumes from the newest valid checkpoint in RUN_DIR/checkpoints if there
 // is one. train() runs the remaining epochs: Adam with coupled L2, the network's StepLR (set per epoch from
 // the epoch number, so resuming needs no scheduler state), validation every `validate_every` epochs with the
-// network's criterion, best.h5 on improvement, numbered checkpoints every `checkpoint_every` epochs.
+// network's criterion, best.h5 on improvement (only after training.best_after_epoch), numbered checkpoints every
+// `checkpoint_every` epochs. A non-finite loss or gradient stops the run at that step with a NonFiniteError
+// (training.nonfinite "stop", the default) or skips the batch ("skip"). A lost or damaged best.h5 is restored
+// from its copy, or rebuilt by validating the newest good checkpoint (with a warning).
 //
 // Determinism: the seed fixes the initial weights, the data order and augmentation (storage/loader.h) and,
 // because torch's generators are re-seeded from (seed, epoch, batch, rank) before every step, the VAE noise.
@@ -26,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "core/errors.h"
 #include "core/run_settings.h"
 #include "runner/communicator.h"
 #include "storage/store.h"
@@ -44,7 +48,8 @@ struct EpochRecord {
 struct TrainerOptions {
   RunSettings settings;
   std::string run_id;
-  std::string run_dir;                 // checkpoints/, predictions.h5
+  std::string checkpoints_dir;         // WorkspaceLayout::checkpoints(run)
+  std::string predictions_path;        // WorkspaceLayout::predictions(run)
   std::string dataset_path;
   std::string dependency_checkpoint;   // best.h5 of the dependency run ("" when the network has none)
   Communicator* comm = nullptr;        // required; outlives the Trainer (runner/communicator.h)
@@ -52,6 +57,22 @@ struct TrainerOptions {
   std::function<void(const std::string&)> log;        // plain lines (rank 0)
   std::function<void(const EpochRecord&)> on_epoch;   // rank 0, after each epoch
   int64_t stop_after_steps = -1;       // fault injection: behave as if SIGTERM came after this many steps
+  int64_t nan_after_steps = -1;        // fault injection: the loss of this step (counted from 1) is NaN
+  // Polled after every step: true stops training at once, without a checkpoint (another worker took the run).
+  std::function<bool()> abandoned;
+};
+
+// Thrown when the loss or the gradients stop being finite and training.nonfinite is "stop": what, where, and the
+// newest good checkpoint to go back to.
+class NonFiniteError : public Error {
+ public:
+  using Error::Error;
+};
+
+// Thrown when TrainerOptions::abandoned() said so.
+class AbandonedError : public Error {
+ public:
+  using Error::Error;
 };
 
 struct TrainOutcome {
@@ -65,7 +86,8 @@ struct TrainOutcome {
 
 struct InferenceTime {
   std::string image_id;
-  double seconds = 0;
+  double seconds = 0;         // the forward pass, synchronised (the default timing)
+  double launch_seconds = 0;  // until the call returned, not synchronised (the reference's timing)
   bool cold = false;
 };
 
@@ -95,6 +117,9 @@ class Trainer {
   int rank() const;
   int world() const;
   const TrainStats& stats() const;
+  // Where train() starts: the resumed checkpoint's position, or 0/0.
+  int64_t start_epoch() const;
+  int64_t start_batch() const;
   std::string device() const;
   std::string communicator() const;
   // The number of trainable parameters and the resolved model config (for provenance).

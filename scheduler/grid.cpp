@@ -4,7 +4,7 @@
 #include <map>
 
 #include "core/errors.h"
-#include "models/model_config.h"
+#include "models/catalogue.h"
 #include "storage/workspace.h"
 
 namespace orch::scheduler {
@@ -17,10 +17,21 @@ struct Builder {
   std::vector<std::string> order;            // ids in dependency order
   std::map<std::string, std::string> digests;
 
-  TrainingSpec training_of(const std::string& model) const {
+  TrainingSpec training_of(const std::string& model, const std::string& dataset) const {
     for (const auto& n : exp.networks)
-      if (n.id == model) return n.training_for(exp.training, exp.path);
+      if (n.id == model) return n.training_for(exp.training, exp.path, dataset);
     return exp.training;
+  }
+  bool in_grid(const std::string& model) const {
+    return std::any_of(exp.networks.begin(), exp.networks.end(), [&](const NetworkSpec& n) { return n.id == model; });
+  }
+  // The run a frozen-pretrained dependency comes from: the grid's own run of that network for the first seed when
+  // the experiment shares it (its settings then equal a pretraining run's but for the stage), else a run of its
+  // own (stage "pretrain").
+  std::string pretrained(const DatasetSpec& d, const std::string& network) {
+    const int64_t first = exp.seeds.front();
+    if (exp.pretrain == "shared" && in_grid(network)) return add(d, network, first, "train");
+    return add(d, network, first, "pretrain");
   }
   nlohmann::json options_of(const std::string& model) const {
     for (const auto& n : exp.networks)
@@ -48,11 +59,11 @@ struct Builder {
     r.settings.model_options = options_of(model);
     r.settings.seed = seed;
     r.settings.stage = stage;
-    r.settings.training = training_of(model);
+    r.settings.training = training_of(model, d.name);
     r.settings.evaluation = exp.evaluation;
-    const std::string dep = models::model_dependency(model);
-    if (dep == "unet") r.settings.dependency = add(d, "unet", exp.seeds.front(), "pretrain");
-    else if (!dep.empty()) r.settings.dependency = add(d, dep, seed, "train");
+    const models::NetworkInfo& info = models::network_info(model);
+    if (info.role == models::DependencyRole::kFrozenPretrained) r.settings.dependency = pretrained(d, info.dependency);
+    else if (info.role == models::DependencyRole::kFineTuneFrom) r.settings.dependency = add(d, info.dependency, seed, "train");
     if (!r.settings.dependency.empty()) r.depends_on.push_back(r.settings.dependency);
     r.id = r.settings.id();
     order.push_back(key);
@@ -67,12 +78,8 @@ struct Builder {
 };
 
 void check_model(const Experiment& exp, const std::string& model) {
-  const auto& ids = models::known_model_ids();
-  if (std::find(ids.begin(), ids.end(), model) == ids.end()) {
-    std::string list;
-    for (const auto& k : ids) list += (list.empty() ? "" : ", ") + k;
-    throw InputError(exp.path, "--model", model, "unknown network (known: " + list + ")");
-  }
+  if (!models::find_network(model))
+    throw InputError(exp.path, "--model", model, "unknown network (known: " + models::known_network_list() + ")");
 }
 
 }  // namespace
@@ -90,7 +97,13 @@ std::vector<PlannedRun> chain_for(const Experiment& exp, const std::string& data
   const DatasetSpec& d = exp.dataset(dataset);
   check_model(exp, model);
   if (stage != "train" && stage != "pretrain") throw InputError(exp.path, "--stage", stage, "expected train or pretrain");
-  if (stage == "pretrain" && model != "unet") throw InputError(exp.path, "--stage", stage, "only the UNet has a pretrain stage");
+  if (stage == "pretrain") {
+    bool pretrained_by_some = false;
+    for (const auto& n : models::network_catalogue())
+      pretrained_by_some |= n.role == models::DependencyRole::kFrozenPretrained && n.dependency == model;
+    if (!pretrained_by_some)
+      throw InputError(exp.path, "--stage", stage, model + " has no pretrain stage (no network freezes a pretrained " + model + ")");
+  }
   Builder b{exp, {}, {}, {}};
   b.add(d, model, seed, stage);
   return b.result();

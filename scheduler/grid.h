@@ -1,8 +1,11 @@
-// Expansion of an experiment into its runs: every (data set, network, seed) of the grid, plus the stages the
-// networks need first: one UNet per data set pretrained before the joint networks that freeze it (stage
-// "pretrain", seed = the experiment's first seed), and HybridGNet+IGSC seed s before Rasterize seed s (added
-// even when the grid does not list it). Each run carries its full settings (core/run_settings.h) and a stable id.
-// For experiments/paper.json: 11 x 2 x 3 + 2 = 68 runs. Values only; thread-safe.
+// Expansion of an experiment into its runs: every (data set, network, seed) of the grid, plus the runs the
+// networks need first (models/catalogue.h): one UNet per data set pretrained before the joint networks that
+// freeze it, and HybridGNet+IGSC seed s before Rasterize seed s (added even when the grid does not list it).
+// The pretrained UNet is the grid's own UNet run of the first seed when the experiment's `pretrain` is "shared"
+// (the default: its settings are the same, so one run plays both roles); with "separate", or when the grid has
+// no UNet, it is a run of its own (stage "pretrain", the first seed). Each run carries its full settings
+// (core/run_settings.h) and a stable id. For experiments/paper.json: 11 x 2 x 3 = 66 runs (68 with "separate").
+// Values only; thread-safe.
 #pragma once
 
 #include <string>

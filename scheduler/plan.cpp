@@ -1,35 +1,108 @@
 #include "scheduler/plan.h"
 
-#include <signal.h>
-#include <unistd.h>
-
-#include <map>
+#include <functional>
 #include <set>
+
+#include "core/control.h"
+#include "core/process_identity.h"
+#include "storage/run_state.h"
 
 namespace orch::scheduler {
 
-namespace {
+namespace rs = run_state;
 
-std::string this_host() {
-  char buf[256] = {0};
-  gethostname(buf, sizeof buf - 1);
-  return buf;
-}
+namespace {
 
 std::string key_of(const RunSettings& s) {
   return s.dataset + "/" + s.model + "/" + std::to_string(s.seed) + "/" + s.stage;
 }
 
+std::string seconds_text(double s) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.0f s", s);
+  return b;
+}
+
+// A final or vanished job, as the run's state; "" when the job is still on its way.
+Judgement from_job(const std::string& job, const JobState& js, const std::string& recorded) {
+  switch (js.phase) {
+    case JobPhase::kPending:
+    case JobPhase::kRunning:
+    case JobPhase::kUnknown:
+      return {"", ""};
+    case JobPhase::kGone:
+      return {rs::kLost, "its job " + job + " is gone" + (js.detail.empty() ? "" : " (" + js.detail + ")")};
+    case JobPhase::kCompleted:
+      return {rs::kLost, "its job " + job + " ended while the store says " + recorded};
+    case JobPhase::kFailed:
+      return {rs::kFailed, js.detail.empty() ? "its job " + job + " failed" : js.detail};
+    case JobPhase::kCancelled:
+      return {rs::kCancelled, js.detail.empty() ? "its job " + job + " was cancelled" : js.detail};
+    case JobPhase::kTimeout:
+      return {rs::kTimeout, js.detail.empty() ? "its job " + job + " reached its time limit" : js.detail};
+  }
+  return {"", ""};
+}
+
 }  // namespace
 
-bool local_job_gone(const std::string& job) {
-  if (job.rfind("local:", 0) != 0) return false;
-  auto at = job.find('@');
-  if (at == std::string::npos) return false;
-  if (job.substr(at + 1) != this_host()) return false;  // another machine's process: cannot tell
-  long pid = std::strtol(job.c_str() + 6, nullptr, 10);
-  if (pid <= 0) return true;
-  return ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+Judgement judge(const std::string& recorded, const RunProgress& p, const std::map<std::string, JobState>& jobs,
+                double now, double lost_after_s) {
+  if (!rs::is_active(recorded)) return {recorded, ""};
+  auto job_of = [&](const std::string& id) {
+    auto it = jobs.find(id);
+    return it == jobs.end() ? JobState{} : it->second;
+  };
+  if (recorded == rs::kRunning && p.claim_attempt && p.claim_open) {
+    auto holder = ProcessIdentity::parse(p.claim_holder);
+    const Liveness l = holder ? liveness(*holder) : Liveness::kUnknown;
+    if (l == Liveness::kAlive) return {recorded, ""};
+    if (l == Liveness::kGone) return {rs::kLost, "its worker process " + p.claim_holder + " is gone"};
+    if (!p.claim_job.empty()) {
+      Judgement j = from_job(p.claim_job, job_of(p.claim_job), recorded);
+      if (!j.state.empty()) return j;
+    }
+    const double age = p.claim_heartbeat > 0 ? now - p.claim_heartbeat : 1e18;
+    if (age > lost_after_s)
+      return {rs::kLost, "its worker's last heartbeat is " + (p.claim_heartbeat > 0 ? seconds_text(age) + " old" : "missing") +
+                             " (ORCH_LOST_AFTER_S " + seconds_text(lost_after_s) + ")"};
+    return {recorded, ""};
+  }
+  // Queued (or running without a claim, as an older orchestrator recorded it): the job that will start it.
+  if (p.job.empty()) return {rs::kLost, "it is " + recorded + " but no job was recorded for it"};
+  Judgement j = from_job(p.job, job_of(p.job), recorded);
+  if (!j.state.empty()) return j;
+  const JobState js = job_of(p.job);
+  // A job nobody can vouch for: a pool on another host that stopped beating, or a Slurm job Slurm has no record of
+  // long after it was submitted.
+  if (js.phase == JobPhase::kUnknown && p.job_heartbeat > 0 && now - p.job_heartbeat > lost_after_s)
+    return {rs::kLost, "nothing was heard of its job " + p.job + " for " + seconds_text(now - p.job_heartbeat) +
+                           (js.detail.empty() ? "" : " (" + js.detail + ")")};
+  return {recorded, ""};
+}
+
+std::map<std::string, JobState> live_job_states(Store& store, const std::string& workspace) {
+  std::map<std::string, std::vector<std::string>> by_backend;
+  auto progress = store.progress();
+  for (const auto& r : store.runs()) {
+    if (!rs::is_active(r.state)) continue;
+    const RunProgress& p = progress[r.run_id];
+    if (!p.job.empty()) by_backend[p.backend].push_back(p.job);
+    if (!p.claim_job.empty() && !p.claim_backend.empty()) by_backend[p.claim_backend].push_back(p.claim_job);
+  }
+  std::map<std::string, JobState> out;
+  DispatchOptions o;
+  o.workspace = workspace;
+  for (auto& [name, jobs] : by_backend) {
+    std::unique_ptr<Backend> b;
+    try {
+      b = make_backend(name, o);
+    } catch (const std::exception&) {
+      continue;  // a backend this build does not know: its jobs stay unknown
+    }
+    for (auto& [job, st] : b->job_states(jobs)) out[job] = st;
+  }
+  return out;
 }
 
 void record_runs(Store& store, const std::vector<PlannedRun>& runs) {
@@ -49,65 +122,62 @@ void record_runs(Store& store, const std::vector<PlannedRun>& runs) {
   store.upsert_runs(recs);
 }
 
-std::string run_state_from_slurm(const std::string& slurm_state);  // slurm_backend.cpp
-
 std::vector<RunStatus> plan(const std::vector<PlannedRun>& grid, Store& store, const Filter& only, PlanMode mode,
-                            const std::map<std::string, std::string>* slurm_states) {
+                            const std::map<std::string, JobState>& jobs) {
   std::map<std::string, RunRecord> recorded;
-  std::map<std::string, std::vector<std::string>> by_key;  // recorded ids of the same dataset/model/seed/stage
-  for (auto& r : store.runs()) {
-    recorded[r.run_id] = r;
-  }
+  for (auto& r : store.runs()) recorded[r.run_id] = r;
   auto progress = store.progress();
+  const double now = unix_now();
+  const double lost_after = control_timeouts().lost_after_s;
+  std::map<std::string, Judgement> shown;  // recorded id -> what it is
+  for (const auto& [id, rec] : recorded) shown[id] = judge(rec.state, progress[id], jobs, now, lost_after);
+
   std::map<std::string, const PlannedRun*> by_id;
   for (const auto& r : grid) by_id[r.id] = &r;
+  std::map<std::string, std::vector<std::string>> by_key;  // recorded ids of the same dataset/model/seed/stage
   for (const auto& [id, rec] : recorded) {
     if (by_id.count(id)) continue;
     nlohmann::json j = nlohmann::json::parse(rec.settings_json, nullptr, false);
     if (!j.is_object()) continue;
     try {
-      RunSettings s = RunSettings::from_json(j, id);
-      by_key[key_of(s)].push_back(id);
+      by_key[key_of(RunSettings::from_json(j, id))].push_back(id);
     } catch (const std::exception&) {
     }
   }
+  auto shown_state = [&](const std::string& id) {
+    auto it = shown.find(id);
+    return it == shown.end() ? rs::kNew : it->second.state;
+  };
 
   // Listed runs: those the filter keeps, plus their unfinished dependencies.
   std::set<std::string> listed;
   std::function<void(const std::string&)> add = [&](const std::string& id) {
     if (!listed.insert(id).second) return;
-    for (const auto& d : by_id.at(id)->depends_on) {
-      auto it = recorded.find(d);
-      if (it == recorded.end() || it->second.state != "done") add(d);
-    }
+    for (const auto& d : by_id.at(id)->depends_on)
+      if (shown_state(d) != rs::kDone) add(d);
   };
   for (const auto& r : grid)
     if (only.matches(r)) add(r.id);
 
   std::vector<RunStatus> out;
-  std::map<std::string, bool> will_be_done;  // id -> done now or submitted by this plan
+  std::map<std::string, bool> will_be_done;  // id -> done now, active, or submitted by this plan
   for (const auto& r : grid) {
     if (!listed.count(r.id)) continue;
     RunStatus st;
     st.run = r;
     auto it = recorded.find(r.id);
-    st.state = it == recorded.end() ? "new" : it->second.state;
+    st.recorded_state = it == recorded.end() ? rs::kNew : it->second.state;
+    st.state = shown_state(r.id);
     if (auto p = progress.find(r.id); p != progress.end()) st.progress = p->second;
-    if ((st.state == "queued" || st.state == "running") && local_job_gone(st.progress.job)) st.state = "lost";
-    if ((st.state == "queued" || st.state == "running") && slurm_states && st.progress.backend == "slurm") {
-      auto js = slurm_states->find(st.progress.job);
-      if (js != slurm_states->end()) {
-        std::string mapped = run_state_from_slurm(js->second);
-        if (!mapped.empty()) st.state = mapped;
-        st.progress.last_reason = "Slurm: " + js->second + (st.progress.last_reason.empty() ? "" : "; " + st.progress.last_reason);
-      }
-    }
-    bool active = st.state == "queued" || st.state == "running";
-    if (st.state == "done") {
+    const std::string inferred = it == recorded.end() ? "" : shown[r.id].why;
+    if (!inferred.empty()) st.progress.last_reason = inferred + (st.progress.last_reason.empty() ? "" : "; " + st.progress.last_reason);
+    const bool active = rs::is_active(st.state);
+    if (st.state == rs::kDone) {
       st.why = "already done";
     } else if (active) {
-      st.why = "already " + st.state + (st.progress.job.empty() ? "" : " (job " + st.progress.job + ")");
-    } else if (st.state == "new") {
+      std::string job = st.state == rs::kRunning && !st.progress.claim_job.empty() ? st.progress.claim_job : st.progress.job;
+      st.why = "already " + st.state + (job.empty() ? "" : " (job " + job + ")");
+    } else if (st.state == rs::kNew) {
       if (mode == PlanMode::kResume) {
         st.why = "never submitted (use submit)";
       } else {
@@ -115,20 +185,20 @@ std::vector<RunStatus> plan(const std::vector<PlannedRun>& grid, Store& store, c
         auto old = by_key.find(key_of(r.settings));
         st.why = old == by_key.end() ? "new" : "settings changed (replaces " + old->second.back() + ")";
       }
-    } else {  // failed, cancelled, timeout, lost
+    } else {  // failed, cancelled, timeout, lost, interrupted
       st.submit = true;
       st.why = st.state + (st.progress.last_reason.empty() ? "" : ": " + st.progress.last_reason);
     }
     for (const auto& d : r.depends_on) {
       auto w = will_be_done.find(d);
-      bool dep_ok = (w != will_be_done.end() && w->second) || (recorded.count(d) && recorded[d].state == "done");
-      bool dep_active = recorded.count(d) && (recorded[d].state == "queued" || recorded[d].state == "running");
+      bool dep_ok = (w != will_be_done.end() && w->second) || shown_state(d) == rs::kDone;
+      bool dep_active = rs::is_active(shown_state(d));
       if (st.submit && !dep_ok && !dep_active) {
         st.submit = false;
         st.why = "waits for " + d + ", which will not run";
       }
     }
-    will_be_done[r.id] = st.state == "done" || st.submit || active;
+    will_be_done[r.id] = st.state == rs::kDone || st.submit || active;
     out.push_back(st);
   }
   return out;

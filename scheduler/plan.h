@@ -1,17 +1,19 @@
 // What each run of an experiment is and what a submission would do with it: the control plane's view.
 //
-// plan() joins the grid (scheduler/grid.h) with the store: each run's state (new when not recorded), its
-// progress, and, for runs the store thinks are queued or running, whether their job is still alive (a local
-// job whose process is gone, on this host, is "lost"; Slurm jobs are checked by the Slurm backend). The action
-// says what `submit` (or `resume`) would do and why: submit (new / failed / cancelled / timeout / lost /
-// settings changed, replacing the old id) or skip (already done / already queued or running / waiting for a
-// dependency that will not run). Values only; thread-safe.
+// plan() joins the grid (scheduler/grid.h) with the store and with what the backends say of their jobs
+// (live_job_states()). A run the store calls queued or running is shown as what it really is (judge()): lost
+// when its job or worker process is gone or its heartbeat is older than ORCH_LOST_AFTER_S, or failed, cancelled
+// or timeout when its Slurm job ended so. The action says what `submit` (or `resume`) would do and why: submit
+// (new / failed / cancelled / timeout / lost / interrupted / settings changed, replacing the old id) or skip
+// (already done / already queued or running / waiting for a dependency that will not run). Values only;
+// thread-safe.
 #pragma once
 
 #include <map>
 #include <string>
 #include <vector>
 
+#include "scheduler/backend.h"
 #include "scheduler/grid.h"
 #include "storage/store.h"
 
@@ -19,25 +21,31 @@ namespace orch::scheduler {
 
 struct RunStatus {
   PlannedRun run;
-  std::string state;    // the store's state, "new" when absent, "lost" when its job is gone
+  std::string state;           // shown: the store's state, "new" when absent, or what judge() inferred
+  std::string recorded_state;  // the store's ("new" when absent)
   RunProgress progress;
-  bool submit = false;  // the action
+  bool submit = false;         // the action
   std::string why;
 };
 
 enum class PlanMode { kSubmit, kResume };
 
+// A run's shown state from its recorded one, its progress and its jobs' states; `why` explains an inferred one.
+struct Judgement {
+  std::string state, why;
+};
+Judgement judge(const std::string& recorded_state, const RunProgress& progress,
+                const std::map<std::string, JobState>& jobs, double now, double lost_after_s);
+
+// What the backends say of the jobs on the store's active runs (one query per backend).
+std::map<std::string, JobState> live_job_states(Store& store, const std::string& workspace);
+
 // `only` narrows the runs listed; dependencies of listed runs that are not done are included as well (they must
-// run first). Resume submits only runs that failed, were cancelled, timed out or were lost.
-// `slurm_states`: Slurm's state per job ("<array>_<index>", scheduler/slurm_backend.h) for runs the store thinks
-// are queued or running; a final one (FAILED, CANCELLED, TIMEOUT, NODE_FAIL, OUT_OF_MEMORY) is shown as such.
+// run first). Resume submits only what failed, was cancelled, timed out, was lost or interrupted.
 std::vector<RunStatus> plan(const std::vector<PlannedRun>& grid, Store& store, const Filter& only, PlanMode mode,
-                            const std::map<std::string, std::string>* slurm_states = nullptr);
+                            const std::map<std::string, JobState>& jobs);
 
 // Records the grid's runs (settings, dependencies) in the store; states of recorded runs are kept.
 void record_runs(Store& store, const std::vector<PlannedRun>& runs);
-
-// True when a local job id ("local:<pid>@<host>") names a process that is gone from this host.
-bool local_job_gone(const std::string& job);
 
 }  // namespace orch::scheduler

@@ -1,23 +1,23 @@
 #include "scheduler/slurm_backend.h"
 
-#include <fcntl.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <set>
 #include <sstream>
 
 #include "core/atomic_file.h"
 #include "core/errors.h"
+#include "scheduler/process.h"
 #include "scheduler/slurm_template.h"
-
-extern char** environ;
+#include "storage/layout.h"
+#include "storage/run_state.h"
 
 namespace orch::scheduler {
 
@@ -25,55 +25,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Result {
-  int rc = -1;
-  std::string out, err;
-};
-
-// Runs a command without a shell; stdout through a pipe, stderr through a temporary file.
-Result run_command(const std::vector<std::string>& args) {
-  Result r;
-  int out_pipe[2];
-  if (pipe(out_pipe) != 0) return r;
-  char err_path[] = "/tmp/orch-cmd-XXXXXX";
-  int err_fd = mkstemp(err_path);
-  std::vector<std::string> a = args;
-  std::vector<char*> argv;
-  for (auto& s : a) argv.push_back(s.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, out_pipe[1], 1);
-  posix_spawn_file_actions_adddup2(&fa, err_fd, 2);
-  posix_spawn_file_actions_addclose(&fa, out_pipe[0]);
-  pid_t pid;
-  int rc = posix_spawnp(&pid, argv[0], &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  close(out_pipe[1]);
-  if (rc == 0) {
-    char buf[4096];
-    ssize_t n;
-    while ((n = read(out_pipe[0], buf, sizeof buf)) > 0) r.out.append(buf, static_cast<size_t>(n));
-    int status = 0;
-    waitpid(pid, &status, 0);
-    r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-  } else {
-    r.err = std::string("cannot run ") + args[0] + ": " + std::strerror(rc);
-  }
-  close(out_pipe[0]);
-  if (err_fd >= 0) {
-    std::ifstream e(err_path);
-    std::stringstream ss;
-    ss << e.rdbuf();
-    r.err += ss.str();
-    close(err_fd);
-    unlink(err_path);
-  }
-  return r;
-}
-
 bool safe_word(const std::string& s) {
-  if (s.empty()) return false;
+  if (s.empty() || s.size() > 200) return false;
   return std::all_of(s.begin(), s.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-'; });
 }
 
@@ -81,12 +34,6 @@ std::string sanitize(const std::string& s) {
   std::string o;
   for (char c : s) o += (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-') ? c : '_';
   return o.substr(0, 40);
-}
-
-std::string quoted_path(const std::string& p, const std::string& what) {
-  if (p.find('\'') != std::string::npos || p.find('\n') != std::string::npos || p.find('\r') != std::string::npos)
-    throw InputError(what, "", p, "a path placed in a job script may not contain quotes or newlines");
-  return p;
 }
 
 void replace_all(std::string& s, const std::string& from, const std::string& to) {
@@ -100,245 +47,331 @@ std::string stamp() {
   return std::string(b) + "-" + std::to_string(getpid());
 }
 
+std::string array_of(const std::string& job) { return job.substr(0, job.find('_')); }
+
+// One array to submit: runs with the same dependencies (in this submission and outside it) and resources.
+struct Group {
+  std::vector<const DispatchItem*> items;
+  std::vector<std::string> deps_inside;    // run ids submitted earlier in this dispatch
+  std::vector<std::string> deps_outside;   // Slurm jobs of active runs ("<array>_<task>")
+  RunResources res;
+};
+
+int gpus_from_tres(const std::string& tres) {
+  auto p = tres.find("gres/gpu=");
+  if (p == std::string::npos) return 0;
+  return std::atoi(tres.c_str() + p + 9);
+}
 
 }  // namespace
 
-SlurmResources slurm_resources(const Experiment& exp) {
-  SlurmResources r;
-  const auto& j = exp.raw.value("resources", nlohmann::json::object());
-  if (!j.is_object()) throw InputError(exp.path, "resources", j.dump(), "expected an object");
-  auto str = [&](const char* k, std::string& v, const char* pattern_what, auto ok) {
-    if (!j.contains(k)) return;
-    if (!j[k].is_string() || !ok(j[k].get<std::string>()))
-      throw InputError(exp.path, std::string("resources.") + k, j[k].dump(), pattern_what);
-    v = j[k];
-  };
-  auto num = [&](const char* k, int& v, int lo, int hi) {
-    if (!j.contains(k)) return;
-    if (!j[k].is_number_integer() || j[k].get<int>() < lo || j[k].get<int>() > hi)
-      throw InputError(exp.path, std::string("resources.") + k, j[k].dump(), "expected an integer " + std::to_string(lo) + " to " + std::to_string(hi));
-    v = j[k];
-  };
-  str("partition", r.partition, "expected a partition name ([A-Za-z0-9_.-])", safe_word);
-  str("mem", r.mem, "expected a size such as 16G or 4000M", [](const std::string& s) {
-    return !s.empty() && std::isdigit(static_cast<unsigned char>(s[0])) &&
-           std::all_of(s.begin(), s.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)) || std::strchr("KMGT", c); });
-  });
-  str("time", r.time, "expected a time limit such as 2-00:00:00, 12:00:00 or 90", [](const std::string& s) {
-    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)) || c == ':' || c == '-'; });
-  });
-  str("template", r.template_path, "expected a path", [](const std::string& s) { return !s.empty(); });
-  num("gpus", r.gpus, 0, 64);
-  num("cpus", r.cpus, 1, 1024);
-  num("ranks", r.ranks, 1, 1024);
-  num("array_throttle", r.throttle, 1, 100000);
-  num("signal_seconds", r.signal_seconds, 0, 86400);
-  return r;
+JobPhase job_phase_from_slurm(const std::string& full) {
+  const std::string s = full.substr(0, full.find(' '));  // "CANCELLED by 0"
+  if (s == "PENDING" || s == "REQUEUED" || s == "REQUEUE_HOLD" || s == "REQUEUE_FED" || s == "PREEMPTED" ||
+      s == "SUSPENDED" || s == "RESIZING")
+    return JobPhase::kPending;
+  if (s == "RUNNING" || s == "COMPLETING" || s == "CONFIGURING" || s == "STAGE_OUT" || s == "SIGNALING") return JobPhase::kRunning;
+  if (s == "COMPLETED") return JobPhase::kCompleted;
+  if (s == "CANCELLED") return JobPhase::kCancelled;
+  if (s == "TIMEOUT") return JobPhase::kTimeout;
+  if (s == "FAILED" || s == "NODE_FAIL" || s == "OUT_OF_MEMORY" || s == "BOOT_FAIL" || s == "DEADLINE") return JobPhase::kFailed;
+  return JobPhase::kUnknown;
 }
 
-SlurmSubmission submit_slurm(const std::vector<PlannedRun>& runs, Store& store, const Experiment& exp,
-                             const std::string& workspace, const std::string& binary) {
-  SlurmResources res = slurm_resources(exp);
-  SlurmSubmission out;
-  if (runs.empty()) return out;
-  const std::string ws = quoted_path(fs::absolute(workspace).lexically_normal().string(), "--workspace");
-  const std::string bin = quoted_path(fs::absolute(binary).string(), "orchestrator binary");
-  const std::string dir = (fs::path(ws) / "slurm").string(), logs = (fs::path(ws) / "logs").string();
-  fs::create_directories(dir);
-  fs::create_directories(logs);
+void check_slurm_path(const std::string& path, const std::string& what) {
+  for (char c : path)
+    if (c == '%' || c == '\\' || c == '\n' || c == '\r')
+      throw InputError(what, "", path,
+                       std::string("Slurm cannot take this path literally (") + (c == '%' ? "'%'" : c == '\\' ? "'\\'" : "a newline") +
+                           " is part of its file-name patterns or breaks its scripts); use a workspace path without it");
+}
+
+SlurmBackend::SlurmBackend(DispatchOptions options) : o_(std::move(options)) {}
+
+std::map<std::string, JobState> SlurmBackend::job_states(const std::vector<std::string>& jobs) {
+  std::map<std::string, JobState> out;
+  std::set<std::string> arrays;
+  for (const auto& j : jobs) {
+    if (j.rfind(kPendingSubmission, 0) == 0) {
+      out[j] = {JobPhase::kUnknown, "submission in progress or interrupted (reconciled by the next submit)"};
+      continue;
+    }
+    if (j.rfind(kFailedSubmission, 0) == 0 || j.rfind(kNeverSubmitted, 0) == 0) {
+      out[j] = {JobPhase::kGone, j.rfind(kFailedSubmission, 0) == 0 ? "sbatch failed" : "its submission never reached Slurm"};
+      continue;
+    }
+    if (safe_word(array_of(j))) arrays.insert(array_of(j));
+  }
+  if (arrays.empty()) return out;
+  std::string list;
+  for (const auto& a : arrays) list += (list.empty() ? "" : ",") + a;
+  auto put = [&](const std::string& id, const std::string& state) {
+    auto us = id.find('_');
+    if (us == std::string::npos) return;
+    std::string a = id.substr(0, us), rest = id.substr(us + 1);
+    JobState js{job_phase_from_slurm(state), "Slurm: " + state};
+    if (!rest.empty() && rest[0] == '[') {  // a pending range: 12_[3-5%2]
+      std::stringstream ss(rest.substr(1, rest.find_first_of("%]") - 1));
+      std::string part;
+      while (std::getline(ss, part, ',')) {
+        auto dash = part.find('-');
+        int lo = std::atoi(part.c_str()), hi = dash == std::string::npos ? lo : std::atoi(part.c_str() + dash + 1);
+        for (int i = lo; i <= hi && i - lo < 100000; ++i) out[a + "_" + std::to_string(i)] = js;
+      }
+    } else {
+      out[id] = js;
+    }
+  };
+  // -D: requeued runs too (their history rows come first, the current row last), for the accounting.
+  CommandResult r = run_command({"sacct", "-D", "-X", "-P", "-n", "-j", list, "-o", "JobID,State,ElapsedRaw,Start,End,AllocTRES"});
+  if (r.rc == 0) {
+    std::stringstream ss(r.out);
+    std::string line;
+    while (std::getline(ss, line)) {
+      std::vector<std::string> f;
+      std::stringstream ls(line);
+      std::string part;
+      while (std::getline(ls, part, '|')) f.push_back(part);
+      if (f.size() < 2) continue;
+      put(f[0], f[1]);
+      if (f.size() >= 6 && f[0].find('[') == std::string::npos && f[3] != "Unknown" && f[3] != "None")
+        accounts_.push_back({f[0], "", "slurm", f[1].substr(0, f[1].find(' ')), std::atof(f[2].c_str()), gpus_from_tres(f[5]),
+                             f[3], f[4]});
+    }
+  } else {
+    r = run_command({"squeue", "-h", "-r", "-t", "all", "-j", list, "-o", "%i %T"});
+    std::stringstream ss(r.out);
+    std::string id, state;
+    while (ss >> id >> state) put(id, state);
+  }
+  // Jobs of arrays Slurm no longer knows at all (purged, or another cluster's): gone.
+  for (const auto& j : jobs)
+    if (!out.count(j) && arrays.count(array_of(j)) && r.rc == 0) out[j] = {JobPhase::kUnknown, "Slurm has no record of it yet"};
+  return out;
+}
+
+std::vector<JobAccount> SlurmBackend::accounts() {
+  auto out = std::move(accounts_);
+  accounts_.clear();
+  return out;
+}
+
+DispatchResult SlurmBackend::dispatch(const std::vector<DispatchItem>& items, Store& store, const Experiment& exp) {
+  DispatchResult out;
+  if (items.empty()) return out;
+  const ExperimentResources xres = experiment_resources(exp);
+  const std::string ws = fs::absolute(o_.workspace).lexically_normal().string();
+  check_slurm_path(ws, "--workspace");
+  const std::string bin = fs::absolute(o_.binary.empty() ? fs::read_symlink("/proc/self/exe").string() : o_.binary).string();
+  const WorkspaceLayout layout(ws);
+  fs::create_directories(layout.slurm_dir());
+  fs::create_directories(layout.logs_dir());
   std::string tmpl = slurm_job_template();
-  if (!res.template_path.empty()) {
-    std::ifstream in(res.template_path);
-    if (!in) throw InputError(exp.path, "resources.template", res.template_path, "cannot read the job template");
+  if (!xres.template_path.empty()) {
+    std::ifstream in(xres.template_path);
+    if (!in) throw InputError(exp.path, "resources.template", xres.template_path, "cannot read the job template");
     std::stringstream ss;
     ss << in.rdbuf();
     tmpl = ss.str();
   }
-  // Dependency levels within this submission; dependencies outside it that are still active add their jobs.
-  std::map<std::string, int> level;
-  std::map<std::string, const PlannedRun*> in_set;
-  for (const auto& r : runs) in_set[r.id] = &r;
+
+  // Groups by exact dependencies and resources, in an order where what a group needs was submitted before it.
+  std::map<std::string, const DispatchItem*> in_set;
+  for (const auto& it : items) in_set[it.run.id] = &it;
   auto progress = store.progress();
-  std::function<int(const std::string&)> depth = [&](const std::string& id) -> int {
-    auto it = level.find(id);
-    if (it != level.end()) return it->second;
+  std::map<std::string, Group> groups;
+  std::vector<std::string> group_order;
+  std::map<std::string, int> depth;
+  std::function<int(const std::string&)> depth_of = [&](const std::string& id) -> int {
+    if (auto d = depth.find(id); d != depth.end()) return d->second;
     int d = 0;
-    for (const auto& dep : in_set.at(id)->depends_on)
-      if (in_set.count(dep)) d = std::max(d, depth(dep) + 1);
-    return level[id] = d;
+    for (const auto& dep : in_set.at(id)->run.depends_on)
+      if (in_set.count(dep)) d = std::max(d, depth_of(dep) + 1);
+    return depth[id] = d;
   };
-  int max_level = 0;
-  for (const auto& r : runs) max_level = std::max(max_level, depth(r.id));
-  const std::string st = stamp();
-  std::string previous;
-  for (int l = 0; l <= max_level; ++l) {
-    std::vector<std::string> ids;
-    std::set<std::string> after;
-    if (!previous.empty()) after.insert(previous);
-    for (const auto& r : runs) {
-      if (level[r.id] != l) continue;
-      ids.push_back(r.id);
-      for (const auto& dep : r.depends_on) {
-        if (in_set.count(dep)) continue;
-        auto p = progress.find(dep);
-        auto rec = store.run(dep);
-        if (rec && (rec->state == "queued" || rec->state == "running") && p != progress.end() && p->second.backend == "slurm")
-          after.insert(p->second.job.substr(0, p->second.job.find('_')));
+  for (const auto& it : items) {
+    Group g;
+    g.res = resources_for(exp, it.run.settings.dataset, it.run.settings.model);
+    for (const auto& dep : it.run.depends_on) {
+      if (in_set.count(dep)) {
+        g.deps_inside.push_back(dep);
+        continue;
       }
+      auto rec = store.run(dep);
+      const RunProgress& p = progress[dep];
+      if (rec && run_state::is_active(rec->state) && p.backend == "slurm" && p.job.rfind(kPendingSubmission, 0) != 0)
+        g.deps_outside.push_back(p.job);
     }
-    if (ids.empty()) continue;
-    const std::string base = st + "-L" + std::to_string(l);
-    const std::string manifest = (fs::path(dir) / (base + ".manifest")).string();
+    std::sort(g.deps_inside.begin(), g.deps_inside.end());
+    std::sort(g.deps_outside.begin(), g.deps_outside.end());
+    std::string key = std::to_string(depth_of(it.run.id)) + "#" + g.res.key() + "#";
+    for (const auto& d : g.deps_inside) key += d + ",";
+    key += "#";
+    for (const auto& d : g.deps_outside) key += d + ",";
+    auto [gi, fresh] = groups.emplace(key, g);
+    if (fresh) group_order.push_back(key);
+    gi->second.items.push_back(&it);
+  }
+  std::stable_sort(group_order.begin(), group_order.end(),
+                   [&](const std::string& a, const std::string& b) { return std::stoi(a) < std::stoi(b); });
+
+  const std::string st = stamp();
+  std::map<std::string, std::string> task_of;  // run id -> "<job>_<task>" submitted in this dispatch
+  int group_no = 0;
+  for (const auto& key : group_order) {
+    Group& g = groups[key];
+    const std::string base = st + "-g" + std::to_string(group_no++);
+    const std::string manifest = fs::path(layout.slurm_dir()) / (base + ".manifest");
     const std::string job_name = "orch-" + sanitize(exp.name) + "-" + base;
-    std::string text;
-    for (const auto& id : ids) {
-      if (!safe_word(id)) throw InputError(exp.path, "run id", id, "not safe for a job script");
-      text += id + "\n";
+    // What this group waits for: tasks of this dispatch (a dependency left out of it leaves its dependents out too).
+    std::set<std::string> after(g.deps_outside.begin(), g.deps_outside.end());
+    bool missing = false;
+    for (const auto& d : g.deps_inside) {
+      auto t = task_of.find(d);
+      if (t == task_of.end()) missing = true; else after.insert(t->second);
     }
+    std::vector<Store::Dispatch> cas;
+    for (const auto* it : g.items) {
+      if (!safe_word(it->run.id)) throw InputError(exp.path, "run id", it->run.id, "not safe for a job script");
+      if (missing) out.skipped.push_back(it->run.id); else cas.push_back({it->run.id, it->recorded_state, kPendingSubmission + base});
+    }
+    if (cas.empty()) continue;
+    const auto accepted = store.dispatch_runs(cas, "slurm");
+    std::set<std::string> ok(accepted.begin(), accepted.end());
+    std::vector<std::string> ids;
+    for (const auto& c : cas) (ok.count(c.run_id) ? ids : out.skipped).push_back(c.run_id);
+    if (ids.empty()) continue;
+    const int per_task = std::max(1, g.res.runs_per_gpu);
+    std::string text;
+    std::vector<int> task_index;  // per id
+    for (size_t i = 0; i < ids.size(); ++i) {
+      text += ids[i] + ((i + 1) % per_task == 0 || i + 1 == ids.size() ? "\n" : " ");
+      task_index.push_back(static_cast<int>(i) / per_task);
+    }
+    const int tasks = task_index.back() + 1;
     write_file_atomically(manifest, text);
     write_file_atomically(manifest + ".jobname", job_name + "\n");
+    const RunResources& res = g.res;
     std::string opt;
     if (!res.partition.empty()) opt += "#SBATCH --partition=" + res.partition + "\n";
     if (!res.mem.empty()) opt += "#SBATCH --mem=" + res.mem + "\n";
-    if (!res.time.empty()) opt += "#SBATCH --time=" + res.time + "\n";
+    std::string time = res.time;
+    if (time == "auto") time = auto_time ? auto_time(g.items.front()->run) : "";
+    if (time == "auto" || (!time.empty() && time.find_first_not_of("0123456789:-") != std::string::npos))
+      throw InputError(exp.path, "resources.time", "auto", "needs calibration data first (orchestrator calibrate EXP)");
+    if (!time.empty()) opt += "#SBATCH --time=" + time + "\n";
     if (res.gpus > 0) opt += "#SBATCH --gres=gpu:" + std::to_string(res.gpus) + "\n";
+    if (!res.constraint.empty()) opt += "#SBATCH --constraint=" + res.constraint + "\n";
     std::string script = tmpl;
     replace_all(script, "@JOB_NAME@", job_name);
     replace_all(script, "@COMMENT@", base);
-    replace_all(script, "@LAST_INDEX@", std::to_string(ids.size() - 1));
-    replace_all(script, "@THROTTLE@", std::to_string(res.throttle));
-    replace_all(script, "@LOG_DIR@", logs);
-    replace_all(script, "@SIGNAL@", (res.ranks == 1 ? "B:USR1@" : "USR1@") + std::to_string(res.signal_seconds));
+    replace_all(script, "@ARRAY@", "0-" + std::to_string(tasks - 1) + "%" + std::to_string(xres.array_throttle));
+    replace_all(script, "@SIGNAL@", std::string(res.ranks == 1 ? "B:USR1@" : "USR1@") + std::to_string(xres.signal_seconds));
     replace_all(script, "@RANKS@", std::to_string(res.ranks));
-    replace_all(script, "@CPUS@", std::to_string(res.cpus));
+    replace_all(script, "@CPUS@", std::to_string(res.cpus * per_task));
     replace_all(script, "@OPTIONAL_LINES@\n", opt);
-    replace_all(script, "@MANIFEST@", quoted_path(manifest, "manifest"));
     replace_all(script, "@LAUNCH@", res.ranks == 1 ? "exec" : "exec srun");
-    replace_all(script, "@ORCHESTRATOR@", bin);
-    replace_all(script, "@WORKSPACE@", ws);
     replace_all(script, "@WORKER_ARGS@", " --threads " + std::to_string(res.cpus));
-    const std::string script_path = (fs::path(dir) / (base + ".sbatch")).string();
+    const std::string script_path = fs::path(layout.slurm_dir()) / (base + ".sbatch");
     write_file_atomically(script_path, script);
-    std::vector<std::string> args{"sbatch", "--parsable"};
+    std::vector<std::string> args{"sbatch", "--parsable", "--output=" + layout.slurm_output_pattern()};
     if (!after.empty()) {
       std::string d = "--dependency=afterok";
       for (const auto& a : after) d += ":" + a;
       args.push_back(d);
     }
-    args.push_back(script_path);
-    Result r = run_command(args);
-    if (r.rc != 0) throw Error("sbatch " + script_path + " failed (" + std::to_string(r.rc) + "): " + r.err);
+    args.insert(args.end(), {script_path, bin, ws, manifest});
+    CommandResult r = run_command(args);
     std::string job = r.out.substr(0, r.out.find_first_of(";\n"));
-    if (!safe_word(job)) throw Error("sbatch printed an unexpected job id: " + r.out);
+    if (r.rc != 0 || !safe_word(job)) {
+      store.transition_runs(ids, {run_state::kQueued}, run_state::kFailed);  // nothing was queued for them
+      for (const auto& id : ids) store.replace_jobs({{id, kFailedSubmission + base}}, kPendingSubmission + base, "slurm");
+      throw Error("sbatch " + script_path + " failed (exit " + std::to_string(r.rc) + "): " + r.err + r.out);
+    }
     std::vector<std::pair<std::string, std::string>> jobs;
-    for (size_t i = 0; i < ids.size(); ++i) jobs.push_back({ids[i], job + "_" + std::to_string(i)});
-    store.add_jobs(jobs, "slurm");
-    store.set_runs_state(ids, "queued");
-    out.array_jobs.push_back(job);
-    out.runs += static_cast<int>(ids.size());
-    previous = job;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      const std::string task = job + "_" + std::to_string(task_index[i]);
+      jobs.push_back({ids[i], task});
+      task_of[ids[i]] = task;
+    }
+    store.replace_jobs(jobs, kPendingSubmission + base, "slurm");
+    out.jobs.push_back(job);
+    out.dispatched += static_cast<int>(ids.size());
   }
   return out;
 }
 
-std::map<std::string, std::string> slurm_job_states(const std::vector<std::string>& jobs) {
-  std::map<std::string, std::string> out;
-  std::set<std::string> arrays;
-  for (const auto& j : jobs) arrays.insert(j.substr(0, j.find('_')));
-  if (arrays.empty()) return out;
-  std::string list;
-  for (const auto& a : arrays) list += (list.empty() ? "" : ",") + a;
-  auto parse_line = [&](std::string id, std::string state) {
-    state = state.substr(0, state.find(' '));  // "CANCELLED by 0"
-    auto us = id.find('_');
-    if (us == std::string::npos) return;
-    std::string a = id.substr(0, us), rest = id.substr(us + 1);
-    if (!rest.empty() && rest[0] == '[') {  // a pending range: 12_[3-5%2]
-      std::string r = rest.substr(1, rest.find_first_of("%]") - 1);
-      std::stringstream ss(r);
-      std::string part;
-      while (std::getline(ss, part, ',')) {
-        auto dash = part.find('-');
-        int lo = std::atoi(part.c_str()), hi = dash == std::string::npos ? lo : std::atoi(part.c_str() + dash + 1);
-        for (int i = lo; i <= hi; ++i) out[a + "_" + std::to_string(i)] = state;
-      }
-    } else {
-      out[id] = state;
-    }
-  };
-  Result r = run_command({"sacct", "-X", "-P", "-n", "-j", list, "-o", "JobID,State"});
-  if (r.rc == 0) {
-    std::stringstream ss(r.out);
-    std::string line;
-    while (std::getline(ss, line)) {
-      auto bar = line.find('|');
-      if (bar != std::string::npos) parse_line(line.substr(0, bar), line.substr(bar + 1));
-    }
-    return out;
-  }
-  r = run_command({"squeue", "-h", "-r", "-t", "all", "-j", list, "-o", "%i %T"});
-  std::stringstream ss(r.out);
-  std::string id, state;
-  while (ss >> id >> state) parse_line(id, state);
-  return out;
-}
-
-std::string run_state_from_slurm(const std::string& s) {
-  if (s == "PENDING" || s == "REQUEUED" || s == "REQUEUE_HOLD" || s == "REQUEUE_FED" || s == "PREEMPTED" ||
-      s == "SUSPENDED" || s == "RESIZING")
-    return "queued";
-  if (s == "RUNNING" || s == "COMPLETING" || s == "CONFIGURING" || s == "STAGE_OUT" || s == "SIGNALING") return "running";
-  if (s == "CANCELLED") return "cancelled";
-  if (s == "TIMEOUT") return "timeout";
-  if (s == "FAILED" || s == "NODE_FAIL" || s == "OUT_OF_MEMORY" || s == "BOOT_FAIL" || s == "DEADLINE") return "failed";
-  return "";
-}
-
-void cancel_slurm(const std::vector<std::string>& jobs) {
-  if (jobs.empty()) return;
+void SlurmBackend::cancel(const std::vector<std::string>& jobs) {
   std::vector<std::string> args{"scancel"};
   for (const auto& j : jobs)
     if (safe_word(j)) args.push_back(j);
-  Result r = run_command(args);
-  if (r.rc != 0) throw Error("scancel failed: " + r.err);
+  if (args.size() == 1) return;
+  CommandResult r = run_command(args);
+  if (r.rc != 0) throw Error("scancel failed (exit " + std::to_string(r.rc) + "): " + r.err);
 }
 
-int reconcile_slurm(Store& store, const std::string& workspace) {
-  const fs::path dir = fs::path(workspace) / "slurm";
-  if (!fs::exists(dir)) return 0;
+int SlurmBackend::reconcile(Store& store) {
+  const WorkspaceLayout layout(o_.workspace);
   auto progress = store.progress();
+  std::map<std::string, std::vector<std::string>> waiting;  // placeholder -> runs
+  for (const auto& [run, p] : progress)
+    if (p.backend == "slurm" && p.job.rfind(kPendingSubmission, 0) == 0) waiting[p.job].push_back(run);
   int n = 0;
-  for (const auto& e : fs::directory_iterator(dir)) {
-    if (e.path().extension() != ".manifest") continue;
-    std::vector<std::string> ids;
-    {
-      std::ifstream in(e.path());
-      std::string id;
-      while (std::getline(in, id))
-        if (!id.empty()) ids.push_back(id);
-    }
-    const std::string base = e.path().stem().string();
-    bool recorded = false;
-    for (const auto& id : ids) {
-      auto p = progress.find(id);
-      if (p != progress.end() && p->second.backend == "slurm") recorded = true;  // any job recorded for it
-    }
-    if (recorded || ids.empty()) continue;
-    std::ifstream jn(e.path().string() + ".jobname");
+  for (const auto& [placeholder, runs] : waiting) {
+    const std::string base = placeholder.substr(std::string(kPendingSubmission).size());
+    if (!safe_word(base)) continue;
+    const std::string manifest = fs::path(layout.slurm_dir()) / (base + ".manifest");
+    std::ifstream jn(manifest + ".jobname");
     std::string name;
     std::getline(jn, name);
-    if (!safe_word(name)) continue;
-    Result r = run_command({"sacct", "-X", "-P", "-n", "--name=" + name, "-o", "JobID", "-S", "2000-01-01"});
-    if (r.rc != 0) r = run_command({"squeue", "-h", "--name=" + name, "-o", "%F"});
-    std::string job = r.out.substr(0, r.out.find_first_of("_\n|"));
-    if (!safe_word(job)) continue;
+    std::string job;
+    if (safe_word(name)) {
+      CommandResult r = run_command({"sacct", "-X", "-P", "-n", "--name=" + name, "-o", "JobID", "-S", "2000-01-01"});
+      if (r.rc != 0 || r.out.empty()) r = run_command({"squeue", "-h", "--name=" + name, "-o", "%F"});
+      job = r.out.substr(0, r.out.find_first_of("_\n|"));
+    }
+    // The manifest says which task each run is.
+    std::map<std::string, int> task;
+    {
+      std::ifstream in(manifest);
+      std::string line;
+      for (int i = 0; std::getline(in, line); ++i) {
+        std::stringstream ss(line);
+        std::string id;
+        while (ss >> id) task[id] = i;
+      }
+    }
     std::vector<std::pair<std::string, std::string>> jobs;
-    for (size_t i = 0; i < ids.size(); ++i) jobs.push_back({ids[i], job + "_" + std::to_string(i)});
-    store.add_jobs(jobs, "slurm");
-    store.set_runs_state(ids, "queued");
-    n += static_cast<int>(ids.size());
+    for (const auto& run : runs)
+      jobs.push_back({run, safe_word(job) && task.count(run) ? job + "_" + std::to_string(task[run]) : kNeverSubmitted + base});
+    store.replace_jobs(jobs, placeholder, "slurm");
+    n += static_cast<int>(runs.size());
   }
   return n;
+}
+
+bool SlurmJobEnvironment::present() { return std::getenv("SLURM_JOB_ID") != nullptr; }
+
+SlurmJobEnvironment::SlurmJobEnvironment(bool self_requeue) : self_requeue_(self_requeue) {
+  auto digits = [](const char* v) {
+    if (!v || !*v) return std::string();
+    for (const char* p = v; *p; ++p)
+      if (*p < '0' || *p > '9') return std::string();
+    return std::string(v);
+  };
+  std::string array = digits(std::getenv("SLURM_ARRAY_JOB_ID")), task = digits(std::getenv("SLURM_ARRAY_TASK_ID"));
+  job_ = !array.empty() && !task.empty() ? array + "_" + task : digits(std::getenv("SLURM_JOB_ID"));
+  cpus_ = std::atoi(digits(std::getenv("SLURM_CPUS_PER_TASK")).c_str());
+  if (const char* g = std::getenv("CUDA_VISIBLE_DEVICES"); g && *g) {
+    gpus_ = 1;
+    for (const char* p = g; *p; ++p) gpus_ += *p == ',';
+  }
+}
+
+std::string SlurmJobEnvironment::request_requeue(int signal) {
+  if (!self_requeue_ || job_.empty() || (signal != SIGUSR1 && signal != SIGUSR2)) return "";
+  CommandResult r = run_command({"scontrol", "requeue", job_});
+  return r.rc == 0 ? "requeued Slurm job " + job_ : "scontrol requeue " + job_ + " failed (" + std::to_string(r.rc) + ")";
 }
 
 }  // namespace orch::scheduler

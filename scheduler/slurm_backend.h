@@ -1,48 +1,75 @@
-// The Slurm backend: runs submitted as sbatch job arrays, one per dependency level of the runs to submit
-// (the pretrained UNets and HybridGNet+IGSC first, then what needs them), chained with --dependency=afterok,
-// throttled with %K, with --requeue, a warning signal before the time limit and --open-mode=append; logs at
-// WORKSPACE/logs/%A_%a.out. Array index i runs line i+1 of a manifest written before sbatch. Scripts come from
-// the template slurm/job.sbatch.in (embedded at build time; `resources.template` names another file).
-// Every value placed in a script is validated or quoted. States come from one batched sacct call (squeue when
-// accounting is off). Not thread-safe.
+// The Slurm backend: runs submitted as sbatch job arrays, one array per group of runs that share the exact same
+// dependencies and resources, each depending only on the array tasks it needs (--dependency=afterok:<job>_<task>),
+// so a joint network starts as soon as its own UNet is done and a failure stops only its own dependents. Arrays
+// are throttled with %K, requeueable, warned before the time limit (--signal) and appended to
+// WorkspaceLayout::slurm_output_pattern(). Array task i runs line i+1 of a manifest written before sbatch
+// (several run ids on a line when runs share one GPU: resources.runs_per_gpu). Scripts come from the template
+// slurm/job.sbatch.in (embedded at build time; resources.template names another file).
+//
+// No path is written into a script: the orchestrator, the workspace and the manifest are the script's arguments
+// on sbatch's command line (no shell reads them); the log path is sbatch's --output argument, so a workspace
+// whose path holds spaces, quotes, $(...) or backticks works. A path with '%' or '\' (Slurm's file-name patterns)
+// or a newline is refused at submit. Every other value placed in a script is validated.
+//
+// Each array is recorded before sbatch under a placeholder job ("manifest:<name>"), then under its real task ids;
+// a submission that died in between is reconciled by the array's job name. States come from one batched sacct
+// call (squeue when accounting is off), which also yields the accounting rows. Not thread-safe.
 #pragma once
 
 #include <map>
 #include <string>
 #include <vector>
 
-#include "core/experiment.h"
-#include "scheduler/grid.h"
-#include "storage/store.h"
+#include "scheduler/backend.h"
+#include "scheduler/resources.h"
 
 namespace orch::scheduler {
 
-struct SlurmResources {
-  std::string partition, mem, time, template_path;
-  int gpus = 0, cpus = 1, ranks = 1, throttle = 4, signal_seconds = 120;
+class SlurmBackend : public Backend {
+ public:
+  explicit SlurmBackend(DispatchOptions options);
+  std::string name() const override { return "slurm"; }
+  std::map<std::string, JobState> job_states(const std::vector<std::string>& jobs) override;
+  DispatchResult dispatch(const std::vector<DispatchItem>& runs, Store& store, const Experiment& exp) override;
+  void cancel(const std::vector<std::string>& jobs) override;
+  int reconcile(Store& store) override;
+  std::vector<JobAccount> accounts() override;
+
+  // The time limit a run is submitted with when its resources say "auto" (set by the caller from the estimate).
+  std::function<std::string(const PlannedRun&)> auto_time;
+
+ private:
+  DispatchOptions o_;
+  std::vector<JobAccount> accounts_;
 };
 
-// From the experiment's "resources" block; InputError names the field and value.
-SlurmResources slurm_resources(const Experiment& exp);
+// The placeholder job id recorded for a manifest's runs before sbatch returns, and what it becomes when sbatch
+// failed or, after the submitting command died, Slurm has no job of that name (both: gone, so resume resubmits).
+constexpr const char* kPendingSubmission = "manifest:";
+constexpr const char* kFailedSubmission = "sbatch-failed:";
+constexpr const char* kNeverSubmitted = "sbatch-never-ran:";
 
-struct SlurmSubmission {
-  std::vector<std::string> array_jobs;  // job ids, in submission order
-  int runs = 0;
+// Maps a Slurm job state ("PENDING", "CANCELLED by 0", ...) to a JobPhase.
+JobPhase job_phase_from_slurm(const std::string& slurm_state);
+
+// Refuses a workspace path Slurm's --output cannot take literally ('%', '\', newline); InputError names it.
+void check_slurm_path(const std::string& path, const std::string& what);
+
+// The worker's job environment inside a Slurm job: SLURM_* variables and `scontrol requeue`.
+class SlurmJobEnvironment : public JobEnvironment {
+ public:
+  explicit SlurmJobEnvironment(bool self_requeue);
+  std::string backend() const override { return "slurm"; }
+  std::string job_id() const override { return job_; }
+  std::string request_requeue(int signal) override;
+  int cpus() const override { return cpus_; }
+  int gpus() const override { return gpus_; }
+  static bool present();  // running inside a Slurm job
+
+ private:
+  std::string job_;
+  bool self_requeue_;
+  int cpus_ = 0, gpus_ = 0;
 };
-
-SlurmSubmission submit_slurm(const std::vector<PlannedRun>& runs, Store& store, const Experiment& exp,
-                             const std::string& workspace, const std::string& orchestrator_binary);
-
-// Slurm's state of each "<array>_<index>" job (one sacct call; squeue if sacct is unavailable).
-std::map<std::string, std::string> slurm_job_states(const std::vector<std::string>& jobs);
-
-// Maps a Slurm state to the run state to show while the store still says queued/running; "" = leave as is.
-std::string run_state_from_slurm(const std::string& slurm_state);
-
-void cancel_slurm(const std::vector<std::string>& jobs);
-
-// Records jobs of manifests whose sbatch went through but whose ids were never recorded (the orchestrator died
-// in between): found by job name. Returns how many runs were reconciled.
-int reconcile_slurm(Store& store, const std::string& workspace);
 
 }  // namespace orch::scheduler

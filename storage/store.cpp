@@ -2,16 +2,24 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
+#include <ctime>
+#include <set>
 #include <thread>
 
+#include "core/control.h"
 #include "core/errors.h"
+#include "storage/run_state.h"
 
 namespace orch {
 
 namespace {
 
+// The latest schema, for a new store. An older store gets the missing tables from here and the missing columns
+// from Store::migrate().
 const char* kSchema = R"SQL(
 CREATE TABLE IF NOT EXISTS runs (
   run_id TEXT PRIMARY KEY,
@@ -24,7 +32,8 @@ CREATE TABLE IF NOT EXISTS runs (
   settings_json TEXT NOT NULL DEFAULT '{}',
   depends_on TEXT NOT NULL DEFAULT '',
   created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
-  updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+  updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+  claim_attempt INTEGER
 );
 CREATE INDEX IF NOT EXISTS runs_by_experiment ON runs(experiment);
 CREATE TABLE IF NOT EXISTS attempts (
@@ -36,7 +45,17 @@ CREATE TABLE IF NOT EXISTS attempts (
   pid INTEGER,
   job_id TEXT NOT NULL DEFAULT '',
   exit_status INTEGER,
-  reason TEXT NOT NULL DEFAULT ''
+  reason TEXT NOT NULL DEFAULT '',
+  holder TEXT NOT NULL DEFAULT '',
+  backend TEXT NOT NULL DEFAULT '',
+  heartbeat_at REAL,
+  started_unix REAL,
+  ended_unix REAL,
+  start_epoch INTEGER,
+  start_batch INTEGER,
+  end_epoch INTEGER,
+  end_batch INTEGER,
+  gpus INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS attempts_by_run ON attempts(run_id);
 CREATE TABLE IF NOT EXISTS epoch_metrics (
@@ -63,7 +82,8 @@ CREATE TABLE IF NOT EXISTS inference_times (
   image_id TEXT NOT NULL,
   seconds REAL NOT NULL,
   cold INTEGER NOT NULL DEFAULT 0,
-  device TEXT NOT NULL DEFAULT 'cpu'
+  device TEXT NOT NULL DEFAULT 'cpu',
+  launch_seconds REAL
 );
 CREATE INDEX IF NOT EXISTS inference_by_run ON inference_times(run_id);
 CREATE TABLE IF NOT EXISTS jobs (
@@ -71,7 +91,34 @@ CREATE TABLE IF NOT EXISTS jobs (
   backend TEXT NOT NULL,
   job_id TEXT NOT NULL,
   submitted_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+  heartbeat_at REAL,
   PRIMARY KEY (run_id, job_id)
+);
+CREATE INDEX IF NOT EXISTS jobs_by_job ON jobs(job_id);
+CREATE TABLE IF NOT EXISTS job_accounts (
+  job_id TEXT NOT NULL,
+  run_id TEXT NOT NULL,
+  backend TEXT NOT NULL,
+  state TEXT NOT NULL DEFAULT '',
+  elapsed_s REAL NOT NULL DEFAULT 0,
+  gpus INTEGER NOT NULL DEFAULT 0,
+  started TEXT NOT NULL DEFAULT '',
+  ended TEXT NOT NULL DEFAULT '',
+  PRIMARY KEY (job_id, run_id, started)
+);
+CREATE TABLE IF NOT EXISTS calibration (
+  model TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  device TEXT NOT NULL,
+  batch INTEGER NOT NULL,
+  threads INTEGER NOT NULL,
+  step_s REAL NOT NULL,
+  validation_image_s REAL NOT NULL,
+  evaluation_image_s REAL NOT NULL,
+  host TEXT NOT NULL DEFAULT '',
+  measured_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+  PRIMARY KEY (model, kind, size, device, batch, threads)
 );
 CREATE TABLE IF NOT EXISTS median_models (
   experiment TEXT NOT NULL,
@@ -91,124 +138,106 @@ CREATE TABLE IF NOT EXISTS provenance (
 );
 )SQL";
 
-struct Stmt {
-  sqlite3_stmt* s = nullptr;
-  Stmt(sqlite3* db, const char* sql) {
-    if (sqlite3_prepare_v2(db, sql, -1, &s, nullptr) != SQLITE_OK)
-      throw Error(std::string("SQLite: cannot prepare: ") + sqlite3_errmsg(db));
+const char* kNow = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+
+std::string wait_text(double wait) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.0f", wait);
+  return b;
+}
+
+// Every SQLite failure becomes one of these messages: what it means for the user, the file, and what to do.
+[[noreturn]] void store_fail(const std::string& path, sqlite3* db, double wait, int rc, const std::string& doing) {
+  const int primary = rc & 0xff;
+  const std::string lib = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+  switch (primary) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      throw BusyError(path + ": the run store is locked by another process (" + doing + "); waited " + wait_text(wait) +
+                      " s (ORCH_STORE_WAIT_S sets the wait; `fuser " + path + "*` shows who has it open)");
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      throw Error(path + ": the run store is damaged (SQLite: " + lib + ", " + doing + "). Check it with: sqlite3 '" +
+                  path + "' 'PRAGMA integrity_check' (keep a copy first; sqlite3's .recover can salvage rows)");
+    case SQLITE_FULL:
+      throw Error(path + ": the disk is full (SQLite: " + lib + ", " + doing + ")");
+    case SQLITE_READONLY:
+      throw Error(path + ": the run store is read-only (SQLite: " + lib + ", " + doing + ")");
+    case SQLITE_CANTOPEN:
+    case SQLITE_PERM:
+    case SQLITE_AUTH:
+      throw Error(path + ": cannot open the run store (SQLite: " + lib + ", " + doing + ")");
+    case SQLITE_IOERR:
+      throw Error(path + ": I/O error on the run store (SQLite: " + lib + ", " + doing + ")");
+    default:
+      throw Error(path + ": SQLite: " + lib + " (" + doing + ")");
   }
-  ~Stmt() { sqlite3_finalize(s); }
-  Stmt& bind(int i, const std::string& v) { sqlite3_bind_text(s, i, v.c_str(), -1, SQLITE_TRANSIENT); return *this; }
-  Stmt& bind(int i, int64_t v) { sqlite3_bind_int64(s, i, v); return *this; }
+}
+
+// A prepared statement whose every step is checked: row() is true for a row, false at the end, and throws for
+// anything else; run() expects no row.
+class Stmt {
+ public:
+  Stmt(const std::string& path, sqlite3* db, double wait, const std::string& sql) : path_(path), db_(db), wait_(wait) {
+    int rc = sqlite3_prepare_v2(db, sql.c_str(), -1, &s_, nullptr);
+    if (rc != SQLITE_OK) store_fail(path_, db_, wait_, rc, "preparing a statement");
+  }
+  ~Stmt() { sqlite3_finalize(s_); }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+  Stmt& bind(int i, const std::string& v) { return check(sqlite3_bind_text(s_, i, v.c_str(), -1, SQLITE_TRANSIENT)); }
+  Stmt& bind(int i, int64_t v) { return check(sqlite3_bind_int64(s_, i, v)); }
   Stmt& bind(int i, double v) {
-    if (std::isnan(v)) sqlite3_bind_null(s, i); else sqlite3_bind_double(s, i, v);
+    return check(std::isnan(v) ? sqlite3_bind_null(s_, i) : sqlite3_bind_double(s_, i, v));
+  }
+  Stmt& bind_null(int i) { return check(sqlite3_bind_null(s_, i)); }
+  bool row() {
+    int rc = sqlite3_step(s_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    store_fail(path_, db_, wait_, rc, "reading");
+  }
+  void run() {
+    int rc = sqlite3_step(s_);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) store_fail(path_, db_, wait_, rc, "writing");
+  }
+  void reset() {
+    sqlite3_reset(s_);
+    sqlite3_clear_bindings(s_);
+  }
+  bool null(int i) { return sqlite3_column_type(s_, i) == SQLITE_NULL; }
+  std::string text(int i) { auto p = sqlite3_column_text(s_, i); return p ? reinterpret_cast<const char*>(p) : ""; }
+  int64_t integer(int i) { return sqlite3_column_int64(s_, i); }
+  int64_t integer_or(int i, int64_t fallback) { return null(i) ? fallback : integer(i); }
+  double real(int i) { return null(i) ? std::nan("") : sqlite3_column_double(s_, i); }
+  double real_or(int i, double fallback) { return null(i) ? fallback : sqlite3_column_double(s_, i); }
+
+ private:
+  Stmt& check(int rc) {
+    if (rc != SQLITE_OK) store_fail(path_, db_, wait_, rc, "binding a value");
     return *this;
   }
-  int step() { return sqlite3_step(s); }
-  std::string text(int i) { auto p = sqlite3_column_text(s, i); return p ? reinterpret_cast<const char*>(p) : ""; }
-  int64_t integer(int i) { return sqlite3_column_int64(s, i); }
-  double real(int i) {
-    return sqlite3_column_type(s, i) == SQLITE_NULL ? std::nan("") : sqlite3_column_double(s, i);
-  }
+  const std::string& path_;
+  sqlite3* db_;
+  double wait_;
+  sqlite3_stmt* s_ = nullptr;
 };
 
-struct BusyError {};
-
-void done(sqlite3* db, int rc) {
-  if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) throw BusyError{};
-  if (rc != SQLITE_DONE && rc != SQLITE_ROW) throw Error(std::string("SQLite: ") + sqlite3_errmsg(db));
-}
-
-}  // namespace
-
-Store::Store(const std::string& path, int busy_timeout_ms) : path_(path) {
-  if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr) !=
-      SQLITE_OK) {
-    std::string m = db_ ? sqlite3_errmsg(db_) : "out of memory";
-    sqlite3_close(db_);
-    throw InputError(path, "", "", "cannot open the run store: " + m);
-  }
-  sqlite3_busy_timeout(db_, busy_timeout_ms);
-  exec("PRAGMA journal_mode=WAL");
-  exec("PRAGMA synchronous=NORMAL");
-  exec("PRAGMA foreign_keys=ON");
-  int64_t version = 0;
-  {
-    Stmt s(db_, "PRAGMA user_version");
-    if (s.step() == SQLITE_ROW) version = s.integer(0);
-  }
-  if (version > kStoreSchemaVersion)
-    throw InputError(path, "schema version", std::to_string(version),
-                     "written by a newer orchestrator (this one knows version " + std::to_string(kStoreSchemaVersion) + ")");
-  if (version < kStoreSchemaVersion) {
-    write([&] {
-      exec(kSchema);
-      exec(("PRAGMA user_version=" + std::to_string(kStoreSchemaVersion)).c_str());
-    });
-  }
-}
-
-Store::~Store() { sqlite3_close(db_); }
-
-void Store::exec(const char* sql) {
-  for (;;) {
-    char* err = nullptr;
-    int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &err);
-    if (rc == SQLITE_OK) return;
-    std::string m = err ? err : sqlite3_errstr(rc);
-    sqlite3_free(err);
-    if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) throw BusyError{};
-    throw Error(path_ + ": SQLite: " + m);
-  }
-}
-
-void Store::write(const std::function<void()>& body) {
-  for (int attempt = 0;; ++attempt) {
-    try {
-      exec("BEGIN IMMEDIATE");
-    } catch (const BusyError&) {
-      if (attempt > 1000) throw Error(path_ + ": the run store stayed locked");
-      std::this_thread::sleep_for(std::chrono::milliseconds(5 + attempt % 50));
-      continue;
-    }
-    try {
-      body();
-      exec("COMMIT");
-      return;
-    } catch (const BusyError&) {
-      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-      if (attempt > 1000) throw Error(path_ + ": the run store stayed locked");
-      std::this_thread::sleep_for(std::chrono::milliseconds(5 + attempt % 50));
-    } catch (...) {
-      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-      throw;
+std::string uri_escape(const std::string& path) {
+  std::string out;
+  for (unsigned char c : path) {
+    if (std::isalnum(c) || c == '/' || c == '.' || c == '_' || c == '-') {
+      out += static_cast<char>(c);
+    } else {
+      char b[4];
+      std::snprintf(b, sizeof b, "%%%02X", c);
+      out += b;
     }
   }
+  return out;
 }
 
-void Store::upsert_run(const RunRecord& r) {
-  write([&] {
-    Stmt s(db_, "INSERT INTO runs(run_id, experiment, dataset, model, seed, stage, state, settings_json, depends_on) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(run_id) DO UPDATE SET experiment = excluded.experiment, "
-                "dataset = excluded.dataset, model = excluded.model, seed = excluded.seed, stage = excluded.stage, "
-                "settings_json = excluded.settings_json, depends_on = excluded.depends_on, "
-                "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')");
-    s.bind(1, r.run_id).bind(2, r.experiment).bind(3, r.dataset).bind(4, r.model).bind(5, r.seed).bind(6, r.stage)
-        .bind(7, r.state).bind(8, r.settings_json.empty() ? std::string("{}") : r.settings_json).bind(9, r.depends_on);
-    done(db_, s.step());
-  });
-}
-
-void Store::set_run_state(const std::string& run_id, const std::string& state) {
-  write([&] {
-    Stmt s(db_, "UPDATE runs SET state = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE run_id = ?");
-    s.bind(1, state).bind(2, run_id);
-    done(db_, s.step());
-    if (sqlite3_changes(db_) == 0) throw InputError(path_, "run", run_id, "no such run in the store");
-  });
-}
-
-static RunRecord read_run(Stmt& s) {
+RunRecord read_run(Stmt& s) {
   RunRecord r;
   r.run_id = s.text(0);
   r.experiment = s.text(1);
@@ -222,223 +251,679 @@ static RunRecord read_run(Stmt& s) {
   return r;
 }
 
-std::optional<RunRecord> Store::run(const std::string& run_id) {
-  Stmt s(db_, "SELECT run_id, experiment, dataset, model, seed, stage, state, settings_json, depends_on FROM runs "
-              "WHERE run_id = ?");
-  s.bind(1, run_id);
-  if (s.step() == SQLITE_ROW) return read_run(s);
-  return std::nullopt;
+const char* kRunColumns = "run_id, experiment, dataset, model, seed, stage, state, settings_json, depends_on";
+
+}  // namespace
+
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-std::vector<RunRecord> Store::runs(const std::string& experiment) {
-  Stmt s(db_, "SELECT run_id, experiment, dataset, model, seed, stage, state, settings_json, depends_on FROM runs "
-              "WHERE ? = '' OR experiment = ? ORDER BY run_id");
-  s.bind(1, experiment).bind(2, experiment);
-  std::vector<RunRecord> out;
-  while (s.step() == SQLITE_ROW) out.push_back(read_run(s));
-  return out;
+Store::Store(const std::string& path, Mode mode, double wait_s)
+    : path_(path), mode_(mode), wait_s_(wait_s >= 0 ? wait_s : control_timeouts().store_wait_s) {
+  try {
+    open_and_check();
+  } catch (...) {
+    sqlite3_close(db_);
+    db_ = nullptr;
+    throw;
+  }
 }
 
-int64_t Store::begin_attempt(const std::string& run_id, const std::string& host, int64_t pid, const std::string& job_id) {
-  int64_t id = 0;
+void Store::open_and_check() {
+  const std::string& path = path_;
+  const Mode mode = mode_;
+  if (mode == Mode::kReadWrite) {
+    open(SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, path);
+  } else {
+    open(SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_FULLMUTEX, "file:" + uri_escape(path) + "?mode=ro");
+  }
+  int64_t version = 0;
+  try {
+    Stmt s(path_, db_, wait_s_, "PRAGMA user_version");
+    if (s.row()) version = s.integer(0);
+  } catch (const Error&) {
+    if (mode != Mode::kRead) throw;
+    // A WAL store on a read-only file system cannot get its shared-memory file: read it as immutable.
+    sqlite3_close(db_);
+    db_ = nullptr;
+    open(SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_FULLMUTEX, "file:" + uri_escape(path) + "?immutable=1");
+    Stmt s(path_, db_, wait_s_, "PRAGMA user_version");
+    if (s.row()) version = s.integer(0);
+  }
+  if (version > kStoreSchemaVersion)
+    throw InputError(path, "schema version", std::to_string(version),
+                     "written by a newer orchestrator (this one knows version " + std::to_string(kStoreSchemaVersion) + ")");
+  if (version < kStoreSchemaVersion) {
+    if (mode == Mode::kRead)
+      throw InputError(path, "schema version", std::to_string(version),
+                       "written by an older orchestrator and opened read-only; a command that writes (submit, resume) "
+                       "upgrades it");
+    migrate(version);
+  }
+}
+
+void Store::open(int flags, const std::string& uri) {
+  int rc = sqlite3_open_v2(uri.c_str(), &db_, flags, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string m = db_ ? sqlite3_errmsg(db_) : "out of memory";
+    sqlite3_close(db_);
+    db_ = nullptr;
+    throw InputError(path_, "", "", "cannot open the run store: " + m);
+  }
+  sqlite3_extended_result_codes(db_, 1);
+  sqlite3_busy_timeout(db_, static_cast<int>(wait_s_ * 1000));
+  if (mode_ == Mode::kReadWrite) {
+    exec("PRAGMA journal_mode=WAL");
+    exec("PRAGMA synchronous=NORMAL");
+  }
+  exec("PRAGMA foreign_keys=ON");
+}
+
+Store::~Store() { sqlite3_close(db_); }
+
+void Store::exec(const char* sql) {
+  char* err = nullptr;
+  int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &err);
+  sqlite3_free(err);
+  if (rc != SQLITE_OK) store_fail(path_, db_, wait_s_, rc, std::string("running ") + std::string(sql).substr(0, 40));
+}
+
+void Store::add_column_if_missing(const std::string& table, const std::string& column, const std::string& type) {
+  Stmt s(path_, db_, wait_s_, "SELECT 1 FROM pragma_table_info('" + table + "') WHERE name = ?");
+  s.bind(1, column);
+  if (s.row()) return;
+  exec(("ALTER TABLE " + table + " ADD COLUMN " + column + " " + type).c_str());
+}
+
+void Store::migrate(int64_t from) {
   write([&] {
-    Stmt s(db_, "INSERT INTO attempts(run_id, host, pid, job_id) VALUES (?, ?, ?, ?)");
-    s.bind(1, run_id).bind(2, host).bind(3, pid).bind(4, job_id);
-    done(db_, s.step());
-    id = sqlite3_last_insert_rowid(db_);
-  });
-  return id;
-}
-
-void Store::end_attempt(int64_t attempt_id, int exit_status, const std::string& reason) {
-  write([&] {
-    Stmt s(db_, "UPDATE attempts SET ended_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), exit_status = ?, reason = ? "
-                "WHERE attempt_id = ?");
-    s.bind(1, static_cast<int64_t>(exit_status)).bind(2, reason).bind(3, attempt_id);
-    done(db_, s.step());
-  });
-}
-
-void Store::add_epoch_metrics(const EpochMetrics& m) {
-  write([&] {
-    Stmt s(db_, "INSERT OR REPLACE INTO epoch_metrics(run_id, attempt_id, epoch, train_loss, val_criterion, "
-                "learning_rate, seconds) VALUES (?, ?, ?, ?, ?, ?, ?)");
-    s.bind(1, m.run_id).bind(2, m.attempt_id).bind(3, m.epoch).bind(4, m.train_loss).bind(5, m.val_criterion)
-        .bind(6, m.learning_rate).bind(7, m.seconds);
-    done(db_, s.step());
-  });
-}
-
-std::vector<EpochMetrics> Store::epoch_metrics(const std::string& run_id) {
-  Stmt s(db_, "SELECT run_id, attempt_id, epoch, train_loss, val_criterion, learning_rate, seconds FROM epoch_metrics "
-              "WHERE run_id = ? ORDER BY epoch");
-  s.bind(1, run_id);
-  std::vector<EpochMetrics> out;
-  while (s.step() == SQLITE_ROW)
-    out.push_back({s.text(0), s.integer(1), s.integer(2), s.real(3), s.real(4), s.real(5), s.real(6)});
-  return out;
-}
-
-void Store::replace_test_metrics(const std::string& run_id, const std::vector<TestMetric>& rows) {
-  write([&] {
-    {
-      Stmt del(db_, "DELETE FROM test_metrics WHERE run_id = ?");
-      del.bind(1, run_id);
-      done(db_, del.step());
+    exec(kSchema);  // tables that an older store lacks
+    if (from > 0 && from < 3) {
+      add_column_if_missing("runs", "claim_attempt", "INTEGER");
+      for (const auto& [c, t] : std::vector<std::pair<std::string, std::string>>{
+               {"holder", "TEXT NOT NULL DEFAULT ''"}, {"backend", "TEXT NOT NULL DEFAULT ''"}, {"heartbeat_at", "REAL"},
+               {"started_unix", "REAL"}, {"ended_unix", "REAL"}, {"start_epoch", "INTEGER"}, {"start_batch", "INTEGER"},
+               {"end_epoch", "INTEGER"}, {"end_batch", "INTEGER"}, {"gpus", "INTEGER NOT NULL DEFAULT 0"}})
+        add_column_if_missing("attempts", c, t);
+      add_column_if_missing("inference_times", "launch_seconds", "REAL");
+      add_column_if_missing("jobs", "heartbeat_at", "REAL");
+      exec("CREATE INDEX IF NOT EXISTS jobs_by_job ON jobs(job_id)");
     }
-    Stmt s(db_, "INSERT INTO test_metrics(run_id, image_id, organ, dice, jaccard, hausdorff_mm) VALUES (?, ?, ?, ?, ?, ?)");
-    for (const auto& r : rows) {
-      sqlite3_reset(s.s);
-      s.bind(1, run_id).bind(2, r.image_id).bind(3, r.organ).bind(4, r.dice).bind(5, r.jaccard).bind(6, r.hausdorff_mm);
-      int rc = s.step();
-      if (rc == SQLITE_CONSTRAINT)
-        throw InputError(path_, "organ", r.organ, "test metrics take organ 'lungs' or 'heart' (image " + r.image_id + ")");
-      done(db_, rc);
+    exec(("PRAGMA user_version=" + std::to_string(kStoreSchemaVersion)).c_str());
+  });
+}
+
+void Store::write(const std::function<void()>& body) {
+  if (mode_ == Mode::kRead) throw Error(path_ + ": the run store was opened read-only");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(wait_s_);
+  for (;;) {
+    char* err = nullptr;
+    int rc = sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, &err);  // waits (busy handler) for the lock
+    sqlite3_free(err);
+    if (rc == SQLITE_OK) break;
+    if ((rc & 0xff) == SQLITE_BUSY && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));  // e.g. BUSY_RECOVERY: no handler was called
+      continue;
+    }
+    store_fail(path_, db_, wait_s_, rc, "starting a write");
+  }
+  try {
+    body();
+    exec("COMMIT");
+  } catch (...) {
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    throw;
+  }
+}
+
+void Store::upsert_runs(const std::vector<RunRecord>& runs) {
+  write([&] {
+    Stmt s(path_, db_, wait_s_,
+           "INSERT INTO runs(run_id, experiment, dataset, model, seed, stage, state, settings_json, depends_on) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(run_id) DO UPDATE SET experiment = excluded.experiment, "
+           "dataset = excluded.dataset, model = excluded.model, seed = excluded.seed, stage = excluded.stage, "
+           "settings_json = excluded.settings_json, depends_on = excluded.depends_on, updated_at = " +
+               std::string(kNow));
+    for (const auto& r : runs) {
+      s.reset();
+      s.bind(1, r.run_id).bind(2, r.experiment).bind(3, r.dataset).bind(4, r.model).bind(5, r.seed).bind(6, r.stage)
+          .bind(7, r.state).bind(8, r.settings_json.empty() ? std::string("{}") : r.settings_json).bind(9, r.depends_on);
+      s.run();
     }
   });
 }
 
-std::vector<TestMetric> Store::test_metrics(const std::string& run_id) {
-  Stmt s(db_, "SELECT run_id, image_id, organ, dice, jaccard, hausdorff_mm FROM test_metrics WHERE run_id = ? "
-              "ORDER BY image_id, organ");
-  s.bind(1, run_id);
-  std::vector<TestMetric> out;
-  while (s.step() == SQLITE_ROW) out.push_back({s.text(0), s.text(1), s.text(2), s.real(3), s.real(4), s.real(5)});
-  return out;
-}
-
-void Store::add_inference_time(const std::string& run_id, const std::string& image_id, double seconds, bool cold,
-                               const std::string& device) {
+void Store::set_run_state(const std::string& run_id, const std::string& state) {
   write([&] {
-    Stmt s(db_, "INSERT INTO inference_times(run_id, image_id, seconds, cold, device) VALUES (?, ?, ?, ?, ?)");
-    s.bind(1, run_id).bind(2, image_id).bind(3, seconds).bind(4, static_cast<int64_t>(cold)).bind(5, device);
-    done(db_, s.step());
-  });
-}
-
-void Store::replace_inference_times(const std::string& run_id, const std::vector<InferenceRow>& rows) {
-  write([&] {
-    {
-      Stmt del(db_, "DELETE FROM inference_times WHERE run_id = ?");
-      del.bind(1, run_id);
-      done(db_, del.step());
-    }
-    Stmt s(db_, "INSERT INTO inference_times(run_id, image_id, seconds, cold, device) VALUES (?, ?, ?, ?, ?)");
-    for (const auto& r : rows) {
-      sqlite3_reset(s.s);
-      s.bind(1, run_id).bind(2, r.image_id).bind(3, r.seconds).bind(4, static_cast<int64_t>(r.cold)).bind(5, r.device);
-      done(db_, s.step());
-    }
+    Stmt s(path_, db_, wait_s_, "UPDATE runs SET state = ?, updated_at = " + std::string(kNow) + " WHERE run_id = ?");
+    s.bind(1, state).bind(2, run_id);
+    s.run();
+    if (sqlite3_changes(db_) == 0) throw InputError(path_, "run", run_id, "no such run in the store");
   });
 }
 
 void Store::set_runs_state(const std::vector<std::string>& ids, const std::string& state) {
   write([&] {
-    Stmt s(db_, "UPDATE runs SET state = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE run_id = ?");
+    Stmt s(path_, db_, wait_s_, "UPDATE runs SET state = ?, updated_at = " + std::string(kNow) + " WHERE run_id = ?");
     for (const auto& id : ids) {
-      sqlite3_reset(s.s);
+      s.reset();
       s.bind(1, state).bind(2, id);
-      done(db_, s.step());
+      s.run();
     }
   });
 }
 
-void Store::upsert_runs(const std::vector<RunRecord>& runs) {
-  for (const auto& r : runs) upsert_run(r);
+std::vector<std::string> Store::transition_runs(const std::vector<std::string>& ids,
+                                                const std::vector<std::string>& from, const std::string& to) {
+  std::vector<std::string> changed;
+  write([&] {
+    Stmt get(path_, db_, wait_s_, "SELECT state FROM runs WHERE run_id = ?");
+    Stmt set(path_, db_, wait_s_, "UPDATE runs SET state = ?, updated_at = " + std::string(kNow) + " WHERE run_id = ?");
+    for (const auto& id : ids) {
+      get.reset();
+      get.bind(1, id);
+      if (!get.row()) continue;
+      std::string now = get.text(0);
+      if (std::find(from.begin(), from.end(), now) == from.end()) continue;
+      set.reset();
+      set.bind(1, to).bind(2, id);
+      set.run();
+      changed.push_back(id);
+    }
+  });
+  return changed;
+}
+
+std::vector<std::string> Store::cancel_runs(const std::vector<std::string>& ids) {
+  return transition_runs(ids, {run_state::kQueued, run_state::kRunning}, run_state::kCancelled);
+}
+
+std::optional<RunRecord> Store::run(const std::string& run_id) {
+  Stmt s(path_, db_, wait_s_, std::string("SELECT ") + kRunColumns + " FROM runs WHERE run_id = ?");
+  s.bind(1, run_id);
+  if (s.row()) return read_run(s);
+  return std::nullopt;
+}
+
+std::vector<RunRecord> Store::runs(const std::string& experiment) {
+  Stmt s(path_, db_, wait_s_, std::string("SELECT ") + kRunColumns + " FROM runs WHERE ? = '' OR experiment = ? ORDER BY run_id");
+  s.bind(1, experiment).bind(2, experiment);
+  std::vector<RunRecord> out;
+  while (s.row()) out.push_back(read_run(s));
+  return out;
+}
+
+std::vector<std::string> Store::dispatch_runs(const std::vector<Dispatch>& runs, const std::string& backend) {
+  std::vector<std::string> done;
+  const double now = unix_now();
+  write([&] {
+    Stmt get(path_, db_, wait_s_, "SELECT state, claim_attempt FROM runs WHERE run_id = ?");
+    Stmt close(path_, db_, wait_s_, "UPDATE attempts SET ended_at = " + std::string(kNow) +
+                               ", ended_unix = ?, reason = CASE WHEN reason = '' THEN 'lost: its holder was gone when the "
+                               "run was dispatched again' ELSE reason END WHERE attempt_id = ? AND ended_at IS NULL");
+    Stmt set(path_, db_, wait_s_, "UPDATE runs SET state = 'queued', claim_attempt = NULL, updated_at = " + std::string(kNow) +
+                             " WHERE run_id = ?");
+    Stmt job(path_, db_, wait_s_, "INSERT OR REPLACE INTO jobs(run_id, backend, job_id, heartbeat_at) VALUES (?, ?, ?, ?)");
+    for (const auto& d : runs) {
+      get.reset();
+      get.bind(1, d.run_id);
+      if (!get.row() || get.text(0) != d.expected_state) continue;
+      if (!get.null(1)) {
+        close.reset();
+        close.bind(1, now).bind(2, get.integer(1));
+        close.run();
+      }
+      set.reset();
+      set.bind(1, d.run_id);
+      set.run();
+      job.reset();
+      job.bind(1, d.run_id).bind(2, backend).bind(3, d.job_id).bind(4, now);
+      job.run();
+      done.push_back(d.run_id);
+    }
+  });
+  return done;
 }
 
 void Store::add_jobs(const std::vector<std::pair<std::string, std::string>>& run_and_job, const std::string& backend) {
   write([&] {
-    Stmt s(db_, "INSERT OR REPLACE INTO jobs(run_id, backend, job_id) VALUES (?, ?, ?)");
+    Stmt s(path_, db_, wait_s_, "INSERT OR REPLACE INTO jobs(run_id, backend, job_id, heartbeat_at) VALUES (?, ?, ?, ?)");
     for (const auto& [run, job] : run_and_job) {
-      sqlite3_reset(s.s);
-      s.bind(1, run).bind(2, backend).bind(3, job);
-      done(db_, s.step());
+      s.reset();
+      s.bind(1, run).bind(2, backend).bind(3, job).bind(4, unix_now());
+      s.run();
     }
   });
 }
 
+void Store::replace_jobs(const std::vector<std::pair<std::string, std::string>>& run_and_job, const std::string& old_job,
+                         const std::string& backend) {
+  write([&] {
+    Stmt del(path_, db_, wait_s_, "DELETE FROM jobs WHERE run_id = ? AND job_id = ?");
+    Stmt ins(path_, db_, wait_s_, "INSERT OR REPLACE INTO jobs(run_id, backend, job_id, heartbeat_at) VALUES (?, ?, ?, ?)");
+    for (const auto& [run, job] : run_and_job) {
+      del.reset();
+      del.bind(1, run).bind(2, old_job);
+      del.run();
+      ins.reset();
+      ins.bind(1, run).bind(2, backend).bind(3, job).bind(4, unix_now());
+      ins.run();
+    }
+  });
+}
+
+void Store::touch_job(const std::string& job_id) {
+  write([&] {
+    Stmt s(path_, db_, wait_s_, "UPDATE jobs SET heartbeat_at = ? WHERE job_id = ?");
+    s.bind(1, unix_now()).bind(2, job_id);
+    s.run();
+  });
+}
+
 std::map<std::string, RunProgress> Store::progress(const std::string& experiment) {
-  // One pass per table (a refresh over 10,000 runs must stay fast): attempts, epochs and jobs aggregated by run.
+  // One pass per table (a refresh over 10,000 runs must stay fast): attempts, claims, epochs and jobs by run.
   std::map<std::string, RunProgress> out;
   {
-    Stmt s(db_, "SELECT run_id FROM runs WHERE ? = '' OR experiment = ?");
+    Stmt s(path_, db_, wait_s_,
+           "SELECT r.run_id, r.claim_attempt, a.holder, a.job_id, a.backend, a.heartbeat_at, a.ended_at IS NULL "
+           "FROM runs r LEFT JOIN attempts a ON a.attempt_id = r.claim_attempt WHERE ? = '' OR r.experiment = ?");
     s.bind(1, experiment).bind(2, experiment);
-    while (s.step() == SQLITE_ROW) out[s.text(0)];
+    while (s.row()) {
+      RunProgress& p = out[s.text(0)];
+      p.claim_attempt = s.integer_or(1, 0);
+      if (p.claim_attempt) {
+        p.claim_holder = s.text(2);
+        p.claim_job = s.text(3);
+        p.claim_backend = s.text(4);
+        p.claim_heartbeat = s.real_or(5, 0);
+        p.claim_open = s.integer(6) != 0;
+      }
+    }
   }
   {
-    Stmt s(db_, "SELECT a.run_id, c.n, a.exit_status, a.reason, a.host, a.pid, a.job_id, a.ended_at IS NULL, a.started_at "
-                "FROM attempts a JOIN (SELECT run_id, COUNT(*) AS n, MAX(attempt_id) AS last FROM attempts GROUP BY run_id) c "
-                "ON a.attempt_id = c.last");
-    while (s.step() == SQLITE_ROW) {
+    Stmt s(path_, db_, wait_s_,
+           "SELECT a.run_id, c.n, a.exit_status, a.reason, a.host, a.pid, a.job_id, a.ended_at IS NULL, a.started_at "
+           "FROM attempts a JOIN (SELECT run_id, COUNT(*) AS n, MAX(attempt_id) AS last FROM attempts GROUP BY run_id) c "
+           "ON a.attempt_id = c.last");
+    while (s.row()) {
       auto it = out.find(s.text(0));
       if (it == out.end()) continue;
       RunProgress& p = it->second;
       p.attempts = s.integer(1);
-      p.last_exit = sqlite3_column_type(s.s, 2) == SQLITE_NULL ? -1 : s.integer(2);
+      p.last_exit = s.integer_or(2, -1);
       p.last_reason = s.text(3);
       p.last_host = s.text(4);
-      p.last_pid = s.integer(5);
+      p.last_pid = s.integer_or(5, 0);
       p.last_job = s.text(6);
       p.last_open = s.integer(7) != 0;
       p.last_started = s.text(8);
     }
   }
   {
-    Stmt s(db_, "SELECT run_id, MAX(epoch) FROM epoch_metrics GROUP BY run_id");
-    while (s.step() == SQLITE_ROW) {
+    Stmt s(path_, db_, wait_s_, "SELECT run_id, MAX(epoch) FROM epoch_metrics GROUP BY run_id");
+    while (s.row()) {
       auto it = out.find(s.text(0));
       if (it != out.end()) it->second.epochs_done = s.integer(1);
     }
   }
   {
-    Stmt s(db_, "SELECT j.run_id, j.backend, j.job_id FROM jobs j JOIN (SELECT run_id, MAX(rowid) AS last FROM jobs "
-                "GROUP BY run_id) l ON j.rowid = l.last");
-    while (s.step() == SQLITE_ROW) {
+    Stmt s(path_, db_, wait_s_,
+           "SELECT j.run_id, j.backend, j.job_id, j.heartbeat_at FROM jobs j JOIN (SELECT run_id, MAX(rowid) AS last "
+           "FROM jobs GROUP BY run_id) l ON j.rowid = l.last");
+    while (s.row()) {
       auto it = out.find(s.text(0));
       if (it != out.end()) {
         it->second.backend = s.text(1);
         it->second.job = s.text(2);
+        it->second.job_heartbeat = s.real_or(3, 0);
       }
     }
   }
   return out;
 }
 
-std::vector<MetricAggregate> Store::metric_aggregates(const std::vector<std::string>& run_ids) {
-  std::vector<MetricAggregate> out;
-  write([&] {  // a temporary table of the ids keeps the query one indexed join however many runs there are
-    exec("CREATE TEMP TABLE IF NOT EXISTS wanted(run_id TEXT PRIMARY KEY)");
-    exec("DELETE FROM temp.wanted");
-    Stmt ins(db_, "INSERT OR IGNORE INTO temp.wanted(run_id) VALUES (?)");
-    for (const auto& id : run_ids) {
-      sqlite3_reset(ins.s);
-      ins.bind(1, id);
-      done(db_, ins.step());
+namespace {
+
+// Whether a claim's holder still lives: its process on this host, or a recent heartbeat from another.
+bool holder_alive(const std::string& holder, double heartbeat, double lost_after_s, std::string* why) {
+  auto id = ProcessIdentity::parse(holder);
+  Liveness l = id ? liveness(*id) : Liveness::kUnknown;
+  if (l == Liveness::kAlive) return true;
+  if (l == Liveness::kGone) {
+    *why = "its process " + holder + " is gone";
+    return false;
+  }
+  const double age = heartbeat > 0 ? unix_now() - heartbeat : 1e18;
+  if (age <= lost_after_s) return true;
+  char b[96];
+  std::snprintf(b, sizeof b, "its last heartbeat is %.0f s old (bound %.0f s)", age, lost_after_s);
+  *why = b;
+  return false;
+}
+
+}  // namespace
+
+ClaimResult Store::claim_run(const ClaimRequest& q) {
+  ClaimResult r;
+  const double now = unix_now();
+  write([&] {
+    Stmt get(path_, db_, wait_s_, "SELECT state, claim_attempt FROM runs WHERE run_id = ?");
+    get.bind(1, q.run_id);
+    if (!get.row()) {
+      r.outcome = ClaimResult::kMissing;
+      return;
+    }
+    const std::string state = get.text(0);
+    const int64_t claim = get.integer_or(1, 0);
+    if (state == run_state::kDone) {
+      r.outcome = ClaimResult::kAlreadyDone;
+      return;
+    }
+    if (state == run_state::kCancelled) {
+      r.outcome = ClaimResult::kCancelled;
+      r.detail = "the run was cancelled (orchestrator resume restarts it)";
+      return;
+    }
+    if (claim) {
+      Stmt a(path_, db_, wait_s_,
+             "SELECT holder, heartbeat_at, ended_at IS NULL, job_id FROM attempts WHERE attempt_id = ?");
+      a.bind(1, claim);
+      if (a.row() && a.integer(2) != 0) {
+        std::string why;
+        const std::string holder = a.text(0), job = a.text(3);
+        const double hb = a.real_or(1, 0);
+        if (holder_alive(holder, hb, q.lost_after_s, &why)) {
+          char b[64];
+          std::snprintf(b, sizeof b, "%.0f s ago", hb > 0 ? now - hb : 0.0);
+          r.outcome = ClaimResult::kHeld;
+          r.detail = "attempt " + std::to_string(claim) + " holds it: process " + holder +
+                     (job.empty() ? "" : ", job " + job) + ", last heartbeat " + b;
+          return;
+        }
+        Stmt close(path_, db_, wait_s_, "UPDATE attempts SET ended_at = " + std::string(kNow) +
+                                   ", ended_unix = ?, reason = ? WHERE attempt_id = ?");
+        close.bind(1, now).bind(2, "lost: " + why + "; taken over by a new claim").bind(3, claim);
+        close.run();
+        r.detail = "took over from attempt " + std::to_string(claim) + " (" + why + ")";
+      }
+    }
+    Stmt ins(path_, db_, wait_s_,
+             "INSERT INTO attempts(run_id, host, pid, job_id, holder, backend, heartbeat_at, started_unix, gpus) "
+             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    ins.bind(1, q.run_id).bind(2, q.holder.host).bind(3, q.holder.pid).bind(4, q.job_id).bind(5, q.holder.str())
+        .bind(6, q.backend).bind(7, now).bind(8, now).bind(9, q.gpus);
+    ins.run();
+    r.attempt_id = sqlite3_last_insert_rowid(db_);
+    Stmt set(path_, db_, wait_s_, "UPDATE runs SET state = 'running', claim_attempt = ?, updated_at = " + std::string(kNow) +
+                             " WHERE run_id = ?");
+    set.bind(1, r.attempt_id).bind(2, q.run_id);
+    set.run();
+    r.outcome = ClaimResult::kClaimed;
+  });
+  return r;
+}
+
+ClaimStanding Store::heartbeat(const std::string& run_id, int64_t attempt_id) {
+  ClaimStanding standing = ClaimStanding::kLost;
+  write([&] {
+    Stmt get(path_, db_, wait_s_, "SELECT state, claim_attempt FROM runs WHERE run_id = ?");
+    get.bind(1, run_id);
+    if (!get.row() || get.integer_or(1, 0) != attempt_id) return;
+    standing = get.text(0) == run_state::kCancelled ? ClaimStanding::kCancelled : ClaimStanding::kHeld;
+    Stmt set(path_, db_, wait_s_, "UPDATE attempts SET heartbeat_at = ? WHERE attempt_id = ?");
+    set.bind(1, unix_now()).bind(2, attempt_id);
+    set.run();
+  });
+  return standing;
+}
+
+void Store::set_attempt_start(int64_t attempt_id, int64_t epoch, int64_t batch) {
+  write([&] {
+    Stmt s(path_, db_, wait_s_, "UPDATE attempts SET start_epoch = ?, start_batch = ? WHERE attempt_id = ?");
+    s.bind(1, epoch).bind(2, batch).bind(3, attempt_id);
+    s.run();
+  });
+}
+
+namespace {
+
+void close_attempt(const std::string& path, sqlite3* db, double wait, int64_t attempt, int exit_status, const std::string& reason,
+                   int64_t end_epoch, int64_t end_batch) {
+  Stmt s(path, db, wait, "UPDATE attempts SET ended_at = " + std::string(kNow) +
+                       ", ended_unix = ?, exit_status = ?, reason = ?, end_epoch = ?, end_batch = ? WHERE attempt_id = ?");
+  s.bind(1, unix_now()).bind(2, static_cast<int64_t>(exit_status)).bind(3, reason);
+  if (end_epoch >= 0) s.bind(4, end_epoch); else s.bind_null(4);
+  if (end_batch >= 0) s.bind(5, end_batch); else s.bind_null(5);
+  s.bind(6, attempt);
+  s.run();
+}
+
+}  // namespace
+
+std::string Store::finish_attempt(const std::string& run_id, int64_t attempt_id, const std::string& state,
+                                  int exit_status, const std::string& reason, int64_t end_epoch, int64_t end_batch) {
+  std::string final_state;
+  write([&] {
+    Stmt get(path_, db_, wait_s_, "SELECT state, claim_attempt FROM runs WHERE run_id = ?");
+    get.bind(1, run_id);
+    if (!get.row() || get.integer_or(1, 0) != attempt_id) return;
+    // A cancel that came while the worker ran wins over its requeue or failure (but not over a finished run).
+    const bool cancelled = get.text(0) == run_state::kCancelled && state != run_state::kDone;
+    final_state = cancelled ? run_state::kCancelled : state;
+    Stmt set(path_, db_, wait_s_, "UPDATE runs SET state = ?, claim_attempt = NULL, updated_at = " + std::string(kNow) +
+                             " WHERE run_id = ?");
+    set.bind(1, final_state).bind(2, run_id);
+    set.run();
+    close_attempt(path_, db_, wait_s_, attempt_id, cancelled ? kExitNotClaimed : exit_status,
+                  cancelled ? reason + "; the run was cancelled" : reason, end_epoch, end_batch);
+  });
+  return final_state;
+}
+
+bool Store::finish_done(const std::string& run_id, int64_t attempt_id, const std::vector<TestMetric>& metrics,
+                        const std::vector<InferenceRow>& times, int64_t end_epoch) {
+  bool held = false;
+  write([&] {
+    Stmt get(path_, db_, wait_s_, "SELECT claim_attempt FROM runs WHERE run_id = ?");
+    get.bind(1, run_id);
+    if (!get.row() || get.integer_or(0, 0) != attempt_id) return;
+    held = true;
+    {
+      Stmt del(path_, db_, wait_s_, "DELETE FROM test_metrics WHERE run_id = ?");
+      del.bind(1, run_id);
+      del.run();
+      Stmt ins(path_, db_, wait_s_, "INSERT INTO test_metrics(run_id, image_id, organ, dice, jaccard, hausdorff_mm) VALUES (?, ?, ?, ?, ?, ?)");
+      for (const auto& m : metrics) {
+        ins.reset();
+        ins.bind(1, run_id).bind(2, m.image_id).bind(3, m.organ).bind(4, m.dice).bind(5, m.jaccard).bind(6, m.hausdorff_mm);
+        ins.run();
+      }
+    }
+    {
+      Stmt del(path_, db_, wait_s_, "DELETE FROM inference_times WHERE run_id = ?");
+      del.bind(1, run_id);
+      del.run();
+      Stmt ins(path_, db_, wait_s_, "INSERT INTO inference_times(run_id, image_id, seconds, cold, device, launch_seconds) VALUES (?, ?, ?, ?, ?, ?)");
+      for (const auto& t : times) {
+        ins.reset();
+        ins.bind(1, run_id).bind(2, t.image_id).bind(3, t.seconds).bind(4, static_cast<int64_t>(t.cold)).bind(5, t.device)
+            .bind(6, t.launch_seconds);
+        ins.run();
+      }
+    }
+    Stmt set(path_, db_, wait_s_, "UPDATE runs SET state = 'done', claim_attempt = NULL, updated_at = " + std::string(kNow) +
+                             " WHERE run_id = ?");
+    set.bind(1, run_id);
+    set.run();
+    close_attempt(path_, db_, wait_s_, attempt_id, 0, "done", end_epoch, 0);
+  });
+  return held;
+}
+
+bool Store::abandon_claim(const std::string& run_id, const std::string& holder, const std::string& state,
+                          int exit_status, const std::string& reason) {
+  bool done = false;
+  write([&] {
+    Stmt get(path_, db_, wait_s_,
+             "SELECT r.claim_attempt, r.state FROM runs r JOIN attempts a ON a.attempt_id = r.claim_attempt "
+             "WHERE r.run_id = ? AND a.holder = ? AND a.ended_at IS NULL");
+    get.bind(1, run_id).bind(2, holder);
+    if (!get.row()) return;
+    const int64_t attempt = get.integer(0);
+    const std::string final_state = get.text(1) == run_state::kCancelled ? run_state::kCancelled : state;
+    Stmt set(path_, db_, wait_s_, "UPDATE runs SET state = ?, claim_attempt = NULL, updated_at = " + std::string(kNow) +
+                             " WHERE run_id = ?");
+    set.bind(1, final_state).bind(2, run_id);
+    set.run();
+    close_attempt(path_, db_, wait_s_, attempt, exit_status, reason, -1, -1);
+    done = true;
+  });
+  return done;
+}
+
+void Store::end_attempt(int64_t attempt_id, int exit_status, const std::string& reason) {
+  write([&] { close_attempt(path_, db_, wait_s_, attempt_id, exit_status, reason, -1, -1); });
+}
+
+std::vector<AttemptRow> Store::attempts(const std::string& run_id) {
+  Stmt s(path_, db_, wait_s_,
+         "SELECT attempt_id, run_id, started_at, ended_at, host, holder, job_id, backend, reason, pid, exit_status, "
+         "started_unix, ended_unix, heartbeat_at, start_epoch, start_batch, end_epoch, end_batch, gpus FROM attempts "
+         "WHERE ? = '' OR run_id = ? ORDER BY attempt_id");
+  s.bind(1, run_id).bind(2, run_id);
+  std::vector<AttemptRow> out;
+  while (s.row()) {
+    AttemptRow a;
+    a.attempt_id = s.integer(0);
+    a.run_id = s.text(1);
+    a.started_at = s.text(2);
+    a.ended_at = s.text(3);
+    a.host = s.text(4);
+    a.holder = s.text(5);
+    a.job_id = s.text(6);
+    a.backend = s.text(7);
+    a.reason = s.text(8);
+    a.pid = s.integer_or(9, 0);
+    a.exit_status = s.integer_or(10, -1);
+    a.started_unix = s.real_or(11, 0);
+    a.ended_unix = s.real_or(12, 0);
+    a.heartbeat_unix = s.real_or(13, 0);
+    a.start_epoch = s.integer_or(14, -1);
+    a.start_batch = s.integer_or(15, -1);
+    a.end_epoch = s.integer_or(16, -1);
+    a.end_batch = s.integer_or(17, -1);
+    a.gpus = s.integer_or(18, 0);
+    out.push_back(a);
+  }
+  return out;
+}
+
+bool Store::add_epoch_metrics(const EpochMetrics& m) {
+  bool written = false;
+  write([&] {
+    if (m.attempt_id != 0) {
+      Stmt get(path_, db_, wait_s_, "SELECT claim_attempt FROM runs WHERE run_id = ?");
+      get.bind(1, m.run_id);
+      if (!get.row() || get.integer_or(0, 0) != m.attempt_id) return;
+    }
+    Stmt s(path_, db_, wait_s_,
+           "INSERT OR REPLACE INTO epoch_metrics(run_id, attempt_id, epoch, train_loss, val_criterion, learning_rate, "
+           "seconds) VALUES (?, ?, ?, ?, ?, ?, ?)");
+    s.bind(1, m.run_id).bind(2, m.attempt_id).bind(3, m.epoch).bind(4, m.train_loss).bind(5, m.val_criterion)
+        .bind(6, m.learning_rate).bind(7, m.seconds);
+    s.run();
+    written = true;
+  });
+  return written;
+}
+
+std::vector<EpochMetrics> Store::epoch_metrics(const std::string& run_id) {
+  Stmt s(path_, db_, wait_s_,
+         "SELECT run_id, attempt_id, epoch, train_loss, val_criterion, learning_rate, seconds FROM epoch_metrics "
+         "WHERE run_id = ? ORDER BY epoch");
+  s.bind(1, run_id);
+  std::vector<EpochMetrics> out;
+  while (s.row()) out.push_back({s.text(0), s.integer_or(1, 0), s.integer(2), s.real(3), s.real(4), s.real(5), s.real(6)});
+  return out;
+}
+
+void Store::replace_test_metrics(const std::string& run_id, const std::vector<TestMetric>& rows) {
+  write([&] {
+    {
+      Stmt del(path_, db_, wait_s_, "DELETE FROM test_metrics WHERE run_id = ?");
+      del.bind(1, run_id);
+      del.run();
+    }
+    Stmt s(path_, db_, wait_s_, "INSERT INTO test_metrics(run_id, image_id, organ, dice, jaccard, hausdorff_mm) VALUES (?, ?, ?, ?, ?, ?)");
+    for (const auto& r : rows) {
+      if (r.organ != "lungs" && r.organ != "heart")
+        throw InputError(path_, "organ", r.organ, "test metrics take organ 'lungs' or 'heart' (image " + r.image_id + ")");
+      s.reset();
+      s.bind(1, run_id).bind(2, r.image_id).bind(3, r.organ).bind(4, r.dice).bind(5, r.jaccard).bind(6, r.hausdorff_mm);
+      s.run();
     }
   });
-  Stmt s(db_, "SELECT t.run_id, t.organ, AVG(t.dice), AVG(t.jaccard), AVG(t.hausdorff_mm), COUNT(*), COUNT(t.hausdorff_mm) "
-              "FROM temp.wanted w JOIN test_metrics t ON t.run_id = w.run_id GROUP BY t.run_id, t.organ");
-  while (s.step() == SQLITE_ROW) {
+}
+
+std::vector<TestMetric> Store::test_metrics(const std::string& run_id) {
+  Stmt s(path_, db_, wait_s_,
+         "SELECT run_id, image_id, organ, dice, jaccard, hausdorff_mm FROM test_metrics WHERE run_id = ? "
+         "ORDER BY image_id, organ");
+  s.bind(1, run_id);
+  std::vector<TestMetric> out;
+  while (s.row()) out.push_back({s.text(0), s.text(1), s.text(2), s.real(3), s.real(4), s.real(5)});
+  return out;
+}
+
+void Store::replace_inference_times(const std::string& run_id, const std::vector<InferenceRow>& rows) {
+  write([&] {
+    {
+      Stmt del(path_, db_, wait_s_, "DELETE FROM inference_times WHERE run_id = ?");
+      del.bind(1, run_id);
+      del.run();
+    }
+    Stmt s(path_, db_, wait_s_, "INSERT INTO inference_times(run_id, image_id, seconds, cold, device, launch_seconds) VALUES (?, ?, ?, ?, ?, ?)");
+    for (const auto& r : rows) {
+      s.reset();
+      s.bind(1, run_id).bind(2, r.image_id).bind(3, r.seconds).bind(4, static_cast<int64_t>(r.cold)).bind(5, r.device)
+          .bind(6, r.launch_seconds);
+      s.run();
+    }
+  });
+}
+
+std::vector<MetricAggregate> Store::metric_aggregates(const std::vector<std::string>& run_ids) {
+  std::vector<MetricAggregate> out;
+  std::set<std::string> wanted(run_ids.begin(), run_ids.end());
+  // Grouped over every run (one scan, no temporary table, so a read-only store works), filtered here.
+  Stmt s(path_, db_, wait_s_,
+         "SELECT run_id, organ, AVG(dice), AVG(jaccard), AVG(hausdorff_mm), COUNT(*), COUNT(hausdorff_mm) "
+         "FROM test_metrics GROUP BY run_id, organ");
+  while (s.row()) {
+    if (!wanted.count(s.text(0))) continue;
     MetricAggregate a;
     a.run_id = s.text(0);
     a.organ = s.text(1);
     a.dice = s.real(2);
     a.jaccard = s.real(3);
-    a.hausdorff_mm = sqlite3_column_type(s.s, 4) == SQLITE_NULL ? std::nan("") : s.real(4);
+    a.hausdorff_mm = s.real(4);
     a.images = s.integer(5);
     a.hausdorff_defined = s.integer(6);
     out.push_back(a);
   }
-  Stmt t(db_, "SELECT i.run_id, AVG(CASE WHEN i.cold = 0 THEN i.seconds END), MAX(CASE WHEN i.cold = 1 THEN i.seconds END), "
-              "MAX(i.device) FROM temp.wanted w JOIN inference_times i ON i.run_id = w.run_id GROUP BY i.run_id");
-  while (t.step() == SQLITE_ROW) {
+  Stmt t(path_, db_, wait_s_,
+         "SELECT run_id, AVG(CASE WHEN cold = 0 THEN seconds END), MAX(CASE WHEN cold = 1 THEN seconds END), "
+         "AVG(launch_seconds), MAX(device) FROM inference_times GROUP BY run_id");
+  while (t.row()) {
+    if (!wanted.count(t.text(0))) continue;
     MetricAggregate a;
     a.run_id = t.text(0);
     a.organ = "";
-    a.inference_s = sqlite3_column_type(t.s, 1) == SQLITE_NULL ? std::nan("") : t.real(1);
-    a.inference_cold_s = sqlite3_column_type(t.s, 2) == SQLITE_NULL ? std::nan("") : t.real(2);
-    a.device = t.text(3);
+    a.inference_s = t.real(1);
+    a.inference_cold_s = t.real(2);
+    a.inference_launch_all_s = t.real(3);
+    a.device = t.text(4);
     out.push_back(a);
   }
   return out;
@@ -446,43 +931,104 @@ std::vector<MetricAggregate> Store::metric_aggregates(const std::vector<std::str
 
 void Store::set_median_models(const std::string& experiment, const std::vector<MedianModel>& rows) {
   write([&] {
-    Stmt s(db_, "INSERT OR REPLACE INTO median_models(experiment, dataset, model, run_id, metric, score, n_seeds) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)");
+    Stmt s(path_, db_, wait_s_,
+           "INSERT OR REPLACE INTO median_models(experiment, dataset, model, run_id, metric, score, n_seeds) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?)");
     for (const auto& r : rows) {
-      sqlite3_reset(s.s);
+      s.reset();
       s.bind(1, experiment).bind(2, r.dataset).bind(3, r.model).bind(4, r.run_id).bind(5, r.metric).bind(6, r.score)
           .bind(7, static_cast<int64_t>(r.n_seeds));
-      done(db_, s.step());
+      s.run();
     }
   });
 }
 
 void Store::set_provenance(const std::string& run_id, const std::map<std::string, std::string>& values) {
   write([&] {
-    Stmt s(db_, "INSERT OR REPLACE INTO provenance(run_id, key, value) VALUES (?, ?, ?)");
+    Stmt s(path_, db_, wait_s_, "INSERT OR REPLACE INTO provenance(run_id, key, value) VALUES (?, ?, ?)");
     for (const auto& [k, v] : values) {
-      sqlite3_reset(s.s);
+      s.reset();
       s.bind(1, run_id).bind(2, k).bind(3, v);
-      done(db_, s.step());
+      s.run();
     }
   });
 }
 
 std::map<std::string, std::string> Store::provenance(const std::string& run_id) {
-  Stmt s(db_, "SELECT key, value FROM provenance WHERE run_id = ?");
+  Stmt s(path_, db_, wait_s_, "SELECT key, value FROM provenance WHERE run_id = ?");
   s.bind(1, run_id);
   std::map<std::string, std::string> out;
-  while (s.step() == SQLITE_ROW) out[s.text(0)] = s.text(1);
+  while (s.row()) out[s.text(0)] = s.text(1);
+  return out;
+}
+
+void Store::upsert_job_accounts(const std::vector<JobAccount>& rows) {
+  write([&] {
+    Stmt s(path_, db_, wait_s_,
+           "INSERT OR REPLACE INTO job_accounts(job_id, run_id, backend, state, elapsed_s, gpus, started, ended) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+    for (const auto& r : rows) {
+      s.reset();
+      s.bind(1, r.job_id).bind(2, r.run_id).bind(3, r.backend).bind(4, r.state).bind(5, r.elapsed_s).bind(6, r.gpus)
+          .bind(7, r.started).bind(8, r.ended);
+      s.run();
+    }
+  });
+}
+
+std::vector<JobAccount> Store::job_accounts(const std::string& run_id) {
+  Stmt s(path_, db_, wait_s_,
+         "SELECT job_id, run_id, backend, state, elapsed_s, gpus, started, ended FROM job_accounts "
+         "WHERE ? = '' OR run_id = ? ORDER BY started, job_id");
+  s.bind(1, run_id).bind(2, run_id);
+  std::vector<JobAccount> out;
+  while (s.row())
+    out.push_back({s.text(0), s.text(1), s.text(2), s.text(3), s.real_or(4, 0), s.integer_or(5, 0), s.text(6), s.text(7)});
+  return out;
+}
+
+void Store::upsert_calibration(const Calibration& c) {
+  write([&] {
+    Stmt s(path_, db_, wait_s_,
+           "INSERT OR REPLACE INTO calibration(model, kind, size, device, batch, threads, step_s, validation_image_s, "
+           "evaluation_image_s, host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    s.bind(1, c.model).bind(2, c.kind).bind(3, c.size).bind(4, c.device).bind(5, c.batch).bind(6, c.threads)
+        .bind(7, c.step_s).bind(8, c.validation_image_s).bind(9, c.evaluation_image_s).bind(10, c.host);
+    s.run();
+  });
+}
+
+std::vector<Calibration> Store::calibrations() {
+  Stmt s(path_, db_, wait_s_,
+         "SELECT model, kind, size, device, batch, threads, step_s, validation_image_s, evaluation_image_s, host, "
+         "measured_at FROM calibration ORDER BY model, kind, size");
+  std::vector<Calibration> out;
+  while (s.row()) {
+    Calibration c;
+    c.model = s.text(0);
+    c.kind = s.text(1);
+    c.size = s.integer(2);
+    c.device = s.text(3);
+    c.batch = s.integer(4);
+    c.threads = s.integer(5);
+    c.step_s = s.real_or(6, 0);
+    c.validation_image_s = s.real_or(7, 0);
+    c.evaluation_image_s = s.real_or(8, 0);
+    c.host = s.text(9);
+    c.measured_at = s.text(10);
+    out.push_back(c);
+  }
   return out;
 }
 
 int64_t Store::count(const std::string& table) {
-  static const char* known[] = {"runs", "attempts", "epoch_metrics", "test_metrics", "inference_times", "provenance"};
+  static const char* known[] = {"runs", "attempts", "epoch_metrics", "test_metrics", "inference_times", "provenance",
+                                "jobs", "job_accounts", "calibration"};
   bool ok = false;
   for (const char* k : known) ok |= table == k;
   if (!ok) throw Error("Store::count: unknown table " + table);
-  Stmt s(db_, ("SELECT COUNT(*) FROM " + table).c_str());
-  s.step();
+  Stmt s(path_, db_, wait_s_, "SELECT COUNT(*) FROM " + table);
+  if (!s.row()) return 0;
   return s.integer(0);
 }
 

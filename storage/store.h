@@ -1,11 +1,19 @@
-// The run store: one SQLite database per workspace (WORKSPACE/orchestrator.db) holding runs, their attempts,
-// per-epoch training metrics, per-image test metrics, inference times and provenance. Schema in README
-// ("The run store"); `PRAGMA user_version` holds the schema version.
+// The run store: one SQLite database per workspace (WorkspaceLayout::store()) holding runs, their attempts and
+// claims, the jobs that were submitted for them, per-epoch training metrics, per-image test metrics, inference
+// times, provenance and calibration. Schema in README ("The run store"); `PRAGMA user_version` holds its version,
+// and an older store is upgraded in place when opened for writing.
 //
-// Many worker processes write at once: the database is in WAL mode, every connection waits up to
-// `busy_timeout_ms` on a lock, and every write is one BEGIN IMMEDIATE transaction retried on SQLITE_BUSY, so no
-// writer fails on a lock and no row is lost. A Store is one connection: use one per thread (SQLite's
-// serialized mode makes sharing safe, but transactions would interleave).
+// Many worker processes write at once: the database is in WAL mode, every write is one BEGIN IMMEDIATE
+// transaction, and a lock held by another process is waited for up to ORCH_STORE_WAIT_S (core/control.h), then
+// reported as a BusyError naming the store. Every statement's result code is checked: a damaged file is an Error
+// that names it and says how to check it, never an empty view; a full disk or a read-only file likewise.
+//
+// Claims: a run starts only through claim_run(), a compare-and-set that, in one transaction, checks the run's
+// state and its current claim, closes a dead holder's attempt, opens a new attempt and makes it the run's claim.
+// Writes a worker makes afterwards are fenced by that attempt (storage/run_ledger.h): once another attempt has
+// taken the claim, they change nothing.
+//
+// A Store is one connection: use one per thread.
 #pragma once
 
 #include <sqlite3.h>
@@ -17,14 +25,18 @@
 #include <string>
 #include <vector>
 
+#include "core/process_identity.h"
+
 namespace orch {
 
-constexpr int kStoreSchemaVersion = 2;  // 2 added `jobs` (opening a version-1 store adds it)
+// 3 added claims, heartbeats, attempt positions, job accounting, calibration, launch times (opening a version-1
+// or -2 store for writing adds them).
+constexpr int kStoreSchemaVersion = 3;
 
 struct RunRecord {
   std::string run_id, experiment, dataset, model, stage;
   int64_t seed = 0;
-  std::string state = "new";    // new, queued, running, done, failed, cancelled, timeout, lost
+  std::string state = "new";    // storage/run_state.h
   std::string settings_json;    // normalised settings the id was made from
   std::string depends_on;       // space-separated run ids
 };
@@ -43,12 +55,13 @@ struct TestMetric {
 
 struct InferenceRow {
   std::string image_id;
-  double seconds = 0;
+  double seconds = 0;         // synchronised forward pass
+  double launch_seconds = 0;  // until the call returned, without synchronising (the reference's way); NaN unknown
   bool cold = false;
   std::string device = "cpu";
 };
 
-// What status and plan need of a run beyond its record: attempts, the last attempt, epochs done, the last job.
+// What status and plan need of a run beyond its record: attempts, the claim, epochs done, the last job.
 struct RunProgress {
   int64_t attempts = 0;
   int64_t last_exit = -1;       // -1: none yet or still open
@@ -57,15 +70,21 @@ struct RunProgress {
   bool last_open = false;       // started and not ended (running, or died without a word)
   int64_t epochs_done = 0;
   std::string backend, job;     // the latest submission (jobs table)
+  double job_heartbeat = 0;     // unix seconds of the submitting process's last heartbeat (local pool), 0 none
+  // The claim: the attempt that holds the run (0: none), its holder's process identity, its job and heartbeat.
+  int64_t claim_attempt = 0;
+  std::string claim_holder, claim_job, claim_backend;
+  double claim_heartbeat = 0;   // unix seconds
+  bool claim_open = false;
 };
 
 // Per run and organ: the means over test images (Hausdorff over the images where it is defined); organ "" rows
-// carry the run's inference times (warm mean, the cold first call) instead.
+// carry the run's inference times (warm mean, the cold first call, and the same without synchronisation).
 struct MetricAggregate {
   std::string run_id, organ;
   double dice = 0, jaccard = 0, hausdorff_mm = 0;
   int64_t images = 0, hausdorff_defined = 0;
-  double inference_s = 0, inference_cold_s = 0;
+  double inference_s = 0, inference_cold_s = 0, inference_launch_all_s = 0;
   std::string device;
 };
 
@@ -75,9 +94,53 @@ struct MedianModel {
   int n_seeds = 0;
 };
 
+struct AttemptRow {
+  int64_t attempt_id = 0;
+  std::string run_id, started_at, ended_at, host, holder, job_id, backend, reason;
+  int64_t pid = 0, exit_status = -1;  // -1: open
+  double started_unix = 0, ended_unix = 0, heartbeat_unix = 0;
+  int64_t start_epoch = -1, start_batch = -1, end_epoch = -1, end_batch = -1, gpus = 0;
+};
+
+// A job as the scheduler accounted it (Slurm: sacct's rows, requeues included; local: the pool's workers).
+struct JobAccount {
+  std::string job_id, run_id, backend, state;
+  double elapsed_s = 0;
+  int64_t gpus = 0;
+  std::string started, ended;
+};
+
+// Measured cost of one network's training step and validation pass on one kind of device.
+struct Calibration {
+  std::string model, kind, device;
+  int64_t size = 0, batch = 0, threads = 0;
+  double step_s = 0, validation_image_s = 0, evaluation_image_s = 0;
+  std::string host, measured_at;
+};
+
+// What claim_run() is asked and what it answers.
+struct ClaimRequest {
+  std::string run_id;
+  ProcessIdentity holder;
+  std::string job_id, backend;
+  int64_t gpus = 0;
+  double lost_after_s = 600;  // a holder on another host whose heartbeat is older than this is dead
+};
+struct ClaimResult {
+  enum Outcome { kClaimed, kAlreadyDone, kCancelled, kHeld, kMissing } outcome = kMissing;
+  int64_t attempt_id = 0;   // kClaimed: the new attempt
+  std::string detail;       // kHeld: who holds it; kClaimed: the dead holder it took over from, if any
+};
+
+// What a fenced heartbeat learns: the attempt still holds the run, the run was cancelled meanwhile, or another
+// attempt took the claim (this worker must stop without writing anything more).
+enum class ClaimStanding { kHeld, kCancelled, kLost };
+
 class Store {
  public:
-  explicit Store(const std::string& path, int busy_timeout_ms = 120000);
+  enum class Mode { kReadWrite, kRead };  // kRead: never writes (status on a read-only or full workspace)
+  // `wait_s` < 0: ORCH_STORE_WAIT_S (core/control.h).
+  explicit Store(const std::string& path, Mode mode = Mode::kReadWrite, double wait_s = -1);
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
@@ -85,44 +148,88 @@ class Store {
   const std::string& path() const { return path_; }
 
   // Runs.
-  void upsert_run(const RunRecord& run);  // inserts, or updates settings and dependencies (not the state)
+  void upsert_runs(const std::vector<RunRecord>& runs);  // inserts, or updates settings and dependencies (not the state)
+  void upsert_run(const RunRecord& run) { upsert_runs({run}); }
   void set_run_state(const std::string& run_id, const std::string& state);
+  void set_runs_state(const std::vector<std::string>& ids, const std::string& state);  // one transaction
   std::optional<RunRecord> run(const std::string& run_id);
   std::vector<RunRecord> runs(const std::string& experiment = "");
-
-  void set_runs_state(const std::vector<std::string>& ids, const std::string& state);  // one transaction
-  void upsert_runs(const std::vector<RunRecord>& runs);
-  // Submissions: the backend's job id per run ("local:<pid>@<host>", Slurm "<array job>_<index>").
-  void add_jobs(const std::vector<std::pair<std::string, std::string>>& run_and_job, const std::string& backend);
   std::map<std::string, RunProgress> progress(const std::string& experiment = "");
 
-  // Attempts: one per start of a worker on a run.
-  int64_t begin_attempt(const std::string& run_id, const std::string& host, int64_t pid, const std::string& job_id);
+  // Dispatch, a compare-and-set per run: each run whose state is still `expected` becomes queued with `job`
+  // recorded as its latest submission (and any stale claim cleared), all in one transaction. Returns the ids
+  // that were dispatched; a run whose state changed meanwhile is left alone.
+  struct Dispatch {
+    std::string run_id, expected_state, job_id;
+  };
+  std::vector<std::string> dispatch_runs(const std::vector<Dispatch>& runs, const std::string& backend);
+  // Replaces a placeholder job id (recorded before the backend knew the real one) for these runs.
+  void replace_jobs(const std::vector<std::pair<std::string, std::string>>& run_and_job, const std::string& old_job,
+                    const std::string& backend);
+  void add_jobs(const std::vector<std::pair<std::string, std::string>>& run_and_job, const std::string& backend);
+  // The submitting process's heartbeat on every job row it recorded (a local pool's pending runs).
+  void touch_job(const std::string& job_id);
+  // Cancels: each run still queued or running becomes cancelled (one transaction). Returns those changed.
+  std::vector<std::string> cancel_runs(const std::vector<std::string>& ids);
+  // State changes that apply only while the run is in `from` (one transaction); returns those changed.
+  std::vector<std::string> transition_runs(const std::vector<std::string>& ids, const std::vector<std::string>& from,
+                                           const std::string& to);
+
+  // Claims (see the header comment) and what the holding attempt may do.
+  ClaimResult claim_run(const ClaimRequest& request);
+  ClaimStanding heartbeat(const std::string& run_id, int64_t attempt_id);
+  void set_attempt_start(int64_t attempt_id, int64_t epoch, int64_t batch);
+  // The run's final word, fenced: only while `attempt_id` holds the claim. `state` is the run's new state and the
+  // attempt is closed with `exit_status` and `reason`, except that a run cancelled meanwhile stays cancelled (its
+  // attempt then ends with kExitNotClaimed). Returns the run's state afterwards, or "" (nothing changed) when the
+  // attempt no longer holds the claim.
+  std::string finish_attempt(const std::string& run_id, int64_t attempt_id, const std::string& state, int exit_status,
+                      const std::string& reason, int64_t end_epoch, int64_t end_batch);
+  // Test metrics, inference times and the done state in one transaction, fenced likewise.
+  bool finish_done(const std::string& run_id, int64_t attempt_id, const std::vector<TestMetric>& metrics,
+                   const std::vector<InferenceRow>& times, int64_t end_epoch);
+  // For a worker that died without its final word (killed, crashed): when the run's claim is still held by an open
+  // attempt of `holder` (a process identity), ends it as `state` with `reason`. Returns whether it did.
+  bool abandon_claim(const std::string& run_id, const std::string& holder, const std::string& state, int exit_status,
+                     const std::string& reason);
+  // Closes an attempt that has no claim (a worker that failed before or without claiming).
   void end_attempt(int64_t attempt_id, int exit_status, const std::string& reason);
+  std::vector<AttemptRow> attempts(const std::string& run_id = "");
 
   // Metrics.
-  void add_epoch_metrics(const EpochMetrics& m);
+  bool add_epoch_metrics(const EpochMetrics& m);  // fenced by m.attempt_id when it is not 0
   std::vector<EpochMetrics> epoch_metrics(const std::string& run_id);
-  // Replaces the run's test metrics with `rows`, in one transaction.
-  void replace_test_metrics(const std::string& run_id, const std::vector<TestMetric>& rows);
+  void replace_test_metrics(const std::string& run_id, const std::vector<TestMetric>& rows);  // one transaction
   std::vector<TestMetric> test_metrics(const std::string& run_id);
-  void add_inference_time(const std::string& run_id, const std::string& image_id, double seconds, bool cold,
-                          const std::string& device);
-  // Replaces the run's inference times with `rows`, in one transaction (a re-evaluation leaves no duplicates).
   void replace_inference_times(const std::string& run_id, const std::vector<InferenceRow>& rows);
   std::vector<MetricAggregate> metric_aggregates(const std::vector<std::string>& run_ids);
   void set_median_models(const std::string& experiment, const std::vector<MedianModel>& rows);
   void set_provenance(const std::string& run_id, const std::map<std::string, std::string>& values);
   std::map<std::string, std::string> provenance(const std::string& run_id);
 
+  // Accounting and calibration (the scheduler's estimates and the report's cost table).
+  void upsert_job_accounts(const std::vector<JobAccount>& rows);
+  std::vector<JobAccount> job_accounts(const std::string& run_id = "");
+  void upsert_calibration(const Calibration& c);
+  std::vector<Calibration> calibrations();
+
   int64_t count(const std::string& table);  // rows in a table of this schema (for checks and tests)
 
  private:
-  // Runs `body` inside BEGIN IMMEDIATE ... COMMIT, retrying the whole transaction on SQLITE_BUSY.
+  void open_and_check();
+  void open(int flags, const std::string& uri);
+  void migrate(int64_t from_version);
+  void add_column_if_missing(const std::string& table, const std::string& column, const std::string& type);
+  // Runs `body` inside BEGIN IMMEDIATE ... COMMIT; a lock is waited for up to the store wait, then BusyError.
   void write(const std::function<void()>& body);
   void exec(const char* sql);
   std::string path_;
+  Mode mode_;
+  double wait_s_;
   sqlite3* db_ = nullptr;
 };
+
+// Unix time now, in seconds (the store's heartbeat and accounting clock).
+double unix_now();
 
 }  // namespace orch

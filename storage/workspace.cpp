@@ -1,19 +1,24 @@
 #include "storage/workspace.h"
 
+#include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "core/control.h"
 #include "core/digest.h"
 #include "core/errors.h"
 #include "storage/dataset_file.h"
+#include "storage/layout.h"
+#include "storage/workspace_lock.h"
 
 namespace orch {
 
 namespace fs = std::filesystem;
 
 std::string dataset_path(const std::string& workspace, const std::string& dataset) {
-  return (fs::path(workspace) / "datasets" / (dataset + ".h5")).string();
+  return WorkspaceLayout(workspace).dataset(dataset);
 }
 
 std::string dataset_spec_digest(const Experiment& exp, const DatasetSpec& spec) {
@@ -37,8 +42,16 @@ static std::string recorded_digest(const std::string& h5) {
 EnsuredDataset ensure_dataset(const Experiment& exp, const DatasetSpec& spec, const std::string& workspace,
                               int threads, bool quiet) {
   EnsuredDataset out;
-  out.path = dataset_path(workspace, spec.name);
+  const WorkspaceLayout layout(workspace);
+  out.path = layout.dataset(spec.name);
   const std::string digest = dataset_spec_digest(exp, spec);
+  if (fs::exists(out.path) && recorded_digest(out.path) == digest) return out;
+  // One builder at a time (concurrent commands, `train` processes); the others wait, then find it built.
+  FileLock lock(layout.dataset_lock(spec.name), "prepare data set " + spec.name,
+                std::max(control_timeouts().lock_wait_s, kDatasetLockWaitS), [&](const std::string& holder) {
+                  if (!quiet) std::fprintf(stderr, "data set %s: waiting for %s to finish building it\n", spec.name.c_str(),
+                                           holder.c_str());
+                });
   if (fs::exists(out.path) && recorded_digest(out.path) == digest) return out;
 
   PrepareOptions p;
@@ -51,7 +64,7 @@ EnsuredDataset ensure_dataset(const Experiment& exp, const DatasetSpec& spec, co
   p.kind = kind_name(spec.kind);
   p.edges = parse_edge_set(spec.edges, spec.name + ".edges");
   if (spec.synthetic) {
-    fs::path raw = fs::path(workspace) / "raw" / spec.name;
+    fs::path raw = layout.raw_dataset(spec.name);
     fs::path marker = raw / "spec_digest";
     std::string have;
     if (fs::exists(marker)) std::getline(std::ifstream(marker), have);

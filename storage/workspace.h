@@ -6,7 +6,9 @@
 //
 // ensure_dataset() makes a data set exist and match its experiment settings: a data set whose recorded spec
 // digest matches is reused; a changed spec regenerates it (atomically: the old file stays until the new one
-// is complete). Not thread-safe for the same data set; separate data sets may be ensured concurrently.
+// is complete). Building happens under the data set's lock file (storage/workspace_lock.h), so concurrent
+// processes build it once and the others wait (up to kDatasetLockWaitS) and reuse it. Separate data sets may be
+// ensured concurrently. The paths come from storage/layout.h.
 #pragma once
 
 #include <string>
@@ -15,6 +17,8 @@
 #include "storage/prepare.h"
 
 namespace orch {
+
+constexpr double kDatasetLockWaitS = 6 * 3600.0;  // building a 1024-px data set takes minutes; a stuck one, not hours
 
 struct EnsuredDataset {
   std::string path;

@@ -21,7 +21,9 @@
 #include "runner/worker.h"
 #include "scheduler/grid.h"
 #include "scheduler/plan.h"
+#include "scheduler/local_backend.h"
 #include "storage/dataset_file.h"
+#include "storage/layout.h"
 #include "storage/predictions.h"
 #include "storage/store.h"
 #include "storage/workspace.h"
@@ -43,15 +45,21 @@ Experiment tiny_experiment(const std::string& ws, int epochs = 2, const std::str
 }
 
 
-int work(const std::string& ws, const std::string& id, int64_t stop_after = -1) {
+int work(const std::string& ws, const std::string& id, int64_t stop_after = -1, int64_t nan_after = -1) {
   auto comm = runner::make_communicator("single", false);
+  scheduler::LocalJobEnvironment job;
   runner::WorkerOptions wo;
   wo.workspace = ws;
   wo.run_id = id;
   wo.progress_bar = false;
+  wo.job = &job;
   wo.stop_after_steps = stop_after;
+  wo.nan_after_steps = nan_after;
   return runner::run_worker(wo, *comm);
 }
+
+std::string store_of(const std::string& ws) { return WorkspaceLayout(ws).store(); }
+std::string predictions_of(const std::string& ws, const std::string& id) { return WorkspaceLayout(ws).predictions(id); }
 
 std::vector<torch::Tensor> best_parameters(const std::string& ws, const scheduler::PlannedRun& r) {
   auto net = models::create_model(r.settings.model, [&] {
@@ -60,39 +68,47 @@ std::vector<torch::Tensor> best_parameters(const std::string& ws, const schedule
     c.size = r.settings.size;
     return c;
   }());
-  runner::load_weights((fs::path(runner::run_dir(ws, r.id)) / "checkpoints" / "best.h5").string(), *net);
+  runner::load_weights((fs::path(WorkspaceLayout(ws).checkpoints(r.id)) / kBestCheckpoint).string(), *net);
   return net->parameters();
 }
 
-TEST(Grid, PaperGridHas68RunsWithDependencies) {
-  Experiment exp = load_experiment(std::string(ORCH_SOURCE_DIR) + "/experiments/paper.json");
-  auto runs = scheduler::expand(exp);
-  EXPECT_EQ(runs.size(), 68u);
-  std::map<std::string, const scheduler::PlannedRun*> by_id;
-  for (const auto& r : runs) by_id[r.id] = &r;
-  EXPECT_EQ(by_id.size(), 68u) << "ids must be unique";
-  int pretrain = 0;
-  for (const auto& r : runs) {
-    for (const auto& d : r.depends_on) ASSERT_TRUE(by_id.count(d)) << r.id << " depends on an unknown run";
-    if (r.settings.stage == "pretrain") ++pretrain;
-    const std::string dep = models::find_model(r.settings.model).dependency;
-    if (dep.empty()) {
-      EXPECT_TRUE(r.depends_on.empty()) << r.id;
-      continue;
+// The paper's grid: 11 networks x 2 data sets x 3 seeds. The pretrained UNet of each data set is the UNet run of
+// seed 1 (its settings are the same: "pretrain": "shared"), so 66 runs; "separate" trains two more.
+TEST(Grid, PaperGridHas66RunsAndSharesThePretrainedUNet) {
+  for (const std::string mode : {"shared", "separate"}) {
+    Experiment exp = load_experiment(std::string(ORCH_SOURCE_DIR) + "/experiments/paper.json", {"pretrain=" + mode});
+    auto runs = scheduler::expand(exp);
+    const size_t n = mode == "shared" ? 66u : 68u;
+    EXPECT_EQ(runs.size(), n) << mode;
+    std::map<std::string, const scheduler::PlannedRun*> by_id;
+    for (const auto& r : runs) by_id[r.id] = &r;
+    EXPECT_EQ(by_id.size(), n) << "ids must be unique";
+    int pretrain = 0;
+    for (const auto& r : runs) {
+      for (const auto& d : r.depends_on) ASSERT_TRUE(by_id.count(d)) << r.id << " depends on an unknown run";
+      if (r.settings.stage == "pretrain") ++pretrain;
+      const std::string dep = models::network_info(r.settings.model).dependency;
+      if (dep.empty()) {
+        EXPECT_TRUE(r.depends_on.empty()) << r.id;
+        continue;
+      }
+      ASSERT_EQ(r.depends_on.size(), 1u) << r.id;
+      const auto& d = *by_id[r.depends_on[0]];
+      EXPECT_EQ(d.settings.model, dep);
+      EXPECT_EQ(d.settings.dataset, r.settings.dataset);
+      if (dep == "unet") {
+        EXPECT_EQ(d.settings.stage, mode == "shared" ? "train" : "pretrain");
+        EXPECT_EQ(d.settings.seed, 1);
+      } else {
+        EXPECT_EQ(d.settings.seed, r.settings.seed) << "Rasterize seed s starts from HybridGNet+IGSC seed s";
+      }
     }
-    ASSERT_EQ(r.depends_on.size(), 1u) << r.id;
-    const auto& d = *by_id[r.depends_on[0]];
-    EXPECT_EQ(d.settings.model, dep);
-    EXPECT_EQ(d.settings.dataset, r.settings.dataset);
-    if (dep == "unet") EXPECT_EQ(d.settings.stage, "pretrain");
-    else EXPECT_EQ(d.settings.seed, r.settings.seed) << "Rasterize seed s starts from HybridGNet+IGSC seed s";
-  }
-  EXPECT_EQ(pretrain, 2);
-  // Every dependency comes first.
-  std::set<std::string> seen;
-  for (const auto& r : runs) {
-    for (const auto& d : r.depends_on) EXPECT_TRUE(seen.count(d));
-    seen.insert(r.id);
+    EXPECT_EQ(pretrain, mode == "shared" ? 0 : 2);
+    std::set<std::string> seen;  // every dependency comes first
+    for (const auto& r : runs) {
+      for (const auto& d : r.depends_on) EXPECT_TRUE(seen.count(d));
+      seen.insert(r.id);
+    }
   }
 }
 
@@ -136,27 +152,27 @@ TEST(Trainer, SameSeedSameWeightsAndStopResumeIsBitIdentical) {
   ASSERT_EQ(c1.back().id, c2.back().id);
   ensure_dataset(e1, e1.datasets[0], ws1, 1, true);
   ensure_dataset(e2, e2.datasets[0], ws2, 1, true);
-  { Store st(runner::store_path(ws1)); scheduler::record_runs(st, c1); }
-  { Store st(runner::store_path(ws2)); scheduler::record_runs(st, c2); }
+  { Store st(store_of(ws1)); scheduler::record_runs(st, c1); }
+  { Store st(store_of(ws2)); scheduler::record_runs(st, c2); }
   ASSERT_EQ(work(ws1, c1.back().id), 0);
   // Stopped after 3 steps (mid-epoch: 14 training images are 4 batches), again after 5, then finished.
-  ASSERT_EQ(work(ws2, c2.back().id, 3), runner::kExitRequeue);
+  ASSERT_EQ(work(ws2, c2.back().id, 3), kExitRequeue);
   {
-    Store s(runner::store_path(ws2));
+    Store s(store_of(ws2));
     EXPECT_EQ(s.run(c2.back().id)->state, "queued");
   }
-  ASSERT_EQ(work(ws2, c2.back().id, 5), runner::kExitRequeue);
+  ASSERT_EQ(work(ws2, c2.back().id, 5), kExitRequeue);
   ASSERT_EQ(work(ws2, c2.back().id), 0);
 
   auto p1 = best_parameters(ws1, c1.back()), p2 = best_parameters(ws2, c2.back());
   ASSERT_EQ(p1.size(), p2.size());
   for (size_t i = 0; i < p1.size(); ++i) EXPECT_TRUE(torch::equal(p1[i], p2[i])) << "parameter " << i;
-  Predictions a = read_predictions(runner::run_dir(ws1, c1.back().id) + "/predictions.h5");
-  Predictions b = read_predictions(runner::run_dir(ws2, c2.back().id) + "/predictions.h5");
+  Predictions a = read_predictions(predictions_of(ws1, c1.back().id));
+  Predictions b = read_predictions(predictions_of(ws2, c2.back().id));
   ASSERT_EQ(a.ids, b.ids);
   EXPECT_EQ(a.points, b.points);
   for (size_t i = 0; i < a.masks.size(); ++i) EXPECT_EQ(cv::countNonZero(a.masks[i] != b.masks[i]), 0);
-  Store s1(runner::store_path(ws1)), s2(runner::store_path(ws2));
+  Store s1(store_of(ws1)), s2(store_of(ws2));
   auto m1 = s1.test_metrics(c1.back().id), m2 = s2.test_metrics(c2.back().id);
   ASSERT_EQ(m1.size(), m2.size());
   for (size_t i = 0; i < m1.size(); ++i) EXPECT_EQ(m1[i].dice, m2[i].dice);
@@ -188,9 +204,9 @@ TEST(Trainer, LearningRateFollowsTheReferenceScheduleUnlessOverridden) {
   e = parse_experiment(j, "tiny.json");
   auto chain = scheduler::chain_for(e, "d", "hybridgnet", 1);
   ensure_dataset(e, e.datasets[0], ws, 1, true);
-  { Store st(runner::store_path(ws)); scheduler::record_runs(st, chain); }
+  { Store st(store_of(ws)); scheduler::record_runs(st, chain); }
   ASSERT_EQ(work(ws, chain.back().id), 0);
-  Store st(runner::store_path(ws));
+  Store st(store_of(ws));
   auto em = st.epoch_metrics(chain.back().id);
   ASSERT_EQ(em.size(), 3u);
   for (size_t i = 0; i < 3; ++i) EXPECT_DOUBLE_EQ(em[i].learning_rate, 1e-4 * std::pow(0.5, i)) << "epoch " << i + 1;
@@ -206,9 +222,10 @@ TEST(Worker, StoreMatchesPredictionsAndDependenciesResolve) {
   Experiment e = tiny_experiment(ws, 1);
   auto chain = scheduler::chain_for(e, "d", "ours", 2);
   ASSERT_EQ(chain.size(), 2u);
-  EXPECT_EQ(chain[0].settings.stage, "pretrain");
+  EXPECT_EQ(chain[0].settings.model, "unet");
+  EXPECT_EQ(chain[0].settings.seed, 1) << "the grid's own UNet of the first seed is the pretrained one";
   ensure_dataset(e, e.datasets[0], ws, 1, true);
-  { Store st(runner::store_path(ws)); scheduler::record_runs(st, chain); }
+  { Store st(store_of(ws)); scheduler::record_runs(st, chain); }
   EXPECT_THROW(work(ws, chain[1].id), InputError) << "the UNet is not trained yet";
   ASSERT_EQ(work(ws, chain[0].id), 0);
   ASSERT_EQ(work(ws, chain[1].id), 0);
@@ -218,11 +235,11 @@ TEST(Worker, StoreMatchesPredictionsAndDependenciesResolve) {
   const auto layout = OrganLayout::of(DatasetKind::kLungsHeart);
   std::map<std::string, int> index_of;
   for (int i = 0; i < data.info().count; ++i) index_of[data.info().ids[i]] = i;
-  Store store(runner::store_path(ws));
+  Store store(store_of(ws));
   size_t total_images = 0;
   for (const auto& r : chain) {
-    Predictions p = read_predictions(runner::run_dir(ws, r.id) + "/predictions.h5");
-    const bool dense = models::find_model(r.settings.model).evaluate_dense;
+    Predictions p = read_predictions(predictions_of(ws, r.id));
+    const bool dense = models::network_info(r.settings.model).evaluate_dense;
     EXPECT_EQ(p.evaluated, dense ? "dense" : "points");
     EXPECT_EQ(p.points.empty(), dense);
     std::map<std::pair<std::string, std::string>, TestMetric> stored;

@@ -89,7 +89,7 @@ def test_sigusr1_checkpoints_and_requeues_its_own_job():
         job = sh("sbatch", "--parsable", s).stdout.strip()
         log = os.path.join(ws, "runs", run_id, "log.txt")
         t0 = time.time()
-        while time.time() - t0 < 120 and "(Slurm job" not in (open(log).read() if os.path.exists(log) else ""):
+        while time.time() - t0 < 120 and "slurm job " + job not in (open(log).read() if os.path.exists(log) else ""):
             time.sleep(0.2)
         time.sleep(1.0)
         sh("scancel", "--signal=USR1", "--full", job)
@@ -147,9 +147,10 @@ def test_grid_as_arrays_honours_dependencies_and_a_second_submit_adds_nothing():
         p = orch("submit", exp)
         assert "5 run(s) in 2 Slurm array job(s)" in p.stdout, p.stdout
         arrays = set(p.stdout.split("array job(s) ")[1].split(";")[0].split())
-        script = open(sorted(glob.glob(os.path.join(ws, "slurm", "*-L0.sbatch")))[0]).read()
-        for line in ("--array=0-2%2", "--requeue", "--signal=B:USR1@120", "--open-mode=append", "/logs/%A_%a.out"):
+        script = open(sorted(glob.glob(os.path.join(ws, "slurm", "*-g0.sbatch")))[0]).read()
+        for line in ("--array=0-2%2", "--requeue", "--signal=B:USR1@120", "--open-mode=append"):
             assert line in script, line
+        assert ws not in script, "no workspace path is written into a job script"
         before = jobs_in_slurm() - arrays
         assert "0 run(s) in 0 Slurm array job(s)" in orch("submit", exp).stdout
         wait_all(exp)
@@ -160,13 +161,19 @@ def test_grid_as_arrays_honours_dependencies_and_a_second_submit_adds_nothing():
             (ended,) = db.execute("SELECT MAX(ended_at) FROM attempts WHERE run_id = ? AND exit_status = 0", (dep,)).fetchone()
             assert started >= ended, (run_id, started, dep, ended)
         assert glob.glob(os.path.join(ws, "logs", "*_*.out"))
-        # The orchestrator "dies" between sbatch and recording: the next submit finds the jobs by name.
-        db.execute("DELETE FROM jobs")
-        db.execute("UPDATE runs SET state = 'queued'")
+        # The orchestrator "dies" between sbatch and recording the job ids: its runs keep the placeholder it
+        # recorded before sbatch, and the next submit finds the arrays by name instead of submitting again.
+        # (tests/python/test_slurm_scripts.py does the same while the jobs are still pending.)
+        recorded = dict(db.execute("SELECT run_id, job_id FROM jobs"))
+        for manifest in glob.glob(os.path.join(ws, "slurm", "*.manifest")):
+            base = os.path.basename(manifest)[:-len(".manifest")]
+            for run_id in open(manifest).read().split():
+                db.execute("UPDATE jobs SET job_id = ? WHERE run_id = ?", ("manifest:" + base, run_id))
         db.commit()
         p = orch("submit", exp)
-        assert "found in Slurm and recorded" in p.stdout and "0 run(s) in 0 Slurm array job(s)" in p.stdout, p.stdout
+        assert "reconciled" in p.stdout and "0 run(s) in 0 Slurm array job(s)" in p.stdout, p.stdout
         assert jobs_in_slurm() - before == arrays
+        assert dict(db.execute("SELECT run_id, job_id FROM jobs")) == recorded
 
 
 def test_scancel_then_resume_continues_from_the_checkpoint():
@@ -210,6 +217,20 @@ def test_time_limit_signal_checkpoint_requeue_and_finish():
         assert any("stopped by SIGUSR1" in r and "requeued Slurm job" in r for r in reasons), reasons
 
 
+def test_hostile_workspace_paths_work_on_the_real_cluster():
+    with tempfile.TemporaryDirectory(prefix="orch-slurm-") as tmp:
+        target = os.path.join(tmp, "PWNED")
+        root = os.path.join(tmp, f"a dir with 'quotes' \"and\" $(touch {target}) `touch {target}2`")
+        os.makedirs(root)
+        exp, ws = grid_experiment(root, name="hostile", networks=("hybridgnet",), seeds=(1,))
+        orch("submit", exp)
+        (r,) = wait_all(exp)
+        assert r["state"] == "done"
+        logs = glob.glob(os.path.join(glob.escape(ws), "logs", "*_*.out"))
+        assert logs and "run(s) " + r["id"] in open(logs[0]).read(), logs
+        assert not os.path.exists(target) and not os.path.exists(target + "2")
+
+
 def test_injection_through_the_experiment_name_runs_nothing():
     with tempfile.TemporaryDirectory(prefix="orch-slurm-") as tmp:
         target = os.path.join(tmp, "pwned")
@@ -235,6 +256,7 @@ def main():
         run([test_fake_gpus_are_scheduled, test_two_task_mpi_run_through_srun, test_sigusr1_checkpoints_and_requeues_its_own_job,
              test_grid_as_arrays_honours_dependencies_and_a_second_submit_adds_nothing,
              test_scancel_then_resume_continues_from_the_checkpoint, test_injection_through_the_experiment_name_runs_nothing,
+             test_hostile_workspace_paths_work_on_the_real_cluster,
              test_time_limit_signal_checkpoint_requeue_and_finish])
     finally:
         subprocess.run([os.path.join(SOURCE, "slurm", "dev-cluster", "stop"), LAB], env=ENV)

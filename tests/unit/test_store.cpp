@@ -3,8 +3,12 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <fstream>
 
 #include "core/errors.h"
+#include "core/process_identity.h"
+#include "storage/run_ledger.h"
+#include "storage/run_state.h"
 #include "storage/store.h"
 #include "test_util.h"
 
@@ -18,8 +22,31 @@ RunRecord run(const std::string& id) {
   r.dataset = "synth_lh";
   r.model = "ours";
   r.seed = 1;
-  r.stage = "joint";
+  r.stage = "train";
   return r;
+}
+
+ClaimRequest claim_by(const std::string& id, const ProcessIdentity& who, double lost_after = 600) {
+  ClaimRequest q;
+  q.run_id = id;
+  q.holder = who;
+  q.job_id = "job-1";
+  q.backend = "local";
+  q.lost_after_s = lost_after;
+  return q;
+}
+
+// A process identity that cannot be alive: this process's pid with another start time (a reused pid).
+ProcessIdentity reused_pid() {
+  ProcessIdentity p = ProcessIdentity::self();
+  p.start_ticks += 12345;
+  return p;
+}
+
+ProcessIdentity other_host() {
+  ProcessIdentity p = ProcessIdentity::self();
+  p.host = "another-host-" + p.host;
+  return p;
 }
 }  // namespace
 
@@ -27,20 +54,26 @@ TEST(Store, RunsAttemptsMetricsAndProvenance) {
   test::TempDir d;
   Store s(d / "orchestrator.db");
   s.upsert_run(run("r1"));
-  s.set_run_state("r1", "running");
-  auto a = s.begin_attempt("r1", "node1", 42, "123_4");
-  s.add_epoch_metrics({"r1", a, 0, 1.5, 0.9, 1e-4, 2.0});
-  s.add_epoch_metrics({"r1", a, 1, 1.2, 0.8, 1e-4, 2.1});
-  s.end_attempt(a, 0, "completed");
-  s.replace_test_metrics("r1", {{"r1", "img1", "lungs", 0.9, 0.8, 3.5}, {"r1", "img1", "heart", 0.0, 0.0, std::nan("")}});
-  s.set_provenance("r1", {{"git_commit", "abc"}, {"host", "node1"}});
-  s.add_inference_time("r1", "img1", 0.12, true, "cpu");
+  ClaimResult c = s.claim_run(claim_by("r1", ProcessIdentity::self()));
+  ASSERT_EQ(c.outcome, ClaimResult::kClaimed);
   EXPECT_EQ(s.run("r1")->state, "running");
+  EXPECT_TRUE(s.add_epoch_metrics({"r1", c.attempt_id, 1, 1.5, 0.9, 1e-4, 2.0}));
+  EXPECT_TRUE(s.add_epoch_metrics({"r1", c.attempt_id, 2, 1.2, 0.8, 1e-4, 2.1}));
+  s.set_provenance("r1", {{"git_commit", "abc"}, {"host", "node1"}});
+  ASSERT_TRUE(s.finish_done("r1", c.attempt_id,
+                            {{"r1", "img1", "lungs", 0.9, 0.8, 3.5}, {"r1", "img1", "heart", 0.0, 0.0, std::nan("")}},
+                            {{"img1", 0.12, 0.01, true, "cpu"}}, 2));
+  EXPECT_EQ(s.run("r1")->state, "done");
   EXPECT_EQ(s.epoch_metrics("r1").size(), 2u);
   auto tm = s.test_metrics("r1");
   ASSERT_EQ(tm.size(), 2u);
   EXPECT_TRUE(std::isnan(tm[0].hausdorff_mm));  // heart sorts first; NaN stored as NULL
   EXPECT_EQ(s.provenance("r1").at("git_commit"), "abc");
+  auto attempts = s.attempts("r1");
+  ASSERT_EQ(attempts.size(), 1u);
+  EXPECT_EQ(attempts[0].exit_status, 0);
+  EXPECT_EQ(attempts[0].end_epoch, 2);
+  EXPECT_EQ(attempts[0].holder, ProcessIdentity::self().str());
   // Re-running the evaluation replaces, never duplicates.
   s.replace_test_metrics("r1", {{"r1", "img1", "lungs", 0.95, 0.9, 2.0}});
   EXPECT_EQ(s.count("test_metrics"), 1);
@@ -70,6 +103,179 @@ TEST(Store, SchemaVersionIsCheckedAndKept) {
   }
 }
 
+// A store written by the previous version (schema 2) is upgraded in place: its rows stay, the new columns appear.
+TEST(Store, AVersionTwoStoreIsUpgradedKeepingItsRows) {
+  test::TempDir d;
+  const std::string path = d / "old.db";
+  {
+    sqlite3* db;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    const char* v2 = R"SQL(
+      CREATE TABLE runs (run_id TEXT PRIMARY KEY, experiment TEXT NOT NULL, dataset TEXT NOT NULL, model TEXT NOT NULL,
+        seed INTEGER NOT NULL, stage TEXT NOT NULL DEFAULT '', state TEXT NOT NULL DEFAULT 'new',
+        settings_json TEXT NOT NULL DEFAULT '{}', depends_on TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL DEFAULT '', updated_at TEXT NOT NULL DEFAULT '');
+      CREATE TABLE attempts (attempt_id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, started_at TEXT NOT NULL
+        DEFAULT '', ended_at TEXT, host TEXT NOT NULL DEFAULT '', pid INTEGER, job_id TEXT NOT NULL DEFAULT '',
+        exit_status INTEGER, reason TEXT NOT NULL DEFAULT '');
+      CREATE TABLE inference_times (run_id TEXT NOT NULL, image_id TEXT NOT NULL, seconds REAL NOT NULL,
+        cold INTEGER NOT NULL DEFAULT 0, device TEXT NOT NULL DEFAULT 'cpu');
+      CREATE TABLE jobs (run_id TEXT NOT NULL, backend TEXT NOT NULL, job_id TEXT NOT NULL,
+        submitted_at TEXT NOT NULL DEFAULT '', PRIMARY KEY (run_id, job_id));
+      INSERT INTO runs(run_id, experiment, dataset, model, seed, state) VALUES ('old-run', 'demo', 'd', 'unet', 1, 'done');
+      INSERT INTO attempts(run_id, host, pid, job_id, exit_status, reason) VALUES ('old-run', 'h', 7, 'local:7@h', 0, 'done');
+      INSERT INTO jobs(run_id, backend, job_id) VALUES ('old-run', 'local', 'local:7@h');
+      PRAGMA user_version=2;)SQL";
+    ASSERT_EQ(sqlite3_exec(db, v2, nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(db);
+  }
+  Store s(path);
+  ASSERT_EQ(s.runs().size(), 1u);
+  EXPECT_EQ(s.run("old-run")->state, "done");
+  auto a = s.attempts("old-run");
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].reason, "done");
+  EXPECT_EQ(a[0].holder, "");
+  EXPECT_EQ(s.progress()["old-run"].job, "local:7@h");
+  s.upsert_run(run("new-run"));
+  EXPECT_EQ(s.claim_run(claim_by("new-run", ProcessIdentity::self())).outcome, ClaimResult::kClaimed);
+}
+
+// The compare-and-set that starts a run: one holder at a time; a dead holder (a reused pid, a silent host) is taken
+// over; done and cancelled runs are never started.
+TEST(Store, AClaimIsHeldOnceAndTakenOverOnlyFromTheDead) {
+  test::TempDir d;
+  Store s(d / "orchestrator.db");
+  for (const char* id : {"a", "b", "c", "d"}) s.upsert_run(run(id));
+
+  ClaimResult first = s.claim_run(claim_by("a", ProcessIdentity::self()));
+  ASSERT_EQ(first.outcome, ClaimResult::kClaimed);
+  ClaimResult second = s.claim_run(claim_by("a", ProcessIdentity::self()));
+  EXPECT_EQ(second.outcome, ClaimResult::kHeld);
+  EXPECT_NE(second.detail.find(ProcessIdentity::self().str()), std::string::npos) << second.detail;
+  EXPECT_EQ(s.attempts("a").size(), 1u) << "a refused claim opens no attempt";
+
+  // Held by a process whose pid now belongs to someone else: dead, taken over; its attempt is closed as lost.
+  ASSERT_EQ(s.claim_run(claim_by("b", reused_pid())).outcome, ClaimResult::kClaimed);
+  ClaimResult over = s.claim_run(claim_by("b", ProcessIdentity::self()));
+  ASSERT_EQ(over.outcome, ClaimResult::kClaimed);
+  EXPECT_NE(over.detail.find("is gone"), std::string::npos) << over.detail;
+  auto ab = s.attempts("b");
+  ASSERT_EQ(ab.size(), 2u);
+  EXPECT_NE(ab[0].reason.find("lost"), std::string::npos);
+  EXPECT_FALSE(ab[0].ended_at.empty());
+
+  // Held from another host: alive while its heartbeat is fresh, dead once it is older than the bound.
+  ASSERT_EQ(s.claim_run(claim_by("c", other_host())).outcome, ClaimResult::kClaimed);
+  EXPECT_EQ(s.claim_run(claim_by("c", ProcessIdentity::self(), 600)).outcome, ClaimResult::kHeld);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(s.claim_run(claim_by("c", ProcessIdentity::self(), 0.1)).outcome, ClaimResult::kClaimed);
+
+  // Cancelled and done runs are not started.
+  s.set_run_state("d", "cancelled");
+  EXPECT_EQ(s.claim_run(claim_by("d", ProcessIdentity::self())).outcome, ClaimResult::kCancelled);
+  s.set_run_state("d", "done");
+  EXPECT_EQ(s.claim_run(claim_by("d", ProcessIdentity::self())).outcome, ClaimResult::kAlreadyDone);
+  EXPECT_EQ(s.claim_run(claim_by("nope", ProcessIdentity::self())).outcome, ClaimResult::kMissing);
+}
+
+// After a takeover the old holder's writes change nothing: epochs, heartbeats, its final word.
+TEST(Store, WritesOfAnAttemptThatLostItsClaimAreFencedOff) {
+  test::TempDir d;
+  Store s(d / "orchestrator.db");
+  s.upsert_run(run("r"));
+  ClaimResult old = s.claim_run(claim_by("r", reused_pid()));
+  ClaimResult now = s.claim_run(claim_by("r", ProcessIdentity::self()));
+  ASSERT_EQ(now.outcome, ClaimResult::kClaimed);
+  EXPECT_FALSE(s.add_epoch_metrics({"r", old.attempt_id, 1, 9.0, 9.0, 1e-4, 1.0}));
+  EXPECT_EQ(s.heartbeat("r", old.attempt_id), ClaimStanding::kLost);
+  EXPECT_EQ(s.finish_attempt("r", old.attempt_id, "queued", 75, "stopped", 1, 0), "");
+  EXPECT_FALSE(s.finish_done("r", old.attempt_id, {}, {}, 1));
+  EXPECT_EQ(s.run("r")->state, "running");
+  EXPECT_EQ(s.count("epoch_metrics"), 0);
+  EXPECT_EQ(s.heartbeat("r", now.attempt_id), ClaimStanding::kHeld);
+  // A cancel while it runs: the heartbeat says so, and a requeue becomes "cancelled" (exit kExitNotClaimed).
+  EXPECT_EQ(s.cancel_runs({"r"}), std::vector<std::string>{"r"});
+  EXPECT_EQ(s.heartbeat("r", now.attempt_id), ClaimStanding::kCancelled);
+  EXPECT_EQ(s.finish_attempt("r", now.attempt_id, "queued", 75, "stopped by SIGTERM", 1, 3), "cancelled");
+  auto a = s.attempts("r");
+  EXPECT_EQ(a.back().exit_status, kExitNotClaimed);
+  EXPECT_NE(a.back().reason.find("cancelled"), std::string::npos);
+}
+
+// Dispatch is a compare-and-set on the state a plan saw.
+TEST(Store, DispatchLeavesRunsWhoseStateChangedAlone) {
+  test::TempDir d;
+  Store s(d / "orchestrator.db");
+  s.upsert_run(run("x"));
+  s.upsert_run(run("y"));
+  s.set_run_state("y", "failed");
+  auto done = s.dispatch_runs({{"x", "new", "pool-1"}, {"y", "new", "pool-1"}}, "local");
+  EXPECT_EQ(done, std::vector<std::string>{"x"});
+  EXPECT_EQ(s.run("x")->state, "queued");
+  EXPECT_EQ(s.run("y")->state, "failed");
+  EXPECT_EQ(s.progress()["x"].job, "pool-1");
+  EXPECT_GT(s.progress()["x"].job_heartbeat, 0);
+}
+
+TEST(Store, ADamagedStoreIsAnErrorNamingTheFileNeverAnEmptyView) {
+  test::TempDir d;
+  const std::string path = d / "orchestrator.db";
+  { Store s(path); s.upsert_run(run("r1")); }
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(0);
+    f << "this is not an SQLite header, just damage";
+  }
+  try {
+    Store s(path);
+    auto runs = s.runs();
+    FAIL() << "read " << runs.size() << " runs from a damaged store";
+  } catch (const InputError&) {
+    FAIL() << "a damaged store is not bad input";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find(path), std::string::npos) << m;
+    EXPECT_NE(m.find("damaged"), std::string::npos) << m;
+    EXPECT_NE(m.find("integrity_check"), std::string::npos) << m;
+  }
+}
+
+// Another process holds the store's write lock: a bounded wait, then a BusyError naming the store.
+TEST(Store, ALockedStoreIsABusyErrorAfterABoundedWait) {
+  test::TempDir d;
+  const std::string path = d / "orchestrator.db";
+  { Store s(path); s.upsert_run(run("r1")); }
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  pid_t holder = fork();
+  if (holder == 0) {
+    sqlite3* db;
+    sqlite3_open(path.c_str(), &db);
+    sqlite3_exec(db, "PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE; UPDATE runs SET state = 'x';", nullptr, nullptr, nullptr);
+    char c = 1;
+    (void)!write(ready[1], &c, 1);
+    sleep(30);
+    _exit(0);
+  }
+  char c;
+  ASSERT_EQ(read(ready[0], &c, 1), 1);
+  auto t0 = std::chrono::steady_clock::now();
+  try {
+    Store s(path, Store::Mode::kReadWrite, 0.5);
+    s.set_run_state("r1", "done");
+    ADD_FAILURE() << "wrote through another process's exclusive lock";
+  } catch (const BusyError& e) {
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("locked"), std::string::npos) << e.what();
+  }
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 10.0);
+  kill(holder, SIGKILL);
+  waitpid(holder, nullptr, 0);
+  Store s(path);
+  EXPECT_EQ(s.run("r1")->state, "new") << "the holder's transaction died with it";
+}
+
 TEST(Store, SixteenProcessesWritingAtOnceLoseNothing) {
   test::TempDir d;
   const std::string path = d / "orchestrator.db";
@@ -85,18 +291,19 @@ TEST(Store, SixteenProcessesWritingAtOnceLoseNothing) {
     if (pid == 0) {
       int code = 0;
       try {
-        Store s(path);
         std::string id = "run" + std::to_string(p);
-        auto a = s.begin_attempt(id, "host", getpid(), "");
-        for (int e = 0; e < kEpochs; ++e) s.add_epoch_metrics({id, a, e, 1.0 / (e + 1), 0.5, 1e-4, 0.01});
+        RunLedger ledger(path, id);
+        if (ledger.claim(ProcessIdentity::self(), "", "local", 0, 600).outcome != ClaimResult::kClaimed) _exit(2);
+        ledger.start_heartbeat(0.01, [](ClaimStanding) {});
+        for (int e = 1; e <= kEpochs; ++e)
+          if (!ledger.epoch(e, 1.0 / e, 0.5, 1e-4, 0.01)) _exit(3);
         std::vector<TestMetric> rows;
         for (int i = 0; i < kImages; ++i) {
           rows.push_back({id, "img" + std::to_string(i), "lungs", 0.9, 0.8, 1.0});
           rows.push_back({id, "img" + std::to_string(i), "heart", 0.8, 0.7, 2.0});
         }
-        s.replace_test_metrics(id, rows);
-        s.set_run_state(id, "done");
-        s.end_attempt(a, 0, "completed");
+        ledger.stop_heartbeat();
+        if (!ledger.done(rows, {}, kEpochs)) _exit(4);
       } catch (const std::exception& e) {
         std::fprintf(stderr, "child %d: %s\n", p, e.what());
         code = 1;
@@ -108,7 +315,7 @@ TEST(Store, SixteenProcessesWritingAtOnceLoseNothing) {
   for (pid_t k : kids) {
     int status = 0;
     waitpid(k, &status, 0);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "a writer failed";
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "a writer failed: " << WEXITSTATUS(status);
   }
   Store s(path);
   EXPECT_EQ(s.count("epoch_metrics"), kProcs * kEpochs);

@@ -1,0 +1,43 @@
+// What a run asks of the machine that runs it, per network and per data set: the experiment's `resources` block,
+// then the run's data set's `resources`, its network's, and its network's block for that data set
+// (networks.<id>.datasets.<dataset>.resources); a later level wins field by field. Validated when the experiment
+// is loaded (every combination), shown by `plan`, written into the generated job scripts. Both backends read
+// it: the local pool its GPUs and runs per GPU, Slurm everything. Values only; thread-safe.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/experiment.h"
+
+namespace orch::scheduler {
+
+struct RunResources {
+  std::string partition, mem, constraint;
+  std::string time;          // Slurm time limit ("2-00:00:00", "90"), "auto" (from the estimate), or "" (none)
+  int gpus = 0;              // per task
+  int cpus = 1;              // per task; also the worker's torch threads
+  int ranks = 1;             // tasks per run (several: the worker runs through srun)
+  int runs_per_gpu = 1;      // runs packed onto one GPU (a job then runs that many workers on its one GPU)
+  // Equal resources give equal keys (Slurm groups runs into one array only when their resources agree).
+  std::string key() const;
+  std::string describe() const;  // "gpus 1, cpus 8, mem 32G, time 12:00:00" for plan
+};
+
+// Settings of the whole experiment (not per run).
+struct ExperimentResources {
+  int array_throttle = 4;    // Slurm: tasks of one array running at once
+  int signal_seconds = 120;  // Slurm: the warning signal this long before the time limit
+  std::string template_path; // Slurm: a job script template of the user's (default slurm/job.sbatch.in)
+  int local_workers = 0;     // local pool: worker processes (0: the command's --workers, else cores)
+  std::vector<int> local_gpus;  // local pool: GPU indices to share out (empty: none)
+  double time_margin = 1.3;  // time "auto": the estimate times this
+};
+
+RunResources resources_for(const Experiment& exp, const std::string& dataset, const std::string& model);
+ExperimentResources experiment_resources(const Experiment& exp);
+// Validates every level and every combination of the grid's data sets and networks; InputError names the file,
+// the field path and the value.
+void validate_resources(const Experiment& exp);
+
+}  // namespace orch::scheduler

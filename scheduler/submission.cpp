@@ -1,0 +1,144 @@
+#include "scheduler/submission.h"
+
+#include <filesystem>
+#include <set>
+
+#include "core/control.h"
+#include "core/errors.h"
+#include "core/progress.h"
+#include "scheduler/local_backend.h"
+#include "scheduler/resources.h"
+#include "scheduler/slurm_backend.h"
+#include "storage/layout.h"
+#include "storage/run_state.h"
+#include "storage/workspace.h"
+#include "storage/workspace_lock.h"
+
+namespace orch::scheduler {
+
+namespace fs = std::filesystem;
+
+std::string backend_for(const Experiment& exp, const std::string& flag) {
+  std::string b = flag;
+  if (b.empty()) {
+    const auto& v = exp.raw.contains("backend") ? exp.raw["backend"] : nlohmann::json("local");
+    if (!v.is_string()) throw InputError(exp.path, "backend", v.dump(), "expected \"local\" or \"slurm\"");
+    b = v.get<std::string>();
+  }
+  const auto& names = backend_names();
+  if (std::find(names.begin(), names.end(), b) == names.end())
+    throw InputError(flag.empty() ? exp.path : "--backend", flag.empty() ? "backend" : "", b, "expected local or slurm");
+  return b;
+}
+
+int local_workers_for(const Experiment& exp, int flag) {
+  if (flag > 0) return flag;
+  const ExperimentResources r = experiment_resources(exp);
+  if (r.local_workers > 0) return r.local_workers;
+  if (!r.local_gpus.empty()) return static_cast<int>(r.local_gpus.size());
+  return default_threads();
+}
+
+namespace {
+
+// Opens the store for reading: as usual when possible, read-only when the workspace cannot be written.
+std::unique_ptr<Store> open_for_reading(const std::string& path) {
+  try {
+    return std::make_unique<Store>(path);
+  } catch (const BusyError&) {
+    throw;
+  } catch (const Error&) {
+    return std::make_unique<Store>(path, Store::Mode::kRead);
+  }
+}
+
+void ensure_datasets(const Experiment& exp, const std::vector<RunStatus>& plan, const std::string& workspace, bool quiet) {
+  std::set<std::string> names;
+  for (const auto& st : plan)
+    if (st.submit) names.insert(st.run.settings.dataset);
+  for (const auto& d : names) ensure_dataset(exp, exp.dataset(d), workspace, 0, quiet);
+}
+
+}  // namespace
+
+std::vector<RunStatus> view_grid(const GridRequest& g, PlanMode mode) {
+  const WorkspaceLayout layout(g.workspace);
+  if (!fs::exists(layout.store())) {
+    Store empty(":memory:");
+    return plan(g.grid, empty, g.only, mode, {});
+  }
+  auto store = open_for_reading(layout.store());
+  return plan(g.grid, *store, g.only, mode, live_job_states(*store, g.workspace));
+}
+
+SubmitOutcome submit_grid(const GridRequest& g, const SubmitOptions& o) {
+  SubmitOutcome out;
+  out.backend = backend_for(*g.exp, o.backend);
+  out.workers = local_workers_for(*g.exp, o.workers);
+  const WorkspaceLayout layout(g.workspace);
+  fs::create_directories(g.workspace);
+  auto event = [&](const std::string& line) {
+    if (o.on_event) o.on_event(line);
+  };
+  // 1. The data sets the runs to submit need, built before the lock is taken (they take long; each has a lock).
+  ensure_datasets(*g.exp, view_grid(g, o.mode), g.workspace, o.quiet);
+
+  // 2-3. Under the workspace lock: reconcile, plan with live states, record, dispatch.
+  FileLock lock(layout.lock(), g.command, control_timeouts().lock_wait_s,
+                [&](const std::string& holder) { event("waiting for the workspace lock, held by " + holder); });
+  Store store(layout.store());
+  DispatchOptions d;
+  d.workspace = g.workspace;
+  d.binary = o.binary;
+  d.workers = out.workers;
+  d.quiet = o.quiet;
+  d.on_event = o.on_event;
+  for (const auto& name : backend_names()) {
+    int n = make_backend(name, d)->reconcile(store);
+    if (n) event(std::to_string(n) + " run(s) of an interrupted " + name + " submission reconciled");
+  }
+  std::unique_ptr<Backend> backend = make_backend(out.backend, d);
+  out.plan = plan(g.grid, store, g.only, o.mode, live_job_states(store, g.workspace));
+  ensure_datasets(*g.exp, out.plan, g.workspace, o.quiet);  // quick: up to date unless the spec changed meanwhile
+  std::vector<PlannedRun> all;
+  std::vector<DispatchItem> items;
+  for (const auto& st : out.plan) {
+    all.push_back(st.run);
+    if (st.submit) items.push_back({st.run, st.recorded_state});
+  }
+  out.to_submit = static_cast<int>(items.size());
+  record_runs(store, all);
+  out.result = backend->dispatch(items, store, *g.exp);
+  lock.release();
+
+  // 4. What the backend trains here (the local pool); Slurm's jobs are already queued.
+  backend->run(store, out.result);
+  return out;
+}
+
+std::vector<std::string> cancel_grid(const GridRequest& g) {
+  const WorkspaceLayout layout(g.workspace);
+  if (!fs::exists(layout.store())) return {};
+  FileLock lock(layout.lock(), g.command, control_timeouts().lock_wait_s);
+  Store store(layout.store());
+  DispatchOptions d;
+  d.workspace = g.workspace;
+  for (const auto& name : backend_names()) make_backend(name, d)->reconcile(store);
+  auto view = plan(g.grid, store, g.only, PlanMode::kSubmit, live_job_states(store, g.workspace));
+  std::vector<std::string> ids;
+  std::map<std::string, std::vector<std::string>> jobs;  // backend -> jobs to stop
+  for (const auto& st : view) {
+    if (!run_state::is_active(st.state)) continue;
+    ids.push_back(st.run.id);
+    const RunProgress& p = st.progress;
+    if (st.state == run_state::kRunning && p.claim_backend == "local") jobs["local"].push_back(p.claim_holder);
+    else if (st.state == run_state::kRunning && !p.claim_job.empty()) jobs[p.claim_backend].push_back(p.claim_job);
+    else if (p.backend == "slurm") jobs["slurm"].push_back(p.job);
+    // A local pool's pending run needs no signal: the pool sees the state before it starts it.
+  }
+  std::vector<std::string> cancelled = store.cancel_runs(ids);
+  for (auto& [name, list] : jobs) make_backend(name, d)->cancel(list);
+  return cancelled;
+}
+
+}  // namespace orch::scheduler

@@ -1,0 +1,63 @@
+// The control plane's one sequence for the commands that plan and dispatch (run, submit, resume, cancel, train),
+// whatever the backend:
+//   1. plan, without the lock, to learn which data sets the runs to submit need; build those (each under its
+//      own lock, storage/workspace.h);
+//   2. take the workspace lock (storage/workspace_lock.h; another command waits up to ORCH_LOCK_WAIT_S, then is
+//      told who holds it);
+//   3. reconcile submissions an interrupted command left half done; plan again with the backends' live job
+//      states; record the runs; dispatch them (a compare-and-set per run: a run whose state changed meanwhile is
+//      left alone);
+//   4. release the lock, then let the backend run what it trains in this process (the local pool).
+// `status` and `plan` read the same view without the lock (view_grid). Not thread-safe.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/experiment.h"
+#include "scheduler/backend.h"
+#include "scheduler/plan.h"
+
+namespace orch::scheduler {
+
+struct GridRequest {
+  const Experiment* exp = nullptr;
+  std::vector<PlannedRun> grid;
+  Filter only;
+  std::string workspace;
+  std::string command = "orchestrator";  // what holds the lock, as shown to a waiting command
+};
+
+struct SubmitOptions {
+  PlanMode mode = PlanMode::kSubmit;
+  std::string backend;   // "" = the experiment's "backend", else local
+  int workers = 0;       // local pool: 0 = resources.local_workers, else this machine's cores
+  std::string binary;    // the orchestrator executable ("" = this process's)
+  bool quiet = false;
+  std::function<void(const std::string&)> on_event;  // progress lines (waits, starts, finishes)
+};
+
+struct SubmitOutcome {
+  std::string backend;
+  int workers = 0;
+  std::vector<RunStatus> plan;  // as planned under the lock
+  int to_submit = 0;
+  DispatchResult result;
+};
+
+SubmitOutcome submit_grid(const GridRequest& request, const SubmitOptions& options);
+
+// Cancels the listed runs that are queued or running: marks them cancelled (their workers stop at a checkpoint
+// and do not requeue) and asks each backend to stop their jobs. Returns the runs cancelled.
+std::vector<std::string> cancel_grid(const GridRequest& request);
+
+// The grid with live states, read-only (works on a read-only or full workspace); empty store when none exists.
+std::vector<RunStatus> view_grid(const GridRequest& request, PlanMode mode);
+
+// The backend an experiment names ("backend" field) unless `flag` overrides it; InputError for an unknown one.
+std::string backend_for(const Experiment& exp, const std::string& flag);
+// The local pool's worker count: `flag` when > 0, else resources.local_workers, else the machine's cores.
+int local_workers_for(const Experiment& exp, int flag);
+
+}  // namespace orch::scheduler

@@ -1,0 +1,275 @@
+"""The generated Slurm job scripts, run through bash in every branch, with a fake sbatch (and sacct, squeue,
+scontrol, scancel) that records what it was asked: workspace paths with spaces, quotes, $(...) and backticks reach
+the worker literally and run nothing; a bad manifest line ends in the error branch; runs packed onto one GPU each
+get a worker and requeue their task together; each array depends only on the tasks its runs need."""
+import json
+import os
+import sqlite3
+import stat
+import subprocess
+
+from common import BIN, run, scratch
+
+FAKE_SBATCH = r'''#!/usr/bin/python3
+import json, os, sys
+state = os.environ["FAKE_SLURM_DIR"]
+n = len(open(os.path.join(state, "calls")).read().splitlines()) if os.path.exists(os.path.join(state, "calls")) else 0
+job = str(7000 + n)
+with open(os.path.join(state, "calls"), "a") as f:
+    f.write(json.dumps({"argv": sys.argv[1:], "job": job}) + "\n")
+print(job)
+'''
+FAKE_RECORDER = r'''#!/usr/bin/python3
+import json, os, sys
+with open(os.path.join(os.environ["FAKE_SLURM_DIR"], os.path.basename(sys.argv[0]) + ".log"), "a") as f:
+    f.write(json.dumps(sys.argv[1:]) + "\n")
+'''
+# Stands in for the orchestrator binary inside the job script: records its arguments, exits with the code the
+# test asks for per run id.
+FAKE_ORCHESTRATOR = r'''#!/usr/bin/python3
+import json, os, sys
+d = os.environ["FAKE_SLURM_DIR"]
+with open(os.path.join(d, "worker.log"), "a") as f:
+    f.write(json.dumps(sys.argv[1:]) + "\n")
+run = sys.argv[sys.argv.index("--run") + 1]
+codes = json.loads(os.environ.get("FAKE_EXIT", "{}"))
+sys.exit(codes.get(run, 0))
+'''
+
+# Answers as Slurm's accounting would for the jobs the fake sbatch accepted: every task PENDING; by job name too.
+FAKE_SACCT = r'''#!/usr/bin/python3
+import json, os, re, sys
+state = os.environ["FAKE_SLURM_DIR"]
+calls = [json.loads(l) for l in open(os.path.join(state, "calls"))] if os.path.exists(os.path.join(state, "calls")) else []
+def tasks(call):
+    manifest = call["argv"][-1]
+    return len(open(manifest).read().splitlines())
+def name(call):
+    script = next(a for a in call["argv"] if a.endswith(".sbatch"))
+    return re.search(r"#SBATCH --job-name=(\S+)", open(script).read()).group(1)
+args = sys.argv[1:]
+named = [a.split("=", 1)[1] for a in args if a.startswith("--name=")]
+wanted = args[args.index("-j") + 1].split(",") if "-j" in args else None
+for c in calls:
+    if named and name(c) not in named:
+        continue
+    if wanted is not None and c["job"] not in wanted:
+        continue
+    for i in range(tasks(c)):
+        print(f"{c['job']}_{i}" if named else f"{c['job']}_{i}|PENDING|0|Unknown|Unknown|")
+'''
+
+HOSTILE = ["with space", "q'uote", 'd"quote', "$(touch PWNED)", "`touch PWNED2`", "semi;colon&amp", "tab\there"]
+
+
+def tool(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, os.stat(path).st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+
+
+def fake_slurm(tmp):
+    bin_dir = os.path.join(tmp, "fakebin")
+    state = os.path.join(tmp, "fakestate")
+    os.makedirs(bin_dir)
+    os.makedirs(state)
+    tool(os.path.join(bin_dir, "sbatch"), FAKE_SBATCH)
+    tool(os.path.join(bin_dir, "sacct"), FAKE_SACCT)
+    for name in ("squeue", "scancel", "scontrol"):
+        tool(os.path.join(bin_dir, name), FAKE_RECORDER)
+    tool(os.path.join(bin_dir, "fake-orchestrator"), FAKE_ORCHESTRATOR)
+    env = dict(os.environ, PATH=bin_dir + ":" + os.environ["PATH"], FAKE_SLURM_DIR=state)
+    return env, state, os.path.join(bin_dir, "fake-orchestrator")
+
+
+def experiment(tmp, ws, networks=("hybridgnet",), seeds=(1,), resources=None, datasets=None):
+    doc = {"name": "scripts", "workspace": ws, "backend": "slurm",
+           "datasets": datasets or {"a": {"kind": "lh", "size": 64, "synthetic": {"count": 12, "seed": 3, "size": 64}}},
+           "networks": list(networks), "seeds": list(seeds),
+           "training": {"epochs": 1, "threads": 1, "loader_threads": 1, "device": "cpu"},
+           "resources": dict({"cpus": 1}, **(resources or {}))}
+    path = os.path.join(tmp, f"exp-{abs(hash(ws))}.json")
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    return path
+
+
+def submit(exp, env, check=True):
+    p = subprocess.run([BIN, "submit", exp], capture_output=True, text=True, env=env)
+    if check:
+        assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
+    return p
+
+
+def calls(state):
+    path = os.path.join(state, "calls")
+    return [json.loads(l) for l in open(path)] if os.path.exists(path) else []
+
+
+def run_task(call, task, env, fake_bin, exit_codes=None):
+    """Runs one array task of a recorded sbatch call through bash, as Slurm would, with the fake orchestrator."""
+    argv = call["argv"]
+    script = next(a for a in argv if a.endswith(".sbatch"))
+    args = argv[argv.index(script) + 1:]
+    assert len(args) == 3, args
+    e = dict(env, SLURM_ARRAY_TASK_ID=str(task), SLURM_ARRAY_JOB_ID=call["job"], SLURM_JOB_ID=str(int(call["job"]) + task),
+             FAKE_EXIT=json.dumps(exit_codes or {}))
+    return subprocess.run(["bash", script, fake_bin, args[1], args[2]], capture_output=True, text=True, env=e,
+                           cwd=os.path.dirname(script)), args
+
+
+def worker_calls(state):
+    path = os.path.join(state, "worker.log")
+    out = [json.loads(l) for l in open(path)] if os.path.exists(path) else []
+    if os.path.exists(path):
+        os.remove(path)
+    return out
+
+
+def test_hostile_workspace_paths_reach_the_worker_literally_and_run_nothing():
+    with scratch() as tmp:
+        env, state, fake_bin = fake_slurm(tmp)
+        for name in HOSTILE:
+            ws = os.path.join(tmp, name, "ws")
+            exp = experiment(tmp, ws)
+            before = len(calls(state))
+            submit(exp, env)
+            (call,) = calls(state)[before:]
+            argv = call["argv"]
+            assert f"--output={ws}/logs/%A_%a.out" in argv, argv
+            r, args = run_task(call, 0, env, fake_bin)
+            assert r.returncode == 0, (name, r.stdout, r.stderr)
+            assert args[1] == ws
+            (w,) = worker_calls(state)
+            assert w[:3] == ["worker", "--workspace", ws], (name, w)
+            manifest = open(args[2]).read().split()
+            assert w[4] == manifest[0]
+        assert not any("PWNED" in f for _, _, files in os.walk(tmp) for f in files), "a path was executed"
+        assert not os.path.exists("PWNED") and not os.path.exists("PWNED2")
+
+
+def test_the_error_branch_names_the_manifest_and_runs_nothing():
+    with scratch() as tmp:
+        env, state, fake_bin = fake_slurm(tmp)
+        ws = os.path.join(tmp, "$(touch PWNED) dir", "ws")
+        exp = experiment(tmp, ws)
+        submit(exp, env)
+        (call,) = calls(state)
+        script = next(a for a in call["argv"] if a.endswith(".sbatch"))
+        manifest = call["argv"][-1]
+        with open(manifest, "w") as f:
+            f.write("x;touch PWNED3\n\n-rf\n")
+        for task in (0, 1, 2, 5):
+            r, _ = run_task(call, task, env, fake_bin)
+            assert r.returncode == 2, (task, r.returncode, r.stderr)
+            assert manifest in r.stderr, r.stderr
+        assert not worker_calls(state)
+        assert not any("PWNED" in f for _, _, files in os.walk(tmp) for f in files)
+        assert os.path.exists(script)
+
+
+def test_refused_workspace_paths():
+    with scratch() as tmp:
+        env, state, _ = fake_slurm(tmp)
+        for name in ("100%", "back\\slash"):
+            exp = experiment(tmp, os.path.join(tmp, name, "ws"))
+            p = submit(exp, env, check=False)
+            assert p.returncode == 2 and "Slurm cannot take this path literally" in p.stderr, (name, p.stderr)
+        assert not calls(state), "nothing may be submitted for a refused path"
+
+
+def test_runs_packed_on_one_gpu_each_get_a_worker_and_requeue_together():
+    with scratch() as tmp:
+        env, state, fake_bin = fake_slurm(tmp)
+        ws = os.path.join(tmp, "with space", "ws")
+        exp = experiment(tmp, ws, seeds=(1, 2, 3), resources={"gpus": 1, "runs_per_gpu": 2, "cpus": 2})
+        submit(exp, env)
+        (call,) = calls(state)
+        script = open(next(a for a in call["argv"] if a.endswith(".sbatch"))).read()
+        assert "#SBATCH --array=0-1%4" in script and "#SBATCH --gres=gpu:1" in script and "#SBATCH --cpus-per-task=4" in script, script
+        lines = open(call["argv"][-1]).read().splitlines()
+        assert [len(l.split()) for l in lines] == [2, 1]
+        r, _ = run_task(call, 0, env, fake_bin)
+        assert r.returncode == 0, r.stderr
+        ws_calls = worker_calls(state)
+        assert sorted(w[4] for w in ws_calls) == sorted(lines[0].split())
+        assert all("--no-self-requeue" in w and w[2] == ws for w in ws_calls), ws_calls
+        # One of the two checkpointed (75): the task requeues itself and exits 75.
+        first = lines[0].split()[0]
+        r, _ = run_task(call, 0, env, fake_bin, exit_codes={first: 75})
+        assert r.returncode == 75, (r.returncode, r.stderr)
+        requeues = [json.loads(l) for l in open(os.path.join(state, "scontrol.log"))]
+        assert requeues == [["requeue", call["job"] + "_0"]], requeues
+        assert len(worker_calls(state)) == 2
+        # The single-run task of the same array execs the worker directly.
+        r, _ = run_task(call, 1, env, fake_bin)
+        assert r.returncode == 0 and worker_calls(state)[0][4] == lines[1], r.stderr
+
+
+def test_each_array_depends_only_on_the_tasks_its_runs_need():
+    with scratch() as tmp:
+        env, state, _ = fake_slurm(tmp)
+        ws = os.path.join(tmp, "ws")
+        datasets = {"a": {"kind": "lh", "size": 64, "synthetic": {"count": 12, "seed": 3, "size": 64}},
+                    "b": {"kind": "l", "size": 64, "synthetic": {"count": 12, "seed": 4, "size": 64}}}
+        exp = experiment(tmp, ws, networks=("unet", "ours", "hybridgnet_igsc", "rasterize"), seeds=(1, 2),
+                         datasets=datasets, resources={"time": "1:00:00"})
+        submit(exp, env)
+        plan = {r["id"]: r for r in json.loads(subprocess.run([BIN, "plan", exp, "--json"], capture_output=True, text=True,
+                                                              env=env).stdout)}
+        task_of = {r["id"]: r["job"] for r in plan.values()}
+        assert all(j and "_" in j for j in task_of.values()), task_of
+        for call in calls(state):
+            manifest = open(call["argv"][-1]).read().split()
+            deps = next((a.split("=", 1)[1] for a in call["argv"] if a.startswith("--dependency=")), "")
+            wanted = set()
+            for run_id in manifest:
+                wanted |= {task_of[d] for d in plan[run_id]["depends_on"]}
+            got = set(deps.split(":")[1:]) if deps else set()
+            assert got == wanted, (manifest, deps, wanted)
+            assert len({tuple(plan[r]["depends_on"]) for r in manifest}) == 1, "an array mixes dependency sets"
+        # Joint networks of one data set wait for that data set's UNet task only.
+        ours = [r for r in plan.values() if r["model"] == "ours"]
+        for r in ours:
+            (dep,) = r["depends_on"]
+            assert plan[dep]["dataset"] == r["dataset"] and plan[dep]["model"] == "unet"
+        rasterize = sorted((r for r in plan.values() if r["model"] == "rasterize"), key=lambda r: (r["dataset"], r["seed"]))
+        assert len({r["job"].split("_")[0] for r in rasterize}) == 4, "Rasterize seed s waits for IGSC seed s alone"
+
+
+def test_a_submission_that_died_after_sbatch_is_reconciled_not_repeated():
+    with scratch() as tmp:
+        env, state, _ = fake_slurm(tmp)
+        ws = os.path.join(tmp, "ws")
+        exp = experiment(tmp, ws, networks=("hybridgnet", "unet", "ours"), seeds=(1, 2))
+        submit(exp, env)
+        first = calls(state)
+        plan = json.loads(subprocess.run([BIN, "plan", exp, "--json"], capture_output=True, text=True, env=env).stdout)
+        assert all(r["state"] == "queued" for r in plan), plan
+        recorded = {r["id"]: r["job"] for r in plan}
+        # Died after sbatch, before the ids were recorded: the runs hold the placeholder of their manifest.
+        con = sqlite3.connect(os.path.join(ws, "orchestrator.db"))
+        for call in first:
+            base = os.path.basename(call["argv"][-1])[:-len(".manifest")]
+            for run_id in open(call["argv"][-1]).read().split():
+                con.execute("UPDATE jobs SET job_id = ? WHERE run_id = ?", ("manifest:" + base, run_id))
+        con.commit()
+        p = submit(exp, env)
+        assert "reconciled" in p.stdout and "0 run(s) in 0 Slurm array job(s)" in p.stdout, p.stdout
+        assert calls(state) == first, "the reconciled arrays were submitted again"
+        plan = json.loads(subprocess.run([BIN, "plan", exp, "--json"], capture_output=True, text=True, env=env).stdout)
+        assert {r["id"]: r["job"] for r in plan} == recorded
+        # Died before sbatch ran at all: nothing by that name in Slurm; the runs are lost and resume submits them.
+        con.execute("UPDATE jobs SET job_id = 'manifest:20990101T000000-1-g0'")
+        con.commit()
+        p = subprocess.run([BIN, "resume", exp], capture_output=True, text=True, env=env)
+        assert p.returncode == 0 and "in 2 Slurm array job(s)" in p.stdout, (p.stdout, p.stderr)
+
+
+if __name__ == "__main__":
+    run([test_hostile_workspace_paths_reach_the_worker_literally_and_run_nothing,
+         test_the_error_branch_names_the_manifest_and_runs_nothing,
+         test_refused_workspace_paths,
+         test_runs_packed_on_one_gpu_each_get_a_worker_and_requeue_together,
+         test_each_array_depends_only_on_the_tasks_its_runs_need,
+         test_a_submission_that_died_after_sbatch_is_reconciled_not_repeated])

@@ -1,0 +1,210 @@
+// The control plane's pieces that need no backend: process identities, the workspace lock, how a run's shown
+// state is judged from its job and heartbeat, the Slurm state mapping, and the shapes of resources.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <thread>
+
+#include "core/errors.h"
+#include "core/experiment.h"
+#include "core/process_identity.h"
+#include "scheduler/grid.h"
+#include "scheduler/plan.h"
+#include "scheduler/resources.h"
+#include "scheduler/slurm_backend.h"
+#include "storage/store.h"
+#include "storage/workspace_lock.h"
+#include "test_util.h"
+
+using namespace orch;
+using scheduler::JobPhase;
+using scheduler::JobState;
+
+TEST(ProcessIdentity, NamesOneProcessAndSurvivesPidReuse) {
+  ProcessIdentity me = ProcessIdentity::self();
+  EXPECT_GT(me.start_ticks, 0u);
+  EXPECT_EQ(liveness(me), Liveness::kAlive);
+  auto parsed = ProcessIdentity::parse(me.str());
+  ASSERT_TRUE(parsed);
+  EXPECT_EQ(parsed->str(), me.str());
+
+  ProcessIdentity reused = me;  // the same pid with another start time: a new process got the old one's pid
+  reused.start_ticks += 1;
+  EXPECT_EQ(liveness(reused), Liveness::kGone);
+  ProcessIdentity elsewhere = me;
+  elsewhere.host = "some-other-host";
+  EXPECT_EQ(liveness(elsewhere), Liveness::kUnknown);
+
+  pid_t child = fork();
+  if (child == 0) _exit(0);
+  auto id = ProcessIdentity::of(child);
+  waitpid(child, nullptr, 0);
+  ASSERT_TRUE(id);
+  EXPECT_EQ(liveness(*id), Liveness::kGone) << "a process that exited is gone";
+
+  auto old = ProcessIdentity::parse("local:123@node7");  // the previous version's job ids
+  ASSERT_TRUE(old);
+  EXPECT_EQ(old->pid, 123);
+  EXPECT_EQ(old->host, "node7");
+  EXPECT_FALSE(ProcessIdentity::parse("12_3"));
+  EXPECT_FALSE(ProcessIdentity::parse("host:x:1:b"));
+}
+
+TEST(FileLock, ASecondHolderWaitsThenIsToldWhoHoldsIt) {
+  test::TempDir d;
+  const std::string path = d / ".orchestrator.lock";
+  int ready[2], done[2];
+  ASSERT_EQ(pipe(ready), 0);
+  ASSERT_EQ(pipe(done), 0);
+  pid_t holder = fork();
+  if (holder == 0) {
+    FileLock lock(path, "orchestrator submit exp.json", 5);
+    char c = 1;
+    (void)!write(ready[1], &c, 1);
+    (void)!read(done[0], &c, 1);
+    _exit(0);
+  }
+  char c;
+  ASSERT_EQ(read(ready[0], &c, 1), 1);
+  std::string told;
+  try {
+    FileLock second(path, "orchestrator cancel exp.json", 0.3, [&](const std::string& h) { told = h; });
+    ADD_FAILURE() << "took a lock another process holds";
+  } catch (const BusyError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find(path), std::string::npos) << m;
+    EXPECT_NE(m.find("orchestrator submit exp.json"), std::string::npos) << m;
+    EXPECT_NE(m.find("pid " + std::to_string(holder)), std::string::npos) << m;
+  }
+  EXPECT_NE(told.find("orchestrator submit"), std::string::npos);
+  // Killed with -9, the holder leaves nothing stuck.
+  kill(holder, SIGKILL);
+  waitpid(holder, nullptr, 0);
+  FileLock third(path, "orchestrator resume", 2);
+  EXPECT_NE(lock_holder(path).find("orchestrator resume"), std::string::npos);
+}
+
+namespace {
+
+RunProgress queued_on(const std::string& job, const std::string& backend, double heartbeat) {
+  RunProgress p;
+  p.job = job;
+  p.backend = backend;
+  p.job_heartbeat = heartbeat;
+  return p;
+}
+
+RunProgress running_by(const ProcessIdentity& holder, double heartbeat, const std::string& job = "", const std::string& backend = "local") {
+  RunProgress p;
+  p.claim_attempt = 7;
+  p.claim_open = true;
+  p.claim_holder = holder.str();
+  p.claim_heartbeat = heartbeat;
+  p.claim_job = job;
+  p.claim_backend = backend;
+  return p;
+}
+
+}  // namespace
+
+TEST(Judge, WhatARunReallyIsFollowsItsJobAndItsHeartbeat) {
+  const double now = unix_now(), bound = 600;
+  const std::map<std::string, JobState> none;
+  ProcessIdentity me = ProcessIdentity::self(), reused = me, remote = me;
+  reused.start_ticks += 1;
+  remote.host = "gpu-node-3";
+
+  // Not active: as recorded.
+  EXPECT_EQ(scheduler::judge("failed", {}, none, now, bound).state, "failed");
+  // Queued in a local pool: queued while the pool lives, lost once it is gone (kill -9 of the pool).
+  EXPECT_EQ(scheduler::judge("queued", queued_on(me.str(), "local", now), {{me.str(), {JobPhase::kRunning, ""}}}, now, bound).state,
+            "queued");
+  auto j = scheduler::judge("queued", queued_on(reused.str(), "local", now), {{reused.str(), {JobPhase::kGone, ""}}}, now, bound);
+  EXPECT_EQ(j.state, "lost");
+  EXPECT_NE(j.why.find("gone"), std::string::npos);
+  EXPECT_EQ(scheduler::judge("queued", {}, none, now, bound).state, "lost") << "queued with no job at all";
+  // A pool on another host: lost once its heartbeat is older than the bound.
+  EXPECT_EQ(scheduler::judge("queued", queued_on(remote.str(), "local", now - 10), {{remote.str(), {JobPhase::kUnknown, ""}}}, now, bound).state,
+            "queued");
+  EXPECT_EQ(scheduler::judge("queued", queued_on(remote.str(), "local", now - 900), {{remote.str(), {JobPhase::kUnknown, ""}}}, now, bound).state,
+            "lost");
+
+  // Running: the claim's holder decides; a reused pid is not alive.
+  EXPECT_EQ(scheduler::judge("running", running_by(me, now), none, now, bound).state, "running");
+  EXPECT_EQ(scheduler::judge("running", running_by(reused, now), none, now, bound).state, "lost");
+  EXPECT_EQ(scheduler::judge("running", running_by(remote, now - 30), none, now, bound).state, "running");
+  EXPECT_EQ(scheduler::judge("running", running_by(remote, now - 900), none, now, bound).state, "lost");
+  // On Slurm: the task's final state wins.
+  EXPECT_EQ(scheduler::judge("running", running_by(remote, now, "12_3", "slurm"), {{"12_3", {JobPhase::kTimeout, "Slurm: TIMEOUT"}}}, now, bound).state,
+            "timeout");
+  EXPECT_EQ(scheduler::judge("queued", queued_on("12_4", "slurm", now), {{"12_4", {JobPhase::kPending, ""}}}, now, bound).state, "queued");
+  EXPECT_EQ(scheduler::judge("queued", queued_on("12_4", "slurm", now), {{"12_4", {JobPhase::kCancelled, ""}}}, now, bound).state, "cancelled");
+  EXPECT_EQ(scheduler::judge("queued", queued_on("12_4", "slurm", now - 900), {{"12_4", {JobPhase::kUnknown, ""}}}, now, bound).state,
+            "lost")
+      << "a job Slurm has no record of long after its submission";
+}
+
+TEST(Slurm, StatesMapToJobPhases) {
+  EXPECT_EQ(scheduler::job_phase_from_slurm("PENDING"), JobPhase::kPending);
+  EXPECT_EQ(scheduler::job_phase_from_slurm("REQUEUED"), JobPhase::kPending);
+  EXPECT_EQ(scheduler::job_phase_from_slurm("RUNNING"), JobPhase::kRunning);
+  EXPECT_EQ(scheduler::job_phase_from_slurm("CANCELLED by 0"), JobPhase::kCancelled);
+  EXPECT_EQ(scheduler::job_phase_from_slurm("OUT_OF_MEMORY"), JobPhase::kFailed);
+  EXPECT_EQ(scheduler::job_phase_from_slurm("TIMEOUT"), JobPhase::kTimeout);
+  EXPECT_EQ(scheduler::job_phase_from_slurm("COMPLETED"), JobPhase::kCompleted);
+  EXPECT_THROW(scheduler::check_slurm_path("/data/100%/ws", "--workspace"), InputError);
+  EXPECT_THROW(scheduler::check_slurm_path("/data/a\\b", "--workspace"), InputError);
+  EXPECT_NO_THROW(scheduler::check_slurm_path("/data/with space/$(touch x)/`y`/'q'", "--workspace"));
+}
+
+TEST(Resources, MergeExperimentDataSetAndNetworkLevelsAndValidate) {
+  nlohmann::json j = {
+      {"name", "r"},
+      {"datasets",
+       {{"a", {{"kind", "lh"}, {"size", 64}, {"synthetic", {{"count", 20}}}, {"resources", {{"mem", "32G"}}}}},
+        {"b", {{"kind", "l"}, {"size", 64}, {"synthetic", {{"count", 20}}}}}}},
+      {"networks",
+       {{"unet", {{"resources", {{"time", "12:00:00"}, {"gpus", 1}}},
+                  {"datasets", {{"b", {{"resources", {{"time", "6:00:00"}}}, {"training", {{"epochs", 7}}}}}}}}},
+        {"hybridgnet", nlohmann::json::object()}}},
+      {"resources", {{"cpus", 4}, {"time", "1:00:00"}, {"partition", "gpu"}}}};
+  Experiment e = parse_experiment(j, "r.json");
+  scheduler::validate_resources(e);
+  auto ua = scheduler::resources_for(e, "a", "unet"), ub = scheduler::resources_for(e, "b", "unet"),
+       ha = scheduler::resources_for(e, "a", "hybridgnet");
+  EXPECT_EQ(ua.time, "12:00:00");
+  EXPECT_EQ(ua.mem, "32G");
+  EXPECT_EQ(ua.gpus, 1);
+  EXPECT_EQ(ub.time, "6:00:00");
+  EXPECT_EQ(ub.mem, "");
+  EXPECT_EQ(ha.time, "1:00:00");
+  EXPECT_EQ(ha.cpus, 4);
+  EXPECT_EQ(ha.partition, "gpu");
+  EXPECT_NE(ua.key(), ha.key());
+  const NetworkSpec& unet = *std::find_if(e.networks.begin(), e.networks.end(), [](auto& n) { return n.id == "unet"; });
+  EXPECT_EQ(unet.training_for(e.training, e.path, "b").epochs, 7);
+  EXPECT_EQ(unet.training_for(e.training, e.path, "a").epochs, 2500);
+
+  auto bad = [&](const char* where, nlohmann::json value) {
+    nlohmann::json k = j;
+    k["resources"][where] = value;
+    try {
+      scheduler::validate_resources(parse_experiment(k, "r.json"));
+      ADD_FAILURE() << where << " = " << value.dump() << " accepted";
+    } catch (const InputError& err) {
+      EXPECT_NE(std::string(err.what()).find(std::string("resources.") + where), std::string::npos) << err.what();
+    }
+  };
+  bad("gpus", 4294967297LL);  // narrowed to 1 before it was range-checked, once
+  bad("cpus", 0);
+  bad("mem", "lots");
+  bad("time", "tomorrow; rm -rf /");
+  bad("partition", "a b");
+  bad("constraint", "x$(y)");
+  bad("runs_per_gpu", 2);  // needs gpus 1
+  bad("color", "red");
+}
