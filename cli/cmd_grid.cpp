@@ -10,6 +10,7 @@
 #include "cli/grid_ops.h"
 #include "cli/options.h"
 #include "models/model_config.h"
+#include "report/report.h"
 #include "scheduler/resources.h"
 #include "storage/layout.h"
 #include "storage/run_state.h"
@@ -24,6 +25,7 @@ GridContext load_grid(const std::string& exp_path, const std::vector<std::string
   g.exp = load_experiment(exp_path, sets);
   models::validate_experiment_networks(g.exp);
   scheduler::validate_resources(g.exp);
+  report::report_options_from(g.exp);  // the "report" block, validated when the experiment loads
   g.workspace = workspace.empty() ? g.exp.workspace : workspace;
   g.grid = scheduler::expand(g.exp);
   g.only = scheduler::parse_filter(only);

@@ -67,7 +67,7 @@ int cmd_run(const Args& args) {
   const int code = tell_outcome(out, "run", exp_path);
   if (out.result.interrupted_by) return code;
   Store store(layout.store());
-  report::ReportOptions ro;
+  report::ReportOptions ro = report::report_options_from(g.exp);
   report::Report rep = report::make_report(g.exp, g.grid, store, g.workspace, ro);
   std::cout << "\n" << rep.markdown;
   double mins = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 60;

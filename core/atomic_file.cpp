@@ -11,6 +11,7 @@
 #include <filesystem>
 
 #include "core/errors.h"
+#include "core/file_io.h"
 
 namespace orch {
 
@@ -49,11 +50,7 @@ void AtomicFile::commit() {
 
 void write_file_atomically(const std::string& path, const std::string& text) {
   AtomicFile f(path, true);
-  {
-    std::ofstream out(f.temp_path(), std::ios::binary);
-    out << text;
-    if (!out) throw Error(path + ": cannot write");
-  }
+  write_bytes(f.temp_path(), text.data(), text.size());
   f.commit();
 }
 
@@ -62,10 +59,12 @@ void write_file_atomically(const std::string& path, const std::string& text) {
 namespace orch {
 
 void copy_file_atomically(const std::string& from, const std::string& to) {
+  std::ifstream in(from, std::ios::binary);
+  if (!in) throw Error(from + ": cannot read: " + std::strerror(errno));
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) throw Error(from + ": read failed");
   AtomicFile f(to, true);
-  std::error_code ec;
-  fs::copy_file(from, f.temp_path(), fs::copy_options::overwrite_existing, ec);
-  if (ec) throw Error(to + ": cannot copy " + from + ": " + ec.message());
+  write_bytes(f.temp_path(), bytes.data(), bytes.size());
   f.commit();
 }
 

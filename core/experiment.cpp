@@ -358,13 +358,17 @@ Experiment parse_experiment(const json& doc, const std::string& path) {
     if (n.is_array()) {
       for (const auto& v : n) {
         if (!v.is_string() || v.get<std::string>().empty()) c.fail("networks", v, "expected a network id");
-        e.networks.push_back({v.get<std::string>(), json::object()});
+        NetworkSpec n;
+        n.id = v.get<std::string>();
+        e.networks.push_back(n);
       }
     } else if (n.is_object()) {
       for (auto it = n.begin(); it != n.end(); ++it) {
         if (!it.value().is_object()) c.fail("networks." + it.key(), it.value(), "expected an object of network options");
         const std::string w = "networks." + it.key();
-        NetworkSpec n{it.key(), it.value()};
+        NetworkSpec n;
+        n.id = it.key();
+        n.options = it.value();
         if (n.options.contains("training")) {
           n.training = c.object(n.options["training"], w + ".training");
           n.options.erase("training");

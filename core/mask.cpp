@@ -2,12 +2,28 @@
 
 #include <opencv2/imgproc.hpp>
 
+#include <algorithm>
+#include <cmath>
+
 namespace orch {
+
+namespace {
+
+// Truncation to int as cv2.drawContours does, defined for every input: a non-finite coordinate becomes 0 and
+// a huge one is held within a few canvas sizes (filling is the same: the canvas clips it anyway).
+int vertex(double v, int size) {
+  if (!std::isfinite(v)) return 0;
+  const double bound = 8.0 * std::max(size, 1) + 8;
+  return static_cast<int>(std::clamp(v, -bound, bound));
+}
+
+}  // namespace
 
 void fill_polygon(cv::Mat& canvas, const std::vector<Point2>& polygon, int value) {
   std::vector<cv::Point> pts;
   pts.reserve(polygon.size());
-  for (const auto& p : polygon) pts.emplace_back(static_cast<int>(p.x), static_cast<int>(p.y));
+  const int size = std::max(canvas.rows, canvas.cols);
+  for (const auto& p : polygon) pts.emplace_back(vertex(p.x, size), vertex(p.y, size));
   std::vector<std::vector<cv::Point>> polys{pts};
   cv::fillPoly(canvas, polys, cv::Scalar(value), cv::LINE_8);
 }

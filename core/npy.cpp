@@ -47,15 +47,19 @@ std::vector<Point2> read_npy_points(const std::string& path) {
   std::vector<long> shape;
   std::stringstream ss(m[1].str());
   std::string tok;
-  while (std::getline(ss, tok, ',')) {
-    if (tok.find_first_not_of(" \t") == std::string::npos) continue;
-    shape.push_back(std::stol(tok));
-  }
   std::string shape_text = "(" + m[1].str() + ")";
+  while (std::getline(ss, tok, ',')) {
+    const size_t a = tok.find_first_not_of(" \t"), b = tok.find_last_not_of(" \t");
+    if (a == std::string::npos) continue;
+    const std::string t = tok.substr(a, b - a + 1);
+    if (t.empty() || t.size() > 12 || t.find_first_not_of("0123456789") != std::string::npos)
+      throw InputError(path, "shape", shape_text, "expected non-negative integers");
+    shape.push_back(std::stol(t));
+  }
   if (shape.size() != 2 || shape[1] != 2) throw InputError(path, "shape", shape_text, "expected (n, 2) points");
   size_t n = static_cast<size_t>(shape[0]);
   size_t data_start = header_start + header_len;
-  if (bytes.size() < data_start + n * 2 * elem)
+  if (n > bytes.size() || bytes.size() < data_start + n * 2 * elem)
     throw InputError(path, "", "", "truncated .npy data: " + std::to_string(bytes.size() - data_start) + " bytes for " +
                                        std::to_string(n) + " points");
   std::vector<Point2> pts(n);

@@ -35,6 +35,9 @@ class Progress {
 // all threads stop. threads <= 1 runs inline.
 void parallel_for(size_t n, int threads, const std::function<void(size_t)>& fn);
 
+// The most threads any option may ask for (a larger value is an input error, not an abort).
+constexpr int kMaxThreads = 1024;
+
 // Number of worker threads to use by default: the hardware concurrency, at least 1.
 int default_threads();
 

@@ -80,6 +80,8 @@ void paint_image(cairo_t* cr, const cv::Mat& grey, double x, double y, double ti
 
 void stroke_polygon(cairo_t* cr, const std::vector<Point2>& pts, double x, double y, double scale) {
   if (pts.empty()) return;
+  for (const auto& p : pts)  // a diverged network's points: nothing to draw
+    if (!std::isfinite(p.x) || !std::isfinite(p.y) || std::abs(p.x) > 1e6 || std::abs(p.y) > 1e6) return;
   cairo_move_to(cr, x + pts[0].x * scale, y + pts[0].y * scale);
   for (size_t i = 1; i < pts.size(); ++i) cairo_line_to(cr, x + pts[i].x * scale, y + pts[i].y * scale);
   cairo_close_path(cr);
@@ -100,7 +102,7 @@ void stroke_mask(cairo_t* cr, const cv::Mat& binary, double x, double y, double 
 }  // namespace
 
 bool draw_qualitative(const std::string& workspace, const DatasetSpec& ds, const std::vector<FigureRun>& runs,
-                      int images, const std::string& png) {
+                      int images, const std::string& png, std::vector<std::string>* warnings) {
   const std::string data_path = dataset_path(workspace, ds.name);
   if (!fs::exists(data_path)) return false;
   DatasetReader data(data_path);
@@ -109,11 +111,25 @@ bool draw_qualitative(const std::string& workspace, const DatasetSpec& ds, const
   for (int i = 0; i < data.info().count; ++i) index_of[data.info().ids[i]] = i;
   std::vector<Predictions> preds;
   std::vector<const FigureRun*> shown;
+  auto warn = [&](const std::string& w) {
+    if (warnings) warnings->push_back(w);
+  };
   for (const auto& r : runs) {
     std::string p = WorkspaceLayout(workspace).predictions(r.run_id);
-    if (!fs::exists(p)) continue;
-    preds.push_back(read_predictions(p));
-    shown.push_back(&r);
+    if (!fs::exists(p)) {
+      warn(r.label + " (" + r.run_id + ") left out of the qualitative figure: " + p + " is missing");
+      continue;
+    }
+    try {
+      Predictions pr = read_predictions(p);
+      if (pr.kind != kind_name(data.info().kind) || pr.size != data.info().size || pr.run_id != r.run_id)
+        throw InputError(p, "", "", "belongs to another run, data set kind or size (" + pr.run_id + ", " + pr.kind + ", " +
+                                        std::to_string(pr.size) + " px)");
+      preds.push_back(std::move(pr));
+      shown.push_back(&r);
+    } catch (const std::exception& e) {
+      warn(r.label + " (" + r.run_id + ") left out of the qualitative figure: " + brief_reason(e.what()));
+    }
   }
   if (preds.empty()) return false;
   // Images where the networks differ most: the spread of their lung Dice.
@@ -181,6 +197,45 @@ bool draw_qualitative(const std::string& workspace, const DatasetSpec& ds, const
   return true;
 }
 
+namespace {
+
+// Tick positions: about `want` round values (1, 2 or 5 times a power of ten) spanning [lo, hi].
+std::vector<double> linear_ticks(double lo, double hi, int want) {
+  const double raw = (hi - lo) / std::max(1, want);
+  const double mag = std::pow(10.0, std::floor(std::log10(std::max(raw, 1e-12))));
+  double step = mag;
+  for (double m : {1.0, 2.0, 5.0, 10.0})
+    if (raw <= m * mag) {
+      step = m * mag;
+      break;
+    }
+  std::vector<double> out;
+  for (double v = std::ceil(lo / step) * step; v <= hi + 1e-9; v += step) out.push_back(v);
+  return out;
+}
+
+// Ticks of a log axis: the decades in [lo, hi], and 2 and 5 times them when fewer than three decades show.
+std::vector<double> log_ticks(double lo, double hi) {
+  std::vector<double> out;
+  const int a = static_cast<int>(std::floor(std::log10(lo))), b = static_cast<int>(std::ceil(std::log10(hi)));
+  const bool fine = b - a < 3;
+  for (int k = a; k <= b; ++k)
+    for (double m : fine ? std::vector<double>{1, 2, 5} : std::vector<double>{1}) {
+      const double v = m * std::pow(10.0, k);
+      if (v >= lo * 0.999 && v <= hi * 1.001) out.push_back(v);
+    }
+  return out;
+}
+
+std::string tick_text(double v) {
+  char b[32];
+  if (v >= 0.01 && v < 1000) std::snprintf(b, sizeof b, "%g", v);
+  else std::snprintf(b, sizeof b, "%.0e", v);
+  return b;
+}
+
+}  // namespace
+
 void draw_curves(const std::string& dataset, const std::vector<CurveRun>& runs, const std::string& png) {
   std::vector<std::string> models;
   std::map<std::string, std::string> label;
@@ -194,8 +249,11 @@ void draw_curves(const std::string& dataset, const std::vector<CurveRun>& runs, 
   Surface S(static_cast<int>(cols * (W + pad) + pad), static_cast<int>(rows_n * (H + pad) + pad + 40));
   cairo_t* cr = S.cr;
   cairo_set_source_rgb(cr, 0, 0, 0);
-  text(cr, pad, 22, "Training curves, " + dataset + ": train loss (solid) and validation criterion (dashed), log scale; one colour per seed", 13);
+  text(cr, pad, 22, "Training curves, " + dataset + ": train loss (solid) and validation criterion (dashed) per epoch, "
+                    "log scale; one colour per seed", 13);
   const double colours[6][3] = {{0.12, 0.47, 0.71}, {1.0, 0.5, 0.05}, {0.17, 0.63, 0.17}, {0.84, 0.15, 0.16}, {0.58, 0.4, 0.74}, {0.55, 0.34, 0.29}};
+  // Plot area inside a panel: room on the left for the y labels, below for the x labels.
+  const double left = 46, right = 8, top = 22, bottom = 30;
   for (size_t m = 0; m < models.size(); ++m) {
     const double x0 = pad + (m % cols) * (W + pad), y0 = 40 + pad + (m / cols) * (H + pad);
     double lo = 1e300, hi = -1e300, emax = 1;
@@ -213,19 +271,41 @@ void draw_curves(const std::string& dataset, const std::vector<CurveRun>& runs, 
     cairo_rectangle(cr, x0, y0, W, H);
     cairo_fill(cr);
     cairo_set_source_rgb(cr, 0, 0, 0);
-    text(cr, x0 + 6, y0 + 14, label[models[m]], 12);
+    text(cr, x0 + left, y0 + 14, label[models[m]], 12);
     if (lo > hi) continue;
     if (hi / lo < 1.5) lo /= 1.25, hi *= 1.25;
     const double llo = std::log10(lo), lhi = std::log10(hi);
-    char b[64];
-    std::snprintf(b, sizeof b, "%.3g", hi);
-    text(cr, x0 + W - 50, y0 + 28, b, 9);
-    std::snprintf(b, sizeof b, "%.3g", lo);
-    text(cr, x0 + W - 50, y0 + H - 16, b, 9);
-    std::snprintf(b, sizeof b, "epoch %d", static_cast<int>(emax));
-    text(cr, x0 + W - 60, y0 + H - 4, b, 9);
-    auto px = [&](double e) { return x0 + 8 + (e - 1) / std::max(1.0, emax - 1) * (W - 16); };
-    auto py = [&](double v) { return y0 + H - 8 - (std::log10(v) - llo) / std::max(1e-12, lhi - llo) * (H - 36); };
+    const double px0 = x0 + left, px1 = x0 + W - right, py0 = y0 + top, py1 = y0 + H - bottom;
+    auto px = [&](double e) { return px0 + (e - 1) / std::max(1.0, emax - 1) * (px1 - px0); };
+    auto py = [&](double v) { return py1 - (std::log10(v) - llo) / std::max(1e-12, lhi - llo) * (py1 - py0); };
+    // Axes, ticks and labels.
+    cairo_set_line_width(cr, 0.8);
+    cairo_set_source_rgb(cr, 0.3, 0.3, 0.3);
+    cairo_move_to(cr, px0, py0);
+    cairo_line_to(cr, px0, py1);
+    cairo_line_to(cr, px1, py1);
+    cairo_stroke(cr);
+    for (double e : linear_ticks(1, emax, 5)) {
+      if (e < 1) continue;
+      cairo_move_to(cr, px(e), py1);
+      cairo_line_to(cr, px(e), py1 + 3);
+      cairo_stroke(cr);
+      text(cr, px(e), py1 + 13, tick_text(e), 9, true);
+    }
+    text(cr, (px0 + px1) / 2, py1 + 25, "epoch", 9, true);
+    for (double v : log_ticks(lo, hi)) {
+      cairo_set_source_rgb(cr, 0.88, 0.88, 0.88);
+      cairo_move_to(cr, px0, py(v));
+      cairo_line_to(cr, px1, py(v));
+      cairo_stroke(cr);
+      cairo_set_source_rgb(cr, 0.3, 0.3, 0.3);
+      text(cr, x0 + 16, py(v) + 3, tick_text(v), 9);
+    }
+    cairo_save(cr);
+    cairo_translate(cr, x0 + 10, (py0 + py1) / 2 + 18);
+    cairo_rotate(cr, -M_PI / 2);
+    text(cr, 0, 0, "log scale", 8);
+    cairo_restore(cr);
     for (size_t k = 0; k < mine.size(); ++k) {
       const double* c = colours[k % 6];
       cairo_set_source_rgb(cr, c[0], c[1], c[2]);
@@ -248,7 +328,7 @@ void draw_curves(const std::string& dataset, const std::vector<CurveRun>& runs, 
         cairo_stroke(cr);
       }
       cairo_set_dash(cr, nullptr, 0, 0);
-      text(cr, x0 + 8 + 40 * k, y0 + 28, "s" + std::to_string(mine[k]->seed), 9);
+      text(cr, px1 - 34 * (static_cast<double>(mine.size() - k)), y0 + 14, "s" + std::to_string(mine[k]->seed), 9);
     }
   }
   S.save(png);

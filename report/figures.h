@@ -25,9 +25,10 @@ struct CurveRun {
   std::vector<EpochMetrics> epochs;
 };
 
-// Returns false (and writes nothing) when no prediction file can be read.
+// Returns false (and writes nothing) when no prediction file can be read. A run whose predictions cannot be read
+// loses its panel, with a line in `warnings`.
 bool draw_qualitative(const std::string& workspace, const DatasetSpec& dataset, const std::vector<FigureRun>& runs,
-                      int images, const std::string& png);
+                      int images, const std::string& png, std::vector<std::string>* warnings = nullptr);
 void draw_curves(const std::string& dataset, const std::vector<CurveRun>& runs, const std::string& png);
 
 }  // namespace orch::report

@@ -49,73 +49,93 @@ void write_tensor(hid_t parent, const std::string& name, const torch::Tensor& t,
   if (c.numel()) h5::write_all(ds, h5_type(c.scalar_type()), c.data_ptr(), where);
 }
 
-torch::Tensor read_tensor(hid_t parent, const std::string& name, torch::ScalarType type, const std::string& where) {
-  h5::Handle ds = h5::open_dataset(parent, name, where);
-  auto dims = h5::dataset_dims(ds);
-  std::vector<int64_t> sizes(dims.begin(), dims.end());
+h5::ValueClass value_class(torch::ScalarType t) {
+  return t == torch::kFloat32 || t == torch::kFloat64 ? h5::ValueClass::kFloat : h5::ValueClass::kInteger;
+}
+
+// A tensor of exactly `sizes` (what the module or optimizer holds), checked against the file before allocation.
+torch::Tensor read_tensor(hid_t parent, const std::string& name, torch::ScalarType type, c10::IntArrayRef sizes,
+                          const std::string& where) {
+  std::vector<int64_t> want(sizes.begin(), sizes.end());
+  if (want.empty()) want = {1};  // scalars are written as [1]
+  h5::Handle ds = h5::open_checked(parent, name, value_class(type), 0, want, where);
   torch::Tensor t = torch::empty(sizes, torch::TensorOptions().dtype(type));
   if (t.numel()) h5::read_all(ds, h5_type(type), t.data_ptr(), where);
   return t;
 }
 
 // The checksum: every dataset's name and bytes and every attribute but "checksum", objects visited in name
-// order, so it can be recomputed from the file alone.
-herr_t hash_attr(hid_t obj, const char* name, const H5A_info_t*, void* data) {
-  if (std::string(name) == "checksum") return 0;
-  Digest& d = *static_cast<Digest*>(data);
-  d.add(std::string(name));
-  h5::Handle a(H5Aopen(obj, name, H5P_DEFAULT), H5Aclose);
-  h5::Handle t(H5Aget_type(a), H5Tclose);
-  if (H5Tget_class(t) == H5T_STRING) {
-    d.add(h5::get_attr_string(obj, name));
-  } else {
-    int64_t v = h5::get_attr_int(obj, name);
-    d.add(&v, 8);
-  }
+// order, so it can be recomputed from the file alone. Names are collected by HDF5's iterators (whose callbacks
+// only record them); everything that can fail happens outside them.
+herr_t collect_name(hid_t, const char* name, const void*, void* out) {
+  static_cast<std::vector<std::string>*>(out)->push_back(name);
   return 0;
 }
+herr_t collect_attr(hid_t obj, const char* name, const H5A_info_t* info, void* out) { return collect_name(obj, name, info, out); }
+herr_t collect_link(hid_t obj, const char* name, const H5L_info_t* info, void* out) { return collect_name(obj, name, info, out); }
 
-herr_t hash_link(hid_t parent, const char* name, const H5L_info_t*, void* data);
-
-void hash_object(hid_t obj, Digest& d) {
+void hash_attributes(hid_t obj, Digest& d, const std::string& path) {
+  std::vector<std::string> names;
   hsize_t idx = 0;
-  H5Aiterate2(obj, H5_INDEX_NAME, H5_ITER_INC, &idx, hash_attr, &d);
+  if (H5Aiterate2(obj, H5_INDEX_NAME, H5_ITER_INC, &idx, collect_attr, &names) < 0)
+    throw InputError(path, "", "", "unreadable attributes (damaged file?)");
+  for (const auto& name : names) {
+    if (name == "checksum") continue;
+    d.add(name);
+    h5::Handle a(H5Aopen(obj, name.c_str(), H5P_DEFAULT), H5Aclose);
+    h5::Handle t(H5Aget_type(a), H5Tclose);
+    if (!a.valid() || !t.valid()) throw InputError(path, "attribute " + name, "", "unreadable (damaged file?)");
+    if (H5Tget_class(t) == H5T_STRING) {
+      d.add(h5::get_attr_string(obj, name, path));
+    } else {
+      int64_t v = h5::get_attr_int(obj, name, path);
+      d.add(&v, 8);
+    }
+  }
 }
 
-herr_t hash_link(hid_t parent, const char* name, const H5L_info_t*, void* data) {
-  Digest& d = *static_cast<Digest*>(data);
-  d.add(std::string(name));
-  H5O_info_t info;
-  if (H5Oget_info_by_name(parent, name, &info, H5P_DEFAULT) < 0) return -1;
-  if (info.type == H5O_TYPE_GROUP) {
-    h5::Handle g(H5Gopen2(parent, name, H5P_DEFAULT), H5Gclose);
-    hash_object(g, d);
-    hsize_t idx = 0;
-    return H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &idx, hash_link, data);
+void hash_group(hid_t group, Digest& d, const std::string& path, int depth) {
+  if (depth > 8) throw InputError(path, "", "", "groups nested too deep (damaged file?)");
+  hash_attributes(group, d, path);
+  std::vector<std::string> names;
+  hsize_t idx = 0;
+  if (H5Literate(group, H5_INDEX_NAME, H5_ITER_INC, &idx, collect_link, &names) < 0)
+    throw InputError(path, "", "", "unreadable group (damaged file?)");
+  for (const auto& name : names) {
+    d.add(name);
+    H5O_info_t info;
+    if (H5Oget_info_by_name(group, name.c_str(), &info, H5P_DEFAULT) < 0)
+      throw InputError(path, "/" + name, "", "unreadable object (damaged file?)");
+    if (info.type == H5O_TYPE_GROUP) {
+      hash_group(h5::open_group(group, name, path), d, path, depth + 1);
+      continue;
+    }
+    if (info.type != H5O_TYPE_DATASET) throw InputError(path, "/" + name, "", "neither a group nor a dataset");
+    h5::Handle ds = h5::open_dataset(group, name, path);
+    hash_attributes(ds, d, path);
+    h5::Handle ft(H5Dget_type(ds), H5Tclose);
+    h5::Handle mt(H5Tget_native_type(ft, H5T_DIR_ASCEND), H5Tclose);
+    h5::Handle space(H5Dget_space(ds), H5Sclose);
+    const hssize_t points = space.valid() ? H5Sget_simple_extent_npoints(space) : -1;
+    const size_t elem = mt.valid() ? H5Tget_size(mt) : 0;
+    if (points < 0 || elem == 0 || static_cast<size_t>(points) > h5::kMaxReadBytes / elem)
+      throw InputError(path, "/" + name, "", "unreadable or implausibly large dataset (damaged file?)");
+    std::vector<unsigned char> buf(static_cast<size_t>(points) * elem);
+    if (!buf.empty() && H5Dread(ds, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()) < 0)
+      throw InputError(path, "/" + name, "", "unreadable data (damaged file?)");
+    d.add(buf.data(), buf.size());
   }
-  h5::Handle ds(H5Dopen2(parent, name, H5P_DEFAULT), H5Dclose);
-  hash_object(ds, d);
-  h5::Handle ft(H5Dget_type(ds), H5Tclose);
-  h5::Handle mt(H5Tget_native_type(ft, H5T_DIR_ASCEND), H5Tclose);
-  h5::Handle space(H5Dget_space(ds), H5Sclose);
-  size_t n = static_cast<size_t>(H5Sget_simple_extent_npoints(space)) * H5Tget_size(mt);
-  std::vector<unsigned char> buf(n);
-  if (n && H5Dread(ds, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()) < 0) return -1;
-  d.add(buf.data(), n);
-  return 0;
 }
 
 std::string file_digest(hid_t f, const std::string& path) {
   Digest d;
-  hash_object(f, d);
-  hsize_t idx = 0;
-  if (H5Literate(f, H5_INDEX_NAME, H5_ITER_INC, &idx, hash_link, &d) < 0) throw Error(path + ": unreadable checkpoint data");
+  hash_group(f, d, path, 0);
   return d.hex();
 }
 
 // Fault injection for the recovery tests (never set in normal use): ORCH_FAULT_KILL_IN_CHECKPOINT=N makes the
-// N-th checkpoint this process writes die by SIGKILL halfway through, after its parameters are in the temporary
-// file and before it is renamed into place.
+// N-th checkpoint this process writes die by SIGKILL halfway through, after its temporary file is on disk and
+// before it is renamed into place.
 void maybe_die_in_checkpoint() {
   static int count = 0;
   static const char* env = std::getenv("ORCH_FAULT_KILL_IN_CHECKPOINT");
@@ -144,31 +164,38 @@ struct Loaded {
   torch::Tensor rng;
 };
 
+double parse_criterion(const std::string& text, const std::string& path) {
+  char* end = nullptr;
+  const double v = std::strtod(text.c_str(), &end);
+  if (text.empty() || end == text.c_str() || *end != '\0')
+    throw InputError(path, "attribute best_criterion", text, "not a number");
+  return v;
+}
+
 // Reads and verifies everything before anything is applied.
 Loaded read_all(const std::string& path, torch::nn::Module& module, torch::optim::Adam& opt) {
   h5::Handle f = h5::open_file(path);
-  if (h5::get_attr_int(f, "format_version", path) != kFormat) throw Error(path + ": unsupported checkpoint format");
+  if (h5::get_attr_int(f, "format_version", path) != kFormat) throw InputError(path, "attribute format_version", "", "unsupported checkpoint format");
   Loaded l;
   l.state.epoch = h5::get_attr_int(f, "epoch", path);
   l.state.batch = h5::get_attr_int(f, "batch", path);
   l.state.best_epoch = h5::get_attr_int(f, "best_epoch", path);
-  l.state.best_criterion = std::stod(h5::get_attr_string(f, "best_criterion", path));
+  if (l.state.epoch < 0 || l.state.batch < 0) throw InputError(path, "attribute epoch/batch", "", "negative position");
+  l.state.best_criterion = parse_criterion(h5::get_attr_string(f, "best_criterion", path), path);
   l.state.config_hash = h5::get_attr_string(f, "config_hash", path);
   l.state.extra = h5::get_attr_string(f, "extra", path);
   {
-    h5::Handle g(H5Gopen2(f, "parameters", H5P_DEFAULT), H5Gclose);
-    for (const auto& p : module.named_parameters()) {
-      torch::Tensor t = read_tensor(g, p.key(), p.value().scalar_type(), path);
-      if (t.sizes() != p.value().sizes()) throw Error(path + ": parameter " + p.key() + " has another shape");
-      l.params.emplace_back(p.key(), t);
-    }
+    h5::Handle g = h5::open_group(f, "parameters", path);
+    for (const auto& p : module.named_parameters())
+      l.params.emplace_back(p.key(), read_tensor(g, p.key(), p.value().scalar_type(), p.value().sizes(), path));
   }
   {
-    h5::Handle g(H5Gopen2(f, "buffers", H5P_DEFAULT), H5Gclose);
-    for (const auto& b : module.named_buffers()) l.buffers.emplace_back(b.key(), read_tensor(g, b.key(), b.value().scalar_type(), path));
+    h5::Handle g = h5::open_group(f, "buffers", path);
+    for (const auto& b : module.named_buffers())
+      l.buffers.emplace_back(b.key(), read_tensor(g, b.key(), b.value().scalar_type(), b.value().sizes(), path));
   }
   {
-    h5::Handle g(H5Gopen2(f, "optimizer", H5P_DEFAULT), H5Gclose);
+    h5::Handle g = h5::open_group(f, "optimizer", path);
     size_t i = 0;
     for (auto& group : opt.param_groups())
       for (auto& p : group.params()) {
@@ -178,20 +205,30 @@ Loaded read_all(const std::string& path, torch::nn::Module& module, torch::optim
         std::array<torch::Tensor, 3> st;
         int64_t step = 0;
         if (has) {
-          h5::Handle pg(H5Gopen2(g, name.c_str(), H5P_DEFAULT), H5Gclose);
+          h5::Handle pg = h5::open_group(g, name, path);
           step = h5::get_attr_int(pg, "step", path);
-          st[0] = read_tensor(pg, "exp_avg", p.scalar_type(), path).reshape(p.sizes());
-          st[1] = read_tensor(pg, "exp_avg_sq", p.scalar_type(), path).reshape(p.sizes());
+          st[0] = read_tensor(pg, "exp_avg", p.scalar_type(), p.sizes(), path);
+          st[1] = read_tensor(pg, "exp_avg_sq", p.scalar_type(), p.sizes(), path);
           if (H5Lexists(pg, "max_exp_avg_sq", H5P_DEFAULT) > 0)
-            st[2] = read_tensor(pg, "max_exp_avg_sq", p.scalar_type(), path).reshape(p.sizes());
+            st[2] = read_tensor(pg, "max_exp_avg_sq", p.scalar_type(), p.sizes(), path);
         }
         l.adam.push_back(st);
         l.steps.push_back(step);
       }
   }
-  l.rng = read_tensor(f, "rng", torch::kUInt8, path);
+  {
+    std::vector<hsize_t> dims;
+    h5::Handle r = h5::open_checked(f, "rng", h5::ValueClass::kInteger, 1, {-1}, path, &dims);
+    if (dims[0] > (1u << 20)) throw InputError(path, "/rng", std::to_string(dims[0]) + " bytes", "not a generator state");
+    l.rng = torch::empty({static_cast<int64_t>(dims[0])}, torch::kUInt8);
+    if (dims[0]) h5::read_all(r, H5T_NATIVE_UINT8, l.rng.data_ptr(), path);
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    if (l.rng.numel() != gen.get_state().numel())
+      throw InputError(path, "/rng", std::to_string(l.rng.numel()) + " bytes", "not a CPU generator state of this LibTorch");
+  }
   std::string want = h5::get_attr_string(f, "checksum", path), got = file_digest(f, path);
-  if (want != got) throw Error(path + ": checksum mismatch (stored " + want + ", computed " + got + ")");
+  if (want != got) throw InputError(path, "checksum", want, "does not match the contents (computed " + got + "): damaged");
   return l;
 }
 
@@ -201,13 +238,11 @@ void save_checkpoint(const std::string& path, torch::nn::Module& module, torch::
                      const CheckpointState& s) {
   AtomicFile out(path, true);
   {
-    h5::Handle f = h5::create_file(out.temp_path());
+    h5::Handle f = h5::create_memory_file();  // written out in one go below (storage/h5.h)
     {
       h5::Handle g = group(f, "parameters");
       for (const auto& p : module.named_parameters()) write_tensor(g, p.key(), p.value(), path);
     }
-    H5Fflush(f, H5F_SCOPE_GLOBAL);
-    maybe_die_in_checkpoint();
     {
       h5::Handle g = group(f, "buffers");
       for (const auto& b : module.named_buffers()) write_tensor(g, b.key(), b.value(), path);
@@ -245,8 +280,9 @@ void save_checkpoint(const std::string& path, torch::nn::Module& module, torch::
     h5::set_attr(f, "config_hash", s.config_hash);
     h5::set_attr(f, "extra", s.extra);
     h5::set_attr(f, "checksum", file_digest(f, path));
-    if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) throw Error(path + ": flush failed");
+    h5::save_memory_file(f, out.temp_path());
   }
+  maybe_die_in_checkpoint();  // the temporary is on disk, not yet renamed into place
   out.commit();
 }
 
@@ -275,7 +311,11 @@ CheckpointState load_checkpoint(const std::string& path, torch::nn::Module& modu
   {
     auto gen = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_state(l.rng);
+    try {
+      gen.set_state(l.rng);
+    } catch (const std::exception&) {
+      throw InputError(path, "/rng", std::to_string(l.rng.numel()) + " bytes", "not a CPU generator state");
+    }
   }
   return l.state;
 }
@@ -286,21 +326,19 @@ void load_weights(const std::string& path, torch::nn::Module& module, const std:
   h5::Handle f = h5::open_file(path);
   std::vector<std::pair<torch::Tensor, torch::Tensor>> copies;
   {
-    h5::Handle g(H5Gopen2(f, "parameters", H5P_DEFAULT), H5Gclose);
+    h5::Handle g = h5::open_group(f, "parameters", path);
     for (const auto& p : module.named_parameters()) {
       const std::string name = prefix + p.key();
-      if (H5Lexists(g, name.c_str(), H5P_DEFAULT) <= 0) throw Error(path + ": has no parameter " + name);
-      torch::Tensor t = read_tensor(g, name, p.value().scalar_type(), path);
-      if (t.sizes() != p.value().sizes()) throw Error(path + ": parameter " + name + " has another shape");
-      copies.emplace_back(p.value(), t);
+      if (H5Lexists(g, name.c_str(), H5P_DEFAULT) <= 0) throw InputError(path, "/parameters/" + name, "", "missing");
+      copies.emplace_back(p.value(), read_tensor(g, name, p.value().scalar_type(), p.value().sizes(), path));
     }
   }
   {
-    h5::Handle g(H5Gopen2(f, "buffers", H5P_DEFAULT), H5Gclose);
+    h5::Handle g = h5::open_group(f, "buffers", path);
     for (const auto& b : module.named_buffers()) {
       const std::string name = prefix + b.key();
-      if (H5Lexists(g, name.c_str(), H5P_DEFAULT) <= 0) throw Error(path + ": has no buffer " + name);
-      copies.emplace_back(b.value(), read_tensor(g, name, b.value().scalar_type(), path));
+      if (H5Lexists(g, name.c_str(), H5P_DEFAULT) <= 0) throw InputError(path, "/buffers/" + name, "", "missing");
+      copies.emplace_back(b.value(), read_tensor(g, name, b.value().scalar_type(), b.value().sizes(), path));
     }
   }
   torch::NoGradGuard ng;

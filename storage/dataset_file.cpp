@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include <opencv2/core.hpp>
+
 #include "core/errors.h"
 
 namespace orch {
@@ -75,7 +77,7 @@ std::string DatasetWriter::commit(const std::string& sources_json) {
   for (size_t i = 0; i < written_.size(); ++i)
     if (!written_[i]) throw Error(path_ + ": sample " + ids_[i] + " was never written");
   const OrganLayout layout = OrganLayout::of(kind_);
-  h5::write_strings(file_, "ids", ids_, path_);
+  h5::write_fixed_strings(file_, "ids", ids_, path_);
   hsize_t n = split_.size();
   {
     h5::Handle split = h5::create_dataset(file_, "split", H5T_STD_U8LE, {n}, {}, 0, path_);
@@ -94,14 +96,14 @@ std::string DatasetWriter::commit(const std::string& sources_json) {
     points.push_back(o.points);
   }
   h5::set_attr(file_, "format_version", static_cast<int64_t>(kDatasetFormatVersion));
-  h5::set_attr(file_, "kind", kind_name(kind_));
+  h5::set_attr_fixed(file_, "kind", kind_name(kind_));
   h5::set_attr(file_, "size", static_cast<int64_t>(size_));
   h5::set_attr(file_, "organs", organs);
   h5::set_attr(file_, "points_per_organ", points);
   h5::set_attr(file_, "classes", layout.class_names());
-  h5::set_attr(file_, "content_digest", all.hex());
-  h5::set_attr(file_, "sources", sources_json);
-  h5::set_attr(file_, "created_by", std::string("orchestrator prepare"));
+  h5::set_attr_fixed(file_, "content_digest", all.hex());
+  h5::set_attr_fixed(file_, "sources", sources_json);
+  h5::set_attr_fixed(file_, "created_by", std::string("orchestrator prepare"));
   images_.reset();
   masks_.reset();
   maps_.reset();
@@ -119,48 +121,61 @@ DatasetReader::DatasetReader(const std::string& path) : path_(path) {
     throw InputError(path, "format_version", std::to_string(version),
                      "unsupported data set format (expected " + std::to_string(kDatasetFormatVersion) + ")");
   info_.kind = parse_kind(h5::get_attr_string(file_, "kind", path), path + ": kind");
-  info_.size = static_cast<int>(h5::get_attr_int(file_, "size", path));
+  const int64_t size = h5::get_attr_int(file_, "size", path);
+  if (size < kMinDatasetSize || size > kMaxDatasetSize)
+    throw InputError(path, "attribute size", std::to_string(size),
+                     "expected " + std::to_string(kMinDatasetSize) + " to " + std::to_string(kMaxDatasetSize) + " pixels");
+  info_.size = static_cast<int>(size);
   info_.content_digest = h5::get_attr_string(file_, "content_digest", path);
   info_.sources = h5::get_attr_string(file_, "sources", path);
   info_.ids = h5::read_strings(file_, "ids", path);
   info_.count = static_cast<int>(info_.ids.size());
-  images_ = h5::open_dataset(file_, "images", path);
-  masks_ = h5::open_dataset(file_, "masks", path);
-  maps_ = h5::open_dataset(file_, "distance_maps", path);
-  landmarks_ = h5::open_dataset(file_, "landmarks", path);
-  h5::Handle split = h5::open_dataset(file_, "split", path);
-  std::vector<uint8_t> s(static_cast<size_t>(info_.count));
-  if (info_.count) h5::read_all(split, H5T_NATIVE_UINT8, s.data(), path);
-  for (uint8_t v : s) {
-    if (v > 2) throw InputError(path, "split", std::to_string(v), "expected 0, 1 or 2");
-    info_.split.push_back(static_cast<Split>(v));
-  }
+  // Every dataset against the attributes and /ids, before anything is sized from them.
   const OrganLayout layout = info_.layout();
-  auto dims = h5::dataset_dims(images_);
-  auto mdims = h5::dataset_dims(maps_);
-  auto ldims = h5::dataset_dims(landmarks_);
-  if (dims.size() != 3 || dims[0] != static_cast<hsize_t>(info_.count) || dims[1] != static_cast<hsize_t>(info_.size) ||
-      mdims.size() != 4 || mdims[1] != static_cast<hsize_t>(layout.num_classes() - 1) || ldims.size() != 3 ||
-      ldims[1] != static_cast<hsize_t>(layout.total_points()))
-    throw InputError(path, "", "", "dataset shapes do not match its attributes");
+  const int64_t n = info_.count, s = info_.size, c = layout.num_classes() - 1, p = layout.total_points();
+  images_ = h5::open_checked(file_, "images", h5::ValueClass::kInteger, 1, {n, s, s}, path);
+  masks_ = h5::open_checked(file_, "masks", h5::ValueClass::kInteger, 1, {n, s, s}, path);
+  maps_ = h5::open_checked(file_, "distance_maps", h5::ValueClass::kFloat, 0, {n, c, s, s}, path);
+  landmarks_ = h5::open_checked(file_, "landmarks", h5::ValueClass::kFloat, 0, {n, p, 2}, path);
+  h5::Handle split = h5::open_checked(file_, "split", h5::ValueClass::kInteger, 1, {n}, path);
+  std::vector<uint8_t> v(static_cast<size_t>(info_.count));
+  if (info_.count) h5::read_all(split, H5T_NATIVE_UINT8, v.data(), path);
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (v[i] > 2) throw InputError(path, "/split[" + std::to_string(i) + "]", std::to_string(v[i]), "expected 0, 1 or 2");
+    info_.split.push_back(static_cast<Split>(v[i]));
+  }
 }
 
 Sample DatasetReader::read(int index) const {
   if (index < 0 || index >= info_.count) throw Error(path_ + ": sample index " + std::to_string(index) + " out of range");
   const OrganLayout layout = info_.layout();
   const int s = info_.size, c = layout.num_classes() - 1, p = layout.total_points();
+  const std::string where = "sample " + std::to_string(index) + " (" + info_.ids[index] + ")";
   Sample smp;
   smp.id = info_.ids[index];
   smp.image.create(s, s, CV_8U);
   smp.mask.create(s, s, CV_8U);
   h5::read_row(images_, H5T_NATIVE_UINT8, index, smp.image.data, path_);
   h5::read_row(masks_, H5T_NATIVE_UINT8, index, smp.mask.data, path_);
+  double max_label = 0;
+  cv::minMaxLoc(smp.mask, nullptr, &max_label);
+  if (max_label > layout.num_classes() - 1)
+    throw InputError(path_, "/masks, " + where, format_number(max_label),
+                     "labels are 0 to " + std::to_string(layout.num_classes() - 1));
   std::vector<float> maps(static_cast<size_t>(c) * s * s);
   h5::read_row(maps_, H5T_NATIVE_FLOAT, index, maps.data(), path_);
+  for (float v : maps)
+    if (!(v >= 0.0f && v <= 1.0f + 1e-4f))
+      throw InputError(path_, "/distance_maps, " + where, format_number(v), "expected values in [0, 1]");
   for (int k = 0; k < c; ++k)
     smp.dmaps.push_back(cv::Mat(s, s, CV_32F, maps.data() + static_cast<size_t>(k) * s * s).clone());
   std::vector<float> lm(static_cast<size_t>(p) * 2);
   h5::read_row(landmarks_, H5T_NATIVE_FLOAT, index, lm.data(), path_);
+  for (size_t i = 0; i < lm.size(); ++i)
+    if (!(lm[i] >= -kLandmarkMargin && lm[i] <= 1 + kLandmarkMargin))
+      throw InputError(path_, "/landmarks, " + where + ", point " + std::to_string(i / 2), format_number(lm[i]),
+                       "expected a finite coordinate within the image (0 to 1 of its size) plus a margin of " +
+                           format_number(kLandmarkMargin));
   for (int i = 0; i < p; ++i) smp.landmarks.push_back({lm[2 * i] * static_cast<double>(s), lm[2 * i + 1] * static_cast<double>(s)});
   return smp;
 }

@@ -4,11 +4,14 @@
 //   /masks          uint8   [N, H, W]      labels 0 background, 1 lungs, 2 heart; chunk [1, H, W], deflate 1
 //   /distance_maps  float32 [N, C, H, W]   C = 2 (lungs, heart) for LH, 1 for L; chunk [1, C, H, W]
 //   /landmarks      float32 [N, P, 2]      (x, y) divided by the image size (not clipped)
-//   /ids            vlen UTF-8 strings [N], sorted
+//   /ids            UTF-8 strings [N], sorted (fixed-length; older files: variable-length)
 //   /split          uint8   [N]            0 train, 1 val, 2 test
 //   attributes: format_version, kind ("lh"/"l"), size, organs, points_per_organ, classes, content_digest,
 //               sources (JSON), created_by
 //
+// Written in HDF5's latest file format (checksummed metadata and chunk indices) with the strings the readers use
+// stored fixed-length, so that a damaged file is refused by the library's checks or by DatasetReader's, never
+// followed into undefined behaviour.
 // Chunked so that one sample reads alone. DatasetWriter writes into a temporary file that commit() renames
 // into place (core/atomic_file.h). DatasetReader is safe to use from several threads (the HDF5 library
 // serialises calls); the writer is not.
@@ -28,6 +31,10 @@
 namespace orch {
 
 constexpr int kDatasetFormatVersion = 1;
+constexpr int kMinDatasetSize = 32, kMaxDatasetSize = 4096;  // pixels
+// Landmarks (stored as a fraction of the image size) may lie outside the image by this much, no further: real
+// annotations sit inside it; more means a damaged or mis-scaled file.
+constexpr double kLandmarkMargin = 0.5;
 enum class Split : uint8_t { kTrain = 0, kVal = 1, kTest = 2 };
 const char* split_name(Split s);
 
@@ -69,10 +76,13 @@ class DatasetWriter {
 
 class DatasetReader {
  public:
-  explicit DatasetReader(const std::string& path);  // throws InputError on a missing or malformed file
+  // Validates the file before anything is sized from it (storage/h5.h): every dataset's shape and type against
+  // the attributes and /ids. Throws InputError naming the file and what is wrong.
+  explicit DatasetReader(const std::string& path);
   const DatasetInfo& info() const { return info_; }
   const std::string& path() const { return path_; }
-  // Sample i with landmarks back in pixels of the stored size.
+  // Sample i with landmarks back in pixels of the stored size. Checks its values: mask labels, distance maps in
+  // [0, 1], landmarks finite and inside the image plus kLandmarkMargin (InputError naming the sample).
   Sample read(int index) const;
 
  private:

@@ -67,6 +67,7 @@ void PrepareOptions::validate() const {
   if (splits.empty() && !split_seed) throw InputError("", "--splits", "", "give --splits DIR or --split-seed N");
   if (!splits.empty() && split_seed) throw InputError("", "--split-seed", std::to_string(*split_seed), "cannot be combined with --splits");
   if (kind != "auto" && kind != "lh" && kind != "l") throw InputError("", "--kind", kind, "expected auto, lh or l");
+  if (threads < 0 || threads > kMaxThreads) throw InputError("", "--threads", std::to_string(threads), "expected 0 to " + std::to_string(kMaxThreads));
   if (map_deflate < 0 || map_deflate > 9) throw InputError("", "--compress-maps", std::to_string(map_deflate), "expected 0 to 9");
 }
 
@@ -139,10 +140,16 @@ PrepareSummary prepare_dataset(const PrepareOptions& opt) {
       if (static_cast<int>(pts.size()) != organ.points)
         throw InputError(p.string(), "points", std::to_string(pts.size()),
                          organ.name + " needs " + std::to_string(organ.points) + " points");
-      for (size_t k = 0; k < pts.size(); ++k)
+      const double lo = -kLandmarkMargin * kLandmarkFrame, hi = (1 + kLandmarkMargin) * kLandmarkFrame;
+      for (size_t k = 0; k < pts.size(); ++k) {
         if (!std::isfinite(pts[k].x) || !std::isfinite(pts[k].y))
           throw InputError(p.string(), "point " + std::to_string(k),
                            "(" + format_number(pts[k].x) + ", " + format_number(pts[k].y) + ")", "not a finite coordinate");
+        if (pts[k].x < lo || pts[k].x > hi || pts[k].y < lo || pts[k].y > hi)
+          throw InputError(p.string(), "point " + std::to_string(k),
+                           "(" + format_number(pts[k].x) + ", " + format_number(pts[k].y) + ")",
+                           "outside the " + std::to_string(kLandmarkFrame) + "-px landmark frame by more than half its size");
+      }
       landmarks[i].insert(landmarks[i].end(), pts.begin(), pts.end());
     }
   }

@@ -26,6 +26,7 @@ void SynthOptions::validate() const {
   };
   frac("occluder_fraction", render.occluder_fraction);
   frac("low_contrast_fraction", render.low_contrast_fraction);
+  if (threads < 0 || threads > kMaxThreads) throw InputError("", "--threads", std::to_string(threads), "expected 0 to " + std::to_string(kMaxThreads));
 }
 
 std::string synth_id(DatasetKind kind, int index) {

@@ -10,6 +10,7 @@
 
 #include "../unit/test_util.h"
 #include "core/errors.h"
+#include "core/file_io.h"
 #include "core/experiment.h"
 #include "core/mask.h"
 #include "core/metrics.h"
@@ -280,6 +281,41 @@ TEST(Checkpoint, DependencyWeightsLoadWithPrefix) {
   auto a = unet->named_parameters(), b = joint->dependency_module()->named_parameters();
   for (const auto& p : b) EXPECT_TRUE(torch::equal(p.value(), a["unet." + p.key()]));
   EXPECT_THROW(runner::load_weights(t / "u.h5", *joint->dependency_module(), "nothing."), Error);
+}
+
+
+// A disk that fills up: every write of a checkpoint fails as a full file system does (the seam of core/file_io.h).
+class FullDisk : public FileSink {
+ public:
+  void write(const std::string& path, const void* data, size_t size) override {
+    if (path.find("/checkpoints/") != std::string::npos && ++checkpoints > allowed)
+      throw Error(path + ": write failed: No space left on device");
+    system_file_sink().write(path, data, size);
+  }
+  int allowed = 0, checkpoints = 0;
+};
+
+TEST(Worker, AFullDiskDuringACheckpointFailsTheRunWithItsReasonAndLeavesNoTemporary) {
+  TempDir t;
+  const std::string ws = t / "ws";
+  Experiment e = tiny_experiment(ws, 3);
+  auto chain = scheduler::chain_for(e, "d", "hybridgnet", 1);
+  ensure_dataset(e, e.datasets[0], ws, 1, true);
+  { Store st(store_of(ws)); scheduler::record_runs(st, chain); }
+  FullDisk disk;
+  disk.allowed = 2;  // best.h5 and its copy of epoch 1 fit; the numbered checkpoint after it does not
+  FileSink* previous = set_file_sink_for_tests(&disk);
+  EXPECT_THROW(work(ws, chain.back().id), Error);
+  set_file_sink_for_tests(previous);
+  Store st(store_of(ws));
+  EXPECT_EQ(st.run(chain.back().id)->state, "failed");
+  auto attempts = st.attempts(chain.back().id);
+  ASSERT_EQ(attempts.size(), 1u);
+  EXPECT_NE(attempts[0].reason.find("No space left on device"), std::string::npos) << attempts[0].reason;
+  for (const auto& f : fs::directory_iterator(WorkspaceLayout(ws).checkpoints(chain.back().id)))
+    EXPECT_EQ(f.path().string().find(".tmp-"), std::string::npos) << f.path();
+  // With room again, the run resumes and finishes.
+  ASSERT_EQ(work(ws, chain.back().id), 0);
 }
 
 }  // namespace

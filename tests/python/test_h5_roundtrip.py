@@ -28,12 +28,13 @@ def check_roundtrip(kind, classes, points):
             ids = [s.decode() if isinstance(s, bytes) else s for s in f["ids"][...]]
             assert ids == sorted(ids) and len(ids) == n
             assert f.attrs["format_version"] == 1
-            assert f.attrs["kind"] == kind and f.attrs["size"] == 96
+            text = lambda v: v.decode() if isinstance(v, bytes) else v  # fixed-length strings: bytes in h5py
+            assert text(f.attrs["kind"]) == kind and f.attrs["size"] == 96
             organs = ["RL", "LL", "H"] if kind == "lh" else ["RL", "LL"]
             assert list(f.attrs["organs"]) == organs, f.attrs["organs"]
             assert list(f.attrs["points_per_organ"]) == [44, 50, 26][: len(organs)]
-            assert len(f.attrs["content_digest"]) == 16
-            json.loads(f.attrs["sources"])
+            assert len(text(f.attrs["content_digest"])) == 16
+            json.loads(text(f.attrs["sources"]))
             for split, code in (("train", 0), ("val", 1), ("test", 2)):
                 listed = open(f"{src}/splits/{split}.txt").read().split()
                 assert sorted(listed) == [ids[i] for i in np.where(f["split"][...] == code)[0]]

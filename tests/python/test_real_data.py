@@ -31,7 +31,9 @@ def prepare(d, name, splits, size, *extra):
 def counts(path):
     with h5py.File(path, "r") as f:
         s = f["split"][...]
-        return f.attrs["kind"], len(s), [int((s == k).sum()) for k in range(3)], f["landmarks"].shape
+        kind = f.attrs["kind"]
+        kind = kind.decode() if isinstance(kind, bytes) else kind  # fixed-length strings read as bytes
+        return kind, len(s), [int((s == k).sum()) for k in range(3)], f["landmarks"].shape
 
 
 def test_jsrt_padchest():

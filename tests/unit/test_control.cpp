@@ -39,11 +39,20 @@ TEST(ProcessIdentity, NamesOneProcessAndSurvivesPidReuse) {
   elsewhere.host = "some-other-host";
   EXPECT_EQ(liveness(elsewhere), Liveness::kUnknown);
 
+  int go[2];
+  ASSERT_EQ(pipe(go), 0);
   pid_t child = fork();
-  if (child == 0) _exit(0);
+  if (child == 0) {
+    close(go[1]);  // or the read below never sees the end of the pipe
+    char c;
+    (void)!read(go[0], &c, 1);
+    _exit(0);
+  }
   auto id = ProcessIdentity::of(child);
-  waitpid(child, nullptr, 0);
   ASSERT_TRUE(id);
+  EXPECT_EQ(liveness(*id), Liveness::kAlive);
+  close(go[1]);  // the child exits
+  waitpid(child, nullptr, 0);
   EXPECT_EQ(liveness(*id), Liveness::kGone) << "a process that exited is gone";
 
   auto old = ProcessIdentity::parse("local:123@node7");  // the previous version's job ids

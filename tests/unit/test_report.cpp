@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/errors.h"
 #include "core/experiment.h"
 #include "report/figures.h"
 #include "report/report.h"
@@ -106,6 +107,7 @@ TEST(Report, GoldenTablesMediansAndMissingRuns) {
   report::ReportOptions o;
   o.out_dir = t / "out";
   o.figures = false;
+  o.settings.hausdorff = "working";  // the stored values (the default scales them to the paper's 1024 px)
   report::Report rep = report::make_report(exp, grid, store, t / "ws", o);
   ASSERT_EQ(rep.missing.size(), 1u) << "only b/unet/3 (pretrain stages are not table runs)";
   bool found = false;
@@ -147,6 +149,113 @@ TEST(Report, GoldenTablesMediansAndMissingRuns) {
   // Golden: the tables are the same on a second call (stable output).
   report::Report again = report::make_report(exp, grid, store, t / "ws", o);
   EXPECT_EQ(again.markdown, rep.markdown);
+}
+
+std::string read(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// One data set (lungs only, 64 px), UNet seeds 1-3 done; seed 2's second image has an empty predicted mask.
+struct SmallReport {
+  TempDir t;
+  Experiment exp;
+  std::vector<scheduler::PlannedRun> grid;
+  std::unique_ptr<Store> store;
+  SmallReport() {
+    nlohmann::json j = {{"name", "small"}, {"workspace", t / "ws"},
+                        {"datasets", {{"b", {{"kind", "l"}, {"size", 64}, {"synthetic", {{"count", 10}}}}}}},
+                        {"networks", {"unet"}}, {"seeds", {1, 2, 3}}};
+    exp = parse_experiment(j, "small.json");
+    grid = scheduler::expand(exp);
+    store = std::make_unique<Store>(t / "ws.db");
+    scheduler::record_runs(*store, grid);
+    for (const auto& r : grid) {
+      const bool empty = r.settings.seed == 2;
+      store->replace_test_metrics(r.id, {{r.id, "img0", "lungs", 0.9, 0.8, 2.0},
+                                         {r.id, "img1", "lungs", empty ? 0.0 : 0.9, empty ? 0.0 : 0.8, empty ? std::nan("") : 4.0}});
+      // warm 0.5 s synchronised; launches 0.01 s, the first (cold) call 0.2 s
+      store->replace_inference_times(r.id, {{"img0", 1.0, 0.2, true, "cuda:0"}, {"img1", 0.5, 0.01, false, "cuda:0"}});
+      store->set_run_state(r.id, "done");
+    }
+  }
+  std::string csv(report::ReportOptions o) {
+    o.out_dir = t / "out";
+    o.figures = false;
+    o.formats = {"csv"};
+    report::make_report(exp, grid, *store, t / "ws", o);
+    return read(t / "out/tables.csv");
+  }
+};
+
+TEST(Report, HausdorffIsInMillimetresAtThePapersScaleByDefault) {
+  SmallReport r;
+  report::ReportOptions o;
+  o.settings.empty_mask = "exclude";
+  // Stored: 3.0 mm per run at 0.35 mm per 64-px pixel (seed 2: 2.0 over its one defined image). At 1024 px: x16.
+  EXPECT_NE(r.csv(o).find("2,b,unet,lungs,hausdorff_mm,42.66666667,"), std::string::npos) << r.csv(o);
+  o.settings.hausdorff = "working";
+  EXPECT_NE(r.csv(o).find("2,b,unet,lungs,hausdorff_mm,2.666666667,"), std::string::npos) << r.csv(o);
+}
+
+TEST(Report, AnEmptyMaskCountsAsTheWorstCaseByDefaultAndIsNeverHidden) {
+  SmallReport r;
+  report::ReportOptions o;
+  o.settings.hausdorff = "working";
+  // worst: seed 2 = (2.0 + diagonal 64 * sqrt(2) * 0.35) / 2 = 16.8391919; runs 3, 16.8392, 3 -> mean 7.6130640
+  EXPECT_NE(r.csv(o).find("2,b,unet,lungs,hausdorff_mm,7.61306396"), std::string::npos) << r.csv(o);
+  o.out_dir = r.t / "out";
+  o.figures = false;
+  o.formats = {"md"};
+  report::Report rep = report::make_report(r.exp, r.grid, *r.store, r.t / "ws", o);
+  EXPECT_NE(rep.markdown.find("1 of 2 test images (lungs) have no Hausdorff distance"), std::string::npos) << rep.markdown;
+  EXPECT_NE(rep.markdown.find("1 image(s) without a Hausdorff distance"), std::string::npos) << rep.markdown;
+  o.settings.empty_mask = "fail";
+  try {
+    report::make_report(r.exp, r.grid, *r.store, r.t / "ws", o);
+    ADD_FAILURE() << "empty_mask fail did not fail";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("unet.b.s2"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Report, InferenceAsSynchronisedOrAsTheReferenceTimedIt) {
+  SmallReport r;
+  report::ReportOptions o;
+  EXPECT_NE(r.csv(o).find("2,b,unet,,inference_s,0.5,0,3"), std::string::npos) << r.csv(o);
+  o.settings.inference = "reference";  // mean of the launch times, the first call included: (0.2 + 0.01) / 2
+  EXPECT_NE(r.csv(o).find("2,b,unet,,inference_s,0.105,"), std::string::npos) << r.csv(o);
+}
+
+TEST(Report, UnknownSettingsAndMetricsAreErrors) {
+  SmallReport r;
+  report::ReportOptions o;
+  o.settings.median_metric = "speed";
+  EXPECT_THROW(r.csv(o), InputError);
+  o = {};
+  o.settings.hausdorff = "inches";
+  EXPECT_THROW(r.csv(o), InputError);
+  nlohmann::json j = r.exp.raw;
+  j["report"] = {{"empty_mask", "hide"}};
+  EXPECT_THROW(report::report_options_from(parse_experiment(j, "x.json")), InputError);
+  j["report"] = {{"colour", "red"}};
+  EXPECT_THROW(report::report_options_from(parse_experiment(j, "x.json")), InputError);
+}
+
+TEST(Report, HtmlPageCarriesTablesRunsAndLinksToLogs) {
+  SmallReport r;
+  report::ReportOptions o;
+  o.out_dir = r.t / "out";
+  o.figures = false;
+  o.formats = {"html"};
+  report::make_report(r.exp, r.grid, *r.store, r.t / "ws", o);
+  const std::string h = read(r.t / "out/report.html");
+  EXPECT_NE(h.find("<table class=\"results\">"), std::string::npos);
+  EXPECT_NE(h.find("Table 2. b (lungs)"), std::string::npos);
+  EXPECT_NE(h.find("href=\"../ws/runs/" + r.grid[0].id + "/log.txt\""), std::string::npos) << h.substr(0, 2000);
+  EXPECT_EQ(h.find("<script src"), std::string::npos) << "self-contained: no external scripts";
 }
 
 TEST(Report, CurvesFigureIsAPngOfTheExpectedSize) {

@@ -1,0 +1,360 @@
+#include "report/report_model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <set>
+
+#include "core/errors.h"
+#include "report/paper_tables.h"
+#include "report/stats.h"
+#include "storage/layout.h"
+#include "storage/run_state.h"
+
+namespace orch::report {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const double kNaN = std::nan("");
+constexpr double kPaperSize = 1024;  // the paper's working size: its Hausdorff values are mm at 0.35 mm per pixel of it
+
+bool one_of(const std::string& v, std::initializer_list<const char*> allowed) {
+  for (const char* a : allowed)
+    if (v == a) return true;
+  return false;
+}
+
+std::vector<Column> columns_of(bool lh) {
+  std::vector<Column> cols;
+  for (const std::string& organ : lh ? std::vector<std::string>{"lungs", "heart"} : std::vector<std::string>{"lungs"}) {
+    const std::string prefix = lh ? (organ == "lungs" ? "Lungs " : "Heart ") : "";
+    cols.push_back({organ, "dice", prefix + "DC↑", true, 4});
+    cols.push_back({organ, "hausdorff_mm", prefix + "HD↓", false, 2});
+    cols.push_back({organ, "jaccard", prefix + "JC↑", true, 4});
+  }
+  if (!lh) cols.push_back({"", "inference_s", "Inference (s)", false, 4});
+  return cols;
+}
+
+// The measured values of the table runs, as the settings ask for them.
+class Values {
+ public:
+  Values(Store& store, const std::vector<std::string>& ids, const std::map<std::string, const scheduler::PlannedRun*>& runs,
+         const ReportSettings& s)
+      : runs_(runs), s_(s) {
+    for (auto& a : store.metric_aggregates(ids)) agg_[a.run_id][a.organ] = a;
+  }
+  bool has(const std::string& id) const { return agg_.count(id) > 0; }
+  const MetricAggregate* aggregate(const std::string& id, const std::string& organ) const {
+    auto it = agg_.find(id);
+    if (it == agg_.end()) return nullptr;
+    auto o = it->second.find(organ);
+    return o == it->second.end() ? nullptr : &o->second;
+  }
+  double operator()(const std::string& id, const std::string& organ, const std::string& metric) const {
+    const MetricAggregate* a = aggregate(id, organ);
+    if (metric == "dice") return a ? a->dice : kNaN;
+    if (metric == "jaccard") return a ? a->jaccard : kNaN;
+    if (metric == "hausdorff_mm") return a ? hausdorff(id, *a) : kNaN;
+    if (metric == "inference_s") return a ? (s_.inference == "reference" ? a->inference_launch_all_s : a->inference_s) : kNaN;
+    throw Error("report: unknown metric '" + metric + "'");
+  }
+
+ private:
+  double hausdorff(const std::string& id, const MetricAggregate& a) const {
+    const RunSettings& rs = runs_.at(id)->settings;
+    const double scale = s_.hausdorff == "1024px" ? kPaperSize / rs.size : 1.0;
+    const int64_t undefined = a.images - a.hausdorff_defined;
+    if (undefined == 0) return a.hausdorff_mm * scale;
+    if (s_.empty_mask == "exclude") return a.hausdorff_defined ? a.hausdorff_mm * scale : kNaN;
+    const double diagonal = rs.size * std::sqrt(2.0) * rs.evaluation.spacing_mm;  // the worst case, in stored units
+    const double sum = (a.hausdorff_defined ? a.hausdorff_mm * a.hausdorff_defined : 0.0) + undefined * diagonal;
+    return sum / a.images * scale;
+  }
+  std::map<std::string, std::map<std::string, MetricAggregate>> agg_;
+  const std::map<std::string, const scheduler::PlannedRun*>& runs_;
+  const ReportSettings& s_;
+};
+
+double paper_value(const nlohmann::json& table, const std::string& network, const Column& c) {
+  if (!table.contains(network)) return kNaN;
+  const auto& pe = table[network];
+  if (c.metric == "inference_s") return pe.value("inference_s", kNaN);
+  return pe.contains(c.organ) ? pe[c.organ].value(c.metric, kNaN) : kNaN;
+}
+
+void mark_best(Table& t) {
+  for (size_t c = 0; c < t.columns.size(); ++c) {
+    int best = -1;
+    for (size_t r = 0; r < t.rows.size(); ++r) {
+      const double v = t.rows[r].cells[c].mean;
+      if (std::isnan(v)) continue;
+      const double b = best < 0 ? 0 : t.rows[static_cast<size_t>(best)].cells[c].mean;
+      if (best < 0 || (t.columns[c].higher_better ? v > b : v < b)) best = static_cast<int>(r);
+    }
+    if (best >= 0) t.rows[static_cast<size_t>(best)].cells[c].best = true;
+  }
+}
+
+// Paired tests over test images (per-image Dice averaged over organs) against the baseline network's median model.
+void paired_tests(Table& t, Store& store) {
+  const Row* base = nullptr;
+  for (const auto& r : t.rows)
+    if (r.network->paired_test_baseline && !r.median.empty()) base = &r;
+  if (!base) return;
+  auto per_image = [&](const std::string& id) {
+    std::map<std::string, std::vector<double>> m;
+    for (const auto& tm : store.test_metrics(id)) m[tm.image_id].push_back(tm.dice);
+    std::map<std::string, double> out;
+    for (auto& [img, v] : m) out[img] = mean(v);
+    return out;
+  };
+  auto b = per_image(base->median);
+  for (auto& r : t.rows) {
+    if (&r == base || r.median.empty()) continue;
+    auto o = per_image(r.median);
+    std::vector<double> x, y;
+    for (auto& [img, v] : b)
+      if (o.count(img)) x.push_back(v), y.push_back(o[img]);
+    WilcoxonResult w = wilcoxon(x, y);
+    r.p_vs_baseline = w.p_value;
+    r.n_pairs = static_cast<int>(x.size());
+  }
+}
+
+double attempt_seconds(const AttemptRow& a) {
+  const double end = a.ended_unix > 0 ? a.ended_unix : std::max(a.heartbeat_unix, a.started_unix);
+  return a.started_unix > 0 ? std::max(0.0, end - a.started_unix) : 0;
+}
+
+std::vector<CostRow> costs(Store& store, const std::vector<scheduler::PlannedRun>& grid) {
+  std::map<std::string, std::string> network_of;
+  for (const auto& r : grid) network_of[r.id] = r.settings.model;
+  std::map<std::string, CostRow> by;
+  std::map<std::string, std::set<std::string>> runs;
+  for (const auto& a : store.attempts()) {
+    auto it = network_of.find(a.run_id);
+    if (it == network_of.end()) continue;
+    CostRow& c = by[it->second];
+    const double h = attempt_seconds(a) / 3600;
+    ++c.attempts;
+    runs[it->second].insert(a.run_id);
+    c.wall_hours += h;
+    c.gpu_hours += h * static_cast<double>(a.gpus);
+    if (a.exit_status != 0) c.lost_hours += h;
+  }
+  for (const auto& j : store.job_accounts()) {
+    auto it = network_of.find(j.run_id);
+    if (it == network_of.end() || j.backend != "slurm") continue;
+    by[it->second].slurm_gpu_hours += j.elapsed_s / 3600 * static_cast<double>(j.gpus);
+  }
+  std::vector<CostRow> out;
+  for (const auto& n : models::network_catalogue()) {
+    auto it = by.find(n.id);
+    if (it == by.end()) continue;
+    it->second.network = n.paper_name;
+    it->second.runs = static_cast<int>(runs[n.id].size());
+    out.push_back(it->second);
+  }
+  return out;
+}
+
+std::vector<RunInfo> run_infos(Store& store, const std::vector<scheduler::PlannedRun>& grid, const std::string& workspace,
+                               const std::string& report_dir) {
+  std::map<std::string, RunRecord> recorded;
+  for (auto& r : store.runs()) recorded[r.run_id] = r;
+  std::map<std::string, std::pair<int, double>> attempts;  // run -> (count, wall hours)
+  for (const auto& a : store.attempts()) {
+    auto& x = attempts[a.run_id];
+    ++x.first;
+    x.second += attempt_seconds(a) / 3600;
+  }
+  const WorkspaceLayout layout(workspace);
+  std::vector<RunInfo> out;
+  for (const auto& r : grid) {
+    RunInfo i;
+    i.run_id = r.id;
+    i.network = models::network_info(r.settings.model).paper_name;
+    i.dataset = r.settings.dataset;
+    i.stage = r.settings.stage;
+    i.seed = r.settings.seed;
+    auto it = recorded.find(r.id);
+    i.state = it == recorded.end() ? run_state::kNew : it->second.state;
+    i.attempts = attempts[r.id].first;
+    i.wall_hours = attempts[r.id].second;
+    std::error_code ec;
+    i.log = fs::relative(layout.run_log(r.id), report_dir, ec).string();
+    if (ec || i.log.empty()) i.log = layout.run_log(r.id);
+    if (it != recorded.end()) i.provenance = store.provenance(r.id);
+    out.push_back(std::move(i));
+  }
+  return out;
+}
+
+}  // namespace
+
+void ReportSettings::validate() const {
+  if (!one_of(median_metric, {"dice", "jaccard", "hausdorff_mm"}))
+    throw InputError("report.median_metric", "", median_metric, "expected dice, jaccard or hausdorff_mm");
+  if (!one_of(hausdorff, {"1024px", "working"}))
+    throw InputError("report.hausdorff", "", hausdorff, "expected \"1024px\" (the paper's scale) or \"working\"");
+  if (!one_of(inference, {"synchronized", "reference"}))
+    throw InputError("report.inference", "", inference, "expected \"synchronized\" or \"reference\"");
+  if (!one_of(empty_mask, {"worst", "exclude", "fail"}))
+    throw InputError("report.empty_mask", "", empty_mask, "expected \"worst\", \"exclude\" or \"fail\"");
+}
+
+ReportSettings report_settings_from(const Experiment& exp, std::vector<std::string>* formats, int* figure_images) {
+  ReportSettings s;
+  if (!exp.raw.contains("report")) return s;
+  const auto& j = exp.raw["report"];
+  if (!j.is_object()) throw InputError(exp.path, "report", j.dump(), "expected an object");
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const std::string field = "report." + it.key();
+    const auto& v = it.value();
+    auto text = [&]() {
+      if (!v.is_string()) throw InputError(exp.path, field, v.dump(), "expected a string");
+      return v.get<std::string>();
+    };
+    if (it.key() == "median_metric") s.median_metric = text();
+    else if (it.key() == "hausdorff") s.hausdorff = text();
+    else if (it.key() == "inference") s.inference = text();
+    else if (it.key() == "empty_mask") s.empty_mask = text();
+    else if (it.key() == "figure_images") {
+      int64_t n = 0;
+      if (!json_int64(v, &n) || n < 1 || n > 20) throw InputError(exp.path, field, v.dump(), "expected 1 to 20");
+      if (figure_images) *figure_images = static_cast<int>(n);
+    } else if (it.key() == "formats") {
+      if (!v.is_array()) throw InputError(exp.path, field, v.dump(), "expected a list such as [\"md\", \"html\"]");
+      if (formats) formats->clear();
+      for (const auto& f : v) {
+        if (!f.is_string()) throw InputError(exp.path, field, f.dump(), "expected format names");
+        if (formats) formats->push_back(f);
+      }
+    } else {
+      throw InputError(exp.path, field, v.dump(),
+                       "unknown report setting (expected formats, median_metric, hausdorff, inference, empty_mask, figure_images)");
+    }
+  }
+  try {
+    s.validate();
+  } catch (const InputError& e) {
+    throw InputError(exp.path + ": " + e.what());
+  }
+  return s;
+}
+
+std::string hausdorff_unit(const ReportSettings& s) {
+  return s.hausdorff == "1024px" ? "mm at 0.35 mm/px of a 1024-px image" : "mm at the working size's spacing";
+}
+
+std::string inference_description(const ReportSettings& s) {
+  return s.inference == "reference"
+             ? "mean seconds per image as the reference timed them: not synchronised, the first (cold) call included"
+             : "mean seconds per image after the first (cold) call, synchronised on a GPU";
+}
+
+std::string empty_mask_description(const ReportSettings& s) {
+  if (s.empty_mask == "exclude") return "left out of the run's mean";
+  if (s.empty_mask == "fail") return "an error";
+  return "counted as the image's diagonal (the worst case)";
+}
+
+ReportModel build_report_model(const Experiment& exp, const std::vector<scheduler::PlannedRun>& grid, Store& store,
+                               const std::string& workspace, const std::string& report_dir, const ReportSettings& settings) {
+  settings.validate();
+  ReportModel m;
+  m.experiment = exp.name;
+  m.settings = settings;
+  const nlohmann::json& paper = paper_tables();
+  m.paper_source = paper.value("source", std::string());
+
+  std::map<std::string, RunRecord> recorded;
+  for (auto& r : store.runs()) recorded[r.run_id] = r;
+  std::vector<std::string> ids;
+  std::map<std::string, const scheduler::PlannedRun*> by_id;
+  std::map<std::pair<std::string, std::string>, std::vector<const scheduler::PlannedRun*>> runs_of;  // (dataset, model)
+  for (const auto& r : grid) {
+    by_id[r.id] = &r;
+    if (r.settings.stage != "train") continue;  // a separate pretraining run is not a table run
+    runs_of[{r.settings.dataset, r.settings.model}].push_back(&r);
+    ids.push_back(r.id);
+    auto it = recorded.find(r.id);
+    const std::string state = it == recorded.end() ? run_state::kNew : it->second.state;
+    if (state != run_state::kDone) m.missing.push_back(r.id + " (" + state + ")");
+  }
+  const Values value(store, ids, by_id, settings);
+  auto done = [&](const std::string& id) {
+    auto it = recorded.find(id);
+    return it != recorded.end() && it->second.state == run_state::kDone && value.has(id);
+  };
+
+  int lh_tables = 0, l_tables = 0;
+  const int n_lh = static_cast<int>(std::count_if(exp.datasets.begin(), exp.datasets.end(), [](auto& d) { return d.kind == DatasetKind::kLungsHeart; }));
+  const int n_l = static_cast<int>(exp.datasets.size()) - n_lh;
+  std::vector<std::string> failing;
+  for (const auto& ds : exp.datasets) {
+    Table t;
+    t.dataset = &ds;
+    t.lungs_and_heart = ds.kind == DatasetKind::kLungsHeart;
+    t.number = t.lungs_and_heart ? "1" : "2";
+    if (t.lungs_and_heart && n_lh > 1) t.number += std::string(1, static_cast<char>('a' + lh_tables++));
+    if (!t.lungs_and_heart && n_l > 1) t.number += std::string(1, static_cast<char>('a' + l_tables++));
+    t.columns = columns_of(t.lungs_and_heart);
+    const nlohmann::json& ptab = paper.at(t.lungs_and_heart ? "table1" : "table2");
+    t.paper_dataset = ptab.value("dataset", std::string());
+    const std::vector<std::string> organs = t.lungs_and_heart ? std::vector<std::string>{"lungs", "heart"} : std::vector<std::string>{"lungs"};
+    for (const auto& network : models::network_catalogue()) {
+      auto it = runs_of.find({ds.name, network.id});
+      if (it == runs_of.end()) continue;
+      Row row;
+      row.network = &network;
+      row.p_vs_baseline = kNaN;
+      for (const auto* r : it->second)
+        if (done(r->id)) row.done_ids.push_back(r->id);
+      for (const auto& c : t.columns) {
+        std::vector<double> v;
+        for (const auto& id : row.done_ids)
+          if (double x = value(id, c.organ, c.metric); !std::isnan(x)) v.push_back(x);
+        row.cells.push_back({mean(v), stddev(v), paper_value(ptab, network.id, c), static_cast<int>(v.size()), false});
+      }
+      if (!row.done_ids.empty()) {
+        std::vector<double> scores;
+        for (const auto& id : row.done_ids) {
+          std::vector<double> per_organ;
+          for (const auto& organ : organs) per_organ.push_back(value(id, organ, settings.median_metric));
+          scores.push_back(mean(per_organ));
+        }
+        const size_t k = median_index(scores);
+        row.median = row.done_ids[k];
+        m.medians.push_back({ds.name, network.id, row.median, settings.median_metric, scores[k], static_cast<int>(row.done_ids.size())});
+      }
+      for (const auto& id : row.done_ids)
+        for (const auto& organ : organs) {
+          const MetricAggregate* a = value.aggregate(id, organ);
+          if (!a || a->hausdorff_defined == a->images) continue;
+          const int64_t n = a->images - a->hausdorff_defined;
+          t.empty_mask_images += static_cast<int>(n);
+          if (settings.empty_mask == "fail") failing.push_back(id + " (" + organ + ", " + std::to_string(n) + " images)");
+          m.notes.push_back(id + ": " + std::to_string(n) + " of " + std::to_string(a->images) + " test images (" + organ +
+                            ") have no Hausdorff distance (an empty mask): " + empty_mask_description(settings));
+        }
+      t.rows.push_back(std::move(row));
+    }
+    mark_best(t);
+    paired_tests(t, store);
+    m.tables.push_back(std::move(t));
+  }
+  if (!failing.empty()) {
+    std::string list;
+    for (const auto& f : failing) list += (list.empty() ? "" : ", ") + f;
+    throw Error("report: images with an empty mask and report.empty_mask \"fail\": " + list);
+  }
+  m.cost = costs(store, grid);
+  m.runs = run_infos(store, grid, workspace, report_dir);
+  return m;
+}
+
+}  // namespace orch::report

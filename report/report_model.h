@@ -1,0 +1,110 @@
+// The report, built once from the store: Tables 1-2 as a model (tables, columns, rows, cells with their paper
+// values and best marks, median models, paired tests, notes), the cost of the runs, and what each run is. The
+// writers (report/writers.h) only format it: Markdown, CSV, LaTeX and a self-contained HTML page.
+//
+// How values are computed is the report's settings (the experiment's "report" block, or `orchestrator report`'s
+// flags), each printed with the tables:
+//   hausdorff   "1024px" (default): mm at 0.35 mm per pixel of a 1024-px image, the paper's scale (a value stored
+//               at a working size of S px is multiplied by 1024/S); "working": mm at evaluation.spacing_mm per
+//               pixel of the working size, as stored.
+//   inference   "synchronized" (default): the mean forward pass after the first call, synchronised on a GPU;
+//               "reference": as the reference timed it, without synchronisation and with the first call.
+//   empty_mask  an image whose predicted (or true) mask is empty has no Hausdorff distance. "worst" (default):
+//               it counts as the image's diagonal; "exclude": it is left out of the run's mean; "fail": the
+//               report stops naming the runs. Either way the count of such images is in the tables' notes.
+// A metric the report does not know is an error. Values only; not thread-safe (one Store).
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/experiment.h"
+#include "models/catalogue.h"
+#include "scheduler/grid.h"
+#include "storage/store.h"
+
+namespace orch::report {
+
+struct ReportSettings {
+  std::string median_metric = "dice";      // dice, jaccard or hausdorff_mm
+  std::string hausdorff = "1024px";        // or "working"
+  std::string inference = "synchronized";  // or "reference"
+  std::string empty_mask = "worst";        // or "exclude", "fail"
+  void validate() const;                   // InputError naming the setting
+};
+
+// The experiment's "report" block over the defaults (fields: formats, median_metric, hausdorff, inference,
+// empty_mask, figure_images); InputError names the field. `formats` and `figure_images` land in the two out-params.
+ReportSettings report_settings_from(const Experiment& exp, std::vector<std::string>* formats, int* figure_images);
+
+struct Column {
+  std::string organ, metric, label;  // organ "" for the inference time
+  bool higher_better = true;
+  int digits = 4;
+};
+
+struct Cell {
+  double mean = 0, std = 0, paper = 0;  // NaN when absent
+  int n = 0;                             // runs with a value
+  bool best = false;
+};
+
+struct Row {
+  const models::NetworkInfo* network = nullptr;
+  std::vector<Cell> cells;               // one per column
+  std::vector<std::string> done_ids;
+  std::string median;                    // the median model's run id ("" when no run is done)
+  double p_vs_baseline = 0;              // NaN when not tested
+  int n_pairs = 0;
+};
+
+struct Table {
+  std::string number;                    // "1", "2", "1a", ...
+  const DatasetSpec* dataset = nullptr;
+  bool lungs_and_heart = true;
+  std::vector<Column> columns;
+  std::vector<Row> rows;
+  std::string paper_dataset;             // the paper's data set the values come from
+  int empty_mask_images = 0;             // images without a Hausdorff distance, over the table's runs
+};
+
+// The cost of one network's runs: attempts and their time, from the store's attempts (every backend) and, where
+// Slurm accounted them, sacct's rows.
+struct CostRow {
+  std::string network;
+  int runs = 0, attempts = 0;
+  double wall_hours = 0, gpu_hours = 0;  // every attempt
+  double lost_hours = 0;                 // attempts that did not finish the run (failed, requeued, killed, lost)
+  double slurm_gpu_hours = 0;            // sacct's elapsed x allocated GPUs, where accounted
+};
+
+struct RunInfo {
+  std::string run_id, network, dataset, stage, state, log;  // log: the run's log relative to the report folder
+  int64_t seed = 0;
+  int attempts = 0;
+  double wall_hours = 0;
+  std::map<std::string, std::string> provenance;
+};
+
+struct ReportModel {
+  std::string experiment;
+  ReportSettings settings;
+  std::vector<Table> tables;
+  std::vector<MedianModel> medians;
+  std::vector<std::string> missing;      // "<run id> (<state>)" of table runs not done
+  std::vector<std::string> notes;        // per run: images without a Hausdorff distance and how they were counted
+  std::vector<CostRow> cost;
+  std::vector<RunInfo> runs;
+  std::string paper_source;
+};
+
+ReportModel build_report_model(const Experiment& exp, const std::vector<scheduler::PlannedRun>& grid, Store& store,
+                               const std::string& workspace, const std::string& report_dir, const ReportSettings& settings);
+
+// Human words for the settings, as the tables print them.
+std::string hausdorff_unit(const ReportSettings& s);
+std::string inference_description(const ReportSettings& s);
+std::string empty_mask_description(const ReportSettings& s);
+
+}  // namespace orch::report

@@ -1,0 +1,273 @@
+#include "report/writers.h"
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "core/errors.h"
+
+namespace orch::report {
+
+namespace {
+
+std::string fmt(double v, int digits) {
+  if (std::isnan(v)) return "–";
+  char b[48];
+  std::snprintf(b, sizeof b, "%.*f", digits, v);
+  return b;
+}
+
+std::string csv_num(double v) {
+  if (std::isnan(v)) return "";
+  char b[48];
+  std::snprintf(b, sizeof b, "%.10g", v);
+  return b;
+}
+
+std::string cell_text(const Cell& c, int digits, const std::string& pm) {
+  std::string v = fmt(c.mean, digits);
+  if (!std::isnan(c.std)) v += pm + fmt(c.std, digits);
+  return v;
+}
+
+std::string difference(const Cell& c, int digits) {
+  if (std::isnan(c.paper) || std::isnan(c.mean)) return "";
+  const double d = c.mean - c.paper;
+  return std::string(d >= 0 ? "+" : "") + fmt(d, digits);
+}
+
+std::string baseline_name(const ReportModel&) { return models::paired_test_baseline().paper_name; }
+
+std::string caption(const ReportModel& m, const Table& t) {
+  std::string c = "Best value per column in bold (over the rows with a value). Paper: " + t.paper_dataset +
+                  " (Bransby et al., 2023). Hausdorff: " + hausdorff_unit(m.settings) + ".";
+  if (!t.lungs_and_heart) c += " Inference: " + inference_description(m.settings) + " on this experiment's devices (the paper's: an A100, not synchronised).";
+  if (t.empty_mask_images)
+    c += " " + std::to_string(t.empty_mask_images) + " image(s) without a Hausdorff distance (an empty mask): " +
+         empty_mask_description(m.settings) + ".";
+  return c;
+}
+
+std::string title(const Table& t) {
+  return "Table " + t.number + ". " + t.dataset->name + " (" + (t.lungs_and_heart ? "lungs and heart" : "lungs") + ")";
+}
+
+std::string html_escape(const std::string& s) {
+  std::string o;
+  for (char c : s) {
+    switch (c) {
+      case '&': o += "&amp;"; break;
+      case '<': o += "&lt;"; break;
+      case '>': o += "&gt;"; break;
+      case '"': o += "&quot;"; break;
+      case '\'': o += "&#39;"; break;
+      default: o += c;
+    }
+  }
+  return o;
+}
+
+std::string base64(const std::string& bytes) {
+  static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  size_t i = 0;
+  for (; i + 2 < bytes.size(); i += 3) {
+    const uint32_t v = (static_cast<uint8_t>(bytes[i]) << 16) | (static_cast<uint8_t>(bytes[i + 1]) << 8) | static_cast<uint8_t>(bytes[i + 2]);
+    out += t[v >> 18];
+    out += t[(v >> 12) & 63];
+    out += t[(v >> 6) & 63];
+    out += t[v & 63];
+  }
+  if (i < bytes.size()) {
+    uint32_t v = static_cast<uint8_t>(bytes[i]) << 16;
+    if (i + 1 < bytes.size()) v |= static_cast<uint8_t>(bytes[i + 1]) << 8;
+    out += t[v >> 18];
+    out += t[(v >> 12) & 63];
+    out += i + 1 < bytes.size() ? t[(v >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+std::string hours(double h) {
+  char b[32];
+  std::snprintf(b, sizeof b, h < 10 ? "%.2f" : "%.1f", h);
+  return b;
+}
+
+}  // namespace
+
+std::string to_markdown(const ReportModel& m, const std::vector<std::string>& warnings) {
+  std::ostringstream md;
+  const std::string base = baseline_name(m);
+  for (const auto& t : m.tables) {
+    md << "### " << title(t) << ": mean ± std over seeds (n seeds); paper value and difference below\n\n";
+    md << "| Network | Predict | Supervision |";
+    for (const auto& c : t.columns) md << " " << c.label << " |";
+    md << " seeds | median run | Wilcoxon p vs " << base << " |\n|---|---|---|";
+    for (size_t i = 0; i < t.columns.size(); ++i) md << "---|";
+    md << "---|---|---|\n";
+    for (const auto& r : t.rows) {
+      md << "| " << r.network->paper_name << " | " << r.network->predicts << " | " << r.network->supervision << " |";
+      for (size_t c = 0; c < t.columns.size(); ++c) {
+        const Cell& cell = r.cells[c];
+        const int dg = t.columns[c].digits;
+        std::string shown = cell.best ? "**" + cell_text(cell, dg, " ± ") + "**" : cell_text(cell, dg, " ± ");
+        if (!std::isnan(cell.paper)) {
+          shown += "<br>paper " + fmt(cell.paper, dg);
+          if (!std::isnan(cell.mean)) shown += " (" + difference(cell, dg) + ")";
+        }
+        md << " " << shown << " |";
+      }
+      md << " " << r.done_ids.size() << " | " << (r.median.empty() ? "–" : "`" + r.median + "`") << " | "
+         << (std::isnan(r.p_vs_baseline) ? "–" : fmt(r.p_vs_baseline, 4) + " (n=" + std::to_string(r.n_pairs) + ")") << " |\n";
+    }
+    md << "\n" << caption(m, t) << "\n\n";
+  }
+  if (!m.missing.empty()) {
+    md << "**Not in the tables (not done):** " << m.missing.size() << " run(s):\n";
+    for (const auto& x : m.missing) md << "- " << x << "\n";
+    md << "\n";
+  }
+  for (const auto& n : m.notes) md << "- note: " << n << "\n";
+  for (const auto& w : warnings) md << "- warning: " << w << "\n";
+  if (!m.cost.empty()) {
+    md << "\n### Cost per network\n\n| Network | runs | attempts | wall h | GPU h | lost h (failed, requeued, killed) | Slurm GPU h (sacct) |\n"
+       << "|---|---|---|---|---|---|---|\n";
+    for (const auto& c : m.cost)
+      md << "| " << c.network << " | " << c.runs << " | " << c.attempts << " | " << hours(c.wall_hours) << " | "
+         << hours(c.gpu_hours) << " | " << hours(c.lost_hours) << " | " << hours(c.slurm_gpu_hours) << " |\n";
+    md << "\n";
+  }
+  return md.str();
+}
+
+std::string to_csv(const ReportModel& m) {
+  std::ostringstream csv;
+  csv << "table,dataset,model,organ,metric,mean,std,n_seeds\n";
+  for (const auto& t : m.tables)
+    for (const auto& r : t.rows)
+      for (size_t c = 0; c < t.columns.size(); ++c)
+        csv << t.number << "," << t.dataset->name << "," << r.network->id << "," << t.columns[c].organ << ","
+            << t.columns[c].metric << "," << csv_num(r.cells[c].mean) << "," << csv_num(r.cells[c].std) << ","
+            << r.cells[c].n << "\n";
+  return csv.str();
+}
+
+std::string to_paper_comparison_csv(const ReportModel& m) {
+  std::ostringstream csv;
+  csv << "table,dataset,model,organ,metric,mean,paper,difference\n";
+  for (const auto& t : m.tables)
+    for (const auto& r : t.rows)
+      for (size_t c = 0; c < t.columns.size(); ++c) {
+        const Cell& cell = r.cells[c];
+        csv << t.number << "," << t.dataset->name << "," << r.network->id << "," << t.columns[c].organ << ","
+            << t.columns[c].metric << "," << csv_num(cell.mean) << "," << csv_num(cell.paper) << ","
+            << csv_num(cell.mean - cell.paper) << "\n";
+      }
+  return csv.str();
+}
+
+std::string to_latex(const ReportModel& m) {
+  std::ostringstream tex;
+  for (const auto& t : m.tables) {
+    tex << "% " << title(t) << "; " << caption(m, t) << "\n\\begin{tabular}{lll" << std::string(t.columns.size(), 'r') << "r}\n\\hline\n"
+        << "Network & Predict & Supervision";
+    for (const auto& c : t.columns) {
+      std::string l = c.label;
+      for (auto [from, to] : std::vector<std::pair<std::string, std::string>>{{"↑", "$\\uparrow$"}, {"↓", "$\\downarrow$"}}) {
+        size_t p;
+        while ((p = l.find(from)) != std::string::npos) l.replace(p, from.size(), to);
+      }
+      tex << " & " << l;
+    }
+    tex << " & seeds \\\\\n\\hline\n";
+    for (const auto& r : t.rows) {
+      tex << r.network->paper_name << " & " << r.network->predicts << " & " << r.network->supervision;
+      for (size_t c = 0; c < t.columns.size(); ++c) {
+        const std::string v = cell_text(r.cells[c], t.columns[c].digits, " $\\pm$ ");
+        tex << " & " << (r.cells[c].best ? "\\textbf{" + v + "}" : v);
+      }
+      tex << " & " << r.done_ids.size() << " \\\\\n";
+    }
+    tex << "\\hline\n\\end{tabular}\n\n";
+  }
+  return tex.str();
+}
+
+std::string to_html(const ReportModel& m, const std::vector<FigureFile>& figures, const std::vector<std::string>& warnings) {
+  std::ostringstream h;
+  h << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>" << html_escape(m.experiment)
+    << ": Tables 1-2</title>\n<style>\nbody{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;"
+       "margin:1em 0}th,td{border:1px solid #bbb;padding:4px 8px;text-align:right;vertical-align:top}th:first-child,"
+       "td:first-child{text-align:left}.paper{color:#666;font-size:85%}.best{font-weight:bold}img{max-width:100%;"
+       "border:1px solid #ddd}details{margin:2px 0}.caption{color:#333;font-size:90%;max-width:1100px}\n</style></head>\n<body>\n";
+  h << "<h1>" << html_escape(m.experiment) << ": Tables 1-2</h1>\n<p class=\"caption\">" << html_escape(m.paper_source) << "</p>\n";
+  const std::string base = baseline_name(m);
+  for (const auto& t : m.tables) {
+    h << "<h2>" << html_escape(title(t)) << "</h2>\n<table class=\"results\"><tr><th>Network</th><th>Predict</th><th>Supervision</th>";
+    for (const auto& c : t.columns) h << "<th>" << html_escape(c.label) << "</th>";
+    h << "<th>seeds</th><th>median run</th><th>Wilcoxon p vs " << html_escape(base) << "</th></tr>\n";
+    for (const auto& r : t.rows) {
+      h << "<tr><td>" << html_escape(r.network->paper_name) << "</td><td>" << r.network->predicts << "</td><td>"
+        << r.network->supervision << "</td>";
+      for (size_t c = 0; c < t.columns.size(); ++c) {
+        const Cell& cell = r.cells[c];
+        const int dg = t.columns[c].digits;
+        h << "<td" << (cell.best ? " class=\"best\"" : "") << ">" << html_escape(cell_text(cell, dg, " ± "));
+        if (!std::isnan(cell.paper))
+          h << "<br><span class=\"paper\">paper " << fmt(cell.paper, dg) << (std::isnan(cell.mean) ? "" : " (" + difference(cell, dg) + ")") << "</span>";
+        h << "</td>";
+      }
+      h << "<td>" << r.done_ids.size() << "</td><td>" << (r.median.empty() ? "–" : "<a href=\"#" + html_escape(r.median) + "\">" + html_escape(r.median) + "</a>")
+        << "</td><td>" << (std::isnan(r.p_vs_baseline) ? "–" : fmt(r.p_vs_baseline, 4) + " (n=" + std::to_string(r.n_pairs) + ")")
+        << "</td></tr>\n";
+    }
+    h << "</table>\n<p class=\"caption\">" << html_escape(caption(m, t)) << "</p>\n";
+  }
+  if (!m.missing.empty() || !m.notes.empty() || !warnings.empty()) {
+    h << "<h2>Notes</h2>\n<ul>\n";
+    for (const auto& x : m.missing) h << "<li>not done: " << html_escape(x) << "</li>\n";
+    for (const auto& n : m.notes) h << "<li>" << html_escape(n) << "</li>\n";
+    for (const auto& w : warnings) h << "<li>warning: " << html_escape(w) << "</li>\n";
+    h << "</ul>\n";
+  }
+  for (const auto& f : figures) {
+    std::ifstream in(f.path, std::ios::binary);
+    if (!in) continue;
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    h << "<h2>" << html_escape(f.title) << "</h2>\n<img alt=\"" << html_escape(f.title) << "\" src=\"data:image/png;base64,"
+      << base64(bytes) << "\">\n";
+  }
+  if (!m.cost.empty()) {
+    h << "<h2>Cost per network</h2>\n<table class=\"cost\"><tr><th>Network</th><th>runs</th><th>attempts</th><th>wall h</th>"
+         "<th>GPU h</th><th>lost h</th><th>Slurm GPU h (sacct)</th></tr>\n";
+    for (const auto& c : m.cost)
+      h << "<tr><td>" << html_escape(c.network) << "</td><td>" << c.runs << "</td><td>" << c.attempts << "</td><td>"
+        << hours(c.wall_hours) << "</td><td>" << hours(c.gpu_hours) << "</td><td>" << hours(c.lost_hours) << "</td><td>"
+        << hours(c.slurm_gpu_hours) << "</td></tr>\n";
+    h << "</table>\n<p class=\"caption\">lost: attempts that did not finish their run (failed, requeued, killed, lost).</p>\n";
+  }
+  h << "<h2>Runs</h2>\n<table class=\"runs\"><tr><th>Run</th><th>Network</th><th>Data set</th><th>Seed</th><th>State</th>"
+       "<th>Attempts</th><th>Wall h</th><th>Log</th></tr>\n";
+  for (const auto& r : m.runs) {
+    h << "<tr id=\"" << html_escape(r.run_id) << "\"><td><details><summary>" << html_escape(r.run_id) << (r.stage == "train" ? "" : " (" + r.stage + ")")
+      << "</summary>";
+    for (const auto& [k, v] : r.provenance) h << "<div><b>" << html_escape(k) << "</b>: " << html_escape(v.substr(0, 400)) << "</div>";
+    h << "</details></td><td>" << html_escape(r.network) << "</td><td>" << html_escape(r.dataset) << "</td><td>" << r.seed
+      << "</td><td>" << r.state << "</td><td>" << r.attempts << "</td><td>" << hours(r.wall_hours) << "</td><td><a href=\""
+      << html_escape(r.log) << "\">log</a></td></tr>\n";
+  }
+  h << "</table>\n";
+  // For a reader that checks the page rendered (the browser test): how many tables and whether every image decoded.
+  h << "<script>\nwindow.addEventListener('load', function () {\n  var imgs = Array.prototype.slice.call(document.images);\n"
+       "  var ok = imgs.every(function (i) { return i.complete && i.naturalWidth > 0; });\n"
+       "  document.body.setAttribute('data-images', String(imgs.length));\n"
+       "  document.body.setAttribute('data-images-ok', ok ? 'yes' : 'no');\n"
+       "  document.body.setAttribute('data-tables', String(document.querySelectorAll('table.results').length));\n});\n</script>\n";
+  h << "</body></html>\n";
+  return h.str();
+}
+
+}  // namespace orch::report

@@ -1,0 +1,27 @@
+// The report's formats, each written from the one model (report/report_model.h) and nothing else: Markdown (as
+// printed), tidy CSV (and the comparison with the paper), LaTeX, and a self-contained HTML page with the tables,
+// the figures inline, the cost per network and, per run, its state, provenance and a link to its log.
+// Pure functions of their arguments; thread-safe.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "report/report_model.h"
+
+namespace orch::report {
+
+struct FigureFile {
+  std::string title, path;  // a PNG the report drew
+};
+
+std::string to_markdown(const ReportModel& m, const std::vector<std::string>& warnings);
+// table,dataset,model,organ,metric,mean,std,n_seeds
+std::string to_csv(const ReportModel& m);
+// table,dataset,model,organ,metric,mean,paper,difference
+std::string to_paper_comparison_csv(const ReportModel& m);
+std::string to_latex(const ReportModel& m);
+// One file: PNGs embedded as data URIs (read from `figures`), links to run logs relative to the report folder.
+std::string to_html(const ReportModel& m, const std::vector<FigureFile>& figures, const std::vector<std::string>& warnings);
+
+}  // namespace orch::report
