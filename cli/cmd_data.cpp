@@ -6,6 +6,9 @@
 #include "core/synth/synth_dataset.h"
 #include "storage/prepare.h"
 #include "storage/preview.h"
+#include "storage/dataset_file.h"
+#include "storage/workspace.h"
+#include "core/experiment.h"
 
 namespace orch::cli {
 
@@ -43,15 +46,40 @@ void print_prepare_summary(const PrepareSummary& s) {
   if (s.unused_images) std::printf("prepare: %d images are in no split list (ignored)\n", s.unused_images);
 }
 
+// prepare EXP: every data set of an experiment into its workspace (what run/submit do first), after checking that
+// every folder the experiment names exists (all missing ones named at once).
+int prepare_experiment(const std::string& exp_path, const std::vector<std::string>& sets, const std::string& workspace) {
+  Experiment exp = load_experiment(exp_path, sets);
+  if (auto missing = missing_dataset_sources(exp); !missing.empty()) {
+    std::string list;
+    for (const auto& m : missing) list += "\n  " + m;
+    throw InputError(exp_path, "", "", "the data sets name folders that do not exist (data/README.md says what goes where):" + list);
+  }
+  const std::string ws = workspace.empty() ? exp.workspace : workspace;
+  for (const auto& spec : exp.datasets) {
+    EnsuredDataset e = ensure_dataset(exp, spec, ws);
+    DatasetReader reader(e.path);
+    auto c = reader.info().split_counts();
+    std::printf("data set %s: %s, %d px, %d images: %d train / %d val / %d test  %s%s\n", spec.name.c_str(),
+                kind_name(reader.info().kind).c_str(), reader.info().size, reader.info().count, c[0], c[1], c[2],
+                e.path.c_str(), e.rebuilt ? "" : " (up to date)");
+  }
+  return 0;
+}
+
 int cmd_prepare(const Args& args) {
   po::options_description desc("orchestrator prepare");
   PrepareOptions o;
   uint64_t split_seed = 0;
-  std::string edges = "canny";
+  std::string edges = "canny", exp_path, workspace;
+  std::vector<std::string> sets;
   desc.add_options()
-      ("out", po::value(&o.out)->required(), "output HDF5 file (must not exist unless --force)")
+      ("experiment", po::value(&exp_path), "an experiment file: prepare its data sets into its workspace (then no other option but --set, --workspace)")
+      ("set", po::value(&sets)->composing(), "with an experiment: override a setting, key.path=value (repeatable)")
+      ("workspace", po::value(&workspace), "with an experiment: the workspace (default: the experiment's)")
+      ("out", po::value(&o.out), "output HDF5 file (must not exist unless --force)")
       ("size", po::value(&o.size)->default_value(1024), "working size in pixels")
-      ("landmarks", po::value(&o.landmarks)->required(), "folder with RL/, LL/ and (for lh) H/ .npy files")
+      ("landmarks", po::value(&o.landmarks), "folder with RL/, LL/ and (for lh) H/ .npy files")
       ("images", po::value(&o.images)->composing(), "folder of PNGs already in the landmark frame (repeatable)")
       ("raw-jsrt", po::value(&o.raw_jsrt)->composing(), "folder of JSRT 2048x2048 .IMG files (repeatable)")
       ("raw-png", po::value(&o.raw_png)->composing(),
@@ -66,10 +94,18 @@ int cmd_prepare(const Args& args) {
       ("threads", po::value(&o.threads)->default_value(0), "worker threads (0: all cores)")
       ("force", po::bool_switch(&o.overwrite), "replace an existing output file");
   po::variables_map vm;
+  po::positional_options_description pos;
+  pos.add("experiment", 1);
   if (!parse_options(args, desc, vm,
-                     "orchestrator prepare --out FILE.h5 --size PX --landmarks DIR [--splits DIR | --split-seed N] "
-                     "(--images DIR | --raw-jsrt DIR | --raw-png DIR | --blank-images)"))
+                     "orchestrator prepare EXP [--set key=value]... | prepare --out FILE.h5 --size PX --landmarks DIR "
+                     "[--splits DIR | --split-seed N] (--images DIR | --raw-jsrt DIR | --raw-png DIR | --blank-images)",
+                     &pos))
     return 0;
+  if (!exp_path.empty()) {
+    if (vm.count("out") || !o.landmarks.empty()) throw InputError("", "--out", "", "give an experiment file or --out and the sources, not both");
+    return prepare_experiment(exp_path, sets, workspace);
+  }
+  if (o.out.empty()) throw InputError("", "--out", "", "missing output file (or give an experiment file)");
   if (vm.count("split-seed")) o.split_seed = split_seed;
   o.edges = parse_edge_set(edges, "--edges");
   print_prepare_summary(prepare_dataset(o));

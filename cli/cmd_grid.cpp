@@ -14,6 +14,7 @@
 #include "scheduler/resources.h"
 #include "storage/layout.h"
 #include "storage/run_state.h"
+#include "storage/workspace.h"
 
 namespace orch::cli {
 
@@ -214,6 +215,8 @@ int cmd_plan(const Args& args) {
   po::variables_map vm;
   if (!parse_options(args, desc, vm, "orchestrator plan EXP [--json] [--only key=value]...", &pos)) return 0;
   GridContext g = load_grid(c.exp_path, c.sets, c.only, c.workspace);
+  for (const auto& m : missing_dataset_sources(g.exp))
+    std::fprintf(stderr, "plan: warning: %s: missing, so the data set cannot be prepared yet (data/README.md)\n", m.c_str());
   auto plan = scheduler::view_grid(g.request("orchestrator plan"), scheduler::PlanMode::kSubmit);
   if (c.json) {
     nlohmann::json out = nlohmann::json::array();

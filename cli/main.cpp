@@ -59,10 +59,10 @@ int main(int argc, char** argv) {
   try {
     return it->second.run(args);
   } catch (const orch::InputError& e) {
-    std::fprintf(stderr, "orchestrator %s: error: %s\n", argv[1], orch::brief_reason(e.what(), 4000).c_str());
+    std::fprintf(stderr, "orchestrator %s: error: %s\n", argv[1], e.what());  // our own words, whole
     return orch::kExitInputError;
   } catch (const orch::BusyError& e) {
-    std::fprintf(stderr, "orchestrator %s: busy: %s\n", argv[1], orch::brief_reason(e.what(), 4000).c_str());
+    std::fprintf(stderr, "orchestrator %s: busy: %s\n", argv[1], e.what());
     return orch::kExitBusy;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "orchestrator %s: failed: %s\n", argv[1], orch::brief_reason(e.what(), 4000).c_str());

@@ -73,7 +73,7 @@ struct Ctx {
   }
   std::vector<std::string> paths(const json& obj, const std::string& key, const std::string& where) const {
     std::vector<std::string> out;
-    if (!obj.contains(key)) return out;
+    if (!obj.contains(key) || obj[key].is_null()) return out;  // null: none (--set datasets.x.raw_png=null)
     const json& v = obj[key];
     if (v.is_string()) return {v.get<std::string>()};
     if (!v.is_array()) fail(at(where, key), v, "expected a path or a list of paths");

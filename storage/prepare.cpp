@@ -50,13 +50,40 @@ void scan(const std::vector<std::string>& dirs, Source source, const char* optio
   }
 }
 
+// "a, b, c (and 12 more)"
+std::string list_some(const std::vector<std::string>& items, size_t shown = 10) {
+  std::string out;
+  for (size_t i = 0; i < items.size() && i < shown; ++i) out += (i ? ", " : "") + items[i];
+  if (items.size() > shown) out += " (and " + std::to_string(items.size() - shown) + " more)";
+  return out;
+}
+
 }  // namespace
+
+std::vector<std::string> missing_sources(const PrepareOptions& o) {
+  std::vector<std::string> out;
+  auto need = [&](const std::string& d, const char* what) {
+    if (!d.empty() && !fs::is_directory(d)) out.push_back(d + " (" + what + ")");
+  };
+  need(o.landmarks, "landmarks");
+  if (!o.landmarks.empty() && fs::is_directory(o.landmarks))
+    for (const char* organ : {"RL", "LL"}) need((fs::path(o.landmarks) / organ).string(), "landmarks");
+  for (const auto& d : o.images) need(d, "images");
+  for (const auto& d : o.raw_jsrt) need(d, "raw_jsrt");
+  for (const auto& d : o.raw_png) need(d, "raw_png");
+  for (const auto& d : o.splits) need(d, "splits");
+  return out;
+}
 
 void PrepareOptions::validate() const {
   if (out.empty()) throw InputError("", "--out", "", "missing output file");
   if (size < 32 || size > 4096) throw InputError("", "--size", std::to_string(size), "expected 32 to 4096 pixels");
   if (landmarks.empty()) throw InputError("", "--landmarks", "", "missing landmark folder");
-  if (!fs::is_directory(landmarks)) throw InputError(landmarks, "--landmarks", landmarks, "not a folder");
+  if (auto missing = missing_sources(*this); !missing.empty()) {
+    std::string list;
+    for (const auto& m : missing) list += (list.empty() ? "" : ", ") + m;
+    throw InputError("", "", "", "missing folder(s): " + list);
+  }
   int sources = !images.empty() + !raw_jsrt.empty() + !raw_png.empty();
   if (sources == 0 && !blank_images)
     throw InputError("", "--images", "", "no image source: give --images, --raw-jsrt, --raw-png or --blank-images");
@@ -89,14 +116,17 @@ PrepareSummary prepare_dataset(const PrepareOptions& opt) {
   if (!opt.splits.empty()) {
     split = read_split_dirs(opt.splits);
     if (!opt.blank_images) {
+      std::vector<std::string> missing;
       for (const auto& [id, s] : split)
-        if (!images.count(id)) {
-          std::string where;
-          for (const auto& d : opt.images) where += d + " ";
-          for (const auto& d : opt.raw_jsrt) where += d + " ";
-          for (const auto& d : opt.raw_png) where += d + " ";
-          throw InputError(where, "split id", id, "listed in a split file but no image file has this id");
-        }
+        if (!images.count(id)) missing.push_back(id);
+      if (!missing.empty()) {
+        std::string where;
+        for (const auto* dirs : {&opt.images, &opt.raw_jsrt, &opt.raw_png})
+          for (const auto& d : *dirs) where += (where.empty() ? "" : ", ") + d;
+        throw InputError(where, "images", "",
+                         std::to_string(missing.size()) + " of the " + std::to_string(split.size()) +
+                             " ids of the split lists have no image file there: " + list_some(missing));
+      }
       for (const auto& [id, ref] : images)
         if (!split.count(id)) ++sum.unused_images;
     }
@@ -131,11 +161,19 @@ PrepareSummary prepare_dataset(const PrepareOptions& opt) {
     kind = parse_kind(opt.kind, "--kind");
   }
   const OrganLayout layout = OrganLayout::of(kind);
+  {
+    std::vector<std::string> missing;
+    for (const auto& id : ids)
+      for (const auto& organ : layout.organs)
+        if (!fs::exists(lmdir / organ.name / (id + ".npy"))) missing.push_back(organ.name + "/" + id + ".npy");
+    if (!missing.empty())
+      throw InputError(opt.landmarks, "landmarks", "",
+                       std::to_string(missing.size()) + " landmark file(s) of the listed ids are missing: " + list_some(missing));
+  }
   std::vector<std::vector<Point2>> landmarks(ids.size());
   for (size_t i = 0; i < ids.size(); ++i) {
     for (const auto& organ : layout.organs) {
       fs::path p = lmdir / organ.name / (ids[i] + ".npy");
-      if (!fs::exists(p)) throw InputError(p.string(), "landmarks", ids[i], "missing " + organ.name + " landmark file");
       auto pts = read_npy_points(p.string());
       if (static_cast<int>(pts.size()) != organ.points)
         throw InputError(p.string(), "points", std::to_string(pts.size()),

@@ -47,4 +47,7 @@ struct PrepareSummary {
 
 PrepareSummary prepare_dataset(const PrepareOptions& options);
 
+// The folders `options` names that do not exist ("data/raw/JSRT (raw_jsrt)"), all at once.
+std::vector<std::string> missing_sources(const PrepareOptions& options);
+
 }  // namespace orch

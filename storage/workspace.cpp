@@ -39,6 +39,21 @@ static std::string recorded_digest(const std::string& h5) {
   return "";
 }
 
+std::vector<std::string> missing_dataset_sources(const Experiment& exp) {
+  std::vector<std::string> out;
+  for (const auto& spec : exp.datasets) {
+    if (spec.synthetic) continue;
+    PrepareOptions p;
+    p.landmarks = spec.landmarks;
+    p.images = spec.images;
+    p.raw_jsrt = spec.raw_jsrt;
+    p.raw_png = spec.raw_png;
+    p.splits = spec.splits;
+    for (const auto& m : missing_sources(p)) out.push_back("datasets." + spec.name + ": " + m);
+  }
+  return out;
+}
+
 EnsuredDataset ensure_dataset(const Experiment& exp, const DatasetSpec& spec, const std::string& workspace,
                               int threads, bool quiet) {
   EnsuredDataset out;

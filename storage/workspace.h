@@ -12,6 +12,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "core/experiment.h"
 #include "storage/prepare.h"
@@ -29,6 +30,10 @@ struct EnsuredDataset {
 std::string dataset_path(const std::string& workspace, const std::string& dataset);
 // Digest of a data set's normalised settings in the experiment.
 std::string dataset_spec_digest(const Experiment& exp, const DatasetSpec& spec);
+// Folders an experiment's file-based data sets name that do not exist, all of them ("datasets.x: data/raw/JSRT
+// (raw_jsrt)"); empty when everything is there (or every data set is synthetic).
+std::vector<std::string> missing_dataset_sources(const Experiment& exp);
+
 EnsuredDataset ensure_dataset(const Experiment& exp, const DatasetSpec& spec, const std::string& workspace,
                               int threads = 0, bool quiet = false);
 

@@ -14,7 +14,9 @@
 #include "core/experiment.h"
 #include "core/mask.h"
 #include "core/metrics.h"
+#include "models/catalogue.h"
 #include "models/registry.h"
+#include "report/report.h"
 #include "runner/checkpoint.h"
 #include "runner/communicator.h"
 #include "runner/signals.h"
@@ -24,6 +26,7 @@
 #include "scheduler/plan.h"
 #include "scheduler/local_backend.h"
 #include "storage/dataset_file.h"
+#include "storage/h5.h"
 #include "storage/layout.h"
 #include "storage/predictions.h"
 #include "storage/store.h"
@@ -316,6 +319,61 @@ TEST(Worker, AFullDiskDuringACheckpointFailsTheRunWithItsReasonAndLeavesNoTempor
     EXPECT_EQ(f.path().string().find(".tmp-"), std::string::npos) << f.path();
   // With room again, the run resumes and finishes.
   ASSERT_EQ(work(ws, chain.back().id), 0);
+}
+
+// training.best_after_epoch: only later epochs may become best.h5 (the reference's UNet kept the best of epochs
+// 1001-1500, its bestDice_1000.pt). Validation-only epochs before the window are recorded but never kept.
+TEST(Trainer, TheBestCheckpointComesFromTheWindowAfterBestAfterEpoch) {
+  TempDir t;
+  for (int after : {0, 2}) {
+    const std::string ws = t / ("ws" + std::to_string(after));
+    nlohmann::json j = tiny_experiment(ws, 3).raw;
+    j["training"]["best_after_epoch"] = after;
+    j["training"]["learning_rate"] = 0.003;  // a lively start, so a later epoch is not simply always the best
+    Experiment e = parse_experiment(j, "window.json");
+    auto chain = scheduler::chain_for(e, "d", "hybridgnet", 1);
+    ensure_dataset(e, e.datasets[0], ws, 1, true);
+    { Store st(store_of(ws)); scheduler::record_runs(st, chain); }
+    ASSERT_EQ(work(ws, chain.back().id), 0);
+    h5::Handle f = h5::open_file((fs::path(WorkspaceLayout(ws).checkpoints(chain.back().id)) / kBestCheckpoint).string());
+    const int64_t best_epoch = h5::get_attr_int(f, "best_epoch");
+    Store st(store_of(ws));
+    auto em = st.epoch_metrics(chain.back().id);
+    ASSERT_EQ(em.size(), 3u);
+    size_t best = after;  // the lowest validation MSE among the eligible epochs
+    for (size_t i = after; i < em.size(); ++i)
+      if (em[i].val_criterion < em[best].val_criterion) best = i;
+    EXPECT_EQ(best_epoch, static_cast<int64_t>(best) + 1) << "best_after_epoch " << after;
+    EXPECT_GT(best_epoch, after);
+  }
+}
+
+// Adding a network is a row in the catalogue and an entry in the registry; nothing else changes. Validation, the
+// grid, the worker and the report pick it up from those two.
+TEST(Catalogue, ATwelfthNetworkNeedsOnlyACatalogueRowAndARegistryEntry) {
+  models::add_network({"hybridgnet_wide", "HybridGNet (wide)", "point", "point", "", models::DependencyRole::kNone, "",
+                       50, 0.9, false, "mse", false, false});
+  const models::ModelEntry& base = models::find_model("hybridgnet");
+  models::add_model("hybridgnet_wide", base.default_latents, base.create, base.loss, base.criterion);
+
+  TempDir t;
+  const std::string ws = t / "ws";
+  nlohmann::json j = tiny_experiment(ws, 1).raw;
+  j["networks"] = {{"hybridgnet_wide", {{"latents", 32}}}, {"hybridgnet", nlohmann::json::object()}};
+  Experiment e = parse_experiment(j, "twelve.json");
+  models::validate_experiment_networks(e);
+  auto grid = scheduler::expand(e);
+  ASSERT_EQ(grid.size(), 4u);  // 2 networks x 2 seeds
+  ensure_dataset(e, e.datasets[0], ws, 1, true);
+  { Store st(store_of(ws)); scheduler::record_runs(st, grid); }
+  for (const auto& r : grid) ASSERT_EQ(work(ws, r.id), 0) << r.id;
+  Store st(store_of(ws));
+  report::ReportOptions o;
+  o.figures = false;
+  o.formats = {"md"};
+  report::Report rep = report::make_report(e, grid, st, ws, o);
+  EXPECT_NE(rep.markdown.find("| HybridGNet (wide) | point | point |"), std::string::npos) << rep.markdown;
+  EXPECT_NE(rep.markdown.find("| HybridGNet | point | point |"), std::string::npos);
 }
 
 }  // namespace

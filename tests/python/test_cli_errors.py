@@ -88,7 +88,7 @@ def test_run_bad_experiment():
         json.dump({"name": "x", "datasets": {"real": {"kind": "l", "landmarks": d, "raw_png": f"{d}/missing",
                                                        "split_seed": 1}},
                    "networks": ["ours"]}, open(exp, "w"))
-        expect_error(["run", exp, "--workspace", f"{d}/ws"], "e.json: datasets.real", f"{d}/missing", "not a folder")
+        expect_error(["run", exp, "--workspace", f"{d}/ws"], "e.json: datasets.real", f"{d}/missing", "missing folder")
         expect_error(["run", exp, "--workspace", f"{d}/ws", "--set", 'networks=["ours","resnet"]'], "networks", "resnet")
 
 
