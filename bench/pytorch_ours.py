@@ -2,7 +2,9 @@
 """PyTorch eager implementation of "Ours" (the joint dense-graph network, spec §3.7, trained with 1/2 sum of
 HCD over the seven predictions + 1e-5 KL), written from the spec like models/ (dense ChebConv, roi_align-style
 lookups by gather), to time one training step against the C++ build on the same machine.
-Usage: pytorch_ours.py SIZE BATCH THREADS STEPS   (Debian's python3-torch 1.13, the same libtorch)"""
+Usage: pytorch_ours.py SIZE BATCH THREADS STEPS [DEVICE [PRECISION]]   (Debian's python3-torch 1.13, the same
+libtorch; on a GPU machine its own PyTorch). DEVICE cpu (default) or cuda; PRECISION fp32 (default: TF32 off),
+tf32 or bf16 (autocast), as training.precision. On CUDA each step is synchronised before its time is taken."""
 import sys
 import time
 
@@ -11,7 +13,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 SIZE, BATCH, THREADS, STEPS = (int(a) for a in sys.argv[1:5])
+DEVICE = sys.argv[5] if len(sys.argv) > 5 else "cpu"
+PRECISION = sys.argv[6] if len(sys.argv) > 6 else "fp32"
 torch.set_num_threads(THREADS)
+if DEVICE == "cuda":
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = PRECISION != "fp32"
 torch.manual_seed(0)
 NCLS, COUNTS = 3, [44, 50, 26]
 
@@ -118,7 +124,7 @@ def lookup(p, f):
     b, c, h, w = f.shape
     n = p.shape[1]
     p = p.detach() * w
-    off = torch.tensor([-1.0, 0.0, 1.0])
+    off = torch.tensor([-1.0, 0.0, 1.0], device=p.device)
     sx = (p[..., 0:1] + off).unsqueeze(2).expand(b, n, 3, 3)
     sy = (p[..., 1:2] + off).unsqueeze(3).expand(b, n, 3, 3)
     valid = (sy >= -1) & (sy <= h) & (sx >= -1) & (sx <= w)
@@ -195,24 +201,30 @@ for n in COUNTS:
 CH_F = torch.tensor([0] * 94 + [1] * 26)
 CH_C = torch.tensor([0] * 47 + [1] * 13)
 
-net = Ours()
+dev = torch.device(DEVICE)
+L1, L2, U, D, CH_F, CH_C = (t.to(dev) for t in (L1, L2, U, D, CH_F, CH_C))
+net = Ours().to(dev)
 opt = torch.optim.Adam([q for q in net.parameters() if q.requires_grad], lr=1e-4, weight_decay=1e-5)
-img = torch.rand(BATCH, 1, SIZE, SIZE)
-s = torch.rand(BATCH, 2, SIZE, SIZE)
-lm = torch.rand(BATCH, 120, 2) * 0.6 + 0.2
+img = torch.rand(BATCH, 1, SIZE, SIZE, device=dev)
+s = torch.rand(BATCH, 2, SIZE, SIZE, device=dev)
+lm = torch.rand(BATCH, 120, 2, device=dev) * 0.6 + 0.2
+sync = torch.cuda.synchronize if DEVICE == "cuda" else (lambda: None)
 times = []
-for step in range(STEPS + 1):
+for step in range(STEPS + 3):
+    sync()
     t0 = time.perf_counter()
     opt.zero_grad()
-    pos, mu, logvar = net(img)
-    loss = 0
-    for k, p in enumerate(pos):
-        coarse = k >= 4
-        loss = loss + hcd(p, D @ lm if coarse else lm, s, CH_C if coarse else CH_F)
-    loss = 0.5 * loss - 1e-5 * 0.5 * torch.mean(torch.mean(1 + logvar - mu ** 2 - logvar.exp(), 1))
+    with torch.autocast(device_type=DEVICE, dtype=torch.bfloat16, enabled=PRECISION == "bf16"):
+        pos, mu, logvar = net(img)
+        loss = 0
+        for k, p in enumerate(pos):
+            coarse = k >= 4
+            loss = loss + hcd(p.float(), D @ lm if coarse else lm, s, CH_C if coarse else CH_F)
+        loss = 0.5 * loss - 1e-5 * 0.5 * torch.mean(torch.mean(1 + logvar.float() - mu.float() ** 2 - logvar.float().exp(), 1))
     loss.backward()
     opt.step()
-    if step:
+    sync()
+    if step >= 3:  # three warm-up steps (cuDNN and the allocator settle)
         times.append((time.perf_counter() - t0) * 1000)
 times.sort()
-print(f"pytorch ours      size {SIZE:4d} batch {BATCH} threads {THREADS}  step {times[len(times) // 2]:9.1f} ms")
+print(f"pytorch ours      size {SIZE:4d} batch {BATCH} threads {THREADS} {DEVICE} {PRECISION}  step {times[len(times) // 2]:9.1f} ms")

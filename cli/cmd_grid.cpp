@@ -5,12 +5,14 @@
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <sstream>
 #include <thread>
 
 #include "cli/grid_ops.h"
 #include "cli/options.h"
 #include "models/model_config.h"
 #include "report/report.h"
+#include "scheduler/estimate.h"
 #include "scheduler/resources.h"
 #include "storage/layout.h"
 #include "storage/run_state.h"
@@ -172,6 +174,48 @@ void print_status(const GridContext& g, const std::vector<scheduler::RunStatus>&
   }
 }
 
+// --gpus 8,16,68 -> {8, 16, 68}
+std::vector<int> parse_gpu_counts(const std::string& text) {
+  std::vector<int> out;
+  std::string item;
+  std::stringstream in(text);
+  while (std::getline(in, item, ',')) {
+    int n = 0;
+    size_t used = 0;
+    try {
+      n = std::stoi(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != item.size() || n < 1 || n > 100000)
+      throw InputError("--gpus", "", text, "expected a comma-separated list of GPU counts, 1 to 100000 each");
+    out.push_back(n);
+  }
+  return out;
+}
+
+void print_estimate(const scheduler::GridEstimate& e, bool per_run) {
+  using scheduler::hours_text;
+  if (per_run) {
+    std::printf("\n%-44s %10s  %s\n", "run (what is left of it)", "estimate", "basis");
+    for (const auto& r : e.runs)
+      std::printf("%-44s %10s  %s\n", r.run_id.c_str(), r.seconds > 0 ? hours_text(r.seconds).c_str() : "-", r.basis.c_str());
+  }
+  std::printf("\n%-38s %4s %10s %12s %12s\n", "network/data set (runs left)", "runs", "one run", "auto limit",
+              "configured");
+  for (const auto& n : e.networks)
+    std::printf("%-38s %4d %10s %12s %12s%s\n", (n.model + "/" + n.dataset).c_str(), n.runs,
+                n.seconds > 0 ? hours_text(n.seconds).c_str() : "-", n.time_limit.empty() ? "-" : n.time_limit.c_str(),
+                n.configured.empty() ? "none" : n.configured.c_str(), n.seconds > 0 ? "" : ("  (" + n.basis + ")").c_str());
+  std::printf("\nleft: %zu run(s), %.1f GPU-hours, %s of run time", e.runs.size(), e.gpu_seconds / 3600,
+              hours_text(e.run_seconds).c_str());
+  if (e.without_estimate) std::printf(" (%d run(s) without an estimate count as 0)", e.without_estimate);
+  std::printf("; auto time limits are the estimate x %.2f\n", e.margin);
+  for (const auto& m : e.makespans)
+    std::printf("makespan on %d GPU(s) or workers: %s with per-run dependencies, %s with one array per level\n", m.gpus,
+                hours_text(m.per_run).c_str(), hours_text(m.per_level).c_str());
+}
+
 // submit and resume differ only in the plan mode: submit starts what is new, resume what failed, was cancelled,
 // timed out, was lost or interrupted.
 int submit_or_resume(const Args& args, scheduler::PlanMode mode, const std::string& verb) {
@@ -211,20 +255,34 @@ int cmd_plan(const Args& args) {
   CommonOptions c;
   po::positional_options_description pos;
   add_common(desc, c, pos);
-  desc.add_options()("json", po::bool_switch(&c.json), "a JSON list, one object per run");
+  bool estimate = false;
+  std::string gpus = "1";
+  desc.add_options()("json", po::bool_switch(&c.json), "a JSON list, one object per run")(
+      "estimate", po::bool_switch(&estimate), "per run and network: expected duration, GPU-hours, makespan, time limits")(
+      "gpus", po::value(&gpus)->default_value("1"), "with --estimate: GPU counts to give the makespan on (8,16,68)");
   po::variables_map vm;
-  if (!parse_options(args, desc, vm, "orchestrator plan EXP [--json] [--only key=value]...", &pos)) return 0;
+  if (!parse_options(args, desc, vm, "orchestrator plan EXP [--json] [--estimate [--gpus N,...]] [--only key=value]...", &pos))
+    return 0;
+  const std::vector<int> gpu_counts = parse_gpu_counts(gpus);
   GridContext g = load_grid(c.exp_path, c.sets, c.only, c.workspace);
   for (const auto& m : missing_dataset_sources(g.exp))
     std::fprintf(stderr, "plan: warning: %s: missing, so the data set cannot be prepared yet (data/README.md)\n", m.c_str());
   auto plan = scheduler::view_grid(g.request("orchestrator plan"), scheduler::PlanMode::kSubmit);
   if (c.json) {
+    std::map<std::string, scheduler::RunEstimate> est;
+    if (estimate)
+      for (auto& e : scheduler::estimate_grid(g.request("orchestrator plan"), plan, gpu_counts).runs) est[e.run_id] = e;
     nlohmann::json out = nlohmann::json::array();
-    for (const auto& st : plan) out.push_back(status_json(g, st));
+    for (const auto& st : plan) {
+      out.push_back(status_json(g, st));
+      if (auto e = est.find(st.run.id); e != est.end())
+        out.back()["estimate"] = {{"seconds", e->second.seconds}, {"basis", e->second.basis}, {"time_limit", e->second.time_limit}};
+    }
     std::cout << out.dump(1) << "\n";
     return 0;
   }
   print_plan(g, plan);
+  if (estimate) print_estimate(scheduler::estimate_grid(g.request("orchestrator plan"), plan, gpu_counts), true);
   return 0;
 }
 
@@ -251,6 +309,12 @@ int cmd_status(const Args& args) {
       std::cout << out.dump(1) << "\n";
     } else {
       print_status(g, plan);
+      // What is left, on the local pool's workers and on as many GPUs as there are runs left (the critical path).
+      int left = 0;
+      for (const auto& st : plan) left += st.state != run_state::kDone;
+      auto e = scheduler::estimate_grid(g.request("orchestrator status"), plan,
+                                        {scheduler::local_workers_for(g.exp, 0), std::max(1, left)});
+      if (!e.runs.empty()) print_estimate(e, false);
     }
     bool active = false;
     for (const auto& st : plan) active |= run_state::is_active(st.state);

@@ -22,5 +22,6 @@ int cmd_status(const Args& args);
 int cmd_resume(const Args& args);
 int cmd_cancel(const Args& args);
 int cmd_report(const Args& args);
+int cmd_calibrate(const Args& args);
 
 }  // namespace orch::cli

@@ -30,6 +30,7 @@ const std::map<std::string, Command>& commands() {
       {"status", {"runs per state, per network and data set, with progress and errors", orch::cli::cmd_status}},
       {"resume", {"resubmit failed, cancelled, timed-out or lost runs (they continue from checkpoints)", orch::cli::cmd_resume}},
       {"cancel", {"cancel queued and running runs (they checkpoint first)", orch::cli::cmd_cancel}},
+      {"calibrate", {"time a few steps of each network here, for plan --estimate and time \"auto\"", orch::cli::cmd_calibrate}},
       {"report", {"Tables 1-2, median models, paired tests and figures from the store", orch::cli::cmd_report}},
       {"preview", {"draw a preview PNG of a prepared data set", orch::cli::cmd_preview}},
   };

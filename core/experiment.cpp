@@ -88,7 +88,7 @@ struct Ctx {
 const std::vector<std::string> kTrainingKeys = {
     "epochs", "batch_size", "learning_rate", "weight_decay", "validate_every", "threads", "loader_threads", "augment",
     "mask_resampling", "seed_mode", "checkpoint_every", "keep_checkpoints", "device", "lr_step_epochs", "lr_gamma",
-    "best_after_epoch", "nonfinite", "precision"};
+    "best_after_epoch", "nonfinite", "precision", "pipeline", "cudnn_benchmark"};
 
 // The first string in `v` (keys included) that is not valid UTF-8, as its field path; "" when all are.
 std::string invalid_utf8_field(const json& v, const std::string& where) {
@@ -182,7 +182,7 @@ TrainingSpec training_from_json(const json& t, const std::string& path, const st
   ts.weight_decay = c.number(t, "weight_decay", w, ts.weight_decay, 0, 1);
   ts.validate_every = static_cast<int>(c.integer(t, "validate_every", w, ts.validate_every, 1, 1000000));
   ts.threads = static_cast<int>(c.integer(t, "threads", w, ts.threads, 0, 1024));
-  ts.loader_threads = static_cast<int>(c.integer(t, "loader_threads", w, ts.loader_threads, 1, 256));
+  ts.loader_threads = static_cast<int>(c.integer(t, "loader_threads", w, ts.loader_threads, 0, 256));
   if (t.contains("augment")) {
     if (!t["augment"].is_boolean()) c.fail(w + ".augment", t["augment"], "expected true or false");
     ts.augment = t["augment"];
@@ -206,6 +206,11 @@ TrainingSpec training_from_json(const json& t, const std::string& path, const st
            "must be below training.epochs (" + std::to_string(ts.epochs) + "), or no epoch could become the best");
   ts.nonfinite = c.choice(t, "nonfinite", w, ts.nonfinite, {"stop", "skip"});
   ts.precision = c.choice(t, "precision", w, ts.precision, {"tf32", "fp32", "bf16"});
+  ts.pipeline = c.choice(t, "pipeline", w, ts.pipeline, {"overlap", "plain"});
+  if (t.contains("cudnn_benchmark")) {
+    if (!t["cudnn_benchmark"].is_boolean()) c.fail(w + ".cudnn_benchmark", t["cudnn_benchmark"], "expected true or false");
+    ts.cudnn_benchmark = t["cudnn_benchmark"];
+  }
   return ts;
 }
 
@@ -234,6 +239,8 @@ json to_json(const TrainingSpec& t) {
   if (t.best_after_epoch != 0) j["best_after_epoch"] = t.best_after_epoch;
   if (t.nonfinite != "stop") j["nonfinite"] = t.nonfinite;
   if (t.precision != "tf32") j["precision"] = t.precision;
+  if (t.pipeline != "overlap") j["pipeline"] = t.pipeline;
+  if (!t.cudnn_benchmark) j["cudnn_benchmark"] = false;
   return j;
 }
 

@@ -5,6 +5,8 @@
 // or runs its commands itself. Implementations are used by one thread.
 #pragma once
 
+#include <algorithm>
+#include <cstdlib>
 #include <string>
 
 namespace orch {
@@ -20,6 +22,15 @@ class JobEnvironment {
   virtual std::string request_requeue(int signal) = 0;
   virtual int cpus() const { return 0; }  // cores given to the job (0: not known)
   virtual int gpus() const { return 0; }  // GPUs given to the job
+  // This worker's share of them: gpus() divided among the workers that share them (ORCH_GPU_SHARERS, set by the
+  // local pool and the Slurm job script when runs_per_gpu packs several runs onto one GPU).
+  double gpu_share() const;
 };
+
+inline double JobEnvironment::gpu_share() const {
+  int sharers = 1;
+  if (const char* s = std::getenv("ORCH_GPU_SHARERS")) sharers = std::clamp(std::atoi(s), 1, 1024);
+  return static_cast<double>(gpus()) / sharers;
+}
 
 }  // namespace orch

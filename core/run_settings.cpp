@@ -21,7 +21,8 @@ json RunSettings::to_json() const {
 json RunSettings::identity() const {
   json j = to_json();
   j.erase("experiment");  // renaming an experiment keeps its runs
-  for (const char* k : {"threads", "loader_threads", "checkpoint_every", "keep_checkpoints", "device"})
+  for (const char* k : {"threads", "loader_threads", "checkpoint_every", "keep_checkpoints", "device", "pipeline",
+                        "cudnn_benchmark"})
     j["training"].erase(k);
   return j;
 }

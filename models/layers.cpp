@@ -1,5 +1,9 @@
 #include "models/layers.h"
 
+#include <c10/core/impl/LocalDispatchKeySet.h>
+
+#include <optional>
+
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -86,8 +90,13 @@ ChebConvImpl::ChebConvImpl(int in, int out, int k, bool with_bias) {
   if (with_bias) bias = register_parameter("bias", torch::empty({out}).normal_(0.0, 0.1));
 }
 
-torch::Tensor ChebConvImpl::forward(const torch::Tensor& x, const GraphOperator& lhat) {
+torch::Tensor ChebConvImpl::forward(const torch::Tensor& x_in, const GraphOperator& lhat) {
   const int64_t k = weight.size(0);
+  const bool coordinates = weight.size(2) == 2;
+  // Position heads: autocast off and float32 inputs (see layers.h).
+  std::optional<c10::impl::ExcludeDispatchKeyGuard> no_autocast;
+  if (coordinates) no_autocast.emplace(c10::autocast_dispatch_keyset);
+  const torch::Tensor x = coordinates ? x_in.to(torch::kFloat32) : x_in;
   // T_0 .. T_{K-1} side by side, then one product with the stacked Θ: fewer, larger operations than K
   // separate products (the sum over k happens inside the one matmul).
   std::vector<torch::Tensor> t{x};

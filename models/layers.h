@@ -55,6 +55,9 @@ struct GraphTensors {
 torch::Tensor to_tensor(const DenseMatrix& m);
 
 // X' = sum_k T_k(L̂) X Θ_k + b (PyG ChebConv, normalization sym, lambda_max 2). Θ_k glorot-uniform, b N(0, 0.1).
+// Chebyshev graph convolution. One producing two features per node (x, y: the position heads) computes in
+// float32 even under bf16 autocast (runner/precision.h): bfloat16's 8-bit mantissa would put a node on a grid of
+// 1/256 of the image, 4 pixels at 1024 px, and everything downstream (lookups, rasterization, losses) reads it.
 class ChebConvImpl : public torch::nn::Module {
  public:
   ChebConvImpl(int in, int out, int k, bool bias = true);

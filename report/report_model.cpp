@@ -145,10 +145,13 @@ std::vector<CostRow> costs(Store& store, const std::vector<scheduler::PlannedRun
     c.gpu_hours += h * static_cast<double>(a.gpus);
     if (a.exit_status != 0) c.lost_hours += h;
   }
-  for (const auto& j : store.job_accounts()) {
+  const auto accounts = store.job_accounts();
+  std::map<std::string, int> sharing;  // a packed job's row is repeated for each of its runs: they share its GPUs
+  for (const auto& j : accounts) sharing[j.job_id + "|" + j.started]++;
+  for (const auto& j : accounts) {
     auto it = network_of.find(j.run_id);
     if (it == network_of.end() || j.backend != "slurm") continue;
-    by[it->second].slurm_gpu_hours += j.elapsed_s / 3600 * static_cast<double>(j.gpus);
+    by[it->second].slurm_gpu_hours += j.elapsed_s / 3600 * static_cast<double>(j.gpus) / sharing[j.job_id + "|" + j.started];
   }
   std::vector<CostRow> out;
   for (const auto& n : models::network_catalogue()) {

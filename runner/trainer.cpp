@@ -1,6 +1,5 @@
 #include "runner/trainer.h"
 
-#include <ATen/autocast_mode.h>
 #include <torch/cuda.h>
 #include <torch/torch.h>
 #include <torch/version.h>
@@ -21,6 +20,8 @@
 #include "models/registry.h"
 #include "runner/checkpoint.h"
 #include "runner/communicator.h"
+#include "runner/device_batches.h"
+#include "runner/precision.h"
 #include "runner/grad_reducer.h"
 #include "runner/signals.h"
 #include "storage/dataset_file.h"
@@ -55,32 +56,6 @@ namespace {
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-// A batch of samples as tensors on `device`.
-models::Targets to_tensors(const std::vector<TrainingSample>& b, int classes_fg, int points, const torch::Device& device,
-                           torch::Tensor* image) {
-  const int64_t n = static_cast<int64_t>(b.size());
-  const int64_t h = b[0].image.rows, w = b[0].image.cols;
-  torch::Tensor img = torch::empty({n, 1, h, w}, torch::kFloat32);
-  torch::Tensor mask = torch::empty({n, h, w}, torch::kUInt8);
-  torch::Tensor dm = torch::empty({n, classes_fg, h, w}, torch::kFloat32);
-  torch::Tensor lm = torch::empty({n, points, 2}, torch::kFloat32);
-  for (int64_t i = 0; i < n; ++i) {
-    const TrainingSample& s = b[static_cast<size_t>(i)];
-    cv::Mat im = s.image.isContinuous() ? s.image : s.image.clone();
-    cv::Mat mk = s.mask.isContinuous() ? s.mask : s.mask.clone();
-    std::memcpy(img[i].data_ptr(), im.data, static_cast<size_t>(h * w) * sizeof(float));
-    std::memcpy(mask[i].data_ptr(), mk.data, static_cast<size_t>(h * w));
-    for (int c = 0; c < classes_fg; ++c) {
-      cv::Mat d = s.dmaps[static_cast<size_t>(c)].isContinuous() ? s.dmaps[static_cast<size_t>(c)] : s.dmaps[static_cast<size_t>(c)].clone();
-      std::memcpy(dm[i][c].data_ptr(), d.data, static_cast<size_t>(h * w) * sizeof(float));
-    }
-    if (static_cast<int>(s.landmarks.size()) != points * 2) throw Error("sample " + s.id + ": unexpected landmark count");
-    std::memcpy(lm[i].data_ptr(), s.landmarks.data(), static_cast<size_t>(points) * 2 * sizeof(float));
-  }
-  *image = img.to(device);
-  return models::Targets{mask.to(torch::kInt64).to(device), dm.to(device), lm.to(device)};
-}
-
 bool better(double candidate, double best, bool higher, bool have_best) {
   if (std::isnan(candidate)) return false;
   if (!have_best) return true;
@@ -89,53 +64,6 @@ bool better(double candidate, double best, bool higher, bool have_best) {
 
 void sync_device(const torch::Device& d) {
   if (d.is_cuda()) torch::cuda::synchronize();
-}
-
-// Autocast to bfloat16 on `device` for its lifetime (training.precision / evaluation.precision "bf16"): matmuls
-// and convolutions in bf16, float32 weights and optimizer state. A no-op when not enabled.
-class AutocastGuard {
- public:
-  AutocastGuard(const torch::Device& d, bool enabled) : cuda_(d.is_cuda()), enabled_(enabled) {
-    if (!enabled_) return;
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
-    const auto type = cuda_ ? at::kCUDA : at::kCPU;
-    was_ = at::autocast::is_autocast_enabled(type);
-    at::autocast::set_autocast_dtype(type, at::kBFloat16);
-    at::autocast::set_autocast_enabled(type, true);
-#else
-    if (cuda_) {
-      was_ = at::autocast::is_enabled();
-      at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-      at::autocast::set_enabled(true);
-    } else {
-      was_ = at::autocast::is_cpu_enabled();
-      at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-      at::autocast::set_cpu_enabled(true);
-    }
-#endif
-    at::autocast::increment_nesting();
-  }
-  ~AutocastGuard() {
-    if (!enabled_) return;
-    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
-    at::autocast::set_autocast_enabled(cuda_ ? at::kCUDA : at::kCPU, was_);
-#else
-    if (cuda_) at::autocast::set_enabled(was_); else at::autocast::set_cpu_enabled(was_);
-#endif
-  }
-  AutocastGuard(const AutocastGuard&) = delete;
-  AutocastGuard& operator=(const AutocastGuard&) = delete;
-
- private:
-  bool cuda_, enabled_, was_ = false;
-};
-
-// TF32 for CUDA matmuls and convolutions, as the precision asks ("fp32": off; "tf32" and "bf16": on).
-void set_tf32(const std::string& precision) {
-  const bool on = precision != "fp32";
-  at::globalContext().setAllowTF32CuBLAS(on);
-  at::globalContext().setAllowTF32CuDNN(on);
 }
 
 // Sum of squared gradient entries of `params` (one synchronisation), for the non-finite check.
@@ -171,6 +99,17 @@ struct Trainer::Impl {
   TrainStats stats;
   std::vector<torch::Tensor> trainable;
   int64_t skipped_batches = 0;
+  std::unique_ptr<BatchTransfer> transfer, val_transfer;  // host batches to the device (runner/device_batches.h)
+
+  // Starts moving the loader's next batch to the device; false at the end of the epoch.
+  bool fetch() {
+    auto t0 = Clock::now();
+    auto host = loader->next();
+    stats.loader_wait_seconds += seconds_since(t0);
+    if (!host) return false;
+    transfer->start(*host);
+    return true;
+  }
 
   bool bf16_training() const { return opt.settings.training.precision == "bf16"; }
   bool bf16_evaluation() const { return opt.settings.evaluation.precision == "bf16"; }
@@ -192,6 +131,41 @@ struct Trainer::Impl {
     log(std::string("warning: the best checkpoint was lost (") + when + "); rebuilt from the newest good checkpoint " +
         "(epoch " + std::to_string(state.epoch) + ", batch " + std::to_string(state.batch) + ", " +
         entry->info->criterion_name + " " + std::to_string(crit) + "): results can differ from an undisturbed run");
+  }
+
+  // One step's forward and backward pass on this rank's share of a global batch of `n_global`, gradients averaged
+  // over the ranks; the optimizer step is the caller's. `meanwhile` runs once the step's work is queued and before
+  // its loss is read (a GPU computes while it runs: the next batch's copy starts there). `finite` is false when
+  // the loss or any gradient is not finite on some rank. `poison` makes the loss NaN (fault injection).
+  struct StepOutcome {
+    double loss = 0;
+    bool finite = true;
+  };
+  StepOutcome forward_backward(const DeviceBatch& batch, int64_t n_global, bool poison,
+                               const std::function<void()>& meanwhile = {}) {
+    const int64_t n_local = batch.size;
+    adam->zero_grad();
+    reducer->begin_step(static_cast<double>(n_local) / static_cast<double>(n_global));
+    double step_loss = 0;
+    if (n_local > 0) {
+      torch::Tensor loss;
+      {
+        AutocastGuard ac(device, bf16_training());
+        models::Prediction p = net->predict(batch.image);
+        loss = entry->loss(p, batch.targets, models::LossContext{config, graph}).to(torch::kFloat32);
+      }
+      if (poison) loss = loss * std::numeric_limits<double>::quiet_NaN();
+      loss.backward();
+      if (meanwhile) meanwhile();
+      step_loss = loss.item<double>();
+    } else if (meanwhile) {
+      meanwhile();
+    }
+    reducer->finish_step();
+    const double grad2 = n_local > 0 ? squared_gradient_norm(trainable) : 0;
+    std::vector<double> bad{std::isfinite(step_loss) && std::isfinite(grad2) ? 0.0 : 1.0};
+    if (comm->world() > 1) comm->allreduce_max(bad);
+    return {step_loss, bad[0] == 0};
   }
 
   std::string newest_checkpoint_text() const {
@@ -226,23 +200,43 @@ struct Trainer::Impl {
     stats.checkpoint_seconds += seconds_since(t0);
   }
 
-  // Mean validation criterion over the validation split (sharded over ranks, batch 1, eval mode).
+  // Mean validation criterion over the validation split (sharded over ranks, eval mode), image by image: batch
+  // normalisation keeps no running statistics (spec §3.1), so each image is normalised with its own, as the
+  // reference's batch-1 validation does, and a pass of several images would change every criterion (tested).
+  // What is pipelined instead: a loader reads and converts the next image while the device computes, its copy
+  // overlaps (BatchTransfer), and the criteria are summed on the device with one synchronisation at the end.
   double validate() {
     net->eval();
     torch::NoGradGuard ng;
-    const auto layout = OrganLayout::of(opt.settings.kind);
-    double sum = 0, count = 0;
-    for (size_t k = static_cast<size_t>(comm->rank()); k < val_indices.size(); k += static_cast<size_t>(comm->world())) {
-      std::vector<TrainingSample> one{to_training_sample(data->read(val_indices[k]))};
-      torch::Tensor image;
-      models::Targets t = to_tensors(one, layout.num_classes() - 1, layout.total_points(), device, &image);
+    LoaderOptions lo;  // global batches of `world` images, one per rank, in split order, not augmented
+    lo.batch_size = comm->world();
+    lo.shuffle = false;
+    lo.augment = false;
+    lo.threads = 1;
+    lo.prefetch = 2;
+    lo.rank = comm->rank();
+    lo.world = comm->world();
+    BatchLoader images(data, val_indices, lo);
+    images.start_epoch(0, 0);
+    torch::Tensor sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device));
+    double count = 0;
+    auto next = [&] {
+      auto b = images.next();
+      if (!b || b->empty()) return false;
+      val_transfer->start(*b);
+      return true;
+    };
+    bool more = next();
+    for (size_t k = static_cast<size_t>(comm->rank()); more; k += static_cast<size_t>(comm->world())) {
+      DeviceBatch one = val_transfer->take();
+      more = next();
       torch::manual_seed(step_seed(-1, static_cast<int64_t>(k)));
       AutocastGuard ac(device, bf16_training());
-      models::Prediction p = net->predict(image);
-      sum += entry->criterion(p, t, models::LossContext{config, graph}).item<double>();
+      models::Prediction p = net->predict(one.image);
+      sum += entry->criterion(p, one.targets, models::LossContext{config, graph}).to(torch::kFloat64);
       count += 1;
     }
-    std::vector<double> v{sum, count};
+    std::vector<double> v{sum.item<double>(), count};
     comm->allreduce_sum(v);
     net->train();
     return v[1] > 0 ? v[0] / v[1] : std::nan("");
@@ -264,7 +258,10 @@ Trainer::Trainer(TrainerOptions options) : impl_(std::make_unique<Impl>()) {
                   : torch::Device(torch::kCPU);
   int threads = ts.threads > 0 ? ts.threads : std::max(1, default_threads() / world);
   at::set_num_threads(threads);
-  if (cuda) set_tf32(ts.precision);
+  if (cuda) {
+    set_tf32(ts.precision);
+    at::globalContext().setBenchmarkCuDNN(ts.cudnn_benchmark);
+  }
 
   I.entry = &models::find_model(s.model);
   models::ModelConfig base;
@@ -283,7 +280,7 @@ Trainer::Trainer(TrainerOptions options) : impl_(std::make_unique<Impl>()) {
   }
   torch::manual_seed(I.init_seed);
   I.net = models::instantiate(*I.entry, I.config);
-  if (!I.entry->info->dependency.empty()) {
+  if (!I.entry->info->dependency.empty() && !I.opt.calibration) {
     if (I.opt.dependency_checkpoint.empty())
       throw Error(where + ": " + s.model + " starts from a trained " + I.entry->info->dependency + " and none was given");
     auto dep = I.net->dependency_module();
@@ -318,20 +315,25 @@ Trainer::Trainer(TrainerOptions options) : impl_(std::make_unique<Impl>()) {
   LoaderOptions lo;
   lo.batch_size = ts.batch_size;
   lo.seed = I.data_seed;
-  lo.threads = ts.loader_threads;
+  // Loader threads: as set, else 2 on the CPU (the cores train), and on a GPU the job's cores less one (at least 2).
+  lo.threads = ts.loader_threads > 0 ? ts.loader_threads : cuda ? std::max(2, threads - 1) : 2;
+  lo.prefetch = std::max(2, lo.threads);  // a batch per thread in flight: each thread augments a whole batch
   lo.augment = ts.augment;
   lo.rank = rank;
   lo.world = world;
   lo.augmentation.mask_resampling = ts.mask_resampling == "nearest" ? MaskResampling::kNearest : MaskResampling::kReference;
   I.loader = std::make_unique<BatchLoader>(I.data, info.indices(Split::kTrain), lo);
   I.val_indices = info.indices(Split::kVal);
+  const auto organs = OrganLayout::of(s.kind);
+  I.transfer = std::make_unique<BatchTransfer>(I.device, organs.num_classes() - 1, organs.total_points(), ts.pipeline == "overlap");
+  I.val_transfer = std::make_unique<BatchTransfer>(I.device, organs.num_classes() - 1, organs.total_points(), ts.pipeline == "overlap");
   if (info.indices(Split::kTrain).empty()) throw InputError(I.opt.dataset_path, "split", "train", "the training split is empty");
 
   // Resume from the newest valid checkpoint.
   I.series = std::make_unique<CheckpointSeries>(I.opt.checkpoints_dir, ts.keep_checkpoints);
   I.state.config_hash = I.opt.run_id;
   std::vector<std::string> warnings;
-  auto newest = I.series->newest_valid(&warnings);
+  auto newest = I.opt.calibration ? std::nullopt : I.series->newest_valid(&warnings);
   for (const auto& w : warnings) I.log("warning: " + w);
   if (newest) {
     CheckpointState st = load_checkpoint(*newest, *I.net, *I.adam);
@@ -376,12 +378,8 @@ std::string Trainer::describe() const {
 TrainOutcome Trainer::train() {
   Impl& I = *impl_;
   const TrainingSpec& ts = I.opt.settings.training;
-  const auto layout = OrganLayout::of(I.opt.settings.kind);
-  const int classes_fg = layout.num_classes() - 1, points = layout.total_points();
   const int bpe = I.loader->batches_per_epoch();
   const int64_t n_train = static_cast<int64_t>(I.data->info().indices(Split::kTrain).size());
-  const models::LossContext ctx{I.config, I.graph};
-
   TrainOutcome out;
   out.resumed_from_epoch = I.resumed_epoch;
   out.resumed_from_batch = I.resumed_batch;
@@ -397,36 +395,20 @@ TrainOutcome Trainer::train() {
     I.loader->start_epoch(static_cast<uint64_t>(epoch), static_cast<int>(first_batch));
     double loss_sum = I.partial_loss_sum, count = I.partial_count;
     I.partial_loss_sum = I.partial_count = 0;
+    if (first_batch < bpe && !I.fetch()) throw Error("loader ended early");
     for (int64_t b = first_batch; b < bpe; ++b) {
       auto step_start = Clock::now();
-      auto batch = I.loader->next();
-      if (!batch) throw Error("loader ended early");
+      const DeviceBatch batch = I.transfer->take();
       const int64_t n_global = std::min<int64_t>(ts.batch_size, n_train - b * ts.batch_size);
-      const int64_t n_local = static_cast<int64_t>(batch->size());
+      const int64_t n_local = batch.size;
       torch::manual_seed(I.step_seed(epoch, b));
-      I.adam->zero_grad();
-      I.reducer->begin_step(static_cast<double>(n_local) / static_cast<double>(n_global));
-      double step_loss = 0;
-      if (n_local > 0) {
-        torch::Tensor image;
-        models::Targets t = to_tensors(*batch, classes_fg, points, I.device, &image);
-        torch::Tensor loss;
-        {
-          AutocastGuard ac(I.device, I.bf16_training());
-          models::Prediction p = I.net->predict(image);
-          loss = I.entry->loss(p, t, ctx).to(torch::kFloat32);
-        }
-        if (I.opt.nan_after_steps >= 0 && steps_here + 1 == I.opt.nan_after_steps)
-          loss = loss * std::numeric_limits<double>::quiet_NaN();  // fault injection: a diverged step
-        loss.backward();
-        step_loss = loss.item<double>();
-      }
-      I.reducer->finish_step();
-      // A non-finite loss or gradient (on any rank) never reaches the weights.
-      const double grad2 = n_local > 0 ? squared_gradient_norm(I.trainable) : 0;
-      std::vector<double> bad{std::isfinite(step_loss) && std::isfinite(grad2) ? 0.0 : 1.0};
-      if (I.comm->world() > 1) I.comm->allreduce_max(bad);
-      if (bad[0] > 0) {
+      const bool inject = I.opt.nan_after_steps >= 0 && steps_here + 1 == I.opt.nan_after_steps;
+      auto next_batch = [&] {  // the next batch's copy, while this step computes
+        if (b + 1 < bpe && !I.fetch()) throw Error("loader ended early");
+      };
+      const Impl::StepOutcome r = I.forward_backward(batch, n_global, inject, next_batch);
+      const double step_loss = r.loss;
+      if (!r.finite) {  // a non-finite loss or gradient (on any rank) never reaches the weights
         const std::string what = "a non-finite " + std::string(std::isfinite(step_loss) ? "gradient" : "loss (" + format_number(step_loss) + ")") +
                                  " at epoch " + std::to_string(epoch + 1) + ", step " + std::to_string(b + 1) + " of " +
                                  std::to_string(bpe);
@@ -481,7 +463,9 @@ TrainOutcome Trainer::train() {
     rec.val_criterion = std::nan("");
     const bool last = epoch + 1 == ts.epochs;
     if ((epoch + 1) % ts.validate_every == 0 || last) {
+      const auto tv = Clock::now();
       rec.val_criterion = I.validate();
+      I.stats.validation_seconds += seconds_since(tv);
       if (!std::isfinite(rec.val_criterion) && ts.nonfinite != "skip")
         throw NonFiniteError("the validation " + I.entry->info->criterion_name + " is " + format_number(rec.val_criterion) +
                              " after epoch " + std::to_string(epoch + 1) + "; the run stopped there; newest good checkpoint: " +
@@ -515,6 +499,70 @@ TrainOutcome Trainer::train() {
   out.epoch = epoch;
   out.best_epoch = I.state.best_epoch;
   out.best_criterion = I.state.best_criterion;
+  return out;
+}
+
+StepTiming Trainer::time_steps(int warmup, int steps, int images) {
+  Impl& I = *impl_;
+  const int64_t n_train = static_cast<int64_t>(I.data->info().indices(Split::kTrain).size());
+  const int bpe = I.loader->batches_per_epoch();
+  StepTiming out;
+  I.net->train();
+  int64_t epoch = 0, b = 0;
+  I.loader->start_epoch(0, 0);
+  if (!I.fetch()) throw Error("loader ended early");
+  sync_device(I.device);
+  auto t0 = Clock::now();
+  for (int k = 0; k < warmup + steps; ++k) {  // as train() steps: the next batch's copy during each step
+    if (k == warmup) {
+      sync_device(I.device);
+      t0 = Clock::now();
+    }
+    const DeviceBatch batch = I.transfer->take();
+    const int64_t n_global = std::min<int64_t>(I.opt.settings.training.batch_size, n_train - b * I.opt.settings.training.batch_size);
+    torch::manual_seed(I.step_seed(epoch, b));
+    auto next_batch = [&] {
+      if (++b == bpe) {
+        I.loader->start_epoch(static_cast<uint64_t>(++epoch), 0);
+        b = 0;
+      }
+      if (k + 1 < warmup + steps && !I.fetch()) throw Error("loader ended early");
+    };
+    if (I.forward_backward(batch, n_global, false, next_batch).finite) I.adam->step();
+  }
+  sync_device(I.device);
+  const double timed = seconds_since(t0);
+  out.steps = steps;
+  out.step_s = steps ? timed / steps : 0;
+  // Validation and evaluation, as the real passes go.
+  I.net->eval();
+  torch::NoGradGuard ng;
+  std::vector<int> val = I.data->info().indices(Split::kVal), test = I.data->info().indices(Split::kTest);
+  const int n_val = std::min<int>(images, static_cast<int>(val.size())), n_test = std::min<int>(images, static_cast<int>(test.size()));
+  double tv = 0, te = 0;
+  for (int k = 0; k < n_val; ++k) {  // image by image, as validate()
+    std::vector<TrainingSample> one{to_training_sample(I.data->read(val[static_cast<size_t>(k)]))};
+    auto t0 = Clock::now();
+    DeviceBatch vb = I.transfer->now(one);
+    AutocastGuard ac(I.device, I.bf16_training());
+    models::Prediction p = I.net->predict(vb.image);
+    I.entry->criterion(p, vb.targets, models::LossContext{I.config, I.graph}).item<double>();
+    tv += seconds_since(t0);
+  }
+  for (int k = 0; k < n_test; ++k) {
+    TrainingSample s = to_training_sample(I.data->read(test[static_cast<size_t>(k)]));
+    const int size = I.opt.settings.size;
+    auto t0 = Clock::now();
+    torch::Tensor image = torch::from_blob(s.image.data, {1, 1, size, size}, torch::kFloat32).clone().to(I.device);
+    AutocastGuard ac(I.device, I.bf16_evaluation());
+    models::Prediction p = I.net->predict(image);
+    sync_device(I.device);
+    te += seconds_since(t0);
+  }
+  I.net->train();
+  out.images = std::max(n_val, n_test);
+  out.validation_image_s = n_val ? tv / n_val : 0;
+  out.evaluation_image_s = n_test ? te / n_test : 0;
   return out;
 }
 

@@ -60,6 +60,15 @@ struct TrainerOptions {
   int64_t nan_after_steps = -1;        // fault injection: the loss of this step (counted from 1) is NaN
   // Polled after every step: true stops training at once, without a checkpoint (another worker took the run).
   std::function<bool()> abandoned;
+  // Timing only (orchestrator calibrate): the dependency's part stays random (no trained weights needed) and no
+  // checkpoint is read; use time_steps(), not train().
+  bool calibration = false;
+};
+
+// What one training step, one validation image and one test image cost on this device (Trainer::time_steps).
+struct StepTiming {
+  double step_s = 0, validation_image_s = 0, evaluation_image_s = 0;
+  int steps = 0, images = 0;
 };
 
 // Thrown when the loss or the gradients stop being finite and training.nonfinite is "stop": what, where, and the
@@ -105,6 +114,8 @@ struct TrainStats {
   double step_seconds = 0;         // loader wait + forward + backward + reduction + optimizer, all steps
   double allreduce_wait_seconds = 0;  // waiting for gradient buckets after the backward pass
   double checkpoint_seconds = 0;   // writing checkpoints (rank 0) and the barrier after
+  double validation_seconds = 0;   // the validation passes
+  double loader_wait_seconds = 0;  // waiting for the loader's next batch (part of step_seconds)
 };
 
 class Trainer {
@@ -114,6 +125,9 @@ class Trainer {
   TrainOutcome train();
   // Evaluates best.h5 on the test split (rank 0 writes predictions.h5; other ranks wait).
   EvaluationOutcome evaluate();
+  // Times `steps` training steps after `warmup` (the weights change, nothing is saved), then the validation
+  // criterion and the test-time forward pass on `images` images each, synchronised on a GPU.
+  StepTiming time_steps(int warmup, int steps, int images);
   int rank() const;
   int world() const;
   const TrainStats& stats() const;

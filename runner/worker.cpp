@@ -153,7 +153,7 @@ int run_worker(const WorkerOptions& opt, Communicator& comm) {
   int early = -1;
   std::string claim_note;
   if (rank0) {
-    const ClaimResult c = ledger.claim(ProcessIdentity::self(), opt.job->job_id(), opt.job->backend(), opt.job->gpus(),
+    const ClaimResult c = ledger.claim(ProcessIdentity::self(), opt.job->job_id(), opt.job->backend(), opt.job->gpu_share(),
                                        control_timeouts().lost_after_s);
     switch (c.outcome) {
       case ClaimResult::kAlreadyDone:

@@ -54,6 +54,8 @@ struct DispatchOptions {
   int threads_per_worker = 0;
   bool quiet = false;
   std::function<void(const std::string&)> on_event;  // one line per start, finish, failure
+  // The time limit for a run whose resources say time "auto" (scheduler/estimate.h); "" when it has no estimate.
+  std::function<std::string(const PlannedRun&)> estimated_time_limit;
 };
 
 struct DispatchResult {

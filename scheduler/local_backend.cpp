@@ -310,7 +310,10 @@ void LocalBackend::run(Store& store, DispatchResult& res) {
       int slot = static_cast<int>(std::find(slot_busy.begin(), slot_busy.end(), 0) - slot_busy.begin());
       std::vector<std::pair<std::string, std::string>> env{{"ORCH_POOL_JOB", identity_},
                                                            {"ORCH_POOL_CPUS", std::to_string(threads)}};
-      if (slot_gpu[static_cast<size_t>(slot)] >= 0) env.push_back({"CUDA_VISIBLE_DEVICES", std::to_string(slot_gpu[static_cast<size_t>(slot)])});
+      if (slot_gpu[static_cast<size_t>(slot)] >= 0) {
+        env.push_back({"CUDA_VISIBLE_DEVICES", std::to_string(slot_gpu[static_cast<size_t>(slot)])});
+        env.push_back({"ORCH_GPU_SHARERS", std::to_string(std::max(1, settings_.runs_per_gpu))});
+      }
       const std::string log = layout.local_log(r.id);
       Spawned w = spawn_worker({o_.binary, "worker", "--workspace", o_.workspace, "--run", r.id, "--communicator", "single",
                                 "--threads", std::to_string(threads)},
@@ -387,7 +390,8 @@ void LocalBackend::run(Store& store, DispatchResult& res) {
       event(std::string(head) + "FAILED " + w.run_id + " (" + why + "; log " + log + ")");
     }
     accounts_.push_back({w.identity, w.run_id, "local", account_state, secs,
-                         slot_gpu[static_cast<size_t>(w.slot)] >= 0 ? 1 : 0, w.started_at, utc_now()});
+                         slot_gpu[static_cast<size_t>(w.slot)] >= 0 ? 1.0 / std::max(1, settings_.runs_per_gpu) : 0.0,
+                         w.started_at, utc_now()});
   }
   for (auto& [id, pr] : pending) {
     (void)pr;

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "core/control.h"
+#include "core/errors.h"
 #include "core/process_identity.h"
 #include "storage/run_state.h"
 
@@ -81,6 +82,28 @@ Judgement judge(const std::string& recorded, const RunProgress& p, const std::ma
   return {recorded, ""};
 }
 
+namespace {
+
+// Jobs of a scheduler (not the local pool, which accounts for its workers itself) without a final accounting row:
+// no row yet, or the newest row still open (no end, or a state the job leaves again).
+std::map<std::string, std::string> jobs_to_account(Store& store) {
+  std::map<std::string, JobAccount> newest;
+  for (auto& a : store.job_accounts())
+    if (!newest.count(a.job_id) || a.started >= newest[a.job_id].started) newest[a.job_id] = a;
+  std::map<std::string, std::string> out;  // job -> backend
+  for (const auto& j : store.jobs()) {
+    if (j.backend == "local" || j.job_id.rfind("manifest:", 0) == 0 || j.job_id.empty()) continue;
+    auto it = newest.find(j.job_id);
+    const bool open = it == newest.end() || it->second.ended.empty() || it->second.ended == "Unknown" ||
+                      it->second.state == "RUNNING" || it->second.state == "PENDING" || it->second.state == "REQUEUED" ||
+                      it->second.state == "SUSPENDED";
+    if (open) out[j.job_id] = j.backend;
+  }
+  return out;
+}
+
+}  // namespace
+
 std::map<std::string, JobState> live_job_states(Store& store, const std::string& workspace) {
   std::map<std::string, std::vector<std::string>> by_backend;
   auto progress = store.progress();
@@ -90,9 +113,12 @@ std::map<std::string, JobState> live_job_states(Store& store, const std::string&
     if (!p.job.empty()) by_backend[p.backend].push_back(p.job);
     if (!p.claim_job.empty() && !p.claim_backend.empty()) by_backend[p.claim_backend].push_back(p.claim_job);
   }
+  // Jobs whose accounting is not final yet (a run may finish between two looks): asked once more, for the rows.
+  for (const auto& [job, backend] : jobs_to_account(store)) by_backend[backend].push_back(job);
   std::map<std::string, JobState> out;
   DispatchOptions o;
   o.workspace = workspace;
+  std::vector<JobAccount> accounts;
   for (auto& [name, jobs] : by_backend) {
     std::unique_ptr<Backend> b;
     try {
@@ -101,6 +127,21 @@ std::map<std::string, JobState> live_job_states(Store& store, const std::string&
       continue;  // a backend this build does not know: its jobs stay unknown
     }
     for (auto& [job, st] : b->job_states(jobs)) out[job] = st;
+    for (auto& a : b->accounts()) accounts.push_back(std::move(a));
+  }
+  if (!accounts.empty()) {
+    std::multimap<std::string, std::string> runs_of;  // job -> its runs, from every job recorded
+    for (const auto& j : store.jobs()) runs_of.emplace(j.job_id, j.run_id);
+    std::vector<JobAccount> known;
+    for (const auto& a : accounts)
+      for (auto [it, end] = runs_of.equal_range(a.job_id); it != end; ++it) {
+        known.push_back(a);
+        known.back().run_id = it->second;
+      }
+    try {
+      store.upsert_job_accounts(known);
+    } catch (const Error&) {  // a read-only or full workspace: status still shows the states
+    }
   }
   return out;
 }
@@ -171,6 +212,12 @@ std::vector<RunStatus> plan(const std::vector<PlannedRun>& grid, Store& store, c
     if (auto p = progress.find(r.id); p != progress.end()) st.progress = p->second;
     const std::string inferred = it == recorded.end() ? "" : shown[r.id].why;
     if (!inferred.empty()) st.progress.last_reason = inferred + (st.progress.last_reason.empty() ? "" : "; " + st.progress.last_reason);
+    if (st.recorded_state == rs::kQueued && !inferred.empty() && st.progress.attempts == 0)
+      for (const auto& d : r.depends_on)  // Slurm cancels the job of a run whose dependency failed (afterok)
+        if (const std::string ds = shown_state(d); ds != rs::kDone && !rs::is_active(ds) && ds != rs::kNew) {
+          st.progress.last_reason = "its dependency " + d + " ended " + ds + ", so it never started (" + inferred + ")";
+          break;
+        }
     const bool active = rs::is_active(st.state);
     if (st.state == rs::kDone) {
       st.why = "already done";

@@ -37,7 +37,8 @@ struct Judgement {
 Judgement judge(const std::string& recorded_state, const RunProgress& progress,
                 const std::map<std::string, JobState>& jobs, double now, double lost_after_s);
 
-// What the backends say of the jobs on the store's active runs (one query per backend).
+// What the backends say of the jobs on the store's active runs (one query per backend). Accounting rows the
+// backends learnt on the way (Slurm's sacct) are recorded in the store when it can be written.
 std::map<std::string, JobState> live_job_states(Store& store, const std::string& workspace);
 
 // `only` narrows the runs listed; dependencies of listed runs that are not done are included as well (they must

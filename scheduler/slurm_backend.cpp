@@ -256,9 +256,15 @@ DispatchResult SlurmBackend::dispatch(const std::vector<DispatchItem>& items, St
     if (!res.partition.empty()) opt += "#SBATCH --partition=" + res.partition + "\n";
     if (!res.mem.empty()) opt += "#SBATCH --mem=" + res.mem + "\n";
     std::string time = res.time;
-    if (time == "auto") time = auto_time ? auto_time(g.items.front()->run) : "";
-    if (time == "auto" || (!time.empty() && time.find_first_not_of("0123456789:-") != std::string::npos))
-      throw InputError(exp.path, "resources.time", "auto", "needs calibration data first (orchestrator calibrate EXP)");
+    if (time == "auto") {
+      for (const auto* it : g.items) {  // the longest estimate of the group
+        const std::string t = o_.estimated_time_limit ? o_.estimated_time_limit(it->run) : "";
+        if (t.empty())
+          throw InputError(exp.path, "resources.time", "auto",
+                           it->run.id + " has no estimate yet: finish a run of its network or run orchestrator calibrate EXP");
+        time = time == "auto" || t.size() > time.size() || (t.size() == time.size() && t > time) ? t : time;
+      }
+    }
     if (!time.empty()) opt += "#SBATCH --time=" + time + "\n";
     if (res.gpus > 0) opt += "#SBATCH --gres=gpu:" + std::to_string(res.gpus) + "\n";
     if (!res.constraint.empty()) opt += "#SBATCH --constraint=" + res.constraint + "\n";

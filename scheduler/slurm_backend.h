@@ -35,9 +35,6 @@ class SlurmBackend : public Backend {
   int reconcile(Store& store) override;
   std::vector<JobAccount> accounts() override;
 
-  // The time limit a run is submitted with when its resources say "auto" (set by the caller from the estimate).
-  std::function<std::string(const PlannedRun&)> auto_time;
-
  private:
   DispatchOptions o_;
   std::vector<JobAccount> accounts_;

@@ -1,11 +1,13 @@
 #include "scheduler/submission.h"
 
 #include <filesystem>
+#include <map>
 #include <set>
 
 #include "core/control.h"
 #include "core/errors.h"
 #include "core/progress.h"
+#include "scheduler/estimate.h"
 #include "scheduler/local_backend.h"
 #include "scheduler/resources.h"
 #include "scheduler/slurm_backend.h"
@@ -35,7 +37,8 @@ int local_workers_for(const Experiment& exp, int flag) {
   if (flag > 0) return flag;
   const ExperimentResources r = experiment_resources(exp);
   if (r.local_workers > 0) return r.local_workers;
-  if (!r.local_gpus.empty()) return static_cast<int>(r.local_gpus.size());
+  if (!r.local_gpus.empty())  // runs_per_gpu workers per GPU
+    return static_cast<int>(r.local_gpus.size()) * std::max(1, resources_for(exp, "", "").runs_per_gpu);
   return default_threads();
 }
 
@@ -57,6 +60,23 @@ void ensure_datasets(const Experiment& exp, const std::vector<RunStatus>& plan, 
   for (const auto& st : plan)
     if (st.submit) names.insert(st.run.settings.dataset);
   for (const auto& d : names) ensure_dataset(exp, exp.dataset(d), workspace, 0, quiet);
+}
+
+// Time limits for the runs whose resources say time "auto": each run's estimate times resources.time_margin.
+// InputError, before anything is dispatched, naming a run without an estimate.
+std::map<std::string, std::string> auto_time_limits(const Experiment& exp, const std::vector<DispatchItem>& items,
+                                                    Store& store, const std::string& workspace) {
+  std::vector<PlannedRun> wanted;
+  for (const auto& it : items)
+    if (resources_for(exp, it.run.settings.dataset, it.run.settings.model).time == "auto") wanted.push_back(it.run);
+  std::map<std::string, std::string> limits;
+  if (wanted.empty()) return limits;
+  for (const auto& e : estimate_runs(exp, wanted, store, workspace, experiment_resources(exp).time_margin)) {
+    if (e.time_limit.empty())
+      throw InputError(exp.path, "resources.time", "auto", e.run_id + " has " + e.basis);
+    limits[e.run_id] = e.time_limit;
+  }
+  return limits;
 }
 
 }  // namespace
@@ -97,7 +117,6 @@ SubmitOutcome submit_grid(const GridRequest& g, const SubmitOptions& o) {
     int n = make_backend(name, d)->reconcile(store);
     if (n) event(std::to_string(n) + " run(s) of an interrupted " + name + " submission reconciled");
   }
-  std::unique_ptr<Backend> backend = make_backend(out.backend, d);
   out.plan = plan(g.grid, store, g.only, o.mode, live_job_states(store, g.workspace));
   ensure_datasets(*g.exp, out.plan, g.workspace, o.quiet);  // quick: up to date unless the spec changed meanwhile
   std::vector<PlannedRun> all;
@@ -107,6 +126,13 @@ SubmitOutcome submit_grid(const GridRequest& g, const SubmitOptions& o) {
     if (st.submit) items.push_back({st.run, st.recorded_state});
   }
   out.to_submit = static_cast<int>(items.size());
+  const auto limits = out.backend == "slurm" ? auto_time_limits(*g.exp, items, store, g.workspace)
+                                              : std::map<std::string, std::string>{};
+  d.estimated_time_limit = [&limits](const PlannedRun& r) {
+    auto it = limits.find(r.id);
+    return it == limits.end() ? std::string() : it->second;
+  };
+  std::unique_ptr<Backend> backend = make_backend(out.backend, d);
   record_runs(store, all);
   out.result = backend->dispatch(items, store, *g.exp);
   lock.release();

@@ -57,7 +57,8 @@ std::vector<RunStatus> view_grid(const GridRequest& request, PlanMode mode);
 
 // The backend an experiment names ("backend" field) unless `flag` overrides it; InputError for an unknown one.
 std::string backend_for(const Experiment& exp, const std::string& flag);
-// The local pool's worker count: `flag` when > 0, else resources.local_workers, else the machine's cores.
+// The local pool's worker count: `flag` when > 0, else resources.local_workers, else runs_per_gpu per GPU of
+// resources.local_gpus, else the machine's cores.
 int local_workers_for(const Experiment& exp, int flag);
 
 }  // namespace orch::scheduler

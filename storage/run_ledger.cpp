@@ -13,7 +13,7 @@ RunLedger::RunLedger(std::string store_path, std::string run_id)
 RunLedger::~RunLedger() { stop_heartbeat(); }
 
 ClaimResult RunLedger::claim(const ProcessIdentity& holder, const std::string& job_id, const std::string& backend,
-                             int gpus, double lost_after_s) {
+                             double gpus, double lost_after_s) {
   ClaimRequest q;
   q.run_id = run_id_;
   q.holder = holder;

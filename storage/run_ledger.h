@@ -35,7 +35,7 @@ class RunLedger {
   int64_t attempt() const { return attempt_; }
 
   // The compare-and-set that starts the run (Store::claim_run). On kClaimed the ledger holds the attempt.
-  ClaimResult claim(const ProcessIdentity& holder, const std::string& job_id, const std::string& backend, int gpus,
+  ClaimResult claim(const ProcessIdentity& holder, const std::string& job_id, const std::string& backend, double gpus,
                     double lost_after_s);
   // Heartbeats every `interval_s` until stop_heartbeat(); calls `on_change` (from the heartbeat thread) once when
   // the run is cancelled and once when the claim is lost. Store errors in the thread are retried, not thrown.

@@ -813,7 +813,7 @@ std::vector<AttemptRow> Store::attempts(const std::string& run_id) {
     a.start_batch = s.integer_or(15, -1);
     a.end_epoch = s.integer_or(16, -1);
     a.end_batch = s.integer_or(17, -1);
-    a.gpus = s.integer_or(18, 0);
+    a.gpus = s.real_or(18, 0);
     out.push_back(a);
   }
   return out;
@@ -976,6 +976,13 @@ void Store::upsert_job_accounts(const std::vector<JobAccount>& rows) {
   });
 }
 
+std::vector<JobRecord> Store::jobs() {
+  Stmt s(path_, db_, wait_s_, "SELECT run_id, backend, job_id FROM jobs ORDER BY submitted_at, job_id");
+  std::vector<JobRecord> out;
+  while (s.row()) out.push_back({s.text(0), s.text(1), s.text(2)});
+  return out;
+}
+
 std::vector<JobAccount> Store::job_accounts(const std::string& run_id) {
   Stmt s(path_, db_, wait_s_,
          "SELECT job_id, run_id, backend, state, elapsed_s, gpus, started, ended FROM job_accounts "
@@ -983,7 +990,7 @@ std::vector<JobAccount> Store::job_accounts(const std::string& run_id) {
   s.bind(1, run_id).bind(2, run_id);
   std::vector<JobAccount> out;
   while (s.row())
-    out.push_back({s.text(0), s.text(1), s.text(2), s.text(3), s.real_or(4, 0), s.integer_or(5, 0), s.text(6), s.text(7)});
+    out.push_back({s.text(0), s.text(1), s.text(2), s.text(3), s.real_or(4, 0), s.real_or(5, 0), s.text(6), s.text(7)});
   return out;
 }
 

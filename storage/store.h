@@ -99,14 +99,20 @@ struct AttemptRow {
   std::string run_id, started_at, ended_at, host, holder, job_id, backend, reason;
   int64_t pid = 0, exit_status = -1;  // -1: open
   double started_unix = 0, ended_unix = 0, heartbeat_unix = 0;
-  int64_t start_epoch = -1, start_batch = -1, end_epoch = -1, end_batch = -1, gpus = 0;
+  int64_t start_epoch = -1, start_batch = -1, end_epoch = -1, end_batch = -1;
+  double gpus = 0;  // the attempt's GPUs; a share when several runs use one GPU (0.25 for 4)
+};
+
+// A job recorded for a run by the backend that submitted it.
+struct JobRecord {
+  std::string run_id, backend, job_id;
 };
 
 // A job as the scheduler accounted it (Slurm: sacct's rows, requeues included; local: the pool's workers).
 struct JobAccount {
   std::string job_id, run_id, backend, state;
   double elapsed_s = 0;
-  int64_t gpus = 0;
+  double gpus = 0;  // the job's GPUs (Slurm), or the worker's share of its GPU (local pool)
   std::string started, ended;
 };
 
@@ -123,7 +129,7 @@ struct ClaimRequest {
   std::string run_id;
   ProcessIdentity holder;
   std::string job_id, backend;
-  int64_t gpus = 0;
+  double gpus = 0;  // a share when several runs use one GPU
   double lost_after_s = 600;  // a holder on another host whose heartbeat is older than this is dead
 };
 struct ClaimResult {
@@ -209,6 +215,8 @@ class Store {
 
   // Accounting and calibration (the scheduler's estimates and the report's cost table).
   void upsert_job_accounts(const std::vector<JobAccount>& rows);
+  // Every job recorded for a run (a packed job holds several runs: one row each).
+  std::vector<JobRecord> jobs();
   std::vector<JobAccount> job_accounts(const std::string& run_id = "");
   void upsert_calibration(const Calibration& c);
   std::vector<Calibration> calibrations();

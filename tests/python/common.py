@@ -24,6 +24,9 @@ def scratch():
 def run(tests):
     """Runs test functions; prints 'N passed, N failed' and exits non-zero on failure."""
     passed = failed = 0
+    only = os.environ.get("ORCH_TEST_ONLY", "")  # comma-separated names: run just those (debugging)
+    if only:
+        tests = [t for t in tests if t.__name__ in only.split(",")]
     for t in tests:
         try:
             t()

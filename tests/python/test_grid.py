@@ -133,5 +133,25 @@ def test_injection_through_the_experiment_runs_nothing():
         assert not os.path.exists(target)
 
 
+def test_runs_packed_on_one_gpu_share_it_and_its_hours():
+    """resources.runs_per_gpu on the local pool: two workers per GPU index at most, each told its GPU and that it
+    shares it; attempts and the pool's accounting carry half a GPU each. (CPU training: the GPU is only assigned.)"""
+    with scratch() as tmp:
+        exp_doc = dict(EXP, networks=["hybridgnet"], seeds=[1, 2, 3],
+                       resources={"gpus": 1, "runs_per_gpu": 2, "local_gpus": [0]})
+        exp, ws = write_exp(tmp, exp_doc)
+        p = orch("submit", exp)
+        assert "6 done, 0 failed" in p.stdout and "(2 worker(s))" in p.stdout, p.stdout
+        db = sqlite3.connect(os.path.join(ws, "orchestrator.db"))
+        gpus = [g for (g,) in db.execute("SELECT gpus FROM attempts")]
+        assert gpus == [0.5] * 6, gpus
+        accounted = [g for (g,) in db.execute("SELECT gpus FROM job_accounts WHERE backend = 'local'")]
+        assert accounted == [0.5] * 6, accounted
+        spans = sorted(db.execute("SELECT started_unix, ended_unix FROM attempts"))
+        for i, (start, _) in enumerate(spans):  # never more than two at once
+            assert sum(s <= start < e for s, e in spans[:i]) <= 1, spans
+
+
 if __name__ == "__main__":
-    run([test_plan_submit_status_report, test_pool_stopped_then_resumed, test_injection_through_the_experiment_runs_nothing])
+    run([test_plan_submit_status_report, test_pool_stopped_then_resumed, test_injection_through_the_experiment_runs_nothing,
+         test_runs_packed_on_one_gpu_share_it_and_its_hours])

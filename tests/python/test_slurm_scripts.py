@@ -266,10 +266,55 @@ def test_a_submission_that_died_after_sbatch_is_reconciled_not_repeated():
         assert p.returncode == 0 and "in 2 Slurm array job(s)" in p.stdout, (p.stdout, p.stderr)
 
 
+def test_time_auto_asks_for_the_estimate_times_the_margin():
+    with scratch() as tmp:
+        env, state, _ = fake_slurm(tmp)
+        ws = os.path.join(tmp, "ws")
+        exp = experiment(tmp, ws, networks=("hybridgnet", "ours"), resources={"time": "auto"})
+        p = submit(exp, env, check=False)
+        assert p.returncode == 2 and "resources.time" in p.stderr and "orchestrator calibrate" in p.stderr, p.stderr
+        assert not calls(state), "nothing is submitted without an estimate"
+        # Timings measured elsewhere (seconds per step, per validation image, per test image), imported.
+        rows = [{"model": m, "kind": "lh", "size": 64, "batch": 4, "threads": 1, "device": "cpu", "step_s": step,
+                 "validation_image_s": 10, "evaluation_image_s": 20} for m, step in
+                (("hybridgnet", 600), ("unet", 300), ("ours", 1200))]
+        cal = os.path.join(tmp, "cal.json")
+        with open(cal, "w") as f:
+            json.dump(rows, f)
+        p = subprocess.run([BIN, "calibrate", exp, "--import", cal], capture_output=True, text=True, env=env)
+        assert p.returncode == 0, p.stderr
+        # 12 images: 8 train (2 steps of 4), 2 validation, 2 test; 1 epoch; + 5 s start-up; x 1.3, whole minutes.
+        expected = {"hybridgnet": "00:28:00", "unet": "00:15:00", "ours": "00:54:00"}
+        plan = json.loads(subprocess.run([BIN, "plan", exp, "--json", "--estimate"], capture_output=True, text=True,
+                                         env=env).stdout)
+        for r in plan:
+            step = {"hybridgnet": 600, "unet": 300, "ours": 1200}[r["model"]]
+            assert abs(r["estimate"]["seconds"] - (2 * step + 2 * 10 + 2 * 20 + 5)) < 1e-6, r
+            assert r["estimate"]["time_limit"] == expected[r["model"]], r
+        submit(exp, env)
+        limits = {}
+        for call in calls(state):
+            script = open(next(a for a in call["argv"] if a.endswith(".sbatch"))).read()
+            models = {r["model"] for r in plan if r["id"] in open(call["argv"][-1]).read().split()}
+            limits[tuple(sorted(models))] = script.split("#SBATCH --time=")[1].split("\n")[0]
+        # An array asks for its longest run's limit.
+        assert limits == {("hybridgnet", "unet"): "00:28:00", ("ours",): "00:54:00"}, limits
+        # status tells what is left: 3 queued runs, 1265 + 665 + 2465 s; the critical path unet -> ours.
+        st = subprocess.run([BIN, "status", exp], capture_output=True, text=True, env=env).stdout
+        assert "left: 3 run(s), 1.2 GPU-hours, 1.2 h of run time" in st, st
+        assert "makespan on 3 GPU(s) or workers: 52 min with per-run dependencies, 1.0 h with one array per level" in st, st
+        bad = os.path.join(tmp, "bad.json")
+        with open(bad, "w") as f:
+            json.dump([dict(rows[0], step_s=-1)], f)
+        p = subprocess.run([BIN, "calibrate", exp, "--import", bad], capture_output=True, text=True, env=env)
+        assert p.returncode == 2 and "[0].step_s" in p.stderr and "-1" in p.stderr, p.stderr
+
+
 if __name__ == "__main__":
     run([test_hostile_workspace_paths_reach_the_worker_literally_and_run_nothing,
          test_the_error_branch_names_the_manifest_and_runs_nothing,
          test_refused_workspace_paths,
          test_runs_packed_on_one_gpu_each_get_a_worker_and_requeue_together,
          test_each_array_depends_only_on_the_tasks_its_runs_need,
-         test_a_submission_that_died_after_sbatch_is_reconciled_not_repeated])
+         test_a_submission_that_died_after_sbatch_is_reconciled_not_repeated,
+         test_time_auto_asks_for_the_estimate_times_the_margin])

@@ -1,6 +1,8 @@
 """Against a real Slurm cluster started by slurm/dev-cluster/start: a 2-task MPI run of the worker through
-srun, fake GPUs in a GPU-requesting job, and checkpoint-and-requeue of the worker's own job on SIGUSR1.
-The cluster is stopped afterwards (slurm/dev-cluster/stop). The grid backend on Slurm is not built yet."""
+srun, fake GPUs in a GPU-requesting job, checkpoint-and-requeue of the worker's own job on SIGUSR1, and the grid
+backend: arrays per dependency set and resources, afterok on array tasks, per-network time limits, accounting
+against sacct, a failed dependency stopping only its dependents. The cluster is stopped afterwards
+(slurm/dev-cluster/stop)."""
 import glob
 import json
 import os
@@ -243,6 +245,123 @@ def test_injection_through_the_experiment_name_runs_nothing():
         assert not os.path.exists(target)
 
 
+def two_dataset_experiment(tmp, networks, name="deps"):
+    """unet and unet_joint on two data sets; `networks` carries the per-network and per-data-set overrides."""
+    ds = lambda seed: {"kind": "lh", "size": 64, "synthetic": {"count": 20, "seed": seed, "size": 64}}  # noqa: E731
+    doc = {"name": name, "workspace": os.path.join(tmp, "ws"), "backend": "slurm",
+           "datasets": {"a": ds(3), "b": ds(4)}, "networks": networks, "seeds": [1],
+           "training": {"epochs": 2, "threads": 1, "loader_threads": 1, "device": "cpu"},
+           "resources": {"cpus": 1, "array_throttle": 4, "time": "00:10:00"}}
+    path = os.path.join(tmp, "exp.json")
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    return path, doc["workspace"]
+
+
+def sacct_rows(jobs, fields="JobID,State,ElapsedRaw,Start,End"):
+    out = sh("sacct", "-D", "-X", "-P", "-n", "-j", ",".join(jobs), "-o", fields).stdout.split("\n")
+    return [line.split("|") for line in out if line]
+
+
+def by_run(exp):
+    return {(r["model"], r["dataset"]): r for r in json.loads(orch("status", exp, "--json").stdout)}
+
+
+def test_per_run_dependencies_per_network_time_limits_and_accounting():
+    with tempfile.TemporaryDirectory(prefix="orch-slurm-") as tmp:
+        # b's UNet trains far longer than a's: a's joint network must not wait for it.
+        exp, ws = two_dataset_experiment(tmp, {
+            "unet": {"resources": {"time": "00:20:00"}, "datasets": {"b": {"training": {"epochs": 250}}}},
+            "unet_joint": {}})
+        p = orch("submit", exp)
+        assert "4 run(s) in 3 Slurm array job(s)" in p.stdout, p.stdout
+        runs = by_run(exp)
+        unet_job = runs[("unet", "a")]["job"].split("_")[0]
+        joint_a = runs[("unet_joint", "a")]["job"]
+        # Per-network time limits: in the scripts and in squeue (the joint arrays wait, so squeue lists them).
+        scripts = {os.path.basename(f): open(f).read() for f in glob.glob(os.path.join(ws, "slurm", "*.sbatch"))}
+        assert sum("#SBATCH --time=00:20:00" in t for t in scripts.values()) == 1, scripts
+        assert sum("#SBATCH --time=00:10:00" in t for t in scripts.values()) == 2, scripts
+        queue = {f[0]: f[1:] for f in (line.split() for line in sh("squeue", "-h", "-r", "-o", "%i %l %E").stdout.split("\n")) if f}
+        # b's joint run waits on b's UNet task alone (a's may have finished already: its limit is checked if listed).
+        assert queue[runs[("unet_joint", "b")]["job"]][1].startswith("afterok:" + runs[("unet", "b")]["job"] + "("), queue
+        assert queue[runs[("unet_joint", "b")]["job"]][0] == "10:00", queue
+        assert queue.get(joint_a, ["10:00"])[0] == "10:00", queue
+        limits = {j: f[0] for j, f in queue.items()}
+        assert limits.get(runs[("unet", "b")]["job"], "20:00") == "20:00", limits  # it may have ended already
+        plan = orch("plan", exp).stdout
+        assert "time 00:20:00" in plan and "time 00:10:00" in plan, plan
+        wait_all(exp, timeout=420)
+        runs = by_run(exp)
+        rows = {r[0]: r for r in sacct_rows([runs[k]["job"] for k in runs])}
+        start = lambda k: rows[runs[k]["job"]][3]  # noqa: E731  (ISO times compare as text)
+        end = lambda k: rows[runs[k]["job"]][4]  # noqa: E731
+        assert start(("unet_joint", "a")) >= end(("unet", "a")), rows
+        assert start(("unet_joint", "a")) < end(("unet", "b")), ("a's joint run waited for b's UNet", rows)
+        assert start(("unet_joint", "b")) >= end(("unet", "b")), rows
+        # Accounting: what status recorded is what sacct says, row for row (requeues included, -D).
+        orch("status", exp)
+        db = sqlite3.connect(os.path.join(ws, "orchestrator.db"))
+        stored = {(j, r): (st, el) for j, r, st, el in db.execute("SELECT job_id, run_id, state, elapsed_s FROM job_accounts")}
+        for k, r in runs.items():
+            assert (r["job"], r["id"]) in stored, (k, stored)
+        jobs = sorted({j for j, _ in stored})
+        truth = {(row[0], row[3]): (row[1].split()[0], float(row[2])) for row in sacct_rows(jobs) if row[3] not in ("Unknown", "None")}
+        mine = {(j, s): (st, el) for j, s, st, el in
+                db.execute("SELECT DISTINCT job_id, started, state, elapsed_s FROM job_accounts WHERE backend = 'slurm'")}
+        assert mine == truth, (mine, truth)
+        assert unet_job in {j.split("_")[0] for j in jobs}
+        report = orch("report", exp)
+        assert report.returncode == 0
+
+
+def test_failed_unet_of_one_dataset_leaves_the_other_going():
+    with tempfile.TemporaryDirectory(prefix="orch-slurm-") as tmp:
+        # a's UNet asks for CUDA, which this machine has not: it fails at once.
+        exp, ws = two_dataset_experiment(tmp, {
+            "unet": {"datasets": {"a": {"training": {"device": "cuda"}}}, "training": {"epochs": 10}},
+            "unet_joint": {}}, name="fails")
+        orch("submit", exp)
+        t0 = time.time()
+        while time.time() - t0 < 300:
+            runs = by_run(exp)
+            if runs[("unet_joint", "b")]["state"] == "done" and runs[("unet_joint", "a")]["state"] not in ("queued", "running"):
+                break
+            time.sleep(2)
+        assert runs[("unet", "a")]["state"] == "failed", runs[("unet", "a")]
+        assert runs[("unet", "b")]["state"] == "done" and runs[("unet_joint", "b")]["state"] == "done", runs
+        joint = runs[("unet_joint", "a")]
+        assert joint["state"] == "cancelled", joint
+        assert "its dependency " + runs[("unet", "a")]["id"] + " ended failed" in joint["last_error"] + orch("status", exp).stdout
+        # kill_invalid_depend: Slurm cancelled it (an array never started is listed as 12_[0])
+        (row,) = sacct_rows([joint["job"].split("_")[0]])
+        assert row[1].startswith("CANCELLED"), row
+        plan = json.loads(orch("plan", exp, "--json").stdout)
+        assert {(r["model"], r["dataset"]) for r in plan if r["action"] == "submit"} == {("unet", "a"), ("unet_joint", "a")}
+
+
+def test_runs_packed_on_one_fake_gpu_share_its_task_and_its_hours():
+    with tempfile.TemporaryDirectory(prefix="orch-slurm-") as tmp:
+        exp, ws = grid_experiment(tmp, name="packed", networks=("hybridgnet",), seeds=(1, 2),
+                                  resources={"gpus": 1, "runs_per_gpu": 2})
+        p = orch("submit", exp)
+        assert "2 run(s) in 1 Slurm array job(s)" in p.stdout, p.stdout
+        script = open(glob.glob(os.path.join(ws, "slurm", "*.sbatch"))[0]).read()
+        assert "#SBATCH --gres=gpu:1" in script and "--array=0-0%" in script, script
+        runs = wait_all(exp)
+        (task,) = {r["job"] for r in runs}
+        db = sqlite3.connect(os.path.join(ws, "orchestrator.db"))
+        rows = list(db.execute("SELECT job_id, gpus FROM attempts"))
+        assert sorted(rows) == [(task, 0.5), (task, 0.5)], rows  # two workers, one fake GPU between them
+        (tres,) = sacct_rows([task], "AllocTRES")[0]
+        assert "gres/gpu=1" in tres, tres
+        orch("status", exp)
+        accounts = list(db.execute("SELECT run_id, gpus FROM job_accounts WHERE job_id = ?", (task,)))
+        assert len(accounts) == 2 and all(g == 1 for _, g in accounts), accounts  # the job's GPU, split by the report
+        logs = open(glob.glob(os.path.join(ws, "logs", "*_0.out"))[0]).read()
+        assert all(r["id"] in logs for r in runs), logs  # one task ran both
+
+
 def main():
     if os.geteuid() != 0:
         print("skip: the dev cluster needs root")
@@ -257,7 +376,10 @@ def main():
              test_grid_as_arrays_honours_dependencies_and_a_second_submit_adds_nothing,
              test_scancel_then_resume_continues_from_the_checkpoint, test_injection_through_the_experiment_name_runs_nothing,
              test_hostile_workspace_paths_work_on_the_real_cluster,
-             test_time_limit_signal_checkpoint_requeue_and_finish])
+             test_time_limit_signal_checkpoint_requeue_and_finish,
+             test_per_run_dependencies_per_network_time_limits_and_accounting,
+             test_failed_unet_of_one_dataset_leaves_the_other_going,
+             test_runs_packed_on_one_fake_gpu_share_its_task_and_its_hours])
     finally:
         subprocess.run([os.path.join(SOURCE, "slurm", "dev-cluster", "stop"), LAB], env=ENV)
 
