@@ -38,6 +38,20 @@ def wait_state(job, states, timeout=180):
     raise AssertionError(f"job {job} stayed {last!r}")
 
 
+def hurry_requeued(job, timeout=30):
+    """Starts a requeued job now instead of after Slurm's requeue hold-off, once it is pending again. Not sooner:
+    slurmd refuses a launch whose credential is not newer than the job's revocation at the kill (one-second
+    resolution), and the job then ends FAILED ("Job credential revoked"); the hold-off exists for that."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if sh("squeue", "-h", "-j", job, "-o", "%T", check=False).stdout.strip() == "PENDING":
+            time.sleep(2.0)
+            sh("scontrol", "update", f"jobid={job}", "StartTime=now", check=False)
+            return
+        time.sleep(0.2)
+    # Not pending within the timeout: Slurm started it by itself, or the caller's own deadline will tell.
+
+
 def experiment(tmp, epochs):
     doc = {"name": "slurm-test", "workspace": os.path.join(tmp, "ws"),
            "datasets": {"d": {"kind": "lh", "size": 64, "synthetic": {"count": 24, "seed": 5, "size": 64}}},
@@ -102,8 +116,7 @@ def test_sigusr1_checkpoints_and_requeues_its_own_job():
                 break
             time.sleep(0.3)
         assert any("stopped by SIGUSR1" in r and "requeued Slurm job " + job in r for r in reasons), reasons
-        time.sleep(1.0)
-        sh("scontrol", "update", f"jobid={job}", "StartTime=now", check=False)  # skip the requeue hold-off
+        hurry_requeued(job)
         assert wait_state(job, {"COMPLETED", "FAILED", "CANCELLED"}, timeout=300) == "COMPLETED"
         assert db.execute("SELECT state FROM runs").fetchone()[0] == "done"
         assert "resuming from" in open(log).read()
@@ -136,6 +149,18 @@ def wait_all(exp, states=("done",), timeout=300):
             return st
         time.sleep(1)
     raise AssertionError(f"not all {states}: {st}")
+
+
+def slurm_diagnosis(job, ws):
+    """What Slurm and the job's logs say about a job that did not do what a test expected."""
+    parts = [sh("scontrol", "show", "job", job, check=False).stdout, sh("squeue", "-a", check=False).stdout,
+             sh("sacct", "-P", "-j", job.split("_")[0], "-o", "JobID,State,ExitCode,Start,End,Reason", check=False).stdout]
+    for path in sorted(glob.glob(os.path.join(glob.escape(ws), "logs", "*"))) if ws else []:
+        parts.append(path + ":\n" + open(path, errors="replace").read()[-3000:])
+    ctld = os.path.join(LAB, "log", "slurmctld.log")
+    if os.path.exists(ctld):
+        parts.append("slurmctld:\n" + "".join(open(ctld, errors="replace").readlines()[-60:]))
+    return "\n".join(parts)
 
 
 def jobs_in_slurm():
@@ -205,17 +230,19 @@ def test_time_limit_signal_checkpoint_requeue_and_finish():
         orch("submit", exp)
         (run,) = json.loads(orch("status", exp, "--json").stdout)
         db = sqlite3.connect(os.path.join(ws, "orchestrator.db"))
+        hurried = 0
         t0 = time.time()
         while time.time() - t0 < 420:
             (state,) = db.execute("SELECT state FROM runs").fetchone()
             if state == "done":
                 break
-            reasons = [r[0] for r in db.execute("SELECT reason FROM attempts")]
-            if any("requeued" in r for r in reasons):
-                sh("scontrol", "update", f"jobid={run['job']}", "StartTime=now", check=False)
-            time.sleep(2)
+            (requeues,) = db.execute("SELECT COUNT(*) FROM attempts WHERE reason LIKE '%requeued Slurm job%'").fetchone()
+            if requeues > hurried:
+                hurry_requeued(run["job"])
+                hurried = requeues
+            time.sleep(1)
         reasons = [r[0] for r in db.execute("SELECT reason FROM attempts")]
-        assert state == "done", (state, reasons)
+        assert state == "done", (state, reasons, slurm_diagnosis(run["job"], ws))
         assert any("stopped by SIGUSR1" in r and "requeued Slurm job" in r for r in reasons), reasons
 
 
@@ -263,6 +290,19 @@ def sacct_rows(jobs, fields="JobID,State,ElapsedRaw,Start,End"):
     return [line.split("|") for line in out if line]
 
 
+def wait_accounted(jobs, timeout=120):
+    """Waits until sacct has every job (array task) ended: the store says done when the worker finishes, before
+    the job itself ends and before slurmdbd has its record, which lags further on a loaded machine."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        rows = {r[0]: r for r in sacct_rows(jobs, "JobID,State,End")}
+        if all(j in rows and rows[j][1] not in ("PENDING", "RUNNING", "REQUEUED", "COMPLETING") and
+               rows[j][2] not in ("Unknown", "None", "") for j in jobs):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"sacct did not show {jobs} ended within {timeout} s: {sacct_rows(jobs, 'JobID,State,End')}")
+
+
 def by_run(exp):
     return {(r["model"], r["dataset"]): r for r in json.loads(orch("status", exp, "--json").stdout)}
 
@@ -293,6 +333,7 @@ def test_per_run_dependencies_per_network_time_limits_and_accounting():
         assert "time 00:20:00" in plan and "time 00:10:00" in plan, plan
         wait_all(exp, timeout=420)
         runs = by_run(exp)
+        wait_accounted([runs[k]["job"] for k in runs])
         rows = {r[0]: r for r in sacct_rows([runs[k]["job"] for k in runs])}
         start = lambda k: rows[runs[k]["job"]][3]  # noqa: E731  (ISO times compare as text)
         end = lambda k: rows[runs[k]["job"]][4]  # noqa: E731
@@ -353,6 +394,7 @@ def test_runs_packed_on_one_fake_gpu_share_its_task_and_its_hours():
         db = sqlite3.connect(os.path.join(ws, "orchestrator.db"))
         rows = list(db.execute("SELECT job_id, gpus FROM attempts"))
         assert sorted(rows) == [(task, 0.5), (task, 0.5)], rows  # two workers, one fake GPU between them
+        wait_accounted([task])
         (tres,) = sacct_rows([task], "AllocTRES")[0]
         assert "gres/gpu=1" in tres, tres
         orch("status", exp)
