@@ -1,10 +1,10 @@
 #!/usr/bin/python3
 """Derives the statistical shape models used by `orchestrator synth` from the real landmark annotations.
 
-Source: ../shared/data/chest-xray-landmarks (ngaggion/Chest-xray-landmark-dataset, commit 2169d894, Gaggion et al.,
-IEEE TMI 2022). Only derived statistics are written (a mean shape and the leading PCA modes scaled by their
+Source: the landmark annotations of https://github.com/ngaggion/Chest-xray-landmark-dataset (commit 2169d894,
+Gaggion et al., IEEE TMI 2022): the folder holding RL/, LL/ and H/ with one <id>.npy per image (data/README.md). Only derived statistics are written (a mean shape and the leading PCA modes scaled by their
 standard deviation), never an annotation. Usage:
-    /usr/bin/python3 scripts/derive_shape_model.py ../shared/data/chest-xray-landmarks > core/synth/shape_model_data.inc
+    /usr/bin/python3 scripts/derive_shape_model.py data/landmarks > core/synth/shape_model_data.inc
 """
 import glob
 import os
