@@ -12,8 +12,9 @@
 #include "cli/grid_ops.h"
 #include "cli/options.h"
 #include "core/process_identity.h"
-#include "models/catalogue.h"
 #include "core/progress.h"
+#include "core/utc_time.h"
+#include "models/catalogue.h"
 #include "runner/communicator.h"
 #include "runner/trainer.h"
 #include "scheduler/estimate.h"
@@ -28,15 +29,6 @@ namespace orch::cli {
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string utc_now() {
-  char b[32];
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  std::strftime(b, sizeof b, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return b;
-}
 
 // A scratch folder for the trainer's checkpoints (calibration writes none; the trainer wants the folder).
 struct ScratchDir {
@@ -183,7 +175,7 @@ int cmd_calibrate(const Args& args) {
     c.validation_image_s = t.validation_image_s;
     c.evaluation_image_s = t.evaluation_image_s;
     c.host = ProcessIdentity::self().host;
-    c.measured_at = utc_now();
+    c.measured_at = utc_now_text();
     store.upsert_calibration(c);
     std::printf("%-20s %-4s %5lld %5lld %7lld %-10s %10.1f ms %12.1f ms %12.1f ms\n", c.model.c_str(), c.kind.c_str(),
                 static_cast<long long>(c.size), static_cast<long long>(c.batch), static_cast<long long>(c.threads),

@@ -20,6 +20,7 @@
 #include "core/errors.h"
 #include "core/process_identity.h"
 #include "core/run_settings.h"
+#include "core/utc_time.h"
 #include "runner/checkpoint.h"
 #include "runner/signals.h"
 #include "runner/trainer.h"
@@ -42,13 +43,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string now_utc() {
-  std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
-}
-
 class RunLog {
  public:
   RunLog(const std::string& path, bool to_stderr) : out_(path, std::ios::app), to_stderr_(to_stderr) {}
@@ -56,7 +50,7 @@ class RunLog {
     std::lock_guard<std::mutex> l(mu_);
     bool cr = !text.empty() && text[0] == '\r';
     std::string t = cr ? text.substr(1) : text;
-    out_ << now_utc() << " " << t << "\n";
+    out_ << utc_now_text() << " " << t << "\n";
     out_.flush();
     if (to_stderr_) std::cerr << (cr ? "\r\033[K" : "") << t << "\n";
   }

@@ -21,6 +21,7 @@
 #include "core/exit_codes.h"
 #include "core/process_identity.h"
 #include "core/progress.h"
+#include "core/utc_time.h"
 #include "scheduler/resources.h"
 #include "storage/layout.h"
 #include "storage/run_state.h"
@@ -91,13 +92,6 @@ class PoolHeartbeat {
   bool stop_ = false;
   std::thread thread_;
 };
-
-std::string utc_now() {
-  std::time_t t = std::time(nullptr);
-  char b[32];
-  std::strftime(b, sizeof b, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return b;
-}
 
 struct Spawned {
   pid_t pid = -1;
@@ -319,7 +313,7 @@ void LocalBackend::run(Store& store, DispatchResult& res) {
                                 "--threads", std::to_string(threads)},
                                environment_with(env), log);
       slot_busy[static_cast<size_t>(slot)] = 1;
-      running[w.pid] = {r.id, w.identity, slot, std::chrono::steady_clock::now(), utc_now()};
+      running[w.pid] = {r.id, w.identity, slot, std::chrono::steady_clock::now(), utc_now_text()};
       event("start " + r.id + " (pid " + std::to_string(w.pid) +
             (slot_gpu[static_cast<size_t>(slot)] >= 0 ? ", GPU " + std::to_string(slot_gpu[static_cast<size_t>(slot)]) : "") +
             ", log " + log + ")");
@@ -391,7 +385,7 @@ void LocalBackend::run(Store& store, DispatchResult& res) {
     }
     accounts_.push_back({w.identity, w.run_id, "local", account_state, secs,
                          slot_gpu[static_cast<size_t>(w.slot)] >= 0 ? 1.0 / std::max(1, settings_.runs_per_gpu) : 0.0,
-                         w.started_at, utc_now()});
+                         w.started_at, utc_now_text()});
   }
   for (auto& [id, pr] : pending) {
     (void)pr;

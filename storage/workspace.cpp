@@ -29,6 +29,15 @@ std::string dataset_spec_digest(const Experiment& exp, const DatasetSpec& spec) 
   return d.hex();
 }
 
+// The folders a non-synthetic data set is prepared from, as its experiment entry names them.
+static void set_sources(PrepareOptions& p, const DatasetSpec& spec) {
+  p.landmarks = spec.landmarks;
+  p.images = spec.images;
+  p.raw_jsrt = spec.raw_jsrt;
+  p.raw_png = spec.raw_png;
+  p.splits = spec.splits;
+}
+
 static std::string recorded_digest(const std::string& h5) {
   try {
     DatasetReader r(h5);
@@ -44,11 +53,7 @@ std::vector<std::string> missing_dataset_sources(const Experiment& exp) {
   for (const auto& spec : exp.datasets) {
     if (spec.synthetic) continue;
     PrepareOptions p;
-    p.landmarks = spec.landmarks;
-    p.images = spec.images;
-    p.raw_jsrt = spec.raw_jsrt;
-    p.raw_png = spec.raw_png;
-    p.splits = spec.splits;
+    set_sources(p, spec);
     for (const auto& m : missing_sources(p)) out.push_back("datasets." + spec.name + ": " + m);
   }
   return out;
@@ -95,11 +100,7 @@ EnsuredDataset ensure_dataset(const Experiment& exp, const DatasetSpec& spec, co
     p.images = {(raw / "images").string()};
     p.splits = {(raw / "splits").string()};
   } else {
-    p.landmarks = spec.landmarks;
-    p.images = spec.images;
-    p.raw_jsrt = spec.raw_jsrt;
-    p.raw_png = spec.raw_png;
-    p.splits = spec.splits;
+    set_sources(p, spec);
     p.split_seed = spec.split_seed;
     p.blank_images = spec.blank_images;
   }

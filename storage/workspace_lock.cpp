@@ -14,6 +14,7 @@
 
 #include "core/errors.h"
 #include "core/process_identity.h"
+#include "core/utc_time.h"
 
 namespace orch {
 
@@ -57,10 +58,8 @@ FileLock::FileLock(const std::string& path, const std::string& purpose, double w
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   // Who holds it, for anyone who waits (best effort: a read-only workspace keeps the old text).
-  std::time_t t = std::time(nullptr);
-  char since[32];
-  std::strftime(since, sizeof since, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  std::string text = "'" + purpose + "' (pid " + std::to_string(::getpid()) + " on " + this_host() + ", since " + since + ")\n";
+  std::string text = "'" + purpose + "' (pid " + std::to_string(::getpid()) + " on " + this_host() + ", since " +
+                     utc_now_text() + ")\n";
   if (::ftruncate(fd_, 0) == 0 && ::pwrite(fd_, text.data(), text.size(), 0) < 0) {
     // A full disk: the lock itself still holds.
   }
