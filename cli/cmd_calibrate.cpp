@@ -98,21 +98,17 @@ std::vector<Calibration> read_calibration_file(const std::string& path) {
 
 int cmd_calibrate(const Args& args) {
   po::options_description desc("orchestrator calibrate");
-  std::string exp_path, workspace;
-  std::vector<std::string> sets, only;
+  CommonOptions c;
+  po::positional_options_description pos;
+  add_common(desc, c, pos);
   int steps = 5, warmup = 2, images = 3, threads = 0;
   std::string import_path;
-  desc.add_options()("experiment", po::value(&exp_path)->required(), "experiment file (experiments/*.json)")(
-      "workspace", po::value(&workspace), "workspace folder (default: the experiment's)")(
-      "set", po::value(&sets)->composing(), "override a setting: key.path=value (repeatable)")(
-      "only", po::value(&only)->composing(), "narrow to key=value[,value] (dataset, model; repeatable)")(
+  desc.add_options()(
       "steps", po::value(&steps)->default_value(5), "training steps timed per network")(
       "warmup", po::value(&warmup)->default_value(2), "steps run first and not timed")(
       "images", po::value(&images)->default_value(3), "validation and test images timed per network")(
       "threads", po::value(&threads)->default_value(0), "torch threads (0: what a worker of this experiment gets)")(
       "import", po::value(&import_path), "store the rows of this JSON file (measured elsewhere) instead of timing here");
-  po::positional_options_description pos;
-  pos.add("experiment", 1);
   po::variables_map vm;
   if (!parse_options(args, desc, vm, "orchestrator calibrate EXP [--steps N] [--warmup N] [--images N] [--only key=value]...", &pos))
     return 0;
@@ -120,7 +116,7 @@ int cmd_calibrate(const Args& args) {
   if (warmup < 0 || warmup > 10000) throw InputError("--warmup", "", std::to_string(warmup), "expected 0 to 10000");
   if (images < 1 || images > 10000) throw InputError("--images", "", std::to_string(images), "expected 1 to 10000");
   if (threads < 0 || threads > 1024) throw InputError("--threads", "", std::to_string(threads), "expected 0 to 1024");
-  GridContext g = load_grid(exp_path, sets, only, workspace);
+  GridContext g = load_grid(c.exp_path, c.sets, c.only, c.workspace);
   const WorkspaceLayout layout(g.workspace);
   if (!import_path.empty()) {
     const auto rows = read_calibration_file(import_path);
@@ -183,7 +179,7 @@ int cmd_calibrate(const Args& args) {
     std::fflush(stdout);
   }
   std::printf("calibrate: %zu timing(s) stored in %s; orchestrator plan %s --estimate uses them\n", first.size(),
-              layout.store().c_str(), exp_path.c_str());
+              layout.store().c_str(), c.exp_path.c_str());
   return 0;
 }
 

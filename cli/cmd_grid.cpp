@@ -77,14 +77,6 @@ int tell_outcome(const scheduler::SubmitOutcome& out, const std::string& verb, c
   return r.failed ? kExitFailure : kExitOk;
 }
 
-namespace {
-
-struct CommonOptions {
-  std::string exp_path, workspace;
-  std::vector<std::string> sets, only;
-  bool json = false;
-};
-
 void add_common(po::options_description& d, CommonOptions& c, po::positional_options_description& pos) {
   d.add_options()("experiment", po::value(&c.exp_path)->required(), "experiment file (experiments/*.json)")(
       "workspace", po::value(&c.workspace), "workspace folder (default: the experiment's)")(
@@ -92,6 +84,8 @@ void add_common(po::options_description& d, CommonOptions& c, po::positional_opt
       "only", po::value(&c.only)->composing(), "narrow to key=value[,value] (dataset, model, seed, stage; repeatable)");
   pos.add("experiment", 1);
 }
+
+namespace {
 
 nlohmann::json status_json(const GridContext& g, const scheduler::RunStatus& st) {
   nlohmann::json deps = nlohmann::json::array();

@@ -23,30 +23,25 @@ namespace fs = std::filesystem;
 
 int cmd_run(const Args& args) {
   po::options_description desc("orchestrator run");
-  std::string exp_path, workspace;
-  std::vector<std::string> sets, only;
+  CommonOptions c;
+  po::positional_options_description pos;
+  add_common(desc, c, pos);
   int workers = 0;
   desc.add_options()
-      ("experiment", po::value(&exp_path)->required(), "experiment file (experiments/*.json)")
-      ("workspace", po::value(&workspace), "workspace folder (default: the experiment's)")
-      ("set", po::value(&sets)->composing(), "override a setting: key.path=value (repeatable)")
-      ("only", po::value(&only)->composing(), "narrow to key=value[,value] (dataset, model, seed, stage)")
       ("workers", po::value(&workers)->default_value(0), "local worker processes (0: resources.local_workers, else cores)");
-  po::positional_options_description pos;
-  pos.add("experiment", 1);
   po::variables_map vm;
   if (!parse_options(args, desc, vm, "orchestrator run EXP [--workspace DIR] [--set key=value]... [--workers N]", &pos))
     return 0;
   if (workers < 0 || workers > 1024) throw InputError("--workers", "", std::to_string(workers), "expected 0 to 1024");
   auto t0 = std::chrono::steady_clock::now();
-  GridContext g = load_grid(exp_path, sets, only, workspace);
+  GridContext g = load_grid(c.exp_path, c.sets, c.only, c.workspace);
   if (scheduler::backend_for(g.exp, "") != "local")
-    throw InputError(exp_path, "backend", scheduler::backend_for(g.exp, ""), "orchestrator run drives the local backend; use submit for Slurm");
+    throw InputError(c.exp_path, "backend", scheduler::backend_for(g.exp, ""), "orchestrator run drives the local backend; use submit for Slurm");
   workers = scheduler::local_workers_for(g.exp, workers);
   const WorkspaceLayout layout(g.workspace);
   fs::create_directories(layout.report_dir());
   std::printf("run: experiment '%s' (%s), workspace %s, %zu run(s), %d local worker(s)\n", g.exp.name.c_str(),
-              exp_path.c_str(), g.workspace.c_str(), g.grid.size(), workers);
+              c.exp_path.c_str(), g.workspace.c_str(), g.grid.size(), workers);
   if (const std::string blas = loaded_blas(); is_reference_blas(blas))
     std::fprintf(stderr, "run: warning: LibTorch runs on the reference BLAS (%s), training steps up to 2x slower than on OpenBLAS; "
                          "install libopenblas0-openmp (scripts/setup does)\n", blas.c_str());
@@ -63,8 +58,8 @@ int cmd_run(const Args& args) {
   scheduler::SubmitOptions o;
   o.workers = workers;
   o.on_event = [](const std::string& l) { std::fprintf(stderr, "%s\n", l.c_str()); };
-  auto out = scheduler::submit_grid(g.request("orchestrator run " + exp_path), o);
-  const int code = tell_outcome(out, "run", exp_path);
+  auto out = scheduler::submit_grid(g.request("orchestrator run " + c.exp_path), o);
+  const int code = tell_outcome(out, "run", c.exp_path);
   if (out.result.interrupted_by) return code;
   Store store(layout.store());
   report::ReportOptions ro = report::report_options_from(g.exp);
@@ -74,7 +69,7 @@ int cmd_run(const Args& args) {
   std::printf("run: %d run(s) trained now (%d failed), %.1f min. Report:\n", out.result.done, out.result.failed, mins);
   for (const auto& f : rep.files) std::printf("  %s\n", f.c_str());
   std::printf("  %s (previews of the data sets)\n", layout.report_dir().c_str());
-  std::printf("Runs and metrics: sqlite3 %s; status: orchestrator status %s\n", layout.store().c_str(), exp_path.c_str());
+  std::printf("Runs and metrics: sqlite3 %s; status: orchestrator status %s\n", layout.store().c_str(), c.exp_path.c_str());
   return code;
 }
 

@@ -6,11 +6,20 @@
 #include <string>
 #include <vector>
 
+#include "cli/options.h"
 #include "core/experiment.h"
 #include "scheduler/plan.h"
 #include "scheduler/submission.h"
 
 namespace orch::cli {
+
+// The options every command that loads an experiment takes: the file (positional), --workspace, --set, --only.
+struct CommonOptions {
+  std::string exp_path, workspace;
+  std::vector<std::string> sets, only;
+  bool json = false;  // --json, for the commands that add it
+};
+void add_common(po::options_description& d, CommonOptions& c, po::positional_options_description& pos);
 
 struct GridContext {
   Experiment exp;

@@ -25,7 +25,17 @@ class JobEnvironment {
   // This worker's share of them: gpus() divided among the workers that share them (ORCH_GPU_SHARERS, set by the
   // local pool and the Slurm job script when runs_per_gpu packs several runs onto one GPU).
   double gpu_share() const;
+
+ protected:
+  // The GPUs this process may use, as the scheduler set them: the entries of CUDA_VISIBLE_DEVICES (0 when unset).
+  static int visible_gpus();
 };
+
+inline int JobEnvironment::visible_gpus() {
+  const char* g = std::getenv("CUDA_VISIBLE_DEVICES");
+  if (!g || !*g) return 0;
+  return 1 + static_cast<int>(std::count(g, g + std::char_traits<char>::length(g), ','));
+}
 
 inline double JobEnvironment::gpu_share() const {
   int sharers = 1;

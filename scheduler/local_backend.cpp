@@ -402,10 +402,7 @@ void LocalBackend::run(Store& store, DispatchResult& res) {
 LocalJobEnvironment::LocalJobEnvironment() {
   if (const char* j = std::getenv("ORCH_POOL_JOB"); j && ProcessIdentity::parse(j)) job_ = j;
   if (const char* c = std::getenv("ORCH_POOL_CPUS")) cpus_ = std::max(0, std::atoi(c));
-  if (const char* g = std::getenv("CUDA_VISIBLE_DEVICES"); g && *g) {
-    gpus_ = 1;
-    for (const char* p = g; *p; ++p) gpus_ += *p == ',';
-  }
+  gpus_ = visible_gpus();
 }
 
 }  // namespace orch::scheduler

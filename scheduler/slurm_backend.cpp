@@ -135,7 +135,7 @@ std::map<std::string, JobState> SlurmBackend::job_states(const std::vector<std::
       if (f.size() < 2) continue;
       put(f[0], f[1]);
       if (f.size() >= 6 && f[0].find('[') == std::string::npos && f[3] != "Unknown" && f[3] != "None")
-        accounts_.push_back({f[0], "", "slurm", f[1].substr(0, f[1].find(' ')), std::atof(f[2].c_str()), gpus_from_tres(f[5]),
+        accounts_.push_back({f[0], "", "slurm", f[1].substr(0, f[1].find(' ')), std::atof(f[2].c_str()), static_cast<double>(gpus_from_tres(f[5])),
                              f[3], f[4]});
     }
   } else {
@@ -368,10 +368,7 @@ SlurmJobEnvironment::SlurmJobEnvironment(bool self_requeue) : self_requeue_(self
   std::string array = digits(std::getenv("SLURM_ARRAY_JOB_ID")), task = digits(std::getenv("SLURM_ARRAY_TASK_ID"));
   job_ = !array.empty() && !task.empty() ? array + "_" + task : digits(std::getenv("SLURM_JOB_ID"));
   cpus_ = std::atoi(digits(std::getenv("SLURM_CPUS_PER_TASK")).c_str());
-  if (const char* g = std::getenv("CUDA_VISIBLE_DEVICES"); g && *g) {
-    gpus_ = 1;
-    for (const char* p = g; *p; ++p) gpus_ += *p == ',';
-  }
+  gpus_ = visible_gpus();
 }
 
 std::string SlurmJobEnvironment::request_requeue(int signal) {

@@ -80,7 +80,9 @@ TEST(Precision, Bf16AutocastOnTheCpuAgreesWithFloat32ForEveryNetwork) {
       // while a 1e-3 change of the input leaves the float32 one at 1.000), so the README advises keeping it in
       // tf32 (networks.rasterize.training.precision); its loss still agrees.
       EXPECT_LT(a.loss_rel, 0.1) << e.id << " " << kind_name(kind);
-      if (e.id != "rasterize") EXPECT_GT(a.grad_cos, 0.7) << e.id << " " << kind_name(kind) << " gradient rel. L2 " << a.grad_rel;
+      if (e.id != "rasterize") {
+        EXPECT_GT(a.grad_cos, 0.7) << e.id << " " << kind_name(kind) << " gradient rel. L2 " << a.grad_rel;
+      }
       std::printf("bf16/fp32 %-18s %-2s loss rel %.2e grad cos %.4f rel L2 %.2e\n", e.id.c_str(), kind_name(kind).c_str(), a.loss_rel,
                   a.grad_cos, a.grad_rel);
     }
