@@ -9,6 +9,7 @@
 
 #include "core/errors.h"
 #include "core/progress.h"
+#include "core/synth/synth_dataset.h"
 #include "scheduler/resources.h"
 #include "storage/dataset_file.h"
 #include "storage/layout.h"
@@ -20,7 +21,7 @@ namespace orch::scheduler {
 
 namespace fs = std::filesystem;
 
-SplitCounts split_counts_for(const Experiment& exp, const DatasetSpec& spec, const std::string& workspace) {
+SplitCounts split_counts_for(const DatasetSpec& spec, const std::string& workspace) {
   SplitCounts c;
   const std::string path = dataset_path(workspace, spec.name);
   try {
@@ -30,13 +31,9 @@ SplitCounts split_counts_for(const Experiment& exp, const DatasetSpec& spec, con
     }
   } catch (const std::exception&) {
   }
-  if (spec.synthetic) {  // as write_synthetic_dataset splits: 15 % val and test (at least one each), the rest train
-    const int n = spec.synthetic->count;
-    c.val = std::max(1, static_cast<int>(std::lround(0.15 * n)));
-    c.test = c.val;
-    c.train = n - c.val - c.test;
-    c.known = true;
-    return c;
+  if (spec.synthetic) {
+    const SynthSummary s = synthetic_split_sizes(spec.synthetic->count);
+    return {s.train, s.val, s.test, true};
   }
   try {
     if (!spec.splits.empty() && std::all_of(spec.splits.begin(), spec.splits.end(), [](auto& d) { return fs::is_directory(d); })) {
@@ -45,7 +42,6 @@ SplitCounts split_counts_for(const Experiment& exp, const DatasetSpec& spec, con
     }
   } catch (const std::exception&) {
   }
-  (void)exp;
   return c;
 }
 
@@ -129,7 +125,7 @@ std::vector<RunEstimate> estimate_runs(const Experiment& exp, const std::vector<
   const auto cal = store.calibrations();
   const auto finished = finished_run_times(store);
   std::map<std::string, SplitCounts> counts;
-  for (const auto& d : exp.datasets) counts[d.name] = split_counts_for(exp, d, workspace);
+  for (const auto& d : exp.datasets) counts[d.name] = split_counts_for(d, workspace);
   std::vector<RunEstimate> out;
   for (const auto& r : runs) {
     RunEstimate e;

@@ -34,7 +34,7 @@ struct SplitCounts {
   bool known = false;
 };
 // From the prepared data set when there is one, else from the synthetic spec or the split lists.
-SplitCounts split_counts_for(const Experiment& exp, const DatasetSpec& spec, const std::string& workspace);
+SplitCounts split_counts_for(const DatasetSpec& spec, const std::string& workspace);
 
 struct RunEstimate {
   std::string run_id;

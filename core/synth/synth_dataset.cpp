@@ -35,6 +35,14 @@ std::string synth_id(DatasetKind kind, int index) {
   return buf;
 }
 
+SynthSummary synthetic_split_sizes(int count) {
+  SynthSummary s;
+  s.val = std::max(1, static_cast<int>(std::lround(0.15 * count)));
+  s.test = s.val;
+  s.train = count - s.val - s.test;
+  return s;
+}
+
 SynthSummary write_synthetic_dataset(const SynthOptions& opt, const std::string& out_dir, bool quiet) {
   opt.validate();
   if (fs::exists(out_dir)) throw InputError(out_dir, "--out", out_dir, "output folder already exists");
@@ -74,10 +82,7 @@ SynthSummary write_synthetic_dataset(const SynthOptions& opt, const std::string&
   std::iota(order.begin(), order.end(), 0);
   Rng rng = Rng::derive(opt.seed, {0x73706c6974ULL /* "split" */});
   for (int i = opt.count - 1; i > 0; --i) std::swap(order[i], order[rng.randint(0, i + 1)]);
-  SynthSummary sum;
-  sum.val = std::max(1, static_cast<int>(std::lround(0.15 * opt.count)));
-  sum.test = std::max(1, static_cast<int>(std::lround(0.15 * opt.count)));
-  sum.train = opt.count - sum.val - sum.test;
+  SynthSummary sum = synthetic_split_sizes(opt.count);
   auto write_split = [&](const char* name, int begin, int end) {
     std::vector<int> ids(order.begin() + begin, order.begin() + end);
     std::sort(ids.begin(), ids.end());

@@ -36,6 +36,10 @@ struct SynthSummary {
   int train = 0, val = 0, test = 0, occluded = 0, low_contrast = 0;
 };
 
+// How write_synthetic_dataset splits `count` images: 15 % each for val and test (at least one each), the rest
+// train. Only train, val and test are set.
+SynthSummary synthetic_split_sizes(int count);
+
 // Sample ids: "<prefix>_<index, 4 digits>", prefix "synlh" or "synl".
 std::string synth_id(DatasetKind kind, int index);
 
