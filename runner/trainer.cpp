@@ -480,7 +480,9 @@ TrainOutcome Trainer::train() {
         if (I.comm->rank() == 0) I.series->save_best(*I.net, *I.adam, I.state);
       }
     }
-    if ((epoch + 1) % ts.checkpoint_every == 0 || last) I.save(epoch + 1, 0);
+    // The epoch is recorded before its checkpoint is published, never after: killed between the two, the run
+    // resumes from the previous checkpoint, trains this epoch again and its row is replaced (one row per epoch);
+    // the other order would lose the row of an epoch the checkpoint says is done.
     rec.seconds = seconds_since(t0);
     if (I.comm->rank() == 0) {
       char line[200];
@@ -493,6 +495,7 @@ TrainOutcome Trainer::train() {
       else if (I.opt.log) I.opt.log(std::string("\r") + line);
       if (I.opt.on_epoch) I.opt.on_epoch(rec);
     }
+    if ((epoch + 1) % ts.checkpoint_every == 0 || last) I.save(epoch + 1, 0);
   }
   bar.finish();
   out.finished = true;

@@ -41,7 +41,7 @@ struct EpochRecord {
   double train_loss = 0;    // mean over the epoch's samples (all ranks)
   double val_criterion = 0; // NaN when not validated this epoch
   double learning_rate = 0;
-  double seconds = 0;
+  double seconds = 0;       // training and validation of the epoch (its checkpoint is written after the record)
   bool best = false;
 };
 
@@ -55,7 +55,7 @@ struct TrainerOptions {
   Communicator* comm = nullptr;        // required; outlives the Trainer (runner/communicator.h)
   bool progress_bar = true;            // at a terminal, rank 0
   std::function<void(const std::string&)> log;        // plain lines (rank 0)
-  std::function<void(const EpochRecord&)> on_epoch;   // rank 0, after each epoch
+  std::function<void(const EpochRecord&)> on_epoch;   // rank 0, after each epoch, before its checkpoint
   int64_t stop_after_steps = -1;       // fault injection: behave as if SIGTERM came after this many steps
   int64_t nan_after_steps = -1;        // fault injection: the loss of this step (counted from 1) is NaN
   // Polled after every step: true stops training at once, without a checkpoint (another worker took the run).

@@ -3,8 +3,8 @@
 //
 // A run's duration comes from measurements of the same network at the same data set kind, size and batch on the
 // same kind of device, in this order:
-//   1. finished runs in the store: their mean seconds per epoch (epoch_metrics.seconds, validation included) times
-//      the run's epochs, plus its test images times their mean inference time;
+//   1. finished runs in the store: their mean seconds per epoch (epoch_metrics.seconds: training and validation,
+//      not the checkpoint write) times the run's epochs, plus its test images times their mean inference time;
 //   2. calibration rows (`orchestrator calibrate EXP` times a few training steps, validation images and test images
 //      of each network on the machine it runs on): steps per epoch x step time x epochs, plus the validation passes
 //      and the evaluation.
