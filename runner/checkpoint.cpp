@@ -4,7 +4,6 @@
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -131,15 +130,6 @@ std::string file_digest(hid_t f, const std::string& path) {
   Digest d;
   hash_group(f, d, path, 0);
   return d.hex();
-}
-
-// Fault injection for the recovery tests (never set in normal use): ORCH_FAULT_KILL_IN_CHECKPOINT=N makes the
-// N-th checkpoint this process writes die by SIGKILL halfway through, after its temporary file is on disk and
-// before it is renamed into place.
-void maybe_die_in_checkpoint() {
-  static int count = 0;
-  static const char* env = std::getenv("ORCH_FAULT_KILL_IN_CHECKPOINT");
-  if (env && ++count == std::atoi(env)) std::raise(SIGKILL);
 }
 
 // The optimizer's state key of a parameter: LibTorch 1.x keys by the TensorImpl address as text, 2.x by the
@@ -282,7 +272,6 @@ void save_checkpoint(const std::string& path, torch::nn::Module& module, torch::
     h5::set_attr(f, "checksum", file_digest(f, path));
     h5::save_memory_file(f, out.temp_path());
   }
-  maybe_die_in_checkpoint();  // the temporary is on disk, not yet renamed into place
   out.commit();
 }
 

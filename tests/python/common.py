@@ -10,6 +10,16 @@ SHARED = os.environ.get("ORCH_SHARED_DIR", os.path.join(os.path.dirname(__file__
 SOURCE = os.environ.get("ORCH_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "../.."))
 
 
+def kill_at_rename(env, when, n, substring):
+    """`env` with the fault injector tests/faults/kill_at_rename.c preloaded: the process (and each process it
+    starts, counting its own) dies by SIGKILL at the n-th rename onto a path containing `substring`, "before" it
+    (the temporary complete, not published) or "after" it (published, the caller not yet told)."""
+    lib = os.environ.get("ORCH_KILL_AT_RENAME_LIB",
+                         os.path.join(os.path.dirname(BIN), "..", "tests", "libkill_at_rename.so"))
+    assert os.path.exists(lib), f"the fault injector {lib} is not built"
+    return dict(env, LD_PRELOAD=os.path.abspath(lib), ORCH_TEST_KILL_AT_RENAME=f"{when}:{n}:{substring}")
+
+
 def orch(*args, check=True):
     p = subprocess.run([BIN, *map(str, args)], capture_output=True, text=True)
     if check and p.returncode != 0:

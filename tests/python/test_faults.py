@@ -10,7 +10,7 @@ import subprocess
 import threading
 import time
 
-from common import BIN, orch, run, scratch
+from common import BIN, kill_at_rename, orch, run, scratch
 
 EXP = {
     "name": "faults",
@@ -138,7 +138,7 @@ def test_kill9_of_the_pool_before_dispatch_during_training_and_in_a_checkpoint_w
         assert set(shown.values()) <= {"lost", "new", "done"} and "lost" in shown.values(), shown
         # A plain submit does not start lost runs twice by itself; resume does, from their checkpoints.
         # In a checkpoint write: the worker dies inside its next checkpoint, and the pool with it.
-        env = dict(FAST, ORCH_FAULT_KILL_IN_CHECKPOINT="2")
+        env = kill_at_rename(FAST, "before", 1, "/checkpoints/ckpt-")
         p = start("resume", exp, "--workers", "2", env=env)
         wait_until(lambda: glob.glob(os.path.join(ws, "runs", "*", "checkpoints", "*.tmp-*")), what="a half-written checkpoint")
         kill_group(p)

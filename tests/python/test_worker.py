@@ -14,7 +14,7 @@ import time
 import h5py
 import numpy as np
 
-from common import BIN, orch, run, scratch
+from common import BIN, kill_at_rename, orch, run, scratch
 
 EXP = {
     "name": "worker-test",
@@ -113,13 +113,30 @@ def test_kill9_during_checkpoint_write_then_resume_is_bit_identical():
     with scratch() as tmp:
         ref = reference(tmp)
         exp, ws = setup(tmp, "killed-in-write")
-        env = dict(os.environ, ORCH_FAULT_KILL_IN_CHECKPOINT="2")  # dies inside its second checkpoint
+        env = kill_at_rename(os.environ, "before", 1, "/checkpoints/ckpt-")  # dies inside its first numbered checkpoint
         p = subprocess.run([BIN, *train_args(exp, ws)], capture_output=True, text=True, env=env)
-        assert p.returncode == -signal.SIGKILL, p.returncode
+        assert p.returncode == -signal.SIGKILL, (p.returncode, p.stderr)
         ckpts = os.path.join(run_dir(ws), "checkpoints")
         assert glob.glob(os.path.join(ckpts, "*.tmp-*")), "the half-written temporary should be there"
+        assert not glob.glob(os.path.join(ckpts, "ckpt-*.h5"))
         orch(*train_args(exp, ws))
         assert not glob.glob(os.path.join(ckpts, "*.tmp-*"))
+        assert_same(ref, result(ws))
+
+
+def test_kill9_just_after_a_checkpoint_is_published_then_resume_records_every_epoch_once():
+    """The window between publishing epoch 2's checkpoint and returning: the epoch's row must already be stored
+    (it is written before the checkpoint), so the resumed run has every epoch's row, each once."""
+    with scratch() as tmp:
+        ref = reference(tmp)
+        exp, ws = setup(tmp, "killed-after-publish")
+        env = kill_at_rename(os.environ, "after", 2, "/checkpoints/ckpt-")
+        p = subprocess.run([BIN, *train_args(exp, ws)], capture_output=True, text=True, env=env)
+        assert p.returncode == -signal.SIGKILL, (p.returncode, p.stderr)
+        ckpts = os.path.join(run_dir(ws), "checkpoints")
+        assert [os.path.basename(c) for c in sorted(glob.glob(os.path.join(ckpts, "ckpt-*.h5")))][-1].startswith("ckpt-00000002-")
+        orch(*train_args(exp, ws))
+        assert "resuming from" in open(os.path.join(run_dir(ws), "log.txt")).read()
         assert_same(ref, result(ws))
 
 
@@ -202,6 +219,7 @@ if __name__ == "__main__":
     run([
         test_kill9_during_epoch_then_resume_is_bit_identical,
         test_kill9_during_checkpoint_write_then_resume_is_bit_identical,
+        test_kill9_just_after_a_checkpoint_is_published_then_resume_records_every_epoch_once,
         test_corrupted_newest_checkpoint_falls_back_with_a_warning,
         test_signal_checkpoints_and_exits_with_requeue_code,
         test_two_rank_mpi_run_trains_and_evaluates,
