@@ -30,6 +30,41 @@ AtomicFile::~AtomicFile() {
   if (!committed_) std::remove(temp_.c_str());
 }
 
+namespace {
+
+// "<prefix>.tmp-<digits>" with `prefix` non-empty (the name of the target).
+bool is_temporary_name(const std::string& name, std::string* target = nullptr) {
+  const size_t at = name.rfind(".tmp-");
+  if (at == std::string::npos || at == 0 || at + 5 == name.size()) return false;
+  for (size_t i = at + 5; i < name.size(); ++i)
+    if (name[i] < '0' || name[i] > '9') return false;
+  if (target) *target = name.substr(0, at);
+  return true;
+}
+
+std::vector<std::string> remove_temporaries(const fs::path& dir, const std::string* only_target) {
+  std::vector<std::string> removed;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    std::string target;
+    if (!is_temporary_name(it->path().filename().string(), &target)) continue;
+    if (only_target && target != *only_target) continue;
+    std::error_code rm;
+    if (it->is_regular_file(rm) && fs::remove(it->path(), rm)) removed.push_back(it->path().string());
+  }
+  return removed;
+}
+
+}  // namespace
+
+std::vector<std::string> remove_stale_temporaries(const std::string& target) {
+  const fs::path t(target);
+  const std::string name = t.filename().string();
+  return remove_temporaries(t.has_parent_path() ? t.parent_path() : fs::path("."), &name);
+}
+
+std::vector<std::string> remove_stale_temporaries_in(const std::string& dir) { return remove_temporaries(dir, nullptr); }
+
 void fsync_path(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY);
   if (fd < 0) throw Error(path + ": cannot open for fsync: " + std::strerror(errno));

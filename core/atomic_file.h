@@ -1,11 +1,12 @@
 // Atomic publication of an output file: write to a temporary name beside it, fsync, rename over the target.
 //
 // A reader never sees a half-written file; a crash leaves at most a stale temporary (named
-// "<target>.tmp-<pid>") that the next writer ignores. If the AtomicFile is destroyed without commit() the
+// "<target>.tmp-<pid>") that the next writer ignores and its owner removes (remove_stale_temporaries). If the AtomicFile is destroyed without commit() the
 // temporary is removed. Not thread-safe; one AtomicFile per output.
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace orch {
 
@@ -26,6 +27,14 @@ class AtomicFile {
   std::string target_, temp_;
   bool committed_ = false;
 };
+
+// Removes the temporaries ("<target>.tmp-<pid>") that writers of `target` left when they died before publishing
+// it (kill -9, a lost node); a dead build of a paper-size data set leaves gigabytes. Call only where this process
+// is the one writer of `target` (under the lock or claim that makes it so). Returns the paths removed; a
+// temporary that cannot be removed is left and not returned.
+std::vector<std::string> remove_stale_temporaries(const std::string& target);
+// The same for every file of folder `dir` (not recursive).
+std::vector<std::string> remove_stale_temporaries_in(const std::string& dir);
 
 // fsync a path (file or directory); throws Error on failure.
 void fsync_path(const std::string& path);

@@ -349,9 +349,7 @@ bool verify_checkpoint(const std::string& path, std::string* why) {
 
 CheckpointSeries::CheckpointSeries(std::string dir, int keep) : dir_(std::move(dir)), keep_(std::max(1, keep)) {
   fs::create_directories(dir_);
-  // Temporaries of writers that died before their rename: never valid, removed.
-  for (const auto& e : fs::directory_iterator(dir_))
-    if (e.path().filename().string().find(".h5.tmp-") != std::string::npos) fs::remove(e.path());
+  remove_stale_temporaries_in(dir_);  // of writers that died before their rename: never valid
 }
 
 std::vector<std::string> CheckpointSeries::list() const {

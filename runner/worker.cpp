@@ -15,6 +15,7 @@
 #include <iostream>
 #include <mutex>
 
+#include "core/atomic_file.h"
 #include "core/blas.h"
 #include "core/control.h"
 #include "core/errors.h"
@@ -173,6 +174,7 @@ int run_worker(const WorkerOptions& opt, Communicator& comm) {
   }
 
   fs::create_directories(layout.run_dir(opt.run_id));
+  if (rank0) remove_stale_temporaries(layout.predictions(opt.run_id));  // the claim makes this the one writer
   RunLog log(layout.run_log(opt.run_id), rank0);
   clear_stop();  // a request seen by an earlier run of this process (train runs dependencies first) is done with
   install_stop_signals();

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "core/atomic_file.h"
 #include "core/control.h"
 #include "core/digest.h"
 #include "core/errors.h"
@@ -73,6 +74,7 @@ EnsuredDataset ensure_dataset(const Experiment& exp, const DatasetSpec& spec, co
                                            holder.c_str());
                 });
   if (fs::exists(out.path) && recorded_digest(out.path) == digest) return out;
+  remove_stale_temporaries(out.path);  // of a build killed before it published (the lock makes this the builder)
 
   PrepareOptions p;
   p.out = out.path;

@@ -140,6 +140,50 @@ def test_kill9_just_after_a_checkpoint_is_published_then_resume_records_every_ep
         assert_same(ref, result(ws))
 
 
+def test_kill9_at_every_file_publication_then_resume_is_bit_identical():
+    """LevelDB's crash sweep on a small run (2 epochs): the worker is killed by SIGKILL at each rename that
+    publishes one of its files (best.h5, its copy, the numbered checkpoints, predictions.h5), once just before it
+    and once just after it; each time one plain rerun finishes the run bit-identical to an uninterrupted one, with
+    every epoch's row once and nothing half-written left. The same for the data set's build."""
+    small = dict(EXP, training=dict(EXP["training"], epochs=2),
+                 datasets={"d": dict(EXP["datasets"]["d"], synthetic=dict(EXP["datasets"]["d"]["synthetic"], count=20))})
+    with scratch() as tmp:
+        exp = os.path.join(tmp, "small.json")
+        with open(exp, "w") as f:
+            json.dump(small, f)
+        ws = os.path.join(tmp, "reference")
+        orch(*train_args(exp, ws))
+        ref = result(ws)
+        points = 0
+        for when in ("before", "after"):
+            for n in range(1, 100):
+                ws = os.path.join(tmp, f"{when}-{n}")
+                env = kill_at_rename(os.environ, when, n, "/runs/")
+                p = subprocess.run([BIN, *train_args(exp, ws)], capture_output=True, text=True, env=env)
+                if p.returncode == 0:
+                    break  # fewer than n publications: the sweep of this side is complete
+                assert p.returncode == -signal.SIGKILL, (when, n, p.returncode, p.stderr)
+                points += 1
+                orch(*train_args(exp, ws))
+                left = glob.glob(os.path.join(run_dir(ws), "**", "*.tmp-*"), recursive=True)
+                assert not left, (when, n, left)
+                try:
+                    assert_same(ref, result(ws))
+                except AssertionError as e:
+                    raise AssertionError(f"killed {when} publication {n}: {e}") from e
+        assert points >= 2 * 6, points  # 2 epochs x (best.h5, its copy, checkpoint) + predictions, each side
+        print(f"{points} kill points")
+        # A data set build killed before it published: the rerun removes its temporary and builds it.
+        ws = os.path.join(tmp, "dataset-build")
+        p = subprocess.run([BIN, *train_args(exp, ws)], capture_output=True, text=True,
+                           env=kill_at_rename(os.environ, "before", 1, "/datasets/"))
+        assert p.returncode == -signal.SIGKILL, (p.returncode, p.stderr)
+        assert glob.glob(os.path.join(ws, "datasets", "*.tmp-*"))
+        orch(*train_args(exp, ws))
+        assert not glob.glob(os.path.join(ws, "datasets", "*.tmp-*"))
+        assert_same(ref, result(ws))
+
+
 def test_corrupted_newest_checkpoint_falls_back_with_a_warning():
     with scratch() as tmp:
         ref = reference(tmp)
@@ -220,6 +264,7 @@ if __name__ == "__main__":
         test_kill9_during_epoch_then_resume_is_bit_identical,
         test_kill9_during_checkpoint_write_then_resume_is_bit_identical,
         test_kill9_just_after_a_checkpoint_is_published_then_resume_records_every_epoch_once,
+        test_kill9_at_every_file_publication_then_resume_is_bit_identical,
         test_corrupted_newest_checkpoint_falls_back_with_a_warning,
         test_signal_checkpoints_and_exits_with_requeue_code,
         test_two_rank_mpi_run_trains_and_evaluates,
