@@ -199,203 +199,263 @@ std::vector<JobAccount> LocalBackend::accounts() {
   return out;
 }
 
-void LocalBackend::run(Store& store, DispatchResult& res) {
-  if (runs_.empty()) return;
-  if (o_.binary.empty()) o_.binary = fs::read_symlink("/proc/self/exe").string();
-  const WorkspaceLayout layout(o_.workspace);
-  fs::create_directories(layout.local_logs_dir());
-  auto event = [&](const std::string& line) {
-    if (o_.on_event) o_.on_event(line);
-  };
-  // Worker slots: one per worker, or runs_per_gpu per GPU.
-  std::vector<int> slot_gpu;
-  if (!settings_.gpus.empty()) {
-    for (int g : settings_.gpus)
-      for (int k = 0; k < std::max(1, settings_.runs_per_gpu); ++k) slot_gpu.push_back(g);
-  } else {
-    slot_gpu.assign(static_cast<size_t>(std::max(1, o_.workers)), -1);
-  }
-  const int workers = static_cast<int>(slot_gpu.size());
-  const int threads = o_.threads_per_worker > 0 ? o_.threads_per_worker : std::max(1, default_threads() / workers);
+namespace {
 
-  std::map<std::string, const PlannedRun*> pending;
-  std::map<std::string, int> dependents;
-  for (const auto& r : runs_) {
-    pending[r.id] = &r;
-    for (const auto& d : r.depends_on) ++dependents[d];
+// One LocalBackend::run(): the runs still to start, the workers running in their slots, and what became of each
+// worker (counted in the DispatchResult, one accounting row each).
+class PoolRun {
+ public:
+  PoolRun(const DispatchOptions& o, const LocalPoolSettings& settings, const std::string& identity,
+          const std::vector<PlannedRun>& runs, const std::map<std::string, std::string>& prior, Store& store,
+          DispatchResult& res, std::vector<JobAccount>& accounts)
+      : o_(o), settings_(settings), identity_(identity), runs_(runs), prior_(prior), store_(store), res_(res),
+        accounts_(accounts), layout_(o.workspace) {
+    fs::create_directories(layout_.local_logs_dir());
+    // Worker slots: one per worker, or runs_per_gpu per GPU.
+    if (!settings_.gpus.empty()) {
+      for (int g : settings_.gpus)
+        for (int k = 0; k < std::max(1, settings_.runs_per_gpu); ++k) slot_gpu_.push_back(g);
+    } else {
+      slot_gpu_.assign(static_cast<size_t>(std::max(1, o_.workers)), -1);
+    }
+    slot_busy_.assign(slot_gpu_.size(), 0);
+    const int workers = static_cast<int>(slot_gpu_.size());
+    threads_ = o_.threads_per_worker > 0 ? o_.threads_per_worker : std::max(1, default_threads() / workers);
+    std::map<std::string, int> dependents;
+    for (const auto& r : runs_) {
+      pending_[r.id] = &r;
+      for (const auto& d : r.depends_on) ++dependents[d];
+    }
+    for (const auto& r : runs_) order_.push_back(r.id);  // runs others wait for first (the pretrained UNets)
+    std::stable_sort(order_.begin(), order_.end(),
+                     [&](const std::string& a, const std::string& b) { return dependents[a] > dependents[b]; });
   }
-  std::vector<std::string> order;  // runs others wait for first (the pretrained UNets), then dispatch order
-  for (const auto& r : runs_) order.push_back(r.id);
-  std::stable_sort(order.begin(), order.end(), [&](const std::string& a, const std::string& b) { return dependents[a] > dependents[b]; });
 
+  // Starts runs as slots free up and their dependencies finish, until every run is settled or, after SIGINT or
+  // SIGTERM, every worker has checkpointed; runs never started go back to their state before the dispatch.
+  void run() {
+    PoolSignals signals;
+    PoolHeartbeat beat(store_.path(), identity_, control_timeouts().heartbeat_s);
+    for (;;) {
+      if (!stopping_ && signals.signal() != 0) stop(signals.signal());
+      if (!stopping_) start_ready();
+      if (running_.empty() && (pending_.empty() || stopping_)) break;
+      int status = 0;
+      const pid_t pid = ::waitpid(-1, &status, WNOHANG);
+      if (pid == 0 || (pid < 0 && errno == EINTR)) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(running_.empty() ? 1000 : 50));  // waiting on others
+        continue;
+      }
+      if (pid < 0) throw Error(std::string("local pool: waitpid: ") + std::strerror(errno));
+      settle(pid, status);
+    }
+    for (const auto& entry : pending_) {
+      store_.transition_runs({entry.first}, {rs::kQueued}, prior_.at(entry.first));
+      res_.not_started_ids.push_back(entry.first);
+    }
+  }
+
+ private:
   struct Running {
     std::string run_id, identity;
     int slot = 0;
     std::chrono::steady_clock::time_point start;
     std::string started_at;
   };
-  std::map<pid_t, Running> running;
-  std::vector<char> slot_busy(slot_gpu.size(), 0);
-  std::map<std::string, int> requeues;
-  const size_t total = runs_.size();
-  PoolSignals signals;
-  PoolHeartbeat beat(store.path(), identity_, control_timeouts().heartbeat_s);
-  bool stopping = false;
-  auto state_of = [&](const std::string& id) {
-    auto r = store.run(id);
-    return r ? r->state : rs::kNew;
-  };
-  auto running_here = [&](const std::string& id) {
-    return std::any_of(running.begin(), running.end(), [&](const auto& x) { return x.second.run_id == id; });
-  };
+  enum class Readiness { kReady, kWaiting, kDropped };
 
-  for (;;) {
-    if (!stopping && signals.signal() != 0) {
-      stopping = true;
-      res.interrupted_by = signals.signal();
-      event("stopping (" + std::string(signals.signal() == SIGINT ? "SIGINT" : "SIGTERM") + "): asking " +
-            std::to_string(running.size()) + " worker(s) to checkpoint");
-      for (auto& [pid, r] : running) ::kill(pid, SIGTERM);
-    }
-    // Start what is ready.
-    for (auto oit = order.begin(); !stopping && oit != order.end() && static_cast<int>(running.size()) < workers;) {
-      auto it = pending.find(*oit);
-      if (it == pending.end()) {
-        oit = order.erase(oit);
-        continue;
-      }
-      const PlannedRun& r = *it->second;
-      const std::string now_state = state_of(r.id);
-      if (now_state != rs::kQueued) {  // cancelled meanwhile, or another worker took it
-        if (now_state == rs::kCancelled) {
-          ++res.cancelled;
-          event("cancelled before it started: " + r.id);
-        } else {
-          ++res.elsewhere;
-          event("not started here: " + r.id + " is " + now_state + " (another process has it)");
-        }
-        pending.erase(it);
-        oit = order.erase(oit);
-        continue;
-      }
-      bool ready = true, doomed = false;
-      for (const auto& d : r.depends_on) {
-        if (pending.count(d) || running_here(d)) {
-          ready = false;
-        } else {
-          const std::string ds = state_of(d);
-          if (ds == rs::kDone) continue;
-          ready = false;
-          if (!rs::is_active(ds)) doomed = true;  // active elsewhere: wait for it
-        }
-      }
-      if (doomed) {
-        event("not started: " + r.id + " (a run it needs did not finish)");
-        store.transition_runs({r.id}, {rs::kQueued}, prior_[r.id]);
-        res.not_started_ids.push_back(r.id);
-        pending.erase(it);
-        oit = order.erase(oit);
-        continue;
-      }
-      if (!ready) {
+  void event(const std::string& line) const {
+    if (o_.on_event) o_.on_event(line);
+  }
+  std::string state_of(const std::string& id) const {
+    auto r = store_.run(id);
+    return r ? r->state : rs::kNew;
+  }
+  bool running_here(const std::string& id) const {
+    return std::any_of(running_.begin(), running_.end(), [&](const auto& x) { return x.second.run_id == id; });
+  }
+  int gpu_of(int slot) const { return slot_gpu_[static_cast<size_t>(slot)]; }
+
+  void stop(int sig) {
+    stopping_ = true;
+    res_.interrupted_by = sig;
+    event("stopping (" + std::string(sig == SIGINT ? "SIGINT" : "SIGTERM") + "): asking " +
+          std::to_string(running_.size()) + " worker(s) to checkpoint");
+    for (auto& entry : running_) ::kill(entry.first, SIGTERM);
+  }
+
+  void start_ready() {
+    for (auto oit = order_.begin(); oit != order_.end() && running_.size() < slot_gpu_.size();) {
+      auto it = pending_.find(*oit);
+      const Readiness ready = it == pending_.end() ? Readiness::kDropped : readiness(*it->second);
+      if (ready == Readiness::kWaiting) {
         ++oit;
         continue;
       }
-      int slot = static_cast<int>(std::find(slot_busy.begin(), slot_busy.end(), 0) - slot_busy.begin());
-      std::vector<std::pair<std::string, std::string>> env{{"ORCH_POOL_JOB", identity_},
-                                                           {"ORCH_POOL_CPUS", std::to_string(threads)}};
-      if (slot_gpu[static_cast<size_t>(slot)] >= 0) {
-        env.push_back({"CUDA_VISIBLE_DEVICES", std::to_string(slot_gpu[static_cast<size_t>(slot)])});
-        env.push_back({"ORCH_GPU_SHARERS", std::to_string(std::max(1, settings_.runs_per_gpu))});
+      if (ready == Readiness::kReady) start(*it->second);
+      if (it != pending_.end()) pending_.erase(it);
+      oit = order_.erase(oit);
+    }
+  }
+
+  // kDropped settles the run without starting it: cancelled meanwhile, taken by another process, or one of its
+  // dependencies ended without finishing. kWaiting: a dependency is pending, running or active elsewhere.
+  Readiness readiness(const PlannedRun& r) {
+    const std::string now_state = state_of(r.id);
+    if (now_state != rs::kQueued) {
+      if (now_state == rs::kCancelled) {
+        ++res_.cancelled;
+        event("cancelled before it started: " + r.id);
+      } else {
+        ++res_.elsewhere;
+        event("not started here: " + r.id + " is " + now_state + " (another process has it)");
       }
-      const std::string log = layout.local_log(r.id);
-      Spawned w = spawn_worker({o_.binary, "worker", "--workspace", o_.workspace, "--run", r.id, "--communicator", "single",
-                                "--threads", std::to_string(threads)},
-                               environment_with(env), log);
-      slot_busy[static_cast<size_t>(slot)] = 1;
-      running[w.pid] = {r.id, w.identity, slot, std::chrono::steady_clock::now(), utc_now_text()};
-      event("start " + r.id + " (pid " + std::to_string(w.pid) +
-            (slot_gpu[static_cast<size_t>(slot)] >= 0 ? ", GPU " + std::to_string(slot_gpu[static_cast<size_t>(slot)]) : "") +
-            ", log " + log + ")");
-      pending.erase(it);
-      oit = order.erase(oit);
+      return Readiness::kDropped;
     }
-    if (running.empty() && (pending.empty() || stopping)) break;
-    int status = 0;
-    pid_t pid = ::waitpid(-1, &status, WNOHANG);
-    if (pid == 0 || (pid < 0 && errno == EINTR)) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(running.empty() ? 1000 : 50));  // waiting on others
-      continue;
+    bool ready = true;
+    for (const auto& d : r.depends_on) {
+      if (pending_.count(d) || running_here(d)) {
+        ready = false;
+        continue;
+      }
+      const std::string ds = state_of(d);
+      if (ds == rs::kDone) continue;
+      if (rs::is_active(ds)) {  // active elsewhere: wait for it
+        ready = false;
+        continue;
+      }
+      event("not started: " + r.id + " (a run it needs did not finish)");
+      store_.transition_runs({r.id}, {rs::kQueued}, prior_.at(r.id));
+      res_.not_started_ids.push_back(r.id);
+      return Readiness::kDropped;
     }
-    if (pid < 0) throw Error(std::string("local pool: waitpid: ") + std::strerror(errno));
-    auto it = running.find(pid);
-    if (it == running.end()) continue;
-    Running w = it->second;
-    running.erase(it);
-    slot_busy[static_cast<size_t>(w.slot)] = 0;
+    return ready ? Readiness::kReady : Readiness::kWaiting;
+  }
+
+  void start(const PlannedRun& r) {
+    const int slot = static_cast<int>(std::find(slot_busy_.begin(), slot_busy_.end(), 0) - slot_busy_.begin());
+    std::vector<std::pair<std::string, std::string>> env{{"ORCH_POOL_JOB", identity_},
+                                                         {"ORCH_POOL_CPUS", std::to_string(threads_)}};
+    if (gpu_of(slot) >= 0) {
+      env.push_back({"CUDA_VISIBLE_DEVICES", std::to_string(gpu_of(slot))});
+      env.push_back({"ORCH_GPU_SHARERS", std::to_string(std::max(1, settings_.runs_per_gpu))});
+    }
+    const std::string log = layout_.local_log(r.id);
+    Spawned w = spawn_worker({o_.binary, "worker", "--workspace", o_.workspace, "--run", r.id, "--communicator", "single",
+                              "--threads", std::to_string(threads_)},
+                             environment_with(env), log);
+    slot_busy_[static_cast<size_t>(slot)] = 1;
+    running_[w.pid] = {r.id, w.identity, slot, std::chrono::steady_clock::now(), utc_now_text()};
+    event("start " + r.id + " (pid " + std::to_string(w.pid) +
+          (gpu_of(slot) >= 0 ? ", GPU " + std::to_string(gpu_of(slot)) : "") + ", log " + log + ")");
+  }
+
+  // A worker ended: what its exit means for its run, and its accounting row.
+  void settle(pid_t pid, int status) {
+    auto it = running_.find(pid);
+    if (it == running_.end()) return;
+    const Running w = it->second;
+    running_.erase(it);
+    slot_busy_[static_cast<size_t>(w.slot)] = 0;
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - w.start).count();
     const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    const std::string log = layout.local_log(w.run_id);
-    char head[64];
-    std::snprintf(head, sizeof head, "[%zu/%zu] ", static_cast<size_t>(res.done + res.failed + 1), total);
     std::string account_state;
     if (code == kExitOk) {
-      ++res.done;
+      event(progress_head() + "done " + w.run_id + " in " + std::to_string(static_cast<int>(secs)) + " s");
+      ++res_.done;
       account_state = "COMPLETED";
-      event(std::string(head) + "done " + w.run_id + " in " + std::to_string(static_cast<int>(secs)) + " s");
     } else if (code == kExitRequeue) {
-      account_state = "REQUEUED";
-      const std::string st = state_of(w.run_id);
-      if (st == rs::kCancelled) {
-        ++res.cancelled;
-        account_state = "CANCELLED";
-        event("cancelled " + w.run_id + " (checkpointed)");
-      } else if (stopping) {
-        store.transition_runs({w.run_id}, {rs::kQueued}, rs::kInterrupted);
-        res.stopped_ids.push_back(w.run_id);
-        event("stopped " + w.run_id + " (checkpointed; resume continues it)");
-      } else if (st == rs::kQueued && requeues[w.run_id] < settings_.max_requeues) {
-        ++requeues[w.run_id];
-        event("requeue " + w.run_id + " (checkpointed; attempt " + std::to_string(requeues[w.run_id] + 1) + ")");
-        for (const auto& pr : runs_)
-          if (pr.id == w.run_id) pending[w.run_id] = &pr;
-        order.insert(order.begin(), w.run_id);  // continue it first
-      } else {
-        ++res.failed;
-        res.failed_ids.push_back(w.run_id);
-        store.transition_runs({w.run_id}, {rs::kQueued}, rs::kFailed);
-        event(std::string(head) + "FAILED " + w.run_id + " (stopped " + std::to_string(requeues[w.run_id] + 1) +
-              " times without finishing; log " + log + ")");
-      }
+      account_state = settle_requeue(w);
     } else if (code == kExitNotClaimed) {
       const std::string st = state_of(w.run_id);
       account_state = st == rs::kCancelled ? "CANCELLED" : "NOT_CLAIMED";
-      if (st == rs::kCancelled) ++res.cancelled; else ++res.elsewhere;
-      event("not trained here: " + w.run_id + " is " + st + " (see " + log + ")");
+      if (st == rs::kCancelled) ++res_.cancelled; else ++res_.elsewhere;
+      event("not trained here: " + w.run_id + " is " + st + " (see " + layout_.local_log(w.run_id) + ")");
     } else {
-      ++res.failed;
-      res.failed_ids.push_back(w.run_id);
-      account_state = "FAILED";
-      const std::string why = WIFSIGNALED(status) ? std::string("killed by signal ") + std::to_string(WTERMSIG(status))
-                                                  : "exit " + std::to_string(code);
-      // A worker that died without its final word: close its claim so the run does not look alive.
-      store.abandon_claim(w.run_id, w.identity, rs::kFailed, code, "the worker died (" + why + "); see " + log);
-      store.transition_runs({w.run_id}, {rs::kQueued}, rs::kFailed);  // failed before it claimed
-      event(std::string(head) + "FAILED " + w.run_id + " (" + why + "; log " + log + ")");
+      account_state = settle_death(w, code, status);
     }
     accounts_.push_back({w.identity, w.run_id, "local", account_state, secs,
-                         slot_gpu[static_cast<size_t>(w.slot)] >= 0 ? 1.0 / std::max(1, settings_.runs_per_gpu) : 0.0,
-                         w.started_at, utc_now_text()});
+                         gpu_of(w.slot) >= 0 ? 1.0 / std::max(1, settings_.runs_per_gpu) : 0.0, w.started_at,
+                         utc_now_text()});
   }
-  for (auto& [id, pr] : pending) {
-    (void)pr;
-    store.transition_runs({id}, {rs::kQueued}, prior_[id]);
-    res.not_started_ids.push_back(id);
+
+  // Exit 75, checkpointed: cancelled, stopped with the pool, restarted, or failed after max_requeues restarts.
+  std::string settle_requeue(const Running& w) {
+    const std::string st = state_of(w.run_id);
+    if (st == rs::kCancelled) {
+      ++res_.cancelled;
+      event("cancelled " + w.run_id + " (checkpointed)");
+      return "CANCELLED";
+    }
+    if (stopping_) {
+      store_.transition_runs({w.run_id}, {rs::kQueued}, rs::kInterrupted);
+      res_.stopped_ids.push_back(w.run_id);
+      event("stopped " + w.run_id + " (checkpointed; resume continues it)");
+    } else if (st == rs::kQueued && requeues_[w.run_id] < settings_.max_requeues) {
+      ++requeues_[w.run_id];
+      event("requeue " + w.run_id + " (checkpointed; attempt " + std::to_string(requeues_[w.run_id] + 1) + ")");
+      for (const auto& pr : runs_)
+        if (pr.id == w.run_id) pending_[w.run_id] = &pr;
+      order_.insert(order_.begin(), w.run_id);  // continue it first
+    } else {
+      const std::string head = progress_head();
+      ++res_.failed;
+      res_.failed_ids.push_back(w.run_id);
+      store_.transition_runs({w.run_id}, {rs::kQueued}, rs::kFailed);
+      event(head + "FAILED " + w.run_id + " (stopped " + std::to_string(requeues_[w.run_id] + 1) +
+            " times without finishing; log " + layout_.local_log(w.run_id) + ")");
+    }
+    return "REQUEUED";
   }
+
+  // Any other exit, or a signal: the worker died, perhaps without its final word; its claim is closed so the run
+  // does not look alive.
+  std::string settle_death(const Running& w, int code, int status) {
+    const std::string head = progress_head(), log = layout_.local_log(w.run_id);
+    ++res_.failed;
+    res_.failed_ids.push_back(w.run_id);
+    const std::string why = WIFSIGNALED(status) ? std::string("killed by signal ") + std::to_string(WTERMSIG(status))
+                                                : "exit " + std::to_string(code);
+    store_.abandon_claim(w.run_id, w.identity, rs::kFailed, code, "the worker died (" + why + "); see " + log);
+    store_.transition_runs({w.run_id}, {rs::kQueued}, rs::kFailed);  // failed before it claimed
+    event(head + "FAILED " + w.run_id + " (" + why + "; log " + log + ")");
+    return "FAILED";
+  }
+
+  // "[k/n] ": the run about to be counted done or failed, of all dispatched.
+  std::string progress_head() const {
+    return "[" + std::to_string(res_.done + res_.failed + 1) + "/" + std::to_string(runs_.size()) + "] ";
+  }
+
+  const DispatchOptions& o_;
+  const LocalPoolSettings& settings_;
+  const std::string& identity_;
+  const std::vector<PlannedRun>& runs_;
+  const std::map<std::string, std::string>& prior_;
+  Store& store_;
+  DispatchResult& res_;
+  std::vector<JobAccount>& accounts_;
+  const WorkspaceLayout layout_;
+  std::vector<int> slot_gpu_;       // per slot: its GPU index, or -1
+  std::vector<char> slot_busy_;
+  int threads_ = 1;                 // per worker
+  std::map<std::string, const PlannedRun*> pending_;
+  std::vector<std::string> order_;  // start order
+  std::map<pid_t, Running> running_;
+  std::map<std::string, int> requeues_;
+  bool stopping_ = false;
+};
+
+}  // namespace
+
+void LocalBackend::run(Store& store, DispatchResult& res) {
+  if (runs_.empty()) return;
+  if (o_.binary.empty()) o_.binary = fs::read_symlink("/proc/self/exe").string();
+  PoolRun(o_, settings_, identity_, runs_, prior_, store, res, accounts_).run();
   try {
     store.upsert_job_accounts(accounts());
   } catch (const std::exception& e) {
-    event(std::string("warning: could not record the pool's accounting: ") + e.what());
+    if (o_.on_event) o_.on_event(std::string("warning: could not record the pool's accounting: ") + e.what());
   }
 }
 
