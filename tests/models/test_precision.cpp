@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "../unit/test_util.h"
+#include "in_process.h"
 #include "core/experiment.h"
 #include "core/organs.h"
 #include "models/registry.h"
@@ -103,19 +104,8 @@ Experiment small(const std::string& ws, const nlohmann::json& training) {
 
 // Trains the chain of (model) in `exp` in-process; returns the epoch metrics of its last run.
 std::vector<EpochMetrics> train_chain(const Experiment& exp, const std::string& model) {
-  auto chain = scheduler::chain_for(exp, "d", model, 1);
-  ensure_dataset(exp, exp.datasets[0], exp.workspace, 1, true);
-  { Store st(WorkspaceLayout(exp.workspace).store()); scheduler::record_runs(st, chain); }
-  auto comm = runner::make_communicator("single", false);
-  scheduler::LocalJobEnvironment job;
-  for (const auto& r : chain) {
-    runner::WorkerOptions wo;
-    wo.workspace = exp.workspace;
-    wo.run_id = r.id;
-    wo.progress_bar = false;
-    wo.job = &job;
-    EXPECT_EQ(runner::run_worker(wo, *comm), 0) << r.id;
-  }
+  auto chain = test::prepared_chain(exp, model);
+  for (const auto& r : chain) EXPECT_EQ(test::work(exp.workspace, r.id), 0) << r.id;
   Store st(WorkspaceLayout(exp.workspace).store());
   return st.epoch_metrics(chain.back().id);
 }

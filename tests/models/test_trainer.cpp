@@ -10,6 +10,7 @@
 #include <set>
 
 #include "../unit/test_util.h"
+#include "in_process.h"
 #include "core/errors.h"
 #include "core/file_io.h"
 #include "core/experiment.h"
@@ -37,7 +38,9 @@ namespace orch {
 namespace {
 
 namespace fs = std::filesystem;
+using test::prepared_chain;
 using test::TempDir;
+using test::work;
 
 Experiment tiny_experiment(const std::string& ws, int epochs = 2, const std::string& kind = "lh") {
   nlohmann::json j = {{"name", "tiny"},
@@ -50,31 +53,8 @@ Experiment tiny_experiment(const std::string& ws, int epochs = 2, const std::str
 }
 
 
-int work(const std::string& ws, const std::string& id, int64_t stop_after = -1, int64_t nan_after = -1) {
-  auto comm = runner::make_communicator("single", false);
-  scheduler::LocalJobEnvironment job;
-  runner::WorkerOptions wo;
-  wo.workspace = ws;
-  wo.run_id = id;
-  wo.progress_bar = false;
-  wo.job = &job;
-  wo.stop_after_steps = stop_after;
-  wo.nan_after_steps = nan_after;
-  return runner::run_worker(wo, *comm);
-}
-
 std::string store_of(const std::string& ws) { return WorkspaceLayout(ws).store(); }
 std::string predictions_of(const std::string& ws, const std::string& id) { return WorkspaceLayout(ws).predictions(id); }
-
-// The chain of one run of `e` (its dependencies first), its data set built and its runs recorded in the store.
-std::vector<scheduler::PlannedRun> prepared_chain(const Experiment& e, const std::string& ws, const std::string& network = "hybridgnet",
-                                                  int seed = 1) {
-  auto chain = scheduler::chain_for(e, "d", network, seed);
-  ensure_dataset(e, e.datasets[0], ws, 1, true);
-  Store st(store_of(ws));
-  scheduler::record_runs(st, chain);
-  return chain;
-}
 
 std::vector<torch::Tensor> best_parameters(const std::string& ws, const scheduler::PlannedRun& r) {
   auto net = models::create_model(r.settings.model, [&] {
@@ -163,7 +143,7 @@ TEST(Trainer, SameSeedSameWeightsAndStopResumeIsBitIdentical) {
   TempDir t;
   const std::string ws1 = t / "ws1", ws2 = t / "ws2";
   Experiment e1 = tiny_experiment(ws1, 3), e2 = tiny_experiment(ws2, 3);
-  auto c1 = prepared_chain(e1, ws1), c2 = prepared_chain(e2, ws2);
+  auto c1 = prepared_chain(e1), c2 = prepared_chain(e2);
   ASSERT_EQ(c1.back().id, c2.back().id);
   ASSERT_EQ(work(ws1, c1.back().id), 0);
   // Stopped after 3 steps (mid-epoch: 14 training images are 4 batches), again after 5, then finished.
@@ -213,7 +193,7 @@ TEST(Trainer, LearningRateFollowsTheReferenceScheduleUnlessOverridden) {
   j["training"]["lr_step_epochs"] = 1;
   j["training"]["lr_gamma"] = 0.5;
   e = parse_experiment(j, "tiny.json");
-  auto chain = prepared_chain(e, ws);
+  auto chain = prepared_chain(e);
   ASSERT_EQ(work(ws, chain.back().id), 0);
   Store st(store_of(ws));
   auto em = st.epoch_metrics(chain.back().id);
@@ -229,7 +209,7 @@ TEST(Worker, StoreMatchesPredictionsAndDependenciesResolve) {
   TempDir t;
   const std::string ws = t / "ws";
   Experiment e = tiny_experiment(ws, 1);
-  auto chain = prepared_chain(e, ws, "ours", 2);
+  auto chain = prepared_chain(e, "ours", 2);
   ASSERT_EQ(chain.size(), 2u);
   EXPECT_EQ(chain[0].settings.model, "unet");
   EXPECT_EQ(chain[0].settings.seed, 1) << "the grid's own UNet of the first seed is the pretrained one";
@@ -305,7 +285,7 @@ TEST(Worker, AFullDiskDuringACheckpointFailsTheRunWithItsReasonAndLeavesNoTempor
   TempDir t;
   const std::string ws = t / "ws";
   Experiment e = tiny_experiment(ws, 3);
-  auto chain = prepared_chain(e, ws);
+  auto chain = prepared_chain(e);
   FullDisk disk;
   disk.allowed = 2;  // best.h5 and its copy of epoch 1 fit; the numbered checkpoint after it does not
   FileSink* previous = set_file_sink_for_tests(&disk);
@@ -349,7 +329,7 @@ TEST(Worker, AnEpochIsRecordedBeforeItsCheckpointIsWritten) {
   TempDir t;
   const std::string ws = t / "ws";
   Experiment e = tiny_experiment(ws, 3);
-  auto chain = prepared_chain(e, ws);
+  auto chain = prepared_chain(e);
   RowsBeforeCheckpoints sink(store_of(ws), chain.back().id);
   FileSink* previous = set_file_sink_for_tests(&sink);
   const int code = work(ws, chain.back().id);
@@ -369,7 +349,7 @@ TEST(Trainer, TheBestCheckpointComesFromTheWindowAfterBestAfterEpoch) {
     j["training"]["best_after_epoch"] = after;
     j["training"]["learning_rate"] = 0.003;  // a lively start, so a later epoch is not simply always the best
     Experiment e = parse_experiment(j, "window.json");
-    auto chain = prepared_chain(e, ws);
+    auto chain = prepared_chain(e);
     ASSERT_EQ(work(ws, chain.back().id), 0);
     h5::Handle f = h5::open_file((fs::path(WorkspaceLayout(ws).checkpoints(chain.back().id)) / kBestCheckpoint).string());
     const int64_t best_epoch = h5::get_attr_int(f, "best_epoch");
