@@ -1,8 +1,9 @@
 // Atomic publication of an output file: write to a temporary name beside it, fsync, rename over the target.
 //
 // A reader never sees a half-written file; a crash leaves at most a stale temporary (named
-// "<target>.tmp-<pid>") that the next writer ignores and its owner removes (remove_stale_temporaries). If the AtomicFile is destroyed without commit() the
-// temporary is removed. Not thread-safe; one AtomicFile per output.
+// "<target>.tmp-<pid>") that the next writer ignores and the target's owner removes (remove_stale_temporaries).
+// If the AtomicFile is destroyed without commit() the temporary is removed. Not thread-safe; one AtomicFile per
+// output.
 #pragma once
 
 #include <string>
