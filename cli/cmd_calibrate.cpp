@@ -11,6 +11,7 @@
 
 #include "cli/grid_ops.h"
 #include "cli/options.h"
+#include "core/json_input.h"
 #include "core/process_identity.h"
 #include "core/progress.h"
 #include "core/utc_time.h"
@@ -47,10 +48,7 @@ struct ScratchDir {
 // model, kind, size, batch, threads, device, step_s, validation_image_s, evaluation_image_s, host. Validated
 // field by field; InputError names the file, the row and the field.
 std::vector<Calibration> read_calibration_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw InputError(path, "", "", "cannot read the calibration file");
-  nlohmann::json doc = nlohmann::json::parse(in, nullptr, false);
-  if (doc.is_discarded()) throw InputError(path, "", "", "not valid JSON");
+  nlohmann::json doc = read_json_input(path, "the calibration file");
   if (doc.is_object() && doc.contains("calibration")) doc = doc["calibration"];
   if (!doc.is_array()) throw InputError(path, "", "", "expected a list of calibration rows (or {\"calibration\": [...]})");
   std::vector<Calibration> out;

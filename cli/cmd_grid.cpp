@@ -32,6 +32,7 @@ GridContext load_grid(const std::string& exp_path, const std::vector<std::string
   g.workspace = workspace.empty() ? g.exp.workspace : workspace;
   g.grid = scheduler::expand(g.exp);
   g.only = scheduler::parse_filter(only);
+  g.only.check_against(g.grid);
   return g;
 }
 
@@ -86,6 +87,21 @@ void add_common(po::options_description& d, CommonOptions& c, po::positional_opt
 }
 
 namespace {
+
+// Every attempt of every run in the workspace's store: its number, end and cause (status --json), read once.
+std::map<std::string, nlohmann::json> attempt_histories(const std::string& workspace) {
+  std::map<std::string, nlohmann::json> out;
+  const std::string path = WorkspaceLayout(workspace).store();
+  if (!fs::exists(path)) return out;
+  Store store(path, Store::Mode::kRead);
+  for (const auto& a : store.attempts()) {
+    auto& list = out[a.run_id];
+    if (list.is_null()) list = nlohmann::json::array();
+    list.push_back({{"attempt", a.attempt_id}, {"host", a.host}, {"pid", a.pid}, {"started", a.started_at},
+                    {"ended", a.ended_at}, {"exit_status", a.exit_status}, {"cause", a.reason}});
+  }
+  return out;
+}
 
 nlohmann::json status_json(const GridContext& g, const scheduler::RunStatus& st) {
   nlohmann::json deps = nlohmann::json::array();
@@ -219,10 +235,18 @@ int submit_or_resume(const Args& args, scheduler::PlanMode mode, const std::stri
   add_common(desc, c, pos);
   std::string backend;
   int workers = 0;
+  bool rebuild_damaged = false;
   desc.add_options()("backend", po::value(&backend), "local or slurm (default: the experiment's backend, else local)")(
       "workers", po::value(&workers)->default_value(0), "local: worker processes (0: resources.local_workers, else cores)");
+  if (mode == scheduler::PlanMode::kResume)
+    desc.add_options()("rebuild-damaged", po::bool_switch(&rebuild_damaged),
+                       "retrain done runs whose best checkpoint or predictions are missing (and, when a best checkpoint "
+                       "is lost, the done runs that depend on it)");
   po::variables_map vm;
-  if (!parse_options(args, desc, vm, "orchestrator " + verb + " EXP [--backend local|slurm] [--workers N] [--only key=value]...", &pos))
+  if (!parse_options(args, desc, vm,
+                     "orchestrator " + verb + " EXP [--backend local|slurm] [--workers N] [--only key=value]..." +
+                         (mode == scheduler::PlanMode::kResume ? " [--rebuild-damaged]" : ""),
+                     &pos))
     return 0;
   if (workers < 0 || workers > 1024) throw InputError("--workers", "", std::to_string(workers), "expected 0 to 1024");
   GridContext g = load_grid(c.exp_path, c.sets, c.only, c.workspace);
@@ -230,6 +254,7 @@ int submit_or_resume(const Args& args, scheduler::PlanMode mode, const std::stri
   o.mode = mode;
   o.backend = backend;
   o.workers = workers;
+  o.rebuild_damaged = rebuild_damaged;
   o.on_event = [](const std::string& l) { std::fprintf(stderr, "%s\n", l.c_str()); };
   const std::string b = scheduler::backend_for(g.exp, backend);
   if (b == "slurm") o.on_event = [](const std::string& l) { std::printf("%s: %s\n", "submit", l.c_str()); };
@@ -299,7 +324,12 @@ int cmd_status(const Args& args) {
     auto plan = scheduler::view_grid(g.request("orchestrator status"), scheduler::PlanMode::kSubmit);
     if (c.json) {
       nlohmann::json out = nlohmann::json::array();
-      for (const auto& st : plan) out.push_back(status_json(g, st));
+      auto histories = attempt_histories(g.workspace);
+      for (const auto& st : plan) {
+        out.push_back(status_json(g, st));
+        auto h = histories.find(st.run.id);
+        out.back()["attempt_history"] = h == histories.end() ? nlohmann::json::array() : h->second;
+      }
       std::cout << out.dump(1) << "\n";
     } else {
       print_status(g, plan);

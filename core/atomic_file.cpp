@@ -74,33 +74,41 @@ void fsync_path(const std::string& path) {
   if (rc != 0) throw Error(path + ": fsync failed: " + std::strerror(err));
 }
 
-void AtomicFile::commit() {
+void AtomicFile::commit(const PublishFence& fence) {
   fsync_path(temp_);
-  if (std::rename(temp_.c_str(), target_.c_str()) != 0)
-    throw Error(target_ + ": cannot rename " + temp_ + " into place: " + std::strerror(errno));
-  committed_ = true;
-  fs::path parent = fs::path(target_).parent_path();
-  fsync_path(parent.empty() ? "." : parent.string());
+  auto publish = [this] {
+    if (std::rename(temp_.c_str(), target_.c_str()) != 0)
+      throw Error(target_ + ": cannot rename " + temp_ + " into place: " + std::strerror(errno));
+    committed_ = true;
+    fs::path parent = fs::path(target_).parent_path();
+    fsync_path(parent.empty() ? "." : parent.string());
+  };
+  if (!fence) {
+    publish();
+  } else if (!fence(publish)) {
+    throw FencedError(target_ + ": not published: this worker no longer holds the run's claim (another worker took "
+                      "it over); the file stays as its new holder wrote it");
+  }
 }
 
-void write_file_atomically(const std::string& path, const std::string& text) {
+void write_file_atomically(const std::string& path, const std::string& text, const PublishFence& fence) {
   AtomicFile f(path, true);
   write_bytes(f.temp_path(), text.data(), text.size());
-  f.commit();
+  f.commit(fence);
 }
 
 }  // namespace orch
 
 namespace orch {
 
-void copy_file_atomically(const std::string& from, const std::string& to) {
+void copy_file_atomically(const std::string& from, const std::string& to, const PublishFence& fence) {
   std::ifstream in(from, std::ios::binary);
   if (!in) throw Error(from + ": cannot read: " + std::strerror(errno));
   std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (in.bad()) throw Error(from + ": read failed");
   AtomicFile f(to, true);
   write_bytes(f.temp_path(), bytes.data(), bytes.size());
-  f.commit();
+  f.commit(fence);
 }
 
 }  // namespace orch

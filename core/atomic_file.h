@@ -4,12 +4,28 @@
 // "<target>.tmp-<pid>") that the next writer ignores and the target's owner removes (remove_stale_temporaries).
 // If the AtomicFile is destroyed without commit() the temporary is removed. Not thread-safe; one AtomicFile per
 // output.
+//
+// A fence makes publication conditional (runner/worker: only while the worker holds its run's claim, checked in
+// the same store transaction as the rename, so that a worker that was taken over cannot replace what its
+// successor published): the fence runs `publish` (rename and directory fsync) and returns true, or returns false
+// without running it, and commit() then throws FencedError and the temporary is removed.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
+#include "core/errors.h"
+
 namespace orch {
+
+using PublishFence = std::function<bool(const std::function<void()>& publish)>;
+
+// A publication refused by its fence: the worker's claim is gone. Not a failure of the run (exit 3).
+class FencedError : public Error {
+ public:
+  using Error::Error;
+};
 
 class AtomicFile {
  public:
@@ -21,8 +37,9 @@ class AtomicFile {
 
   const std::string& temp_path() const { return temp_; }
   const std::string& target() const { return target_; }
-  // fsyncs the temporary, renames it over the target and fsyncs the directory.
-  void commit();
+  // fsyncs the temporary, renames it over the target and fsyncs the directory; the rename and the directory's
+  // fsync run inside `fence` when one is given (FencedError when it refuses).
+  void commit(const PublishFence& fence = nullptr);
 
  private:
   std::string target_, temp_;
@@ -41,9 +58,9 @@ std::vector<std::string> remove_stale_temporaries_in(const std::string& dir);
 void fsync_path(const std::string& path);
 
 // Copies `from` over `to` atomically (temporary beside `to`, fsync, rename). Throws orch::Error on failure.
-void copy_file_atomically(const std::string& from, const std::string& to);
+void copy_file_atomically(const std::string& from, const std::string& to, const PublishFence& fence = nullptr);
 
 // Writes `text` to `path` atomically (an AtomicFile: temporary, fsync, rename). Throws orch::Error on failure.
-void write_file_atomically(const std::string& path, const std::string& text);
+void write_file_atomically(const std::string& path, const std::string& text, const PublishFence& fence = nullptr);
 
 }  // namespace orch

@@ -5,6 +5,8 @@
 #include <set>
 
 #include "core/errors.h"
+#include "core/json_input.h"
+#include "core/names.h"
 
 namespace orch {
 
@@ -90,24 +92,40 @@ const std::vector<std::string> kTrainingKeys = {
     "mask_resampling", "seed_mode", "checkpoint_every", "keep_checkpoints", "device", "lr_step_epochs", "lr_gamma",
     "best_after_epoch", "nonfinite", "precision", "pipeline", "cudnn_benchmark"};
 
-// The first string in `v` (keys included) that is not valid UTF-8, as its field path; "" when all are.
-std::string invalid_utf8_field(const json& v, const std::string& where) {
-  if (v.is_string()) return is_valid_utf8(v.get_ref<const std::string&>()) ? "" : where;
+// Whether some string in `v` (keys included) is not valid UTF-8; if so, `path` gets its field path's parts,
+// innermost first. Depth-bounded: documents are at most kMaxJsonDepth deep (core/json_input.h, and --set keys).
+bool invalid_utf8(const json& v, std::vector<std::string>& path, int depth = 0) {
+  if (depth > kMaxJsonDepth + 1) return false;
+  if (v.is_string()) return !is_valid_utf8(v.get_ref<const std::string&>());
   if (v.is_object()) {
     for (auto it = v.begin(); it != v.end(); ++it) {
-      const std::string field = where.empty() ? it.key() : where + "." + it.key();
-      if (!is_valid_utf8(it.key())) return where.empty() ? "(a key)" : where + ".(a key)";
-      std::string bad = invalid_utf8_field(it.value(), field);
-      if (!bad.empty()) return bad;
+      if (!is_valid_utf8(it.key())) {
+        path.push_back("(a key)");
+        return true;
+      }
+      if (invalid_utf8(it.value(), path, depth + 1)) {
+        path.push_back("." + it.key());
+        return true;
+      }
     }
   }
-  if (v.is_array()) {
-    for (size_t i = 0; i < v.size(); ++i) {
-      std::string bad = invalid_utf8_field(v[i], where + "[" + std::to_string(i) + "]");
-      if (!bad.empty()) return bad;
-    }
-  }
-  return "";
+  if (v.is_array())
+    for (size_t i = 0; i < v.size(); ++i)
+      if (invalid_utf8(v[i], path, depth + 1)) {
+        path.push_back("[" + std::to_string(i) + "]");
+        return true;
+      }
+  return false;
+}
+
+// The first string in `v` (keys included) that is not valid UTF-8, as its field path; "" when all are.
+std::string invalid_utf8_field(const json& v) {
+  std::vector<std::string> parts;
+  if (!invalid_utf8(v, parts)) return "";
+  std::string out;
+  for (auto it = parts.rbegin(); it != parts.rend(); ++it) out += *it;
+  if (!out.empty() && out[0] == '.') out.erase(0, 1);
+  return out.empty() ? "(top level)" : out;
 }
 
 }  // namespace
@@ -150,8 +168,10 @@ void apply_override(json& doc, const std::string& assignment) {
   if (eq == std::string::npos || eq == 0)
     throw InputError("", "--set", assignment, "expected key=value, e.g. datasets.synth_lh.synthetic.count=40");
   std::string key = assignment.substr(0, eq), text = assignment.substr(eq + 1);
-  json value = json::parse(text, nullptr, false);
-  if (value.is_discarded()) value = text;
+  if (std::count(key.begin(), key.end(), '.') >= kMaxJsonDepth)
+    throw InputError("", "--set", key.substr(0, 80) + "...", "more than " + std::to_string(kMaxJsonDepth) + " key components");
+  // JSON when it is JSON (bounded like a file: depth, duplicate keys, ranges), else the text as a string.
+  json value = json::accept(text) ? parse_json_input(text, "--set " + key) : json(text);
   json* node = &doc;
   size_t start = 0;
   for (;;) {
@@ -270,16 +290,9 @@ json to_json(const EvaluationSpec& e) {
 }
 
 Experiment load_experiment(const std::string& path, const std::vector<std::string>& overrides) {
-  std::ifstream in(path);
-  if (!in) throw InputError(path, "", "", "cannot open experiment file");
-  json doc;
-  try {
-    doc = json::parse(in);
-  } catch (const json::parse_error& e) {
-    throw InputError(path, "", "", std::string("invalid JSON: ") + e.what());
-  }
+  json doc = read_json_input(path, "experiment file");
   for (const auto& o : overrides) apply_override(doc, o);
-  if (std::string bad = invalid_utf8_field(doc, ""); !bad.empty())
+  if (std::string bad = invalid_utf8_field(doc); !bad.empty())
     throw InputError(path, bad, "", "not valid UTF-8 text");
   return parse_experiment(doc, path);
 }
@@ -298,20 +311,19 @@ Experiment parse_experiment(const json& doc, const std::string& path) {
   // Sections later stages read (networks, seeds, training, ...) are accepted here and validated by their owners.
   c.only(doc, "", {"name", "description", "workspace", "datasets", "networks", "seeds", "training", "evaluation",
                    "resources", "backend", "report", "pretrain"});
-  if (std::string bad = invalid_utf8_field(doc, ""); !bad.empty()) c.fail(bad, json(), "not valid UTF-8 text");
+  if (std::string bad = invalid_utf8_field(doc); !bad.empty()) c.fail(bad, json(), "not valid UTF-8 text");
   Experiment e;
   e.path = path;
   e.raw = doc;
   e.name = c.str(doc, "name", "", "", true);
+  if (std::string bad = name_problem(e.name); !bad.empty()) c.fail("name", doc["name"], bad);
   e.workspace = c.str(doc, "workspace", "", "workspace/" + e.name);
   if (!doc.contains("datasets")) c.fail("datasets", json(), "missing required field");
   const json& ds = c.object(doc["datasets"], "datasets");
   if (ds.empty()) c.fail("datasets", ds, "declare at least one data set");
   for (auto it = ds.begin(); it != ds.end(); ++it) {
     std::string w = "datasets." + it.key();
-    for (char ch : it.key())
-      if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-'))
-        c.fail(w, it.key(), "data set names use letters, digits, '_' and '-' only");
+    if (std::string bad = name_problem(it.key()); !bad.empty()) c.fail(w, it.key(), "data set " + bad);
     const json& d = c.object(it.value(), w);
     c.only(d, w, {"kind", "size", "synthetic", "landmarks", "images", "raw_jsrt", "raw_png", "splits", "split_seed",
                   "blank_images", "description", "edges", "resources"});
@@ -365,12 +377,14 @@ Experiment parse_experiment(const json& doc, const std::string& path) {
     if (n.is_array()) {
       for (const auto& v : n) {
         if (!v.is_string() || v.get<std::string>().empty()) c.fail("networks", v, "expected a network id");
+        if (std::string bad = name_problem(v.get<std::string>()); !bad.empty()) c.fail("networks", v, "network " + bad);
         NetworkSpec n;
         n.id = v.get<std::string>();
         e.networks.push_back(n);
       }
     } else if (n.is_object()) {
       for (auto it = n.begin(); it != n.end(); ++it) {
+        if (std::string bad = name_problem(it.key()); !bad.empty()) c.fail("networks." + it.key(), it.key(), "network " + bad);
         if (!it.value().is_object()) c.fail("networks." + it.key(), it.value(), "expected an object of network options");
         const std::string w = "networks." + it.key();
         NetworkSpec n;

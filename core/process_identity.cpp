@@ -126,3 +126,12 @@ Liveness liveness(const ProcessIdentity& p) {
 }
 
 }  // namespace orch
+
+namespace orch {
+
+bool signal_process(const ProcessIdentity& p, int sig) {
+  if (liveness(p) != Liveness::kAlive) return false;
+  return ::kill(static_cast<pid_t>(p.pid), sig) == 0;
+}
+
+}  // namespace orch

@@ -38,6 +38,10 @@ const char* liveness_name(Liveness l);
 // kUnknown when it belongs to another host (or no identity could be read).
 Liveness liveness(const ProcessIdentity& p);
 
+// Sends `sig` to that very process when it runs on this host (liveness kAlive); false when it does not (another
+// host, gone, or a new process that reuses its pid, which is never signalled).
+bool signal_process(const ProcessIdentity& p, int sig);
+
 std::string this_host();
 
 }  // namespace orch

@@ -10,6 +10,7 @@
 #include <map>
 #include <set>
 
+#include "core/atomic_file.h"
 #include "core/errors.h"
 #include "core/mask.h"
 #include "core/metrics.h"
@@ -39,9 +40,9 @@ struct Surface {
   }
   void save(const std::string& path) {
     cairo_surface_flush(s);
-    std::string tmp = path + ".tmp.png";
-    if (cairo_surface_write_to_png(s, tmp.c_str()) != CAIRO_STATUS_SUCCESS) throw Error(path + ": cannot write PNG");
-    fs::rename(tmp, path);
+    AtomicFile out(path, true);  // a temporary of this process's own ("<path>.tmp-<pid>"), renamed into place
+    if (cairo_surface_write_to_png(s, out.temp_path().c_str()) != CAIRO_STATUS_SUCCESS) throw Error(path + ": cannot write PNG");
+    out.commit();
   }
 };
 

@@ -4,10 +4,12 @@
 #include <filesystem>
 
 #include "core/atomic_file.h"
+#include "core/control.h"
 #include "core/errors.h"
 #include "report/figures.h"
 #include "report/writers.h"
 #include "storage/layout.h"
+#include "storage/workspace_lock.h"
 
 namespace orch::report {
 
@@ -75,6 +77,10 @@ Report make_report(const Experiment& exp, const std::vector<scheduler::PlannedRu
     if (std::find(known_formats().begin(), known_formats().end(), f) == known_formats().end())
       throw InputError("--format", "", f, "expected md, csv, tex or html");
   fs::create_directories(o.out_dir);
+  // One report at a time per folder (two into one folder would interleave their files); temporaries left by a
+  // killed report are removed under the lock.
+  FileLock lock(report_lock(o.out_dir), "report", control_timeouts().lock_wait_s);
+  remove_stale_temporaries_in(o.out_dir);
   Report rep;
   const ReportModel m = build_report_model(exp, grid, store, workspace, o.out_dir, o.settings);
   rep.missing = m.missing;

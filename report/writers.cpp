@@ -1,6 +1,8 @@
 #include "report/writers.h"
 
+#include <cctype>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -67,6 +69,38 @@ std::string html_escape(const std::string& s) {
   return o;
 }
 
+}  // namespace
+
+// Markdown text from names and messages: characters that would open a link, HTML, code, emphasis or a new table
+// cell are escaped ('_' is left: GitHub and CommonMark do not emphasise inside words, and names use it).
+std::string md_escape(const std::string& s) {
+  std::string o;
+  for (char c : s) {
+    if (std::strchr("\\`*[]<>|", c) && c != '\0') o += '\\';
+    o += c;
+  }
+  return o;
+}
+
+// An href for a file path: percent-encoded, and always a relative path ("./", "../") or an absolute one, never a
+// scheme ("javascript:..." as a folder name stays a folder).
+std::string path_href(const std::string& path) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string o = path.empty() || path[0] == '/' || path[0] == '.' ? "" : "./";
+  for (unsigned char c : path) {
+    if (std::isalnum(c) || std::strchr("/._-~", c)) {
+      o += static_cast<char>(c);
+    } else {
+      o += '%';
+      o += hex[c >> 4];
+      o += hex[c & 15];
+    }
+  }
+  return o;
+}
+
+namespace {
+
 std::string base64(const std::string& bytes) {
   static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   std::string out;
@@ -102,14 +136,15 @@ std::string to_markdown(const ReportModel& m, const std::vector<std::string>& wa
   std::ostringstream md;
   const std::string base = baseline_name(m);
   for (const auto& t : m.tables) {
-    md << "### " << title(t) << ": mean ± std over seeds (n seeds); paper value and difference below\n\n";
+    md << "### " << md_escape(title(t)) << ": mean ± std over seeds (n seeds); paper value and difference below\n\n";
     md << "| Network | Predict | Supervision |";
     for (const auto& c : t.columns) md << " " << c.label << " |";
     md << " seeds | median run | Wilcoxon p vs " << base << " |\n|---|---|---|";
     for (size_t i = 0; i < t.columns.size(); ++i) md << "---|";
     md << "---|---|---|\n";
     for (const auto& r : t.rows) {
-      md << "| " << r.network->paper_name << " | " << r.network->predicts << " | " << r.network->supervision << " |";
+      md << "| " << md_escape(r.network->paper_name) << " | " << md_escape(r.network->predicts) << " | "
+         << md_escape(r.network->supervision) << " |";
       for (size_t c = 0; c < t.columns.size(); ++c) {
         const Cell& cell = r.cells[c];
         const int dg = t.columns[c].digits;
@@ -127,16 +162,16 @@ std::string to_markdown(const ReportModel& m, const std::vector<std::string>& wa
   }
   if (!m.missing.empty()) {
     md << "**Not in the tables (not done):** " << m.missing.size() << " run(s):\n";
-    for (const auto& x : m.missing) md << "- " << x << "\n";
+    for (const auto& x : m.missing) md << "- " << md_escape(x) << "\n";
     md << "\n";
   }
-  for (const auto& n : m.notes) md << "- note: " << n << "\n";
-  for (const auto& w : warnings) md << "- warning: " << w << "\n";
+  for (const auto& n : m.notes) md << "- note: " << md_escape(n) << "\n";
+  for (const auto& w : warnings) md << "- warning: " << md_escape(w) << "\n";
   if (!m.cost.empty()) {
     md << "\n### Cost per network\n\n| Network | runs | attempts | wall h | GPU h | lost h (failed, requeued, killed) | Slurm GPU h (sacct) |\n"
        << "|---|---|---|---|---|---|---|\n";
     for (const auto& c : m.cost)
-      md << "| " << c.network << " | " << c.runs << " | " << c.attempts << " | " << hours(c.wall_hours) << " | "
+      md << "| " << md_escape(c.network) << " | " << c.runs << " | " << c.attempts << " | " << hours(c.wall_hours) << " | "
          << hours(c.gpu_hours) << " | " << hours(c.lost_hours) << " | " << hours(c.slurm_gpu_hours) << " |\n";
     md << "\n";
   }
@@ -257,7 +292,7 @@ std::string to_html(const ReportModel& m, const std::vector<FigureFile>& figures
     for (const auto& [k, v] : r.provenance) h << "<div><b>" << html_escape(k) << "</b>: " << html_escape(v.substr(0, 400)) << "</div>";
     h << "</details></td><td>" << html_escape(r.network) << "</td><td>" << html_escape(r.dataset) << "</td><td>" << r.seed
       << "</td><td>" << r.state << "</td><td>" << r.attempts << "</td><td>" << hours(r.wall_hours) << "</td><td><a href=\""
-      << html_escape(r.log) << "\">log</a></td></tr>\n";
+      << html_escape(path_href(r.log)) << "\">log</a></td></tr>\n";
   }
   h << "</table>\n";
   // For a reader that checks the page rendered (the browser test): how many tables and whether every image decoded.

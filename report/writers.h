@@ -15,6 +15,12 @@ struct FigureFile {
   std::string title, path;  // a PNG the report drew
 };
 
+// Markdown text for a name or message: \ ` * [ ] < > | escaped (a folder named "<script>" or "[x](javascript:..)"
+// stays text).
+std::string md_escape(const std::string& s);
+// An href for a file path: percent-encoded and always relative ("./", "../") or absolute, never a URL scheme.
+std::string path_href(const std::string& path);
+
 std::string to_markdown(const ReportModel& m, const std::vector<std::string>& warnings);
 // table,dataset,model,organ,metric,mean,std,n_seeds
 std::string to_csv(const ReportModel& m);

@@ -13,6 +13,8 @@
 // Not thread-safe: one writer per run (rank 0).
 #pragma once
 
+#include "core/atomic_file.h"
+
 #include <torch/nn/module.h>
 #include <torch/optim/adam.h>
 
@@ -35,7 +37,7 @@ struct CheckpointState {
 // Writes module parameters and buffers, the Adam state, torch's CPU RNG state and `state` to `path`
 // (temporary file, fsync, rename).
 void save_checkpoint(const std::string& path, torch::nn::Module& module, torch::optim::Adam& optimizer,
-                     const CheckpointState& state);
+                     const CheckpointState& state, const PublishFence& fence = nullptr);
 
 // Reads a checkpoint into `module` and `optimizer` (whose parameter list must match the one saved) and restores
 // torch's CPU RNG. Throws orch::Error when the file is unreadable, its checksum does not match, or its shapes do
@@ -55,7 +57,9 @@ bool verify_checkpoint(const std::string& path, std::string* why = nullptr);
 // damaged best.h5 is restored from its copy.
 class CheckpointSeries {
  public:
-  CheckpointSeries(std::string dir, int keep = 3);
+  // Every file it publishes (numbered, best, best's copy, a restored best) is published through `fence`
+  // (core/atomic_file.h); a refused publication throws FencedError and removes nothing.
+  CheckpointSeries(std::string dir, int keep = 3, PublishFence fence = nullptr);
   std::string save(torch::nn::Module& module, torch::optim::Adam& optimizer, const CheckpointState& state);
   // Writes best.h5, then copies it to best.copy.h5 (each atomically).
   void save_best(torch::nn::Module& module, torch::optim::Adam& optimizer, const CheckpointState& state);
@@ -71,6 +75,7 @@ class CheckpointSeries {
  private:
   std::string dir_;
   int keep_;
+  PublishFence fence_;
 };
 
 }  // namespace orch::runner

@@ -53,7 +53,11 @@ class MpiCommunicator : public Communicator {
                           MPI_COMM_WORLD));
     });
     auto shared = std::make_shared<std::future<void>>(std::move(f));
-    return [shared] { shared->get(); };
+    // The MPI thread's error is thrown by the first wait, once; a second wait (a caller unwinding) does nothing
+    // instead of throwing std::future_error.
+    return [shared] {
+      if (shared->valid()) shared->get();
+    };
   }
   void allreduce_sum(std::vector<double>& v) override { reduce(v, MPI_SUM); }
   void allreduce_max(std::vector<double>& v) override { reduce(v, MPI_MAX); }

@@ -78,8 +78,11 @@ void GradientReducer::finish_step() {
     }
   launch_ready();
   auto t0 = std::chrono::steady_clock::now();
-  for (auto& b : buckets_)
-    if (b.wait) b.wait();
+  for (auto& b : buckets_) {
+    std::function<void()> wait = std::move(b.wait);  // each handle waited on once, even when one throws
+    b.wait = nullptr;
+    if (wait) wait();
+  }
   wait_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   for (auto& s : slots_) {
     at::Tensor src = buckets_[s.bucket].flat.narrow(0, s.offset, s.numel).view(s.param.sizes());

@@ -330,7 +330,7 @@ Trainer::Trainer(TrainerOptions options) : impl_(std::make_unique<Impl>()) {
   if (info.indices(Split::kTrain).empty()) throw InputError(I.opt.dataset_path, "split", "train", "the training split is empty");
 
   // Resume from the newest valid checkpoint.
-  I.series = std::make_unique<CheckpointSeries>(I.opt.checkpoints_dir, ts.keep_checkpoints);
+  I.series = std::make_unique<CheckpointSeries>(I.opt.checkpoints_dir, ts.keep_checkpoints, I.opt.publish_fence);
   I.state.config_hash = I.opt.run_id;
   std::vector<std::string> warnings;
   auto newest = I.opt.calibration ? std::nullopt : I.series->newest_valid(&warnings);
@@ -648,7 +648,7 @@ EvaluationOutcome Trainer::evaluate() {
   }
   bar.finish();
   if (I.entry->info->evaluate_dense && preds.points.size() != preds.ids.size()) preds.points.clear();
-  write_predictions(out.predictions_path, preds);
+  write_predictions(out.predictions_path, preds, I.opt.publish_fence);
   I.comm->barrier();
   return out;
 }

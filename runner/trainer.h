@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "core/errors.h"
+#include "core/atomic_file.h"
 #include "core/run_settings.h"
 #include "runner/communicator.h"
 #include "storage/store.h"
@@ -60,6 +61,9 @@ struct TrainerOptions {
   int64_t nan_after_steps = -1;        // fault injection: the loss of this step (counted from 1) is NaN
   // Polled after every step: true stops training at once, without a checkpoint (another worker took the run).
   std::function<bool()> abandoned;
+  // Every checkpoint and predictions file is published through it (rank 0; core/atomic_file.h): the worker's claim
+  // check. A refused publication throws FencedError out of train() or evaluate().
+  PublishFence publish_fence;
   // Timing only (orchestrator calibrate): the dependency's part stays random (no trained weights needed) and no
   // checkpoint is read; use time_steps(), not train().
   bool calibration = false;

@@ -127,6 +127,17 @@ int agree(Communicator& comm, int code) {
   return static_cast<int>(v[0]);
 }
 
+// The claim was taken over (this worker was judged lost): it stopped without publishing anything and exits
+// kExitNotClaimed; the run belongs to the worker that took it over.
+int fenced(RunLog& log, RunLedger& ledger, bool rank0, const std::string& what) {
+  if (rank0) {
+    ledger.stop_heartbeat();
+    log.line("stopped without writing: another worker holds this run now (" + what + "); exit " +
+             std::to_string(kExitNotClaimed));
+  }
+  return kExitNotClaimed;
+}
+
 }  // namespace
 
 bool run_uses_cuda(const std::string& ws, const std::string& run_id) {
@@ -213,6 +224,7 @@ int run_worker(const WorkerOptions& opt, Communicator& comm) {
     to.stop_after_steps = opt.stop_after_steps;
     to.nan_after_steps = opt.nan_after_steps;
     to.abandoned = [&] { return claim_lost.load(); };
+    if (rank0) to.publish_fence = ledger.fence();
     to.log = [&log](const std::string& l) { log.line(l); };
     to.on_epoch = [&](const EpochRecord& r) {
       position_epoch = r.epoch;
@@ -281,6 +293,10 @@ int run_worker(const WorkerOptions& opt, Communicator& comm) {
       log.line(line);
     }
     return agree(comm, kExitOk);
+  } catch (const AbandonedError& ex) {
+    return fenced(log, ledger, rank0, ex.what());
+  } catch (const FencedError& ex) {
+    return fenced(log, ledger, rank0, ex.what());
   } catch (const std::exception& ex) {
     if (rank0) {
       log.line(std::string("error: ") + ex.what());  // the whole message, backtrace and all

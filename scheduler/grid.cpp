@@ -1,6 +1,7 @@
 #include "scheduler/grid.h"
 
 #include <algorithm>
+#include <set>
 #include <map>
 
 #include "core/errors.h"
@@ -109,15 +110,32 @@ std::vector<PlannedRun> chain_for(const Experiment& exp, const std::string& data
   return b.result();
 }
 
+namespace {
+std::string filter_value(const std::string& key, const PlannedRun& r) {
+  return key == "dataset" ? r.settings.dataset
+         : key == "model" ? r.settings.model
+         : key == "seed"  ? std::to_string(r.settings.seed)
+                          : r.settings.stage;
+}
+}  // namespace
+
 bool Filter::matches(const PlannedRun& r) const {
-  for (const auto& [key, values] : terms) {
-    std::string v = key == "dataset" ? r.settings.dataset
-                    : key == "model" ? r.settings.model
-                    : key == "seed"  ? std::to_string(r.settings.seed)
-                                     : r.settings.stage;
-    if (std::find(values.begin(), values.end(), v) == values.end()) return false;
-  }
+  for (const auto& [key, values] : terms)
+    if (std::find(values.begin(), values.end(), filter_value(key, r)) == values.end()) return false;
   return true;
+}
+
+void Filter::check_against(const std::vector<PlannedRun>& grid) const {
+  for (const auto& [key, values] : terms) {
+    std::set<std::string> present;
+    for (const auto& r : grid) present.insert(filter_value(key, r));
+    for (const auto& v : values)
+      if (!present.count(v)) {
+        std::string list;
+        for (const auto& p : present) list += (list.empty() ? "" : ", ") + p;
+        throw InputError("--only", key, v, "no run of the experiment has this " + key + " (it has: " + list + ")");
+      }
+  }
 }
 
 Filter parse_filter(const std::vector<std::string>& only) {

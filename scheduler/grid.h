@@ -35,6 +35,8 @@ std::vector<PlannedRun> chain_for(const Experiment& exp, const std::string& data
 struct Filter {
   std::vector<std::pair<std::string, std::vector<std::string>>> terms;
   bool matches(const PlannedRun& r) const;
+  // Throws InputError naming a value that matches no run of `grid` (a typo would otherwise plan nothing).
+  void check_against(const std::vector<PlannedRun>& grid) const;
 };
 Filter parse_filter(const std::vector<std::string>& only);
 

@@ -23,6 +23,7 @@
 #include "core/progress.h"
 #include "core/utc_time.h"
 #include "scheduler/resources.h"
+#include "scheduler/retry.h"
 #include "storage/layout.h"
 #include "storage/run_state.h"
 
@@ -170,6 +171,7 @@ DispatchResult LocalBackend::dispatch(const std::vector<DispatchItem>& items, St
     settings_.gpus = experiment_resources(exp).local_gpus;
     settings_.runs_per_gpu = resources_for(exp, "", "").runs_per_gpu;
   }
+  settings_.max_attempts = experiment_resources(exp).max_attempts;
   std::vector<Store::Dispatch> d;
   for (const auto& it : items) d.push_back({it.run.id, it.recorded_state, identity_});
   auto accepted = store.dispatch_runs(d, "local");
@@ -240,6 +242,7 @@ class PoolRun {
       if (!stopping_ && signals.signal() != 0) stop(signals.signal());
       if (!stopping_) start_ready();
       if (running_.empty() && (pending_.empty() || stopping_)) break;
+      kill_hung_workers();
       int status = 0;
       const pid_t pid = ::waitpid(-1, &status, WNOHANG);
       if (pid == 0 || (pid < 0 && errno == EINTR)) {
@@ -263,6 +266,9 @@ class PoolRun {
     std::string started_at;
   };
   enum class Readiness { kReady, kWaiting, kDropped };
+  struct Hung {
+    double age_s = 0;  // how old its heartbeat was when the pool killed it
+  };
 
   void event(const std::string& line) const {
     if (o_.on_event) o_.on_event(line);
@@ -372,8 +378,10 @@ class PoolRun {
       if (st == rs::kCancelled) ++res_.cancelled; else ++res_.elsewhere;
       event("not trained here: " + w.run_id + " is " + st + " (see " + layout_.local_log(w.run_id) + ")");
     } else {
-      account_state = settle_death(w, code, status);
+      auto h = hung_.find(pid);
+      account_state = settle_death(w, code, status, h == hung_.end() ? nullptr : &h->second);
     }
+    hung_.erase(pid);
     accounts_.push_back({w.identity, w.run_id, "local", account_state, secs,
                          gpu_of(w.slot) >= 0 ? 1.0 / std::max(1, settings_.runs_per_gpu) : 0.0, w.started_at,
                          utc_now_text()});
@@ -408,18 +416,70 @@ class PoolRun {
     return "REQUEUED";
   }
 
-  // Any other exit, or a signal: the worker died, perhaps without its final word; its claim is closed so the run
-  // does not look alive.
-  std::string settle_death(const Running& w, int code, int status) {
-    const std::string head = progress_head(), log = layout_.local_log(w.run_id);
+  // Any other exit, or a signal: the worker died, perhaps without its final word. A transient end (SIGKILL, hung)
+  // is retried up to resources.max_attempts (scheduler/retry.h); otherwise the run failed. Its claim is closed
+  // either way so the run does not look alive.
+  std::string settle_death(const Running& w, int code, int status, const Hung* hung) {
+    const std::string log = layout_.local_log(w.run_id);
+    const AttemptEnd end = classify_worker_end(status, hung != nullptr, hung ? hung->age_s : 0);
+    std::string note;
+    const bool retry = should_retry(end, attempts_of(w.run_id), settings_.max_attempts, &note);
+    const std::string reason = "the worker died (" + end.cause + "); " + note + "; see " + log;
+    if (!store_.abandon_claim(w.run_id, w.identity, retry ? rs::kQueued : rs::kFailed, code, reason) && taken_over(w)) {
+      // It had claimed the run and lost the claim before it died (judged hung, killed by a `resume` that took the
+      // run over): the run is its new holder's, not a failure of this pool.
+      ++res_.elsewhere;
+      event("not trained here: " + w.run_id + " was taken over by another worker (this one " + end.cause + "; log " + log + ")");
+      return "NOT_CLAIMED";
+    }
+    if (retry && !stopping_ && state_of(w.run_id) == rs::kQueued) {
+      ++retries_[w.run_id];
+      event("retry " + w.run_id + ": " + end.cause + "; " + note + " (log " + log + ")");
+      for (const auto& pr : runs_)
+        if (pr.id == w.run_id) pending_[w.run_id] = &pr;
+      order_.insert(order_.begin(), w.run_id);
+      return "FAILED";
+    }
+    const std::string head = progress_head();
     ++res_.failed;
     res_.failed_ids.push_back(w.run_id);
-    const std::string why = WIFSIGNALED(status) ? std::string("killed by signal ") + std::to_string(WTERMSIG(status))
-                                                : "exit " + std::to_string(code);
-    store_.abandon_claim(w.run_id, w.identity, rs::kFailed, code, "the worker died (" + why + "); see " + log);
     store_.transition_runs({w.run_id}, {rs::kQueued}, rs::kFailed);  // failed before it claimed
-    event(head + "FAILED " + w.run_id + " (" + why + "; log " + log + ")");
+    event(head + "FAILED " + w.run_id + " (" + end.cause + "; " + note + "; log " + log + ")");
     return "FAILED";
+  }
+
+  // Attempts made at a run: those the store recorded, or the pool's own count when workers died before claiming.
+  int attempts_of(const std::string& id) {
+    return std::max(static_cast<int>(store_.attempts(id).size()), retries_[id] + 1);
+  }
+
+  // Every ORCH_HEARTBEAT_S: a running worker whose claim has not beaten for ORCH_LOST_AFTER_S is hung (stopped, or
+  // stuck on a dead file system): killed, and settled as a transient end when it is reaped.
+  void kill_hung_workers() {
+    const auto now_steady = std::chrono::steady_clock::now();
+    if (now_steady < next_hang_check_) return;
+    next_hang_check_ = now_steady + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                        std::chrono::duration<double>(std::max(0.2, control_timeouts().heartbeat_s)));
+    const double now = unix_now(), bound = control_timeouts().lost_after_s;
+    for (const auto& [pid, w] : running_) {
+      if (hung_.count(pid)) continue;
+      for (const auto& a : store_.attempts(w.run_id)) {
+        if (a.holder != w.identity || !a.ended_at.empty() || a.heartbeat_unix <= 0) continue;
+        if (now - a.heartbeat_unix <= bound) continue;
+        hung_[pid] = {now - a.heartbeat_unix};
+        ::kill(pid, SIGKILL);
+        event("hung: " + w.run_id + " (pid " + std::to_string(pid) + ") has not beaten for " +
+              std::to_string(static_cast<long long>(now - a.heartbeat_unix)) + " s; killed");
+      }
+    }
+  }
+
+  // Whether the worker's claim was taken over before it died: its attempt was closed as lost by another process
+  // (a claim that took the run over, or `resume` killing it as hung), not by its own final word.
+  bool taken_over(const Running& w) const {
+    for (const auto& a : store_.attempts(w.run_id))
+      if (a.holder == w.identity && !a.ended_at.empty() && a.reason.rfind("lost:", 0) == 0) return true;
+    return false;
   }
 
   // "[k/n] ": the run about to be counted done or failed, of all dispatched.
@@ -443,6 +503,9 @@ class PoolRun {
   std::vector<std::string> order_;  // start order
   std::map<pid_t, Running> running_;
   std::map<std::string, int> requeues_;
+  std::map<std::string, int> retries_;  // transient ends retried by this pool
+  std::map<pid_t, Hung> hung_;          // workers killed for a stale heartbeat
+  std::chrono::steady_clock::time_point next_hang_check_{};
   bool stopping_ = false;
 };
 

@@ -27,6 +27,7 @@ struct LocalPoolSettings {
   std::vector<int> gpus;  // GPU indices to share out (empty: none)
   int runs_per_gpu = 1;
   int max_requeues = 5;   // restarts of a run after exit 75 before the pool gives up on it
+  int max_attempts = 3;   // resources.max_attempts: attempts of a run the retry policy allows (scheduler/retry.h)
 };
 
 class LocalBackend : public Backend {

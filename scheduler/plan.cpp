@@ -1,16 +1,19 @@
 #include "scheduler/plan.h"
 
+#include <filesystem>
 #include <functional>
 #include <set>
 
 #include "core/control.h"
 #include "core/errors.h"
 #include "core/process_identity.h"
+#include "storage/layout.h"
 #include "storage/run_state.h"
 
 namespace orch::scheduler {
 
 namespace rs = run_state;
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -47,6 +50,16 @@ Judgement from_job(const std::string& job, const JobState& js, const std::string
 
 }  // namespace
 
+std::string stale_heartbeat(double heartbeat, double now, double lost_after_s, const std::optional<ProcessIdentity>& holder,
+                            Liveness l) {
+  const double age = heartbeat > 0 ? now - heartbeat : 1e18;
+  if (age <= lost_after_s) return "";
+  std::string why = heartbeat > 0 ? "no heartbeat for " + seconds_text(age) : "no heartbeat recorded";
+  if (l == Liveness::kAlive && holder)
+    why += " (pid " + std::to_string(holder->pid) + " alive but not progressing)";
+  return why + " (ORCH_LOST_AFTER_S " + seconds_text(lost_after_s) + ")";
+}
+
 Judgement judge(const std::string& recorded, const RunProgress& p, const std::map<std::string, JobState>& jobs,
                 double now, double lost_after_s) {
   if (!rs::is_active(recorded)) return {recorded, ""};
@@ -57,16 +70,15 @@ Judgement judge(const std::string& recorded, const RunProgress& p, const std::ma
   if (recorded == rs::kRunning && p.claim_attempt && p.claim_open) {
     auto holder = ProcessIdentity::parse(p.claim_holder);
     const Liveness l = holder ? liveness(*holder) : Liveness::kUnknown;
-    if (l == Liveness::kAlive) return {recorded, ""};
     if (l == Liveness::kGone) return {rs::kLost, "its worker process " + p.claim_holder + " is gone"};
-    if (!p.claim_job.empty()) {
+    if (l != Liveness::kAlive && !p.claim_job.empty()) {  // what its job's end says first (failed, timeout...)
       Judgement j = from_job(p.claim_job, job_of(p.claim_job), recorded);
       if (!j.state.empty()) return j;
     }
-    const double age = p.claim_heartbeat > 0 ? now - p.claim_heartbeat : 1e18;
-    if (age > lost_after_s)
-      return {rs::kLost, "its worker's last heartbeat is " + (p.claim_heartbeat > 0 ? seconds_text(age) + " old" : "missing") +
-                             " (ORCH_LOST_AFTER_S " + seconds_text(lost_after_s) + ")"};
+    // The heartbeat decides whatever the pid says: a stopped or hung worker (SIGSTOP, a dead file system) is
+    // alive and would hold its run forever otherwise.
+    if (std::string why = stale_heartbeat(p.claim_heartbeat, now, lost_after_s, holder, l); !why.empty())
+      return {rs::kLost, why};
     return {recorded, ""};
   }
   // Queued (or running without a claim, as an older orchestrator recorded it): the job that will start it.
@@ -163,8 +175,20 @@ void record_runs(Store& store, const std::vector<PlannedRun>& runs) {
   store.upsert_runs(recs);
 }
 
+std::string missing_artefacts(const std::string& workspace, const std::string& run_id) {
+  const WorkspaceLayout layout(workspace);
+  const fs::path ckpt(layout.checkpoints(run_id));
+  std::string missing;
+  std::error_code ec;
+  if (!fs::exists(ckpt / kBestCheckpoint, ec) && !fs::exists(ckpt / kBestCheckpointCopy, ec))
+    missing = "best checkpoint (" + (ckpt / kBestCheckpoint).string() + " and its copy)";
+  if (!fs::exists(layout.predictions(run_id), ec))
+    missing += (missing.empty() ? "" : ", ") + std::string("predictions (") + layout.predictions(run_id) + ")";
+  return missing;
+}
+
 std::vector<RunStatus> plan(const std::vector<PlannedRun>& grid, Store& store, const Filter& only, PlanMode mode,
-                            const std::map<std::string, JobState>& jobs) {
+                            const std::map<std::string, JobState>& jobs, const PlanOptions& options) {
   std::map<std::string, RunRecord> recorded;
   for (auto& r : store.runs()) recorded[r.run_id] = r;
   auto progress = store.progress();
@@ -185,6 +209,17 @@ std::vector<RunStatus> plan(const std::vector<PlannedRun>& grid, Store& store, c
     } catch (const std::exception&) {
     }
   }
+  // Done runs of this grid whose artefacts are gone: shown as damaged (what is missing in `why`).
+  std::map<std::string, bool> lost_best;  // damaged id -> its best checkpoint is among what is missing
+  if (!options.workspace.empty())
+    for (const auto& r : grid) {
+      auto it = shown.find(r.id);
+      if (it == shown.end() || it->second.state != rs::kDone) continue;
+      const std::string missing = missing_artefacts(options.workspace, r.id);
+      if (missing.empty()) continue;
+      it->second = {rs::kDamaged, "missing: " + missing};
+      lost_best[r.id] = missing.rfind("best checkpoint", 0) == 0;
+    }
   auto shown_state = [&](const std::string& id) {
     auto it = shown.find(id);
     return it == shown.end() ? rs::kNew : it->second.state;
@@ -202,6 +237,12 @@ std::vector<RunStatus> plan(const std::vector<PlannedRun>& grid, Store& store, c
 
   std::vector<RunStatus> out;
   std::map<std::string, bool> will_be_done;  // id -> done now, active, or submitted by this plan
+  std::set<std::string> retrained;  // submitted runs whose best checkpoint changes (rebuilt or retrained)
+  auto rebuilt_dependency = [](const PlannedRun& r, const std::set<std::string>& changed) {
+    for (const auto& d : r.depends_on)
+      if (changed.count(d)) return d;
+    return std::string();
+  };
   for (const auto& r : grid) {
     if (!listed.count(r.id)) continue;
     RunStatus st;
@@ -219,8 +260,16 @@ std::vector<RunStatus> plan(const std::vector<PlannedRun>& grid, Store& store, c
           break;
         }
     const bool active = rs::is_active(st.state);
-    if (st.state == rs::kDone) {
+    const std::string changed_input = options.rebuild_damaged ? rebuilt_dependency(r, retrained) : "";
+    if (st.state == rs::kDone && !changed_input.empty()) {
+      st.submit = st.retrain_from_scratch = true;
+      st.why = "done, but " + changed_input + " is rebuilt without its best checkpoint: retrained from scratch";
+    } else if (st.state == rs::kDone) {
       st.why = "already done";
+    } else if (st.state == rs::kDamaged) {
+      st.submit = options.rebuild_damaged && mode == PlanMode::kResume;
+      st.why = "damaged: " + shown[r.id].why.substr(std::string("missing: ").size()) +
+               (st.submit ? "; rebuilt (--rebuild-damaged)" : " (resume --rebuild-damaged rebuilds it)");
     } else if (active) {
       std::string job = st.state == rs::kRunning && !st.progress.claim_job.empty() ? st.progress.claim_job : st.progress.job;
       st.why = "already " + st.state + (job.empty() ? "" : " (job " + job + ")");
@@ -242,10 +291,12 @@ std::vector<RunStatus> plan(const std::vector<PlannedRun>& grid, Store& store, c
       bool dep_active = rs::is_active(shown_state(d));
       if (st.submit && !dep_ok && !dep_active) {
         st.submit = false;
-        st.why = "waits for " + d + ", which will not run";
+        st.why = "waits for " + d + ", which " +
+                 (shown_state(d) == rs::kDamaged ? "is damaged (resume --rebuild-damaged rebuilds it)" : "will not run");
       }
     }
     will_be_done[r.id] = st.state == rs::kDone || st.submit || active;
+    if (st.submit && (lost_best[r.id] || st.retrain_from_scratch)) retrained.insert(r.id);
     out.push_back(st);
   }
   return out;

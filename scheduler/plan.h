@@ -10,9 +10,11 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "core/process_identity.h"
 #include "scheduler/backend.h"
 #include "scheduler/grid.h"
 #include "storage/store.h"
@@ -21,6 +23,9 @@ namespace orch::scheduler {
 
 struct RunStatus {
   PlannedRun run;
+  // Set by a plan that rebuilds damaged runs: this done run is retrained because a run it depends on loses its
+  // best checkpoint; its own checkpoints are set aside first (so it starts afresh).
+  bool retrain_from_scratch = false;
   std::string state;           // shown: the store's state, "new" when absent, or what judge() inferred
   std::string recorded_state;  // the store's ("new" when absent)
   RunProgress progress;
@@ -30,10 +35,28 @@ struct RunStatus {
 
 enum class PlanMode { kSubmit, kResume };
 
+// What a plan also looks at beyond the store and the jobs.
+struct PlanOptions {
+  // When set, done runs are checked for their artefacts (best checkpoint, predictions) in this workspace and
+  // shown as damaged when one is missing.
+  std::string workspace;
+  // Resume only: damaged runs are submitted again, and done runs that depend on one whose best checkpoint is lost
+  // are retrained (their inputs change).
+  bool rebuild_damaged = false;
+};
+
+// What is missing of a done run's artefacts ("" when nothing): "best checkpoint (<path> and its copy)",
+// "predictions (<path>)".
+std::string missing_artefacts(const std::string& workspace, const std::string& run_id);
+
 // A run's shown state from its recorded one, its progress and its jobs' states; `why` explains an inferred one.
 struct Judgement {
   std::string state, why;
 };
+// "" when a claim's heartbeat is recent enough, else why its run is lost: "no heartbeat for N s (pid P alive but
+// not progressing) (ORCH_LOST_AFTER_S M s)".
+std::string stale_heartbeat(double heartbeat, double now, double lost_after_s, const std::optional<ProcessIdentity>& holder,
+                            Liveness l);
 Judgement judge(const std::string& recorded_state, const RunProgress& progress,
                 const std::map<std::string, JobState>& jobs, double now, double lost_after_s);
 
@@ -44,7 +67,7 @@ std::map<std::string, JobState> live_job_states(Store& store, const std::string&
 // `only` narrows the runs listed; dependencies of listed runs that are not done are included as well (they must
 // run first). Resume submits only what failed, was cancelled, timed out, was lost or interrupted.
 std::vector<RunStatus> plan(const std::vector<PlannedRun>& grid, Store& store, const Filter& only, PlanMode mode,
-                            const std::map<std::string, JobState>& jobs);
+                            const std::map<std::string, JobState>& jobs, const PlanOptions& options = {});
 
 // Records the grid's runs (settings, dependencies) in the store; states of recorded runs are kept.
 void record_runs(Store& store, const std::vector<PlannedRun>& runs);

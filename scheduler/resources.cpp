@@ -14,7 +14,7 @@ using nlohmann::json;
 namespace {
 
 const std::set<std::string> kRunKeys = {"partition", "mem", "time", "constraint", "gpus", "cpus", "ranks", "runs_per_gpu"};
-const std::set<std::string> kExperimentKeys = {"array_throttle", "signal_seconds", "template", "local_workers",
+const std::set<std::string> kExperimentKeys = {"max_attempts", "array_throttle", "signal_seconds", "template", "local_workers",
                                                "local_gpus", "time_margin"};
 
 bool word(const std::string& s) {
@@ -128,6 +128,7 @@ ExperimentResources experiment_resources(const Experiment& exp) {
   const std::string& f = exp.path;
   if (j.contains("array_throttle")) e.array_throttle = integer(j["array_throttle"], f, "resources.array_throttle", 1, 100000);
   if (j.contains("signal_seconds")) e.signal_seconds = integer(j["signal_seconds"], f, "resources.signal_seconds", 0, 86400);
+  if (j.contains("max_attempts")) e.max_attempts = integer(j["max_attempts"], f, "resources.max_attempts", 1, 100);
   if (j.contains("local_workers")) e.local_workers = integer(j["local_workers"], f, "resources.local_workers", 1, 1024);
   if (j.contains("template")) {
     const json& t = j["template"];

@@ -32,6 +32,7 @@ struct ExperimentResources {
   int local_workers = 0;     // local pool: worker processes (0: the command's --workers, else cores)
   std::vector<int> local_gpus;  // local pool: GPU indices to share out (empty: none)
   double time_margin = 1.3;  // time "auto": the estimate times this
+  int max_attempts = 3;      // the retry policy's bound on a run's attempts (scheduler/retry.h)
 };
 
 RunResources resources_for(const Experiment& exp, const std::string& dataset, const std::string& model);

@@ -1,11 +1,14 @@
 #include "scheduler/submission.h"
 
+#include <csignal>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <set>
 
 #include "core/control.h"
 #include "core/errors.h"
+#include "core/process_identity.h"
 #include "core/progress.h"
 #include "scheduler/estimate.h"
 #include "scheduler/local_backend.h"
@@ -79,6 +82,38 @@ std::map<std::string, std::string> auto_time_limits(const Experiment& exp, const
   return limits;
 }
 
+// A run judged lost whose worker process still runs on this host is hung (its heartbeat stopped: SIGSTOP, a dead
+// file system). Its attempt is closed as lost and the process killed (SIGKILL, which a stopped process also
+// takes) before the run is dispatched again, so two workers never train it at once; its pool then counts it as
+// taken over, not failed.
+void stop_hung_workers(Store& store, std::vector<RunStatus>& plan, const std::string& command,
+                       const std::function<void(const std::string&)>& event) {
+  for (auto& st : plan) {
+    if (!st.submit || st.state != run_state::kLost || st.recorded_state != run_state::kRunning) continue;
+    auto holder = ProcessIdentity::parse(st.progress.claim_holder);
+    if (!holder || liveness(*holder) != Liveness::kAlive) continue;
+    if (store.abandon_claim(st.run.id, st.progress.claim_holder, run_state::kLost, 128 + SIGKILL,
+                            "lost: " + st.progress.last_reason + "; killed by " + command))
+      st.recorded_state = run_state::kLost;
+    if (signal_process(*holder, SIGKILL))
+      event("killed the hung worker of " + st.run.id + " (pid " + std::to_string(holder->pid) + "): " +
+            st.progress.last_reason);
+  }
+}
+
+// Done runs retrained from scratch (their dependency's best checkpoint is rebuilt): their checkpoints are moved
+// aside (kept, never deleted) so that the worker starts afresh instead of resuming at their last epoch.
+void set_aside_checkpoints(const WorkspaceLayout& layout, const std::vector<RunStatus>& plan,
+                           const std::function<void(const std::string&)>& event) {
+  const auto stamp = static_cast<long long>(unix_now());
+  for (const auto& st : plan) {
+    if (!st.submit || !st.retrain_from_scratch || !fs::exists(layout.checkpoints(st.run.id))) continue;
+    const std::string aside = layout.replaced_checkpoints(st.run.id, stamp);
+    fs::rename(layout.checkpoints(st.run.id), aside);
+    event("retraining " + st.run.id + " from scratch: its checkpoints moved to " + aside);
+  }
+}
+
 }  // namespace
 
 std::vector<RunStatus> view_grid(const GridRequest& g, PlanMode mode) {
@@ -88,7 +123,9 @@ std::vector<RunStatus> view_grid(const GridRequest& g, PlanMode mode) {
     return plan(g.grid, empty, g.only, mode, {});
   }
   auto store = open_for_reading(layout.store());
-  return plan(g.grid, *store, g.only, mode, live_job_states(*store, g.workspace));
+  PlanOptions po;
+  po.workspace = g.workspace;
+  return plan(g.grid, *store, g.only, mode, live_job_states(*store, g.workspace), po);
 }
 
 SubmitOutcome submit_grid(const GridRequest& g, const SubmitOptions& o) {
@@ -117,7 +154,12 @@ SubmitOutcome submit_grid(const GridRequest& g, const SubmitOptions& o) {
     int n = make_backend(name, d)->reconcile(store);
     if (n) event(std::to_string(n) + " run(s) of an interrupted " + name + " submission reconciled");
   }
-  out.plan = plan(g.grid, store, g.only, o.mode, live_job_states(store, g.workspace));
+  PlanOptions po;
+  po.workspace = g.workspace;
+  po.rebuild_damaged = o.rebuild_damaged && o.mode == PlanMode::kResume;
+  out.plan = plan(g.grid, store, g.only, o.mode, live_job_states(store, g.workspace), po);
+  stop_hung_workers(store, out.plan, g.command, event);
+  set_aside_checkpoints(layout, out.plan, event);
   ensure_datasets(*g.exp, out.plan, g.workspace, o.quiet);  // quick: up to date unless the spec changed meanwhile
   std::vector<PlannedRun> all;
   std::vector<DispatchItem> items;

@@ -35,6 +35,9 @@ struct SubmitOptions {
   int workers = 0;       // local pool: 0 = resources.local_workers, else this machine's cores
   std::string binary;    // the orchestrator executable ("" = this process's)
   bool quiet = false;
+  // Resume: rebuild damaged done runs (scheduler/plan.h PlanOptions), and retrain their dependents from scratch
+  // when a best checkpoint is lost.
+  bool rebuild_damaged = false;
   std::function<void(const std::string&)> on_event;  // progress lines (waits, starts, finishes)
 };
 

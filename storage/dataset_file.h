@@ -74,16 +74,26 @@ class DatasetWriter {
   h5::Handle file_, images_, masks_, maps_, landmarks_;
 };
 
-class DatasetReader {
+// Where a loader reads samples from: a prepared data set (DatasetReader) or, in tests, a source that fails the way
+// a damaged chunk or an I/O error would (the seam the loader's fault tests use). read() is called from several
+// threads at once.
+class SampleSource {
+ public:
+  virtual ~SampleSource() = default;
+  virtual const DatasetInfo& info() const = 0;
+  virtual Sample read(int index) const = 0;
+};
+
+class DatasetReader : public SampleSource {
  public:
   // Validates the file before anything is sized from it (storage/h5.h): every dataset's shape and type against
   // the attributes and /ids. Throws InputError naming the file and what is wrong.
   explicit DatasetReader(const std::string& path);
-  const DatasetInfo& info() const { return info_; }
+  const DatasetInfo& info() const override { return info_; }
   const std::string& path() const { return path_; }
   // Sample i with landmarks back in pixels of the stored size. Checks its values: mask labels, distance maps in
   // [0, 1], landmarks finite and inside the image plus kLandmarkMargin (InputError naming the sample).
-  Sample read(int index) const;
+  Sample read(int index) const override;
 
  private:
   std::string path_;

@@ -19,6 +19,9 @@ std::string WorkspaceLayout::dataset_lock(const std::string& d) const { return j
 std::string WorkspaceLayout::run_dir(const std::string& id) const { return join(join(root_, "runs"), id); }
 std::string WorkspaceLayout::run_log(const std::string& id) const { return join(run_dir(id), "log.txt"); }
 std::string WorkspaceLayout::checkpoints(const std::string& id) const { return join(run_dir(id), "checkpoints"); }
+std::string WorkspaceLayout::replaced_checkpoints(const std::string& id, long long unix_seconds) const {
+  return join(run_dir(id), "checkpoints.replaced-" + std::to_string(unix_seconds));
+}
 std::string WorkspaceLayout::predictions(const std::string& id) const { return join(run_dir(id), "predictions.h5"); }
 std::string WorkspaceLayout::logs_dir() const { return join(root_, "logs"); }
 std::string WorkspaceLayout::local_logs_dir() const { return join(logs_dir(), "local"); }
@@ -29,5 +32,7 @@ std::string WorkspaceLayout::slurm_output(const std::string& a, const std::strin
 }
 std::string WorkspaceLayout::slurm_dir() const { return join(root_, "slurm"); }
 std::string WorkspaceLayout::report_dir() const { return join(root_, "report"); }
+
+std::string report_lock(const std::string& report_dir) { return report_dir + "/.report.lock"; }
 
 }  // namespace orch

@@ -12,14 +12,19 @@ void LoaderOptions::validate() const {
   if (threads < 1) throw InputError("", "loader threads", std::to_string(threads), "expected at least 1");
 }
 
-BatchLoader::BatchLoader(std::shared_ptr<const DatasetReader> data, std::vector<int> indices, LoaderOptions options)
+BatchLoader::BatchLoader(std::shared_ptr<const SampleSource> data, std::vector<int> indices, LoaderOptions options)
     : data_(std::move(data)), indices_(std::move(indices)), opt_(std::move(options)) {
   opt_.validate();
   pool_ = std::make_unique<ThreadPool>(opt_.threads);
 }
 
-BatchLoader::~BatchLoader() {
-  for (auto& f : queue_) f.wait();
+BatchLoader::~BatchLoader() { drain(); }
+
+// Waits for every batch in flight (their errors are dropped: the caller is leaving the epoch) and empties the queue.
+void BatchLoader::drain() noexcept {
+  for (auto& f : queue_)
+    if (f.valid()) f.wait();
+  queue_.clear();
 }
 
 int BatchLoader::batches_per_epoch() const {
@@ -36,8 +41,7 @@ std::vector<int> BatchLoader::epoch_order(uint64_t epoch) const {
 }
 
 void BatchLoader::start_epoch(uint64_t epoch, int first_batch) {
-  for (auto& f : queue_) f.wait();
-  queue_.clear();
+  drain();
   epoch_ = epoch;
   order_ = epoch_order(epoch);
   next_batch_ = next_submit_ = std::max(0, first_batch);
@@ -67,8 +71,19 @@ void BatchLoader::fill() {
 
 std::optional<Batch> BatchLoader::next() {
   if (queue_.empty()) return std::nullopt;
-  Batch b = queue_.front().get();
+  // The future leaves the queue before get(): a task's exception reaches the caller once, and nothing spent is
+  // left behind for a later get() or wait() to throw std::future_error. After an error the rest of the epoch is
+  // dropped (drained); start_epoch() begins afresh.
+  std::future<Batch> f = std::move(queue_.front());
   queue_.pop_front();
+  Batch b;
+  try {
+    b = f.get();
+  } catch (...) {
+    drain();
+    next_submit_ = batches_per_epoch();
+    throw;
+  }
   ++next_batch_;
   fill();
   return b;

@@ -4,7 +4,9 @@
 // (seed, epoch, sample index) (core/augment.h). So the batches of an epoch are the same whatever the thread
 // count, and an epoch can be resumed at any batch (start_epoch's first_batch). Batches keep the reference's
 // drop_last = false: the last one may be short. Several ranks take disjoint shards of each global batch.
-// One BatchLoader per consumer thread; its workers are internal.
+// One BatchLoader per consumer thread; its workers are internal. An exception in a worker (a damaged sample, an
+// I/O error) is thrown by the next() that would have returned its batch, once, with the reader's message (the
+// file, the sample, the field); the epoch ends there, and the loader stays usable (start_epoch) and destructible.
 #pragma once
 
 #include <cstdint>
@@ -43,7 +45,7 @@ using Batch = std::vector<TrainingSample>;
 
 class BatchLoader {
  public:
-  BatchLoader(std::shared_ptr<const DatasetReader> data, std::vector<int> indices, LoaderOptions options);
+  BatchLoader(std::shared_ptr<const SampleSource> data, std::vector<int> indices, LoaderOptions options);
   ~BatchLoader();
   int batches_per_epoch() const;
   // The sample indices of the epoch's order (the whole global order, all ranks).
@@ -53,8 +55,9 @@ class BatchLoader {
 
  private:
   void fill();
+  void drain() noexcept;
   Batch make_batch(uint64_t epoch, int batch) const;
-  std::shared_ptr<const DatasetReader> data_;
+  std::shared_ptr<const SampleSource> data_;
   std::vector<int> indices_;
   LoaderOptions opt_;
   std::unique_ptr<ThreadPool> pool_;

@@ -7,7 +7,7 @@
 
 namespace orch {
 
-void write_predictions(const std::string& path, const Predictions& p) {
+void write_predictions(const std::string& path, const Predictions& p, const PublishFence& fence) {
   const hsize_t n = p.ids.size(), s = static_cast<hsize_t>(p.size);
   if (p.masks.size() != n) throw Error(path + ": " + std::to_string(p.masks.size()) + " masks for " + std::to_string(n) + " ids");
   AtomicFile out(path, true);
@@ -43,7 +43,7 @@ void write_predictions(const std::string& path, const Predictions& p) {
     h5::set_attr(f, "evaluated", p.evaluated);
     h5::save_memory_file(f, out.temp_path());
   }
-  out.commit();
+  out.commit(fence);
 }
 
 Predictions read_predictions(const std::string& path) {

@@ -8,6 +8,8 @@
 // of dense ones from /masks. Written atomically (temporary file, fsync, rename). Values only; no shared state.
 #pragma once
 
+#include "core/atomic_file.h"
+
 #include <opencv2/core.hpp>
 
 #include <string>
@@ -23,7 +25,8 @@ struct Predictions {
   std::vector<std::vector<float>> points;    // per image P*2 values; empty for dense networks
 };
 
-void write_predictions(const std::string& path, const Predictions& p);
+// Published through `fence` when one is given (core/atomic_file.h: FencedError when it refuses).
+void write_predictions(const std::string& path, const Predictions& p, const PublishFence& fence = nullptr);
 Predictions read_predictions(const std::string& path);  // throws InputError naming the file
 
 }  // namespace orch

@@ -62,6 +62,12 @@ void RunLedger::stop_heartbeat() {
   if (beat_.joinable()) beat_.join();
 }
 
+PublishFence RunLedger::fence() {
+  return [this](const std::function<void()>& publish) {
+    return attempt_ != 0 && store_->publish_if_claim_held(run_id_, attempt_, publish);
+  };
+}
+
 void RunLedger::started_at(int64_t epoch, int64_t batch) {
   if (attempt_) store_->set_attempt_start(attempt_, epoch, batch);
 }

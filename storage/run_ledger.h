@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/atomic_file.h"
 #include "storage/store.h"
 
 namespace orch {
@@ -41,6 +42,10 @@ class RunLedger {
   // the run is cancelled and once when the claim is lost. Store errors in the thread are retried, not thrown.
   void start_heartbeat(double interval_s, std::function<void(ClaimStanding)> on_change);
   void stop_heartbeat();
+
+  // The fence for this attempt's file publications (core/atomic_file.h): a rename runs only while the claim is
+  // held (Store::publish_if_claim_held). Call from the thread that owns the ledger.
+  PublishFence fence();
 
   void started_at(int64_t epoch, int64_t batch);
   // False when the claim is lost (nothing written).

@@ -9,6 +9,8 @@
 //   timeout      its Slurm job reached the time limit without requeueing
 //   lost         its job is gone, or its heartbeat is too old, while the store still said queued/running
 //   interrupted  its pool or command was interrupted (SIGINT/SIGTERM): checkpointed and stopped
+//   damaged      shown only (never recorded): done in the store, but an artefact it must have is missing (its
+//                best checkpoint, its predictions); `resume --rebuild-damaged` rebuilds it
 //
 // `lost` is mostly inferred when a plan or status looks (scheduler/plan.h); the store records it when a claim
 // takes a run over from a dead holder. Values only; thread-safe.
@@ -28,6 +30,7 @@ inline const std::string kCancelled = "cancelled";
 inline const std::string kTimeout = "timeout";
 inline const std::string kLost = "lost";
 inline const std::string kInterrupted = "interrupted";
+inline const std::string kDamaged = "damaged";
 
 const std::vector<std::string>& all();
 // Queued or running: a job is (supposed to be) on it.

@@ -589,16 +589,18 @@ namespace {
 bool holder_alive(const std::string& holder, double heartbeat, double lost_after_s, std::string* why) {
   auto id = ProcessIdentity::parse(holder);
   Liveness l = id ? liveness(*id) : Liveness::kUnknown;
-  if (l == Liveness::kAlive) return true;
   if (l == Liveness::kGone) {
     *why = "its process " + holder + " is gone";
     return false;
   }
+  // The heartbeat decides whatever the pid says: a live process that stopped beating is hung (SIGSTOP, a dead
+  // file system), and holding the run forever would stall the grid.
   const double age = heartbeat > 0 ? unix_now() - heartbeat : 1e18;
   if (age <= lost_after_s) return true;
-  char b[96];
-  std::snprintf(b, sizeof b, "its last heartbeat is %.0f s old (bound %.0f s)", age, lost_after_s);
+  char b[160];
+  std::snprintf(b, sizeof b, "no heartbeat for %.0f s (bound %.0f s)", age, lost_after_s);
   *why = b;
+  if (l == Liveness::kAlive) *why += " (pid " + std::to_string(id->pid) + " alive but not progressing)";
   return false;
 }
 
@@ -676,6 +678,17 @@ ClaimStanding Store::heartbeat(const std::string& run_id, int64_t attempt_id) {
     set.run();
   });
   return standing;
+}
+
+bool Store::publish_if_claim_held(const std::string& run_id, int64_t attempt_id, const std::function<void()>& publish) {
+  bool held = false;
+  write([&] {
+    Stmt get(path_, db_, wait_s_, "SELECT claim_attempt FROM runs WHERE run_id = ?");
+    get.bind(1, run_id);
+    held = get.row() && get.integer_or(0, 0) == attempt_id;
+    if (held) publish();
+  });
+  return held;
 }
 
 void Store::set_attempt_start(int64_t attempt_id, int64_t epoch, int64_t batch) {

@@ -184,6 +184,10 @@ class Store {
   // Claims (see the header comment) and what the holding attempt may do.
   ClaimResult claim_run(const ClaimRequest& request);
   ClaimStanding heartbeat(const std::string& run_id, int64_t attempt_id);
+  // Runs `publish` (a file's rename into place) only while `attempt_id` holds the run's claim, inside the write
+  // transaction that checked it, so no takeover can come between the check and the rename. False (and `publish`
+  // not run) when the claim is gone.
+  bool publish_if_claim_held(const std::string& run_id, int64_t attempt_id, const std::function<void()>& publish);
   void set_attempt_start(int64_t attempt_id, int64_t epoch, int64_t batch);
   // The run's final word, fenced: only while `attempt_id` holds the claim. `state` is the run's new state and the
   // attempt is closed with `exit_status` and `reason`, except that a run cancelled meanwhile stays cancelled (its

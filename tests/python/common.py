@@ -1,8 +1,10 @@
 """Shared helpers of the Python checks: the orchestrator binary, a scratch folder, a tiny test runner."""
 import os
+import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 
 BIN = os.environ.get("ORCH_BIN", "build/cli/orchestrator")
@@ -20,11 +22,47 @@ def kill_at_rename(env, when, n, substring):
     return dict(env, LD_PRELOAD=os.path.abspath(lib), ORCH_TEST_KILL_AT_RENAME=f"{when}:{n}:{substring}")
 
 
+def stop_at_open(env, n, substring):
+    """`env` with the fault injector tests/faults/stop_at_open.c preloaded: the process stops itself (SIGSTOP) just
+    before its n-th open of a path containing `substring`; SIGCONT continues it."""
+    lib = os.environ.get("ORCH_STOP_AT_OPEN_LIB", os.path.join(os.path.dirname(BIN), "..", "tests", "libstop_at_open.so"))
+    assert os.path.exists(lib), f"the fault injector {lib} is not built"
+    return dict(env, LD_PRELOAD=os.path.abspath(lib), ORCH_TEST_STOP_AT_OPEN=f"{n}:{substring}")
+
+
 def orch(*args, check=True):
     p = subprocess.run([BIN, *map(str, args)], capture_output=True, text=True)
     if check and p.returncode != 0:
         raise AssertionError(f"orchestrator {' '.join(map(str, args))} exited {p.returncode}:\n{p.stdout}\n{p.stderr}")
     return p
+
+
+def cli(*args, env=None, check=True, timeout=600):
+    """orchestrator with `env` (default: this process's), its output captured; fails the test on a non-zero exit."""
+    p = subprocess.run([BIN, *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"orchestrator {' '.join(map(str, args))} exited {p.returncode}:\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def start(*args, env=None):
+    """A command in its own process group (so a test can kill -9 the pool and its workers alike)."""
+    return subprocess.Popen([BIN, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+
+
+def store(ws):
+    return sqlite3.connect(os.path.join(ws, "orchestrator.db"), timeout=30)
+
+
+def wait_until(pred, timeout=120, what="condition"):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def scratch():

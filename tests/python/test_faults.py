@@ -10,7 +10,8 @@ import subprocess
 import threading
 import time
 
-from common import BIN, kill_at_rename, orch, run, scratch
+import common
+from common import BIN, kill_at_rename, orch, run, scratch, wait_until
 
 EXP = {
     "name": "faults",
@@ -31,30 +32,14 @@ def write_exp(tmp, **changes):
 
 
 def cli(*args, env=FAST, check=True, timeout=600):
-    p = subprocess.run([BIN, *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout)
-    if check and p.returncode != 0:
-        raise AssertionError(f"orchestrator {' '.join(map(str, args))} exited {p.returncode}:\n{p.stdout}\n{p.stderr}")
-    return p
+    return common.cli(*args, env=env, check=check, timeout=timeout)
 
 
 def start(*args, env=FAST):
-    """A command in its own process group (so a test can kill -9 the pool and its workers alike)."""
-    return subprocess.Popen([BIN, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
+    return common.start(*args, env=env)
 
 
-def db(ws):
-    return sqlite3.connect(os.path.join(ws, "orchestrator.db"), timeout=30)
-
-
-def wait_until(pred, timeout=120, what="condition"):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+db = common.store
 
 
 def log_has(ws, text):

@@ -121,6 +121,10 @@ def test_injection_through_the_experiment_runs_nothing():
     with scratch() as tmp:
         target = os.path.join(tmp, "pwned")
         doc = dict(EXP, name=f'x"; touch {target}; "')
+        exp, ws = write_exp(tmp, doc)
+        p = orch("submit", exp, check=False)
+        assert p.returncode == 2 and "name" in p.stderr and "letters, digits" in p.stderr, p.stderr
+        doc = dict(EXP)
         doc["datasets"] = {f'x"; touch {target}; "': EXP["datasets"]["a"]}
         exp, ws = write_exp(tmp, doc)
         p = orch("submit", exp, check=False)

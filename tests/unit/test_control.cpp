@@ -15,6 +15,7 @@
 #include "scheduler/grid.h"
 #include "scheduler/plan.h"
 #include "scheduler/resources.h"
+#include "scheduler/retry.h"
 #include "scheduler/slurm_backend.h"
 #include "storage/store.h"
 #include "storage/workspace_lock.h"
@@ -147,6 +148,11 @@ TEST(Judge, WhatARunReallyIsFollowsItsJobAndItsHeartbeat) {
   EXPECT_EQ(scheduler::judge("running", running_by(reused, now), none, now, bound).state, "lost");
   EXPECT_EQ(scheduler::judge("running", running_by(remote, now - 30), none, now, bound).state, "running");
   EXPECT_EQ(scheduler::judge("running", running_by(remote, now - 900), none, now, bound).state, "lost");
+  // A live process on this host whose heartbeat stopped is hung: lost whatever its pid says (it used to win).
+  j = scheduler::judge("running", running_by(me, now - 900), none, now, bound);
+  EXPECT_EQ(j.state, "lost");
+  EXPECT_NE(j.why.find("no heartbeat for 900 s (pid " + std::to_string(me.pid) + " alive but not progressing)"),
+            std::string::npos) << j.why;
   // On Slurm: the task's final state wins.
   EXPECT_EQ(scheduler::judge("running", running_by(remote, now, "12_3", "slurm"), {{"12_3", {JobPhase::kTimeout, "Slurm: TIMEOUT"}}}, now, bound).state,
             "timeout");
@@ -155,6 +161,28 @@ TEST(Judge, WhatARunReallyIsFollowsItsJobAndItsHeartbeat) {
   EXPECT_EQ(scheduler::judge("queued", queued_on("12_4", "slurm", now - 900), {{"12_4", {JobPhase::kUnknown, ""}}}, now, bound).state,
             "lost")
       << "a job Slurm has no record of long after its submission";
+}
+
+// The retry policy: transient ends only, up to max_attempts.
+TEST(Retry, OnlyTransientEndsAreRetriedUpToTheBound) {
+  auto killed = [](int sig) { return sig & 0x7f; };  // a waitpid status for "killed by sig"
+  auto exited = [](int code) { return (code & 0xff) << 8; };
+  std::string note;
+  auto oom = scheduler::classify_worker_end(killed(SIGKILL), false);
+  EXPECT_TRUE(oom.retryable);
+  EXPECT_TRUE(scheduler::should_retry(oom, 1, 3, &note));
+  EXPECT_EQ(note, "retried (attempt 2 of 3)");
+  EXPECT_FALSE(scheduler::should_retry(oom, 3, 3, &note));
+  EXPECT_NE(note.find("resources.max_attempts is 3"), std::string::npos) << note;
+  EXPECT_TRUE(scheduler::classify_worker_end(exited(0), true, 700).retryable) << "hung";
+  EXPECT_NE(scheduler::classify_worker_end(exited(0), true, 700).cause.find("no heartbeat for 700 s"), std::string::npos);
+  EXPECT_TRUE(scheduler::classify_worker_end(exited(137), false).retryable);
+  for (int status : {exited(1), exited(2), killed(SIGSEGV), killed(SIGABRT), exited(5)}) {
+    auto e = scheduler::classify_worker_end(status, false);
+    EXPECT_FALSE(e.retryable) << e.cause;
+    EXPECT_FALSE(scheduler::should_retry(e, 1, 3, &note));
+    EXPECT_NE(note.find("not retried"), std::string::npos);
+  }
 }
 
 TEST(Slurm, StatesMapToJobPhases) {

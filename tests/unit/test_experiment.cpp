@@ -180,3 +180,75 @@ TEST(Blas, TheReferenceBlasIsRecognisedByItsDebianPath) {
   EXPECT_TRUE(std::filesystem::exists(blas)) << blas;
   EXPECT_FALSE(is_reference_blas(blas)) << blas << ": install libopenblas0-openmp (scripts/packages.txt)";
 }
+
+namespace {
+std::string load_error(test::TempDir& d, const std::string& text, const std::vector<std::string>& sets = {}) {
+  const std::string path = d / "exp.json";
+  std::ofstream(path) << text;
+  try {
+    load_experiment(path, sets);
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "";
+}
+const char* kMinimal = R"({"name": "t", "workspace": "ws", "datasets": {"d": {"kind": "lh", "synthetic": {}}}})";
+}  // namespace
+
+// Deeply nested input is refused before anything recurses over it (100,000 levels used to end in SIGSEGV).
+TEST(Experiment, NestingIsBounded) {
+  test::TempDir d;
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  std::string e = load_error(d, R"({"name": "t", "description": )" + deep + "}");
+  EXPECT_NE(e.find("exp.json"), std::string::npos) << e;
+  EXPECT_NE(e.find("description"), std::string::npos) << e;
+  EXPECT_NE(e.find("nested deeper than 256"), std::string::npos) << e;
+  std::string ok(200, '[');  // within the bound: accepted (and then the experiment's own checks apply)
+  EXPECT_EQ(load_error(d, std::string(kMinimal).insert(1, R"("description": )" + ok + std::string(200, ']') + ", ")), "");
+  e = load_error(d, kMinimal, {"description=" + deep});
+  EXPECT_NE(e.find("nested deeper than 256"), std::string::npos) << e;
+  std::string long_key;
+  for (int i = 0; i < 100000; ++i) long_key += "a.";
+  e = load_error(d, kMinimal, {long_key + "b=1"});
+  EXPECT_NE(e.find("key components"), std::string::npos) << e;
+}
+
+TEST(Experiment, DuplicateKeysAndHugeNumbersAreRefusedByField) {
+  test::TempDir d;
+  std::string e = load_error(d, R"({"name": "t", "workspace": "ws", "training": {"epochs": 3, "epochs": 7},
+    "datasets": {"d": {"kind": "lh", "synthetic": {}}}})");
+  EXPECT_NE(e.find("training.epochs"), std::string::npos) << e;
+  EXPECT_NE(e.find("given twice"), std::string::npos) << e;
+  e = load_error(d, R"({"name": "t", "datasets": {"d": {"kind": "lh", "size": 1e400, "synthetic": {}}}})");
+  EXPECT_NE(e.find("datasets.d.size"), std::string::npos) << e;
+  EXPECT_NE(e.find("out of range"), std::string::npos) << e;
+  e = load_error(d, R"({"name": "t", "seeds": [1, 2, -1e999], "datasets": {}})");
+  EXPECT_NE(e.find("seeds[2]"), std::string::npos) << e;
+  e = load_error(d, kMinimal, {"training.learning_rate=1e400"});  // not a JSON number: the text, refused by field
+  EXPECT_NE(e.find("training.learning_rate = \"1e400\": expected a number"), std::string::npos) << e;
+  e = load_error(d, R"({"name": "t", "datasets": {)");
+  EXPECT_NE(e.find("invalid JSON"), std::string::npos) << e;
+  EXPECT_EQ(e.find("[json.exception"), std::string::npos) << e;
+}
+
+// One rule for the names that become file names: no "..", no separators, no quotes, a length that fits.
+TEST(Experiment, NamesFollowOneRule) {
+  for (const std::string& bad : std::vector<std::string>{"../../x", "a/b", "x\"; touch y; \"", ".hidden", "-x", std::string(65, 'n'), "a b"}) {
+    json doc = demo();
+    doc["name"] = bad;
+    std::string e = error_of(doc);
+    EXPECT_NE(e.find("name"), std::string::npos) << bad << ": " << e;
+    EXPECT_NE(e.find("letters, digits"), std::string::npos) << bad << ": " << e;
+    doc = demo();
+    doc["datasets"][bad] = doc["datasets"]["synth_lh"];
+    e = error_of(doc);
+    EXPECT_NE(e.find("data set names use"), std::string::npos) << bad << ": " << e;
+    doc = demo();
+    doc["networks"] = json::array({bad});
+    e = error_of(doc);
+    EXPECT_NE(e.find("network names use"), std::string::npos) << bad << ": " << e;
+  }
+  json doc = demo();
+  doc["name"] = std::string(64, 'n');
+  EXPECT_EQ(error_of(doc), "");
+}

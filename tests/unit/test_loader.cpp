@@ -1,8 +1,14 @@
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <cmath>
 #include <set>
 
 #include "core/synth/synth_dataset.h"
+#include "core/errors.h"
+#include "core/progress.h"
+#include "core/thread_pool.h"
+#include "storage/h5.h"
 #include "storage/loader.h"
 #include "storage/prepare.h"
 #include "test_util.h"
@@ -77,4 +83,107 @@ TEST(Loader, RanksTakeDisjointShardsOfEachBatch) {
     EXPECT_EQ(whole, parts);
   }
   EXPECT_FALSE(r0.next());
+}
+
+namespace {
+// A real data set whose sample `bad` fails to read, as an I/O error or a damaged chunk would (the loader's seam).
+class FailingSource : public SampleSource {
+ public:
+  FailingSource(std::shared_ptr<const DatasetReader> real, int bad) : real_(std::move(real)), bad_(bad) {}
+  const DatasetInfo& info() const override { return real_->info(); }
+  Sample read(int index) const override {
+    if (index == bad_) throw Error(real_->path() + ": sample " + std::to_string(index) + ": Input/output error");
+    return real_->read(index);
+  }
+
+ private:
+  std::shared_ptr<const DatasetReader> real_;
+  int bad_;
+};
+}  // namespace
+
+// The error of a worker thread reaches next() once, with its message; the loader is then usable and destructible
+// (it used to leave the spent future queued: the next wait threw std::future_error, and the process aborted).
+TEST(Loader, AnErrorInALoaderTaskReachesTheCallerOnce) {
+  test::TempDir d;
+  auto real = dataset(d);
+  auto train = real->info().indices(Split::kTrain);
+  for (int threads : {1, 2}) {
+    for (size_t which : {size_t{0}, train.size() - 1}) {
+      auto src = std::make_shared<FailingSource>(real, train[which]);
+      auto l = std::make_unique<BatchLoader>(src, train, LoaderOptions().with_threads(threads).with_seed(5));
+      l->start_epoch(1);
+      std::string message;
+      int batches = 0;
+      try {
+        while (l->next()) ++batches;
+      } catch (const std::exception& e) {
+        message = e.what();
+      }
+      EXPECT_NE(message.find("Input/output error"), std::string::npos) << "threads " << threads << ": " << message;
+      EXPECT_NE(message.find("sample " + std::to_string(train[which])), std::string::npos) << message;
+      EXPECT_LT(batches, l->batches_per_epoch());
+      EXPECT_NO_THROW({ EXPECT_FALSE(l->next()); });  // the epoch ended with the error; nothing throws again
+      EXPECT_NO_THROW(l->start_epoch(2));              // a new epoch starts afresh (and meets the sample again)
+      EXPECT_THROW({ while (l->next()) {} }, Error);
+      EXPECT_NO_THROW(l.reset());                      // destroyed with tasks in flight or failed: no terminate
+    }
+  }
+}
+
+// A data set whose landmarks are NaN (written by another tool): the reader's check names the file, the field and
+// the sample, through the loader's threads.
+TEST(Loader, ANanLandmarkIsAClearErrorNamingTheSample) {
+  test::TempDir d;
+  auto real = dataset(d);
+  const auto train = real->info().indices(Split::kTrain);
+  const int bad = train[3];
+  const size_t points = static_cast<size_t>(real->info().layout().total_points());
+  real.reset();  // HDF5 locks a file open for reading against writers
+  {
+    h5::Handle f = h5::open_file(d / "d.h5", true);
+    h5::Handle lm = h5::open_dataset(f, "landmarks");
+    std::vector<float> row(points * 2, std::nanf(""));
+    h5::write_row(lm, H5T_NATIVE_FLOAT, bad, row.data(), d / "d.h5");
+  }
+  auto data = std::make_shared<DatasetReader>(d / "d.h5");
+  BatchLoader l(data, train, LoaderOptions().with_threads(2).with_seed(5));
+  l.start_epoch(1);
+  try {
+    while (l.next()) {}
+    FAIL() << "no error";
+  } catch (const InputError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("d.h5"), std::string::npos) << m;
+    EXPECT_NE(m.find("/landmarks"), std::string::npos) << m;
+    EXPECT_NE(m.find("sample " + std::to_string(bad)), std::string::npos) << m;
+    EXPECT_NE(m.find("nan"), std::string::npos) << m;
+  }
+}
+
+// Every pool hands a task's exception to its caller, and is then joinable: no path to std::terminate.
+TEST(Pools, ParallelForHandsTheFirstErrorToTheCallerAndStops) {
+  for (int threads : {1, 2, 4}) {
+    std::atomic<int> ran{0};
+    try {
+      parallel_for(1000, threads, [&](size_t i) {
+        ++ran;
+        if (i == 5) throw InputError("f.h5", "/landmarks, sample 5", "nan", "expected a finite coordinate");
+      });
+      FAIL() << "no error";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("f.h5: /landmarks, sample 5 = nan"), std::string::npos) << e.what();
+    }
+    EXPECT_LT(ran.load(), 1000) << "threads " << threads;  // the others stop taking work
+  }
+}
+
+TEST(Pools, AThreadPoolTaskErrorIsItsFutureAndThePoolStillWorks) {
+  auto pool = std::make_unique<ThreadPool>(2);
+  auto bad = pool->submit([]() -> int { throw Error("disk gone"); });
+  auto good = pool->submit([] { return 7; });
+  EXPECT_THROW(bad.get(), Error);
+  EXPECT_EQ(good.get(), 7);
+  auto pending = pool->submit([]() -> int { throw Error("never read"); });  // an error nobody reads
+  EXPECT_NO_THROW(pool.reset());
 }

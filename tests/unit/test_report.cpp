@@ -10,6 +10,7 @@
 #include "core/experiment.h"
 #include "report/figures.h"
 #include "report/report.h"
+#include "report/writers.h"
 #include "report/stats.h"
 #include "scheduler/grid.h"
 #include "scheduler/plan.h"
@@ -280,3 +281,12 @@ TEST(Report, CurvesFigureIsAPngOfTheExpectedSize) {
 
 }  // namespace
 }  // namespace orch
+
+// Names and paths a user chose become text, never markup or a script link.
+TEST(Report, MarkdownEscapesNamesAndLinksAreNeverAScheme) {
+  EXPECT_EQ(orch::report::md_escape("a|b <script>[x](javascript:y) `c` *d* snake_case"),
+            "a\\|b \\<script\\>\\[x\\](javascript:y) \\`c\\` \\*d\\* snake_case");
+  EXPECT_EQ(orch::report::path_href("javascript:alert(1)/runs/x/log.txt"), "./javascript%3Aalert%281%29/runs/x/log.txt");
+  EXPECT_EQ(orch::report::path_href("../ws/runs/r.1-ab/log.txt"), "../ws/runs/r.1-ab/log.txt");
+  EXPECT_EQ(orch::report::path_href("/abs/a b\"c/log.txt"), "/abs/a%20b%22c/log.txt");
+}

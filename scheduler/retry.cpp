@@ -1,0 +1,50 @@
+#include "scheduler/retry.h"
+
+#include <sys/wait.h>
+
+#include <csignal>
+#include <cstring>
+
+#include "core/exit_codes.h"
+
+namespace orch::scheduler {
+
+AttemptEnd classify_worker_end(int status, bool hung, double heartbeat_age_s) {
+  AttemptEnd e;
+  if (hung) {
+    e.retryable = true;
+    e.cause = "hung: no heartbeat for " + std::to_string(static_cast<long long>(heartbeat_age_s)) +
+              " s (ORCH_LOST_AFTER_S), killed by its pool";
+    return e;
+  }
+  if (WIFSIGNALED(status)) {
+    const int sig = WTERMSIG(status);
+    e.retryable = sig == SIGKILL;
+    e.cause = sig == SIGKILL ? "killed by SIGKILL (out of memory, a lost node, or kill -9)"
+                             : std::string("killed by signal ") + std::to_string(sig) + " (" + strsignal(sig) + ")";
+    return e;
+  }
+  const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  e.retryable = code == 128 + SIGKILL;  // a shell or launcher that reports the SIGKILL as an exit status
+  e.cause = code == kExitInputError ? "exit 2 (bad input)"
+            : code == kExitFailure  ? "exit 1 (failed: see its log)"
+            : e.retryable           ? "exit 137 (killed by SIGKILL)"
+                                    : "exit " + std::to_string(code);
+  return e;
+}
+
+bool should_retry(const AttemptEnd& end, int attempts, int max_attempts, std::string* note) {
+  if (!end.retryable) {
+    *note = "not retried: " + end.cause + " is not a transient failure";
+    return false;
+  }
+  if (attempts >= max_attempts) {
+    *note = "not retried: " + std::to_string(attempts) + " attempt(s) made, resources.max_attempts is " +
+            std::to_string(max_attempts);
+    return false;
+  }
+  *note = "retried (attempt " + std::to_string(attempts + 1) + " of " + std::to_string(max_attempts) + ")";
+  return true;
+}
+
+}  // namespace orch::scheduler
