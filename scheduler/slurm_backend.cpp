@@ -276,7 +276,8 @@ DispatchResult SlurmBackend::dispatch(const std::vector<DispatchItem>& items, St
     replace_all(script, "@RANKS@", std::to_string(res.ranks));
     replace_all(script, "@CPUS@", std::to_string(res.cpus * per_task));
     replace_all(script, "@OPTIONAL_LINES@\n", opt);
-    replace_all(script, "@LAUNCH@", res.ranks == 1 ? "exec" : "exec srun");
+    replace_all(script, "@LAUNCH@", res.ranks == 1 ? "exec" : "exec srun");  // user templates of earlier versions
+    replace_all(script, "@MAX_ATTEMPTS@", std::to_string(xres.max_attempts));
     replace_all(script, "@WORKER_ARGS@", " --threads " + std::to_string(res.cpus));
     const std::string script_path = fs::path(layout.slurm_dir()) / (base + ".sbatch");
     write_file_atomically(script_path, script);

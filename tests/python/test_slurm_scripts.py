@@ -106,14 +106,14 @@ def calls(state):
     return [json.loads(l) for l in open(path)] if os.path.exists(path) else []
 
 
-def run_task(call, task, env, fake_bin, exit_codes=None):
+def run_task(call, task, env, fake_bin, exit_codes=None, restarts=0):
     """Runs one array task of a recorded sbatch call through bash, as Slurm would, with the fake orchestrator."""
     argv = call["argv"]
     script = next(a for a in argv if a.endswith(".sbatch"))
     args = argv[argv.index(script) + 1:]
     assert len(args) == 3, args
     e = dict(env, SLURM_ARRAY_TASK_ID=str(task), SLURM_ARRAY_JOB_ID=call["job"], SLURM_JOB_ID=str(int(call["job"]) + task),
-             FAKE_EXIT=json.dumps(exit_codes or {}))
+             FAKE_EXIT=json.dumps(exit_codes or {}), SLURM_RESTART_COUNT=str(restarts))
     return subprocess.run(["bash", script, fake_bin, args[1], args[2]], capture_output=True, text=True, env=e,
                            cwd=os.path.dirname(script)), args
 
@@ -201,9 +201,34 @@ def test_runs_packed_on_one_gpu_each_get_a_worker_and_requeue_together():
         requeues = [json.loads(l) for l in open(os.path.join(state, "scontrol.log"))]
         assert requeues == [["requeue", call["job"] + "_0"]], requeues
         assert len(worker_calls(state)) == 2
-        # The single-run task of the same array execs the worker directly.
+        # The single-run task of the same array runs one worker, which requeues itself.
         r, _ = run_task(call, 1, env, fake_bin)
         assert r.returncode == 0 and worker_calls(state)[0][4] == lines[1], r.stderr
+
+
+def test_a_worker_killed_by_sigkill_is_retried_up_to_max_attempts():
+    """The job script's retry policy: a worker that ended by SIGKILL (137: the OOM killer, kill -9) makes the task
+    requeue itself while SLURM_RESTART_COUNT + 1 < resources.max_attempts; a failure (exit 1) is never retried; a
+    single worker's own requeue (75) is not repeated by the script."""
+    with scratch() as tmp:
+        env, state, fake_bin = fake_slurm(tmp)
+        ws = os.path.join(tmp, "ws")
+        submit(experiment(tmp, ws, resources={"max_attempts": 2}), env)
+        (call,) = calls(state)
+        (run_id,) = open(call["argv"][-1]).read().split()
+        log = os.path.join(state, "scontrol.log")
+        requeues = lambda: [json.loads(l) for l in open(log)] if os.path.exists(log) else []  # noqa: E731
+        r, _ = run_task(call, 0, env, fake_bin, exit_codes={run_id: 137})
+        assert r.returncode == 75 and "retried (attempt 2 of 2)" in r.stderr, (r.returncode, r.stderr)
+        assert requeues() == [["requeue", call["job"] + "_0"]], requeues()
+        r, _ = run_task(call, 0, env, fake_bin, exit_codes={run_id: 137}, restarts=1)
+        assert r.returncode == 137 and "not retried" in r.stderr, (r.returncode, r.stderr)
+        assert len(requeues()) == 1
+        r, _ = run_task(call, 0, env, fake_bin, exit_codes={run_id: 1})
+        assert r.returncode == 1 and len(requeues()) == 1, (r.returncode, r.stderr)
+        r, _ = run_task(call, 0, env, fake_bin, exit_codes={run_id: 75})
+        assert r.returncode == 75 and len(requeues()) == 1, (r.returncode, r.stderr)
+        assert all("--no-self-requeue" not in w for w in worker_calls(state))
 
 
 def test_each_array_depends_only_on_the_tasks_its_runs_need():
@@ -315,6 +340,7 @@ if __name__ == "__main__":
          test_the_error_branch_names_the_manifest_and_runs_nothing,
          test_refused_workspace_paths,
          test_runs_packed_on_one_gpu_each_get_a_worker_and_requeue_together,
+         test_a_worker_killed_by_sigkill_is_retried_up_to_max_attempts,
          test_each_array_depends_only_on_the_tasks_its_runs_need,
          test_a_submission_that_died_after_sbatch_is_reconciled_not_repeated,
          test_time_auto_asks_for_the_estimate_times_the_margin])

@@ -52,6 +52,14 @@ def wait_until(pred, timeout=180, what="condition"):
     return common.wait_until(pred, timeout, what)
 
 
+def count(con, sql):
+    """A count from the store, 0 while its schema is not created yet (the file exists a moment before)."""
+    try:
+        return con.execute(sql).fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
 def proc_state(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -121,7 +129,7 @@ def test_a_hung_worker_of_a_dead_pool_is_lost_and_resume_takes_it_over():
         pool = start("submit", exp)
         wait_until(lambda: os.path.exists(os.path.join(ws, "orchestrator.db")), what="the store")
         con = db(ws)
-        wait_until(lambda: con.execute("SELECT COUNT(*) FROM epoch_metrics").fetchone()[0] >= 2, what="two epochs")
+        wait_until(lambda: count(con, "SELECT COUNT(*) FROM epoch_metrics") >= 2, what="two epochs")
         (pid,), = con.execute("SELECT pid FROM attempts").fetchall()
         os.kill(pid, signal.SIGSTOP)
         os.kill(pool.pid, signal.SIGKILL)  # its SIGTERM (parent death) waits, pending, while the worker is stopped
@@ -150,7 +158,7 @@ def test_the_pool_retries_transient_ends_and_only_those():
         pool = start("submit", exp, "--workers", "2")
         wait_until(lambda: os.path.exists(os.path.join(ws, "orchestrator.db")), what="the store")
         con = db(ws)
-        wait_until(lambda: con.execute("SELECT COUNT(DISTINCT run_id) FROM epoch_metrics").fetchone()[0] == 2,
+        wait_until(lambda: count(con, "SELECT COUNT(DISTINCT run_id) FROM epoch_metrics") == 2,
                    what="both runs training")
         (killed, _), (stopped, _) = con.execute("SELECT pid, run_id FROM attempts ORDER BY attempt_id").fetchall()
         os.kill(killed, signal.SIGKILL)
@@ -194,13 +202,20 @@ def snapshot(ws, run_dir):
 
 
 def test_a_worker_taken_over_while_evaluating_publishes_nothing():
-    """Worker A stops (SIGSTOP) while evaluating, just before it writes its predictions; its heartbeat goes stale,
+    """Worker A (on another host when the test runs as root: a UTS namespace) stops (SIGSTOP) while evaluating,
+    just before it writes its predictions; its heartbeat goes stale,
     worker B takes the run over and finishes it. Continued, A must not replace B's predictions.h5 (nor any
     checkpoint) nor change the store: it exits 3, and every file and row is as B left it."""
     with scratch() as tmp:
         exp, ws = write_exp(tmp)
-        a = start("train", exp, "--dataset", "d", "--model", "hybridgnet",
-                  env=stop_at_open(FAST, 1, "predictions.h5.tmp-"))
+        args = ["train", exp, "--dataset", "d", "--model", "hybridgnet"]
+        env = stop_at_open(FAST, 1, "predictions.h5.tmp-")
+        if os.geteuid() == 0 and shutil.which("unshare"):  # A on "another host": a UTS namespace of its own
+            a = subprocess.Popen(["unshare", "--uts", "sh", "-c", 'hostname other-host && exec "$0" "$@"',
+                                  os.path.abspath(BIN), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True, env=env, start_new_session=True)
+        else:
+            a = start(*args, env=env)
         wait_until(lambda: a.poll() is not None or proc_state(a.pid) == "T", what="worker A stopped while evaluating")
         assert a.poll() is None, a.communicate()
         con = db(ws)
@@ -209,6 +224,9 @@ def test_a_worker_taken_over_while_evaluating_publishes_nothing():
         time.sleep(5)  # A's heartbeat is now older than ORCH_LOST_AFTER_S
         b = cli("worker", "--workspace", ws, "--run", run_id)
         assert "took over from attempt" in open(os.path.join(ws, "runs", run_id, "log.txt")).read(), b.stderr
+        if a.args[0] == "unshare":
+            hosts = [h for (h,) in con.execute("SELECT host FROM attempts ORDER BY attempt_id")]
+            assert hosts[0] == "other-host" and hosts[1] != "other-host", hosts
         run_dir = os.path.join(ws, "runs", run_id)
         before = snapshot(ws, run_dir)
         assert "predictions.h5" in before[0] and before[1]["runs"][0][1] == "done", before[1]["runs"]

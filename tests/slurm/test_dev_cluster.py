@@ -265,6 +265,31 @@ def test_requeue_by_hand_and_a_controller_restart_mid_grid():
         assert len(reasons) >= 2 and reasons[-1] == "done", reasons
 
 
+def test_a_worker_killed_by_sigkill_is_retried_by_its_task():
+    """The retry policy on Slurm: a worker killed by SIGKILL (as the OOM killer would) is retried by its own job
+    script, which requeues the task (resources.max_attempts); the run continues from its checkpoint and ends done
+    without a `resume`, every epoch trained once."""
+    with tempfile.TemporaryDirectory(prefix="orch-slurm-") as tmp:
+        exp, ws = grid_experiment(tmp, epochs=40, networks=("hybridgnet",), seeds=(1,))
+        orch("submit", exp)
+        db = sqlite3.connect(os.path.join(ws, "orchestrator.db"), timeout=30)
+        t0 = time.time()
+        while time.time() - t0 < 180 and db.execute("SELECT COUNT(*) FROM epoch_metrics").fetchone()[0] < 3:
+            time.sleep(0.3)
+        (run,) = json.loads(orch("status", exp, "--json").stdout)
+        (pid,) = db.execute("SELECT pid FROM attempts").fetchone()
+        os.kill(pid, 9)
+        hurry_requeued(run["job"], timeout=60)
+        (r,) = wait_all(exp, timeout=300)
+        assert r["state"] == "done", r
+        epochs = [e for (e,) in db.execute("SELECT epoch FROM epoch_metrics ORDER BY epoch")]
+        assert epochs == list(range(1, 41)), epochs
+        attempts = db.execute("SELECT pid, reason FROM attempts ORDER BY attempt_id").fetchall()
+        assert len(attempts) == 2 and attempts[0][0] == pid and "gone" in attempts[0][1], attempts
+        out = "".join(open(f).read() for f in glob.glob(os.path.join(ws, "logs", "*.out")))
+        assert "killed by SIGKILL" in out and "retried (attempt 2 of 3)" in out, out
+
+
 def test_time_limit_signal_checkpoint_requeue_and_finish():
     with tempfile.TemporaryDirectory(prefix="orch-slurm-") as tmp:
         exp, ws = grid_experiment(tmp, epochs=400, networks=("hybridgnet",), seeds=(1,),
@@ -461,6 +486,7 @@ def main():
              test_hostile_workspace_paths_work_on_the_real_cluster,
              test_time_limit_signal_checkpoint_requeue_and_finish,
              test_requeue_by_hand_and_a_controller_restart_mid_grid,
+             test_a_worker_killed_by_sigkill_is_retried_by_its_task,
              test_per_run_dependencies_per_network_time_limits_and_accounting,
              test_failed_unet_of_one_dataset_leaves_the_other_going,
              test_runs_packed_on_one_fake_gpu_share_its_task_and_its_hours])
