@@ -5,7 +5,9 @@
 #include <filesystem>
 #include <functional>
 #include <numeric>
+#include <queue>
 #include <set>
+#include <unordered_map>
 
 #include "core/errors.h"
 #include "core/progress.h"
@@ -63,42 +65,49 @@ struct Measured {
   int runs = 0;
 };
 
-// Mean seconds per epoch of finished runs, per (model, kind, size, batch, device class).
+// Mean seconds per epoch of finished runs, per (model, kind, size, batch, device class): every epoch of every
+// finished run of a key pooled. Three queries for the whole store, none per run.
 std::map<std::string, Measured> finished_run_times(Store& store) {
-  std::map<std::string, std::vector<double>> epochs, inference;
-  std::map<std::string, std::set<std::string>> runs;
+  const auto devices = store.provenance_of_all("device");
+  const auto epoch_sums = store.epoch_seconds_by_run();
+  struct Pool {
+    double epoch_sum = 0;
+    int64_t epochs = 0;
+    std::vector<double> inference;
+    int runs = 0;
+  };
+  std::map<std::string, Pool> pools;
   std::vector<std::string> done;
-  std::map<std::string, std::string> key_of;
+  std::unordered_map<std::string, std::string> key_of;
   for (const auto& r : store.runs()) {
     if (r.state != run_state::kDone) continue;
     auto j = nlohmann::json::parse(r.settings_json, nullptr, false);
     if (!j.is_object()) continue;
     try {
       RunSettings s = RunSettings::from_json(j, r.run_id);
-      const auto prov = store.provenance(r.run_id);
-      auto dev = prov.find("device");
+      auto dev = devices.find(r.run_id);
       const std::string key = s.model + "|" + kind_name(s.kind) + "|" + std::to_string(s.size) + "|" +
-                              std::to_string(s.training.batch_size) + "|" + device_class(dev == prov.end() ? "cpu" : dev->second);
+                              std::to_string(s.training.batch_size) + "|" + device_class(dev == devices.end() ? "cpu" : dev->second);
       key_of[r.run_id] = key;
       done.push_back(r.run_id);
+      Pool& p = pools[key];
+      ++p.runs;
+      if (auto e = epoch_sums.find(r.run_id); e != epoch_sums.end()) {
+        p.epoch_sum += e->second.first;
+        p.epochs += e->second.second;
+      }
     } catch (const std::exception&) {
     }
   }
-  for (const auto& id : done) {
-    const std::string& key = key_of[id];
-    for (const auto& e : store.epoch_metrics(id))
-      if (e.seconds > 0 && std::isfinite(e.seconds)) epochs[key].push_back(e.seconds);
-    runs[key].insert(id);
-  }
   for (const auto& a : store.metric_aggregates(done))
-    if (a.organ.empty() && std::isfinite(a.inference_s)) inference[key_of[a.run_id]].push_back(a.inference_s);
+    if (a.organ.empty() && std::isfinite(a.inference_s)) pools[key_of[a.run_id]].inference.push_back(a.inference_s);
   std::map<std::string, Measured> out;
-  for (auto& [key, v] : epochs) {
+  for (auto& [key, p] : pools) {
+    if (p.epochs == 0) continue;
     Measured m;
-    m.epoch_s = std::accumulate(v.begin(), v.end(), 0.0) / v.size();
-    auto& inf = inference[key];
-    m.inference_s = inf.empty() ? 0 : std::accumulate(inf.begin(), inf.end(), 0.0) / inf.size();
-    m.runs = static_cast<int>(runs[key].size());
+    m.epoch_s = p.epoch_sum / static_cast<double>(p.epochs);
+    m.inference_s = p.inference.empty() ? 0 : std::accumulate(p.inference.begin(), p.inference.end(), 0.0) / p.inference.size();
+    m.runs = p.runs;
     out[key] = m;
   }
   return out;
@@ -126,12 +135,18 @@ std::vector<RunEstimate> estimate_runs(const Experiment& exp, const std::vector<
   const auto finished = finished_run_times(store);
   std::map<std::string, SplitCounts> counts;
   for (const auto& d : exp.datasets) counts[d.name] = split_counts_for(d, workspace);
+  ResourceCache resources(exp);
+  const bool slurm = backend_for(exp, "") == "slurm";
+  const int local_share = std::max(1, default_threads() / local_workers_for(exp, 0));
   std::vector<RunEstimate> out;
+  out.reserve(runs.size());
   for (const auto& r : runs) {
     RunEstimate e;
     e.run_id = r.id;
     const RunSettings& s = r.settings;
-    e.gpus = resources_for(exp, s.dataset, s.model).gpus;
+    const RunResources& res = resources.of(s.dataset, s.model);
+    e.gpus = res.gpus;
+    const int threads = s.training.threads > 0 ? s.training.threads : slurm ? res.cpus : local_share;  // expected_threads
     const std::string device = wanted_device(s, cal);
     const SplitCounts& n = counts[s.dataset];
     const TrainingSpec& t = s.training;
@@ -140,7 +155,7 @@ std::vector<RunEstimate> estimate_runs(const Experiment& exp, const std::vector<
     if (auto f = finished.find(key); f != finished.end() && n.known) {
       e.seconds = t.epochs * f->second.epoch_s + n.test * f->second.inference_s + kStartupSeconds;
       e.basis = std::to_string(f->second.runs) + " finished run(s) on " + device;
-    } else if (const Calibration* c = find_calibration(cal, s, device, expected_threads(exp, s)); c && n.known) {
+    } else if (const Calibration* c = find_calibration(cal, s, device, threads); c && n.known) {
       const double steps = std::ceil(static_cast<double>(n.train) / t.batch_size);
       const double validations = std::ceil(static_cast<double>(t.epochs) / t.validate_every);
       e.seconds = t.epochs * steps * c->step_s + validations * n.val * c->validation_image_s + n.test * c->evaluation_image_s +
@@ -159,88 +174,97 @@ std::vector<RunEstimate> estimate_runs(const Experiment& exp, const std::vector<
 
 double simulate_makespan(const std::vector<PlannedRun>& runs, const std::map<std::string, double>& seconds,
                          const std::map<std::string, int>& gpus, int slots, SchedulePolicy policy) {
-  if (runs.empty() || slots < 1) return 0;
-  std::map<std::string, const PlannedRun*> by_id;
-  for (const auto& r : runs) by_id[r.id] = &r;
-  auto dur = [&](const std::string& id) {
-    auto it = seconds.find(id);
-    return it == seconds.end() ? 0.0 : it->second;
-  };
-  auto need = [&](const std::string& id) {
-    auto it = gpus.find(id);
-    return std::min(slots, std::max(1, it == gpus.end() ? 1 : it->second));
-  };
-  // Levels (for the per-level policy) and the longest path from each run to the end (its priority).
-  std::map<std::string, int> level;
-  std::function<int(const std::string&)> level_of = [&](const std::string& id) {
-    if (auto it = level.find(id); it != level.end()) return it->second;
-    int l = 0;
-    for (const auto& d : by_id.at(id)->depends_on)
-      if (by_id.count(d)) l = std::max(l, level_of(d) + 1);
-    return level[id] = l;
-  };
-  std::map<std::string, std::vector<std::string>> dependents;
-  for (const auto& r : runs) {
-    level_of(r.id);
+  // Event-driven list scheduling over integer run indices: O(n log n) in the runs (it rescanned every pending run
+  // at every event through string-keyed maps: 100k runs took minutes).
+  const int n = static_cast<int>(runs.size());
+  if (n == 0 || slots < 1) return 0;
+  std::unordered_map<std::string, int> index;
+  index.reserve(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) index.emplace(runs[static_cast<size_t>(i)].id, i);
+  std::vector<double> dur(static_cast<size_t>(n), 0.0);
+  std::vector<int> need(static_cast<size_t>(n), 1), deps_left(static_cast<size_t>(n), 0), level(static_cast<size_t>(n), 0);
+  std::vector<std::vector<int>> dependents(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    const PlannedRun& r = runs[static_cast<size_t>(i)];
+    if (auto it = seconds.find(r.id); it != seconds.end()) dur[static_cast<size_t>(i)] = it->second;
+    if (auto it = gpus.find(r.id); it != gpus.end()) need[static_cast<size_t>(i)] = std::min(slots, std::max(1, it->second));
     for (const auto& d : r.depends_on)
-      if (by_id.count(d)) dependents[d].push_back(r.id);
-  }
-  std::map<std::string, double> tail;
-  std::function<double(const std::string&)> tail_of = [&](const std::string& id) {
-    if (auto it = tail.find(id); it != tail.end()) return it->second;
-    double t = 0;
-    for (const auto& c : dependents[id]) t = std::max(t, tail_of(c));
-    return tail[id] = t + dur(id);
-  };
-  std::vector<std::string> pending;
-  for (const auto& r : runs) pending.push_back(r.id);
-  std::sort(pending.begin(), pending.end(), [&](auto& a, auto& b) { return tail_of(a) > tail_of(b); });
-  std::map<std::string, double> finish;
-  std::map<int, double> level_done;  // when every run of a level has finished
-  std::map<int, int> level_left;
-  for (const auto& r : runs) level_left[level[r.id]]++;
-  std::vector<std::pair<double, int>> busy;  // (end time, slots) of running runs
-  double now = 0, makespan = 0;
-  int free = slots;
-  while (!pending.empty()) {
-    bool started = false;
-    for (auto it = pending.begin(); it != pending.end();) {
-      const std::string& id = *it;
-      bool ready = true;
-      if (policy == SchedulePolicy::kPerLevel) {
-        const int l = level[id];
-        ready = l == 0 || (level_left[l - 1] == 0 && level_done[l - 1] <= now + 1e-9);
+      if (auto it = index.find(d); it != index.end()) {
+        dependents[static_cast<size_t>(it->second)].push_back(i);
+        ++deps_left[static_cast<size_t>(i)];
       }
-      for (const auto& d : by_id.at(id)->depends_on)
-        if (by_id.count(d) && (!finish.count(d) || finish[d] > now + 1e-9)) ready = false;
-      const int g = need(id);
-      if (!ready || g > free) {
+  }
+  // A topological order (Kahn), for each run's level and its longest path to the end (its priority).
+  std::vector<int> order, indegree = deps_left;
+  order.reserve(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i)
+    if (indegree[static_cast<size_t>(i)] == 0) order.push_back(i);
+  for (size_t k = 0; k < order.size(); ++k)
+    for (int c : dependents[static_cast<size_t>(order[k])]) {
+      level[static_cast<size_t>(c)] = std::max(level[static_cast<size_t>(c)], level[static_cast<size_t>(order[k])] + 1);
+      if (--indegree[static_cast<size_t>(c)] == 0) order.push_back(c);
+    }
+  if (static_cast<int>(order.size()) != n) throw Error("makespan: the runs' dependencies form a cycle");
+  std::vector<double> tail(static_cast<size_t>(n), 0.0);
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    double t = 0;
+    for (int c : dependents[static_cast<size_t>(*it)]) t = std::max(t, tail[static_cast<size_t>(c)]);
+    tail[static_cast<size_t>(*it)] = t + dur[static_cast<size_t>(*it)];
+  }
+  std::vector<int> by_priority(static_cast<size_t>(n));
+  std::iota(by_priority.begin(), by_priority.end(), 0);
+  std::stable_sort(by_priority.begin(), by_priority.end(),
+                   [&](int a, int b) { return tail[static_cast<size_t>(a)] > tail[static_cast<size_t>(b)]; });
+  std::vector<int> priority(static_cast<size_t>(n));
+  for (int k = 0; k < n; ++k) priority[static_cast<size_t>(by_priority[static_cast<size_t>(k)])] = k;
+
+  const int levels = 1 + *std::max_element(level.begin(), level.end());
+  std::vector<std::vector<int>> of_level(static_cast<size_t>(levels));
+  std::vector<int> level_left(static_cast<size_t>(levels), 0);
+  for (int i = 0; i < n; ++i) {
+    of_level[static_cast<size_t>(level[static_cast<size_t>(i)])].push_back(i);
+    ++level_left[static_cast<size_t>(level[static_cast<size_t>(i)])];
+  }
+  std::set<std::pair<int, int>> ready;  // (priority, run): startable now, best first
+  auto make_ready = [&](int i) { ready.insert({priority[static_cast<size_t>(i)], i}); };
+  if (policy == SchedulePolicy::kPerLevel) {
+    for (int i : of_level[0]) make_ready(i);
+  } else {
+    for (int i = 0; i < n; ++i)
+      if (deps_left[static_cast<size_t>(i)] == 0) make_ready(i);
+  }
+  using Event = std::pair<double, int>;  // (end time, run)
+  std::priority_queue<Event, std::vector<Event>, std::greater<Event>> running;
+  double now = 0, makespan = 0;
+  int free = slots, finished = 0;
+  while (finished < n) {
+    for (auto it = ready.begin(); it != ready.end() && free > 0;) {  // start what fits, best first
+      const int i = it->second;
+      if (need[static_cast<size_t>(i)] > free) {
         ++it;
         continue;
       }
-      const double end = now + dur(id);
-      finish[id] = end;
-      busy.push_back({end, g});
-      free -= g;
+      const double end = now + dur[static_cast<size_t>(i)];
+      running.push({end, i});
+      free -= need[static_cast<size_t>(i)];
       makespan = std::max(makespan, end);
-      const int l = level[id];
-      level_done[l] = std::max(level_done[l], end);
-      --level_left[l];
-      it = pending.erase(it);
-      started = true;
+      it = ready.erase(it);
     }
-    if (pending.empty()) break;
-    if (!started || free == 0) {  // advance to the next end
-      if (busy.empty()) throw Error("makespan: a run can never start (a dependency outside the grid?)");
-      auto next = std::min_element(busy.begin(), busy.end());
-      now = next->first;
-      for (auto it = busy.begin(); it != busy.end();)
-        if (it->first <= now + 1e-9) {
-          free += it->second;
-          it = busy.erase(it);
-        } else {
-          ++it;
-        }
+    if (running.empty()) throw Error("makespan: a run can never start (it needs more GPUs than there are)");
+    now = running.top().first;  // advance to the next end; every run ending then frees its slots
+    while (!running.empty() && running.top().first <= now + 1e-9) {
+      const int i = running.top().second;
+      running.pop();
+      free += need[static_cast<size_t>(i)];
+      ++finished;
+      if (policy == SchedulePolicy::kPerLevel) {
+        const int l = level[static_cast<size_t>(i)];
+        if (--level_left[static_cast<size_t>(l)] == 0 && l + 1 < levels)
+          for (int c : of_level[static_cast<size_t>(l + 1)]) make_ready(c);
+      } else {
+        for (int c : dependents[static_cast<size_t>(i)])
+          if (--deps_left[static_cast<size_t>(c)] == 0) make_ready(c);
+      }
     }
   }
   return makespan;
@@ -270,11 +294,12 @@ GridEstimate estimate_grid(const GridRequest& g, const std::vector<RunStatus>& p
   std::map<std::string, double> seconds;
   std::map<std::string, int> units;
   std::map<std::string, NetworkEstimate> networks;
+  ResourceCache resources(exp);
   int packing = 1;  // slots per GPU: the largest runs_per_gpu among the runs left
-  for (const auto& r : left) packing = std::max(packing, resources_for(exp, r.settings.dataset, r.settings.model).runs_per_gpu);
+  for (const auto& r : left) packing = std::max(packing, resources.of(r.settings.dataset, r.settings.model).runs_per_gpu);
   for (size_t i = 0; i < left.size(); ++i) {
     const RunSettings& s = left[i].settings;
-    const RunResources res = resources_for(exp, s.dataset, s.model);
+    const RunResources& res = resources.of(s.dataset, s.model);
     RunEstimate e = whole[i];
     NetworkEstimate& n = networks[s.model + "/" + s.dataset];
     if (!n.runs) n = {s.model, s.dataset, 0, e.seconds, e.time_limit, res.time, e.basis};

@@ -53,7 +53,8 @@ std::vector<RunEstimate> estimate_runs(const Experiment& exp, const std::vector<
 
 enum class SchedulePolicy { kPerRun, kPerLevel };
 // Seconds from the first start to the last end of `runs` on `gpus` GPUs (a run with 0 GPUs takes one slot).
-// Runs without an estimate count as 0 s.
+// Runs without an estimate count as 0 s (and free their slot at once). Event-driven over integer indices:
+// O(n log n) in the runs (100k runs in well under a second).
 double simulate_makespan(const std::vector<PlannedRun>& runs, const std::map<std::string, double>& seconds,
                          const std::map<std::string, int>& gpus, int slots, SchedulePolicy policy);
 

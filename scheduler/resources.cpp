@@ -120,6 +120,13 @@ RunResources resources_for(const Experiment& exp, const std::string& dataset, co
   return r;
 }
 
+const RunResources& ResourceCache::of(const std::string& dataset, const std::string& model) {
+  auto key = std::make_pair(dataset, model);
+  auto it = cache_.find(key);
+  if (it == cache_.end()) it = cache_.emplace(key, resources_for(exp_, dataset, model)).first;
+  return it->second;
+}
+
 ExperimentResources experiment_resources(const Experiment& exp) {
   ExperimentResources e;
   if (!exp.raw.contains("resources")) return e;

@@ -5,7 +5,9 @@
 // it: the local pool its GPUs and runs per GPU, Slurm everything. Values only; thread-safe.
 #pragma once
 
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/experiment.h"
@@ -36,6 +38,18 @@ struct ExperimentResources {
 };
 
 RunResources resources_for(const Experiment& exp, const std::string& dataset, const std::string& model);
+
+// resources_for() resolved once per (data set, network) pair: what code that asks for every run of a large grid
+// holds (a grid of 100k runs has a few dozen pairs). Not thread-safe; the experiment must outlive it.
+class ResourceCache {
+ public:
+  explicit ResourceCache(const Experiment& exp) : exp_(exp) {}
+  const RunResources& of(const std::string& dataset, const std::string& model);
+
+ private:
+  const Experiment& exp_;
+  std::map<std::pair<std::string, std::string>, RunResources> cache_;
+};
 ExperimentResources experiment_resources(const Experiment& exp);
 // Validates every level and every combination of the grid's data sets and networks; InputError names the file,
 // the field path and the value.

@@ -861,6 +861,14 @@ std::vector<EpochMetrics> Store::epoch_metrics(const std::string& run_id) {
   return out;
 }
 
+std::map<std::string, std::pair<double, int64_t>> Store::epoch_seconds_by_run() {
+  Stmt s(path_, db_, wait_s_,
+         "SELECT run_id, SUM(seconds), COUNT(*) FROM epoch_metrics WHERE seconds > 0 AND seconds < 1e300 GROUP BY run_id");
+  std::map<std::string, std::pair<double, int64_t>> out;
+  while (s.row()) out[s.text(0)] = {s.real(1), s.integer(2)};
+  return out;
+}
+
 void Store::replace_test_metrics(const std::string& run_id, const std::vector<TestMetric>& rows) {
   write([&] {
     {
@@ -970,6 +978,14 @@ void Store::set_provenance(const std::string& run_id, const std::map<std::string
 std::map<std::string, std::string> Store::provenance(const std::string& run_id) {
   Stmt s(path_, db_, wait_s_, "SELECT key, value FROM provenance WHERE run_id = ?");
   s.bind(1, run_id);
+  std::map<std::string, std::string> out;
+  while (s.row()) out[s.text(0)] = s.text(1);
+  return out;
+}
+
+std::map<std::string, std::string> Store::provenance_of_all(const std::string& key) {
+  Stmt s(path_, db_, wait_s_, "SELECT run_id, value FROM provenance WHERE key = ?");
+  s.bind(1, key);
   std::map<std::string, std::string> out;
   while (s.row()) out[s.text(0)] = s.text(1);
   return out;

@@ -209,6 +209,8 @@ class Store {
   // Metrics.
   bool add_epoch_metrics(const EpochMetrics& m);  // fenced by m.attempt_id when it is not 0
   std::vector<EpochMetrics> epoch_metrics(const std::string& run_id);
+  // Per run, the sum and count of its epochs' positive, finite seconds: one query for a whole grid (estimates).
+  std::map<std::string, std::pair<double, int64_t>> epoch_seconds_by_run();
   void replace_test_metrics(const std::string& run_id, const std::vector<TestMetric>& rows);  // one transaction
   std::vector<TestMetric> test_metrics(const std::string& run_id);
   void replace_inference_times(const std::string& run_id, const std::vector<InferenceRow>& rows);
@@ -216,6 +218,8 @@ class Store {
   void set_median_models(const std::string& experiment, const std::vector<MedianModel>& rows);
   void set_provenance(const std::string& run_id, const std::map<std::string, std::string>& values);
   std::map<std::string, std::string> provenance(const std::string& run_id);
+  // One provenance key of every run that has it (run id -> value), in one query.
+  std::map<std::string, std::string> provenance_of_all(const std::string& key);
 
   // Accounting and calibration (the scheduler's estimates and the report's cost table).
   void upsert_job_accounts(const std::vector<JobAccount>& rows);
