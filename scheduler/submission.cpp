@@ -86,10 +86,15 @@ std::map<std::string, std::string> auto_time_limits(const Experiment& exp, const
 // file system). Its attempt is closed as lost and the process killed (SIGKILL, which a stopped process also
 // takes) before the run is dispatched again, so two workers never train it at once; its pool then counts it as
 // taken over, not failed.
+// A lost run's scheduler job that the scheduler still counts as alive (a task whose node crashed and came back
+// without it, or whose worker hangs) is cancelled too, so it does not hold its resources until a timeout.
 void stop_hung_workers(Store& store, std::vector<RunStatus>& plan, const std::string& command,
-                       const std::function<void(const std::string&)>& event) {
+                       const DispatchOptions& d, const std::function<void(const std::string&)>& event) {
+  std::map<std::string, std::vector<std::string>> stale_jobs;  // backend -> jobs
   for (auto& st : plan) {
     if (!st.submit || st.state != run_state::kLost || st.recorded_state != run_state::kRunning) continue;
+    if (!st.progress.claim_job.empty() && !st.progress.claim_backend.empty() && st.progress.claim_backend != "local")
+      stale_jobs[st.progress.claim_backend].push_back(st.progress.claim_job);
     auto holder = ProcessIdentity::parse(st.progress.claim_holder);
     if (!holder || liveness(*holder) != Liveness::kAlive) continue;
     if (store.abandon_claim(st.run.id, st.progress.claim_holder, run_state::kLost, 128 + SIGKILL,
@@ -98,6 +103,16 @@ void stop_hung_workers(Store& store, std::vector<RunStatus>& plan, const std::st
     if (signal_process(*holder, SIGKILL))
       event("killed the hung worker of " + st.run.id + " (pid " + std::to_string(holder->pid) + "): " +
             st.progress.last_reason);
+  }
+  for (const auto& [backend, jobs] : stale_jobs) {
+    std::string list;
+    for (const auto& j : jobs) list += (list.empty() ? "" : " ") + j;
+    event("cancelling the job(s) of lost run(s): " + list);
+    try {
+      make_backend(backend, d)->cancel(jobs);
+    } catch (const std::exception& e) {  // most have ended already: nothing to cancel
+      event(std::string("(") + brief_reason(e.what()) + ")");
+    }
   }
 }
 
@@ -158,7 +173,7 @@ SubmitOutcome submit_grid(const GridRequest& g, const SubmitOptions& o) {
   po.workspace = g.workspace;
   po.rebuild_damaged = o.rebuild_damaged && o.mode == PlanMode::kResume;
   out.plan = plan(g.grid, store, g.only, o.mode, live_job_states(store, g.workspace), po);
-  stop_hung_workers(store, out.plan, g.command, event);
+  stop_hung_workers(store, out.plan, g.command, d, event);
   set_aside_checkpoints(layout, out.plan, event);
   ensure_datasets(*g.exp, out.plan, g.workspace, o.quiet);  // quick: up to date unless the spec changed meanwhile
   std::vector<PlannedRun> all;

@@ -290,6 +290,38 @@ def test_a_worker_killed_by_sigkill_is_retried_by_its_task():
         assert "killed by SIGKILL" in out and "retried (attempt 2 of 3)" in out, out
 
 
+def test_a_node_crash_mid_run_is_found_and_resume_finishes_the_grid():
+    """slurmd killed with its steps, the job script and the worker (kill -9, as a node crash), then started again:
+    Slurm still counts the task as running (the node came back before Slurm timed it out), status tells the truth
+    (lost: its worker is gone), and resume cancels the stale task and continues the run from its checkpoint; every
+    epoch is trained once."""
+    with tempfile.TemporaryDirectory(prefix="orch-slurm-") as tmp:
+        exp, ws = grid_experiment(tmp, epochs=40, networks=("hybridgnet",), seeds=(1,))
+        orch("submit", exp)
+        db = sqlite3.connect(os.path.join(ws, "orchestrator.db"), timeout=30)
+        t0 = time.time()
+        while time.time() - t0 < 180 and db.execute("SELECT COUNT(*) FROM epoch_metrics").fetchone()[0] < 3:
+            time.sleep(0.3)
+        (run,) = json.loads(orch("status", exp, "--json").stdout)
+        (pid,) = db.execute("SELECT pid FROM attempts").fetchone()
+        slurmd = int(open(os.path.join(LAB, "run", "slurmd.pid")).read())
+        os.kill(slurmd, 9)
+        sh("pkill", "-9", "slurmstepd", check=False)
+        sh("pkill", "-9", "-f", "slurm_script", check=False)  # the job script: nothing of the job survives
+        os.kill(pid, 9)
+        sh("slurmd", "-N", "localhost")
+        time.sleep(2)
+        (lost,) = json.loads(orch("status", exp, "--json").stdout)
+        assert lost["state"] == "lost" and "gone" in lost["why"], lost
+        p = orch("resume", exp)
+        assert "cancelling the job(s) of lost run(s): " + run["job"] in p.stdout, p.stdout
+        (r,) = wait_all(exp, timeout=300)
+        assert r["state"] == "done", (r, slurm_diagnosis(run["job"], ws))
+        epochs = [e for (e,) in db.execute("SELECT epoch FROM epoch_metrics ORDER BY epoch")]
+        assert epochs == list(range(1, 41)), epochs
+        assert wait_state(run["job"], {"CANCELLED"}, timeout=60) == "CANCELLED"
+
+
 def test_time_limit_signal_checkpoint_requeue_and_finish():
     with tempfile.TemporaryDirectory(prefix="orch-slurm-") as tmp:
         exp, ws = grid_experiment(tmp, epochs=400, networks=("hybridgnet",), seeds=(1,),
@@ -487,6 +519,7 @@ def main():
              test_time_limit_signal_checkpoint_requeue_and_finish,
              test_requeue_by_hand_and_a_controller_restart_mid_grid,
              test_a_worker_killed_by_sigkill_is_retried_by_its_task,
+             test_a_node_crash_mid_run_is_found_and_resume_finishes_the_grid,
              test_per_run_dependencies_per_network_time_limits_and_accounting,
              test_failed_unet_of_one_dataset_leaves_the_other_going,
              test_runs_packed_on_one_fake_gpu_share_its_task_and_its_hours])
