@@ -14,7 +14,7 @@ using nlohmann::json;
 namespace {
 
 const std::set<std::string> kRunKeys = {"partition", "mem", "time", "constraint", "gpus", "cpus", "ranks", "runs_per_gpu"};
-const std::set<std::string> kExperimentKeys = {"max_attempts", "array_throttle", "signal_seconds", "template", "local_workers",
+const std::set<std::string> kExperimentKeys = {"max_attempts", "oom_mem_factor", "array_throttle", "signal_seconds", "template", "local_workers",
                                                "local_gpus", "time_margin"};
 
 bool word(const std::string& s) {
@@ -146,6 +146,12 @@ ExperimentResources experiment_resources(const Experiment& exp) {
     const json& g = j["local_gpus"];
     if (!g.is_array()) throw InputError(f, "resources.local_gpus", g.dump(), "expected a list of GPU indices, e.g. [0, 1]");
     for (const auto& x : g) e.local_gpus.push_back(integer(x, f, "resources.local_gpus", 0, 1023));
+  }
+  if (j.contains("oom_mem_factor")) {
+    const json& m = j["oom_mem_factor"];
+    if (!m.is_number() || !(m.get<double>() >= 1 && m.get<double>() <= 10))
+      throw InputError(f, "resources.oom_mem_factor", m.dump(), "expected a number 1 to 10");
+    e.oom_mem_factor = m;
   }
   if (j.contains("time_margin")) {
     const json& m = j["time_margin"];

@@ -35,6 +35,7 @@ struct ExperimentResources {
   std::vector<int> local_gpus;  // local pool: GPU indices to share out (empty: none)
   double time_margin = 1.3;  // time "auto": the estimate times this
   int max_attempts = 3;      // the retry policy's bound on a run's attempts (scheduler/retry.h)
+  double oom_mem_factor = 1.5;  // Slurm: a run dispatched again after ending OUT_OF_MEMORY asks mem x this per such end
 };
 
 RunResources resources_for(const Experiment& exp, const std::string& dataset, const std::string& model);

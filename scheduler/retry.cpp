@@ -2,9 +2,12 @@
 
 #include <sys/wait.h>
 
+#include <cctype>
+#include <cmath>
 #include <csignal>
 #include <cstring>
 
+#include "core/errors.h"
 #include "core/exit_codes.h"
 
 namespace orch::scheduler {
@@ -45,6 +48,24 @@ bool should_retry(const AttemptEnd& end, int attempts, int max_attempts, std::st
   }
   *note = "retried (attempt " + std::to_string(attempts + 1) + " of " + std::to_string(max_attempts) + ")";
   return true;
+}
+
+std::string raised_mem(const std::string& mem, double factor, int oom_ends) {
+  if (mem.empty() || oom_ends <= 0 || factor <= 1) return mem;
+  size_t digits = 0;
+  while (digits < mem.size() && std::isdigit(static_cast<unsigned char>(mem[digits]))) ++digits;
+  const std::string unit = mem.substr(digits);
+  if (digits == 0 || unit.size() > 1) throw InputError("", "resources.mem", mem, "expected a size such as 16G or 4000M");
+  double mib = std::stod(mem.substr(0, digits));
+  switch (unit.empty() ? 'M' : unit[0]) {
+    case 'K': mib /= 1024; break;
+    case 'M': break;
+    case 'G': mib *= 1024; break;
+    case 'T': mib *= 1024 * 1024; break;
+    default: throw InputError("", "resources.mem", mem, "expected a size such as 16G or 4000M");
+  }
+  const double raised = std::ceil(mib * std::pow(factor, oom_ends));
+  return std::to_string(static_cast<long long>(raised)) + "M";
 }
 
 }  // namespace orch::scheduler

@@ -22,4 +22,9 @@ AttemptEnd classify_worker_end(int wait_status, bool hung, double heartbeat_age_
 // "retried (attempt 2 of 3)" or "not retried: <why>"; `attempts` counts the attempts made so far.
 bool should_retry(const AttemptEnd& end, int attempts, int max_attempts, std::string* note);
 
+// The memory to ask for after `oom_ends` ends by OUT_OF_MEMORY: `mem` (a Slurm size: 4G, 4000M, 16000K; a number
+// alone is MiB) times factor^oom_ends, rounded up to a MiB ("6144M"). `mem` itself when empty or when there was
+// none; InputError on a size it cannot read.
+std::string raised_mem(const std::string& mem, double factor, int oom_ends);
+
 }  // namespace orch::scheduler

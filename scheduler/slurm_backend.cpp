@@ -15,6 +15,7 @@
 #include "core/atomic_file.h"
 #include "core/errors.h"
 #include "scheduler/process.h"
+#include "scheduler/retry.h"
 #include "scheduler/slurm_template.h"
 #include "storage/layout.h"
 #include "storage/run_state.h"
@@ -189,9 +190,15 @@ DispatchResult SlurmBackend::dispatch(const std::vector<DispatchItem>& items, St
       if (in_set.count(dep)) d = std::max(d, depth_of(dep) + 1);
     return depth[id] = d;
   };
+  // Runs that ended OUT_OF_MEMORY before (sacct's state, recorded as accounting rows) ask for more memory.
+  std::map<std::string, int> oom_ends;
+  for (const auto& a : store.job_accounts())
+    if (a.backend == "slurm" && a.state.rfind("OUT_OF_MEMORY", 0) == 0) ++oom_ends[a.run_id];
   for (const auto& it : items) {
     Group g;
     g.res = resources_for(exp, it.run.settings.dataset, it.run.settings.model);
+    if (auto o = oom_ends.find(it.run.id); o != oom_ends.end())
+      g.res.mem = raised_mem(g.res.mem, xres.oom_mem_factor, o->second);
     for (const auto& dep : it.run.depends_on) {
       if (in_set.count(dep)) {
         g.deps_inside.push_back(dep);

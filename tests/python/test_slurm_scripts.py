@@ -231,6 +231,32 @@ def test_a_worker_killed_by_sigkill_is_retried_up_to_max_attempts():
         assert all("--no-self-requeue" not in w for w in worker_calls(state))
 
 
+def test_a_run_that_ran_out_of_memory_asks_for_more_when_dispatched_again():
+    """resources.oom_mem_factor: a run whose Slurm job ended OUT_OF_MEMORY (sacct's state, in the store's
+    accounting rows) is dispatched again by resume with resources.mem times the factor per such end; the other
+    runs keep their memory (and so another array)."""
+    with scratch() as tmp:
+        env, state, fake_bin = fake_slurm(tmp)
+        ws = os.path.join(tmp, "ws")
+        exp = experiment(tmp, ws, seeds=(1, 2), resources={"mem": "4G", "oom_mem_factor": 1.5})
+        submit(exp, env)
+        db = sqlite3.connect(os.path.join(ws, "orchestrator.db"))
+        (oom, _), (other, _) = sorted(db.execute("SELECT run_id, state FROM runs"))
+        db.execute("UPDATE runs SET state = 'failed'")
+        db.execute("INSERT INTO job_accounts(job_id, run_id, backend, state, elapsed_s, gpus, started, ended) "
+                   "VALUES ('77_0', ?, 'slurm', 'OUT_OF_MEMORY', 10, 0, 'x', 'y')", (oom,))
+        db.commit()
+        before = len(calls(state))
+        p = subprocess.run([BIN, "resume", exp], capture_output=True, text=True, env=env)
+        assert p.returncode == 0, (p.stdout, p.stderr)
+        mem = {}
+        for call in calls(state)[before:]:
+            script = open(next(a for a in call["argv"] if a.endswith(".sbatch"))).read()
+            for run_id in open(call["argv"][-1]).read().split():
+                mem[run_id] = [l for l in script.splitlines() if l.startswith("#SBATCH --mem=")]
+        assert mem == {oom: ["#SBATCH --mem=6144M"], other: ["#SBATCH --mem=4G"]}, mem
+
+
 def test_each_array_depends_only_on_the_tasks_its_runs_need():
     with scratch() as tmp:
         env, state, _ = fake_slurm(tmp)
@@ -341,6 +367,7 @@ if __name__ == "__main__":
          test_refused_workspace_paths,
          test_runs_packed_on_one_gpu_each_get_a_worker_and_requeue_together,
          test_a_worker_killed_by_sigkill_is_retried_up_to_max_attempts,
+         test_a_run_that_ran_out_of_memory_asks_for_more_when_dispatched_again,
          test_each_array_depends_only_on_the_tasks_its_runs_need,
          test_a_submission_that_died_after_sbatch_is_reconciled_not_repeated,
          test_time_auto_asks_for_the_estimate_times_the_margin])

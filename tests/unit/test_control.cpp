@@ -185,6 +185,16 @@ TEST(Retry, OnlyTransientEndsAreRetriedUpToTheBound) {
   }
 }
 
+TEST(Retry, MemoryIsRaisedByTheFactorPerOutOfMemoryEnd) {
+  EXPECT_EQ(scheduler::raised_mem("4G", 1.5, 1), "6144M");
+  EXPECT_EQ(scheduler::raised_mem("4G", 1.5, 2), "9216M");
+  EXPECT_EQ(scheduler::raised_mem("1000", 2, 1), "2000M");
+  EXPECT_EQ(scheduler::raised_mem("1000K", 2, 1), "2M");
+  EXPECT_EQ(scheduler::raised_mem("4G", 1.5, 0), "4G");
+  EXPECT_EQ(scheduler::raised_mem("", 1.5, 3), "") << "no memory asked: Slurm's default stays";
+  EXPECT_THROW(scheduler::raised_mem("4GB", 1.5, 1), InputError);
+}
+
 TEST(Slurm, StatesMapToJobPhases) {
   EXPECT_EQ(scheduler::job_phase_from_slurm("PENDING"), JobPhase::kPending);
   EXPECT_EQ(scheduler::job_phase_from_slurm("REQUEUED"), JobPhase::kPending);
