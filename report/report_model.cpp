@@ -270,6 +270,7 @@ ReportModel build_report_model(const Experiment& exp, const std::vector<schedule
   settings.validate();
   ReportModel m;
   m.experiment = exp.name;
+  m.seeds = static_cast<int>(exp.seeds.size());
   m.settings = settings;
   const nlohmann::json& paper = paper_tables();
   m.paper_source = paper.value("source", std::string());

@@ -96,7 +96,8 @@ struct ReportModel {
   std::vector<std::string> notes;        // per run: images without a Hausdorff distance and how they were counted
   std::vector<CostRow> cost;
   std::vector<RunInfo> runs;
-  std::string paper_source;
+  std::string paper_source;  // where the paper's values come from (the paper's own means are over its 3 runs)
+  int seeds = 0;             // the grid's seeds: this report's means are over at most this many runs per cell
 };
 
 ReportModel build_report_model(const Experiment& exp, const std::vector<scheduler::PlannedRun>& grid, Store& store,

@@ -238,7 +238,9 @@ std::string to_html(const ReportModel& m, const std::vector<FigureFile>& figures
        "margin:1em 0}th,td{border:1px solid #bbb;padding:4px 8px;text-align:right;vertical-align:top}th:first-child,"
        "td:first-child{text-align:left}.paper{color:#666;font-size:85%}.best{font-weight:bold}img{max-width:100%;"
        "border:1px solid #ddd}details{margin:2px 0}.caption{color:#333;font-size:90%;max-width:1100px}\n</style></head>\n<body>\n";
-  h << "<h1>" << html_escape(m.experiment) << ": Tables 1-2</h1>\n<p class=\"caption\">" << html_escape(m.paper_source) << "</p>\n";
+  h << "<h1>" << html_escape(m.experiment) << ": Tables 1-2</h1>\n<p class=\"caption\">This grid: mean ± std over "
+    << m.seeds << " seed" << (m.seeds == 1 ? "" : "s") << " per network and data set. Paper values beside them: "
+    << html_escape(m.paper_source) << "</p>\n";
   const std::string base = baseline_name(m);
   for (const auto& t : m.tables) {
     h << "<h2>" << html_escape(title(t)) << "</h2>\n<table class=\"results\"><tr><th>Network</th><th>Predict</th><th>Supervision</th>";

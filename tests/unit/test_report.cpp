@@ -257,6 +257,9 @@ TEST(Report, HtmlPageCarriesTablesRunsAndLinksToLogs) {
   EXPECT_NE(h.find("Table 2. b (lungs)"), std::string::npos);
   EXPECT_NE(h.find("href=\"../ws/runs/" + r.grid[0].id + "/log.txt\""), std::string::npos) << h.substr(0, 2000);
   EXPECT_EQ(h.find("<script src"), std::string::npos) << "self-contained: no external scripts";
+  // The heading says this grid's seed count (it showed only the paper's "mean over 3 runs").
+  const std::string seeds = std::to_string(r.exp.seeds.size()) + (r.exp.seeds.size() == 1 ? " seed " : " seeds ");
+  EXPECT_NE(h.find("This grid: mean ± std over " + seeds + "per network"), std::string::npos) << h.substr(0, 1200);
 }
 
 TEST(Report, CurvesFigureIsAPngOfTheExpectedSize) {
