@@ -310,7 +310,7 @@ Experiment parse_experiment(const json& doc, const std::string& path) {
   c.object(doc, "(top level)");
   // Sections later stages read (networks, seeds, training, ...) are accepted here and validated by their owners.
   c.only(doc, "", {"name", "description", "workspace", "datasets", "networks", "seeds", "training", "evaluation",
-                   "resources", "backend", "report", "pretrain"});
+                   "resources", "backend", "report", "pretrain", "rasterize_init"});
   if (std::string bad = invalid_utf8_field(doc); !bad.empty()) c.fail(bad, json(), "not valid UTF-8 text");
   Experiment e;
   e.path = path;
@@ -430,6 +430,7 @@ Experiment parse_experiment(const json& doc, const std::string& path) {
     }
   }
   e.pretrain = c.choice(doc, "pretrain", "", e.pretrain, {"shared", "separate"});
+  e.rasterize_init = c.choice(doc, "rasterize_init", "", e.rasterize_init, {"shared", "per_seed"});
   if (doc.contains("training")) e.training = training_from_json(doc["training"], path, "training");
   if (doc.contains("evaluation")) e.evaluation = evaluation_from_json(doc["evaluation"], path, "evaluation");
   for (const auto& n : e.networks) {  // validates the overrides now

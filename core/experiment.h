@@ -108,6 +108,10 @@ struct Experiment {
   // The UNet the joint networks freeze: "shared" (default) makes the UNet run of the first seed play that role
   // when its settings equal a pretraining run's (no redundant run); "separate" always trains its own.
   std::string pretrain = "shared";
+  // The run a fine-tuned network (Rasterize) starts from: "shared" (the default, the reference: every seed of a data
+  // set fine-tunes the same HybridGNet+IGSC run, the first seed's, as the reference's one --load checkpoint per data
+  // set, spec §3.11) or "per_seed" (seed s fine-tunes HybridGNet+IGSC seed s).
+  std::string rasterize_init = "shared";
   TrainingSpec training;
   EvaluationSpec evaluation;
   nlohmann::json raw;  // the validated document, overrides applied

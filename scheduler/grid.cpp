@@ -64,7 +64,8 @@ struct Builder {
     r.settings.evaluation = exp.evaluation;
     const models::NetworkInfo& info = models::network_info(model);
     if (info.role == models::DependencyRole::kFrozenPretrained) r.settings.dependency = pretrained(d, info.dependency);
-    else if (info.role == models::DependencyRole::kFineTuneFrom) r.settings.dependency = add(d, info.dependency, seed, "train");
+    else if (info.role == models::DependencyRole::kFineTuneFrom)
+      r.settings.dependency = add(d, info.dependency, exp.rasterize_init == "shared" ? exp.seeds.front() : seed, "train");
     if (!r.settings.dependency.empty()) r.depends_on.push_back(r.settings.dependency);
     r.id = r.settings.id();
     order.push_back(key);

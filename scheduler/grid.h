@@ -1,6 +1,8 @@
 // Expansion of an experiment into its runs: every (data set, network, seed) of the grid, plus the runs the
 // networks need first (models/catalogue.h): one UNet per data set pretrained before the joint networks that
-// freeze it, and HybridGNet+IGSC seed s before Rasterize seed s (added even when the grid does not list it).
+// freeze it, and the HybridGNet+IGSC run Rasterize fine-tunes (added even when the grid does not list it): the
+// first seed's for every seed (`rasterize_init`: "shared", the default, as the reference), or seed s's for seed s
+// ("per_seed").
 // The pretrained UNet is the grid's own UNet run of the first seed when the experiment's `pretrain` is "shared"
 // (the default: its settings are the same, so one run plays both roles); with "separate", or when the grid has
 // no UNet, it is a run of its own (stage "pretrain", the first seed). Each run carries its full settings

@@ -95,7 +95,7 @@ TEST(Grid, PaperGridHas66RunsAndSharesThePretrainedUNet) {
         EXPECT_EQ(d.settings.stage, mode == "shared" ? "train" : "pretrain");
         EXPECT_EQ(d.settings.seed, 1);
       } else {
-        EXPECT_EQ(d.settings.seed, r.settings.seed) << "Rasterize seed s starts from HybridGNet+IGSC seed s";
+        EXPECT_EQ(d.settings.seed, 1) << "every Rasterize seed starts from HybridGNet+IGSC seed 1 (rasterize_init shared)";
       }
     }
     EXPECT_EQ(pretrain, mode == "shared" ? 0 : 2);
@@ -105,6 +105,36 @@ TEST(Grid, PaperGridHas66RunsAndSharesThePretrainedUNet) {
       seen.insert(r.id);
     }
   }
+}
+
+// rasterize_init: "shared" (the reference: one HybridGNet+IGSC checkpoint per data set for every Rasterize seed)
+// or "per_seed"; the dependency, and so the Rasterize runs' ids, follow; nothing else changes.
+TEST(Grid, RasterizeFineTunesOneSharedRunOrItsOwnSeeds) {
+  const std::string paper = std::string(ORCH_SOURCE_DIR) + "/experiments/paper.json";
+  auto shared = scheduler::expand(load_experiment(paper));
+  auto per_seed = scheduler::expand(load_experiment(paper, {"rasterize_init=per_seed"}));
+  ASSERT_EQ(shared.size(), per_seed.size());
+  std::map<std::string, const scheduler::PlannedRun*> by_id;
+  for (const auto& r : shared) by_id[r.id] = &r;
+  for (const auto& r : per_seed) by_id[r.id] = &r;
+  int rasterize = 0;
+  for (size_t i = 0; i < shared.size(); ++i) {
+    const auto &a = shared[i], &b = per_seed[i];
+    ASSERT_EQ(a.settings.model, b.settings.model);
+    if (a.settings.model != "rasterize") {
+      EXPECT_EQ(a.id, b.id) << "only Rasterize changes";
+      continue;
+    }
+    ++rasterize;
+    const auto& from_shared = *by_id.at(a.depends_on.at(0));
+    const auto& from_own = *by_id.at(b.depends_on.at(0));
+    EXPECT_EQ(from_shared.settings.model, "hybridgnet_igsc");
+    EXPECT_EQ(from_shared.settings.seed, 1);
+    EXPECT_EQ(from_own.settings.seed, b.settings.seed);
+    EXPECT_EQ(a.id == b.id, a.settings.seed == 1) << "seed 1 starts from the same run either way";
+  }
+  EXPECT_EQ(rasterize, 6);
+  EXPECT_THROW(load_experiment(paper, {"rasterize_init=nope"}), InputError);
 }
 
 TEST(Grid, IdsAreStableAndChangeOnlyWithWhatTheyTouch) {
@@ -252,6 +282,34 @@ TEST(Worker, StoreMatchesPredictionsAndDependenciesResolve) {
     EXPECT_FALSE(prov["git_commit"].empty());
   }
   EXPECT_EQ(store.count("inference_times"), static_cast<int64_t>(total_images)) << "one time per test image and run";
+}
+
+// rasterize_init "shared" (the default): Rasterize seed 2 fine-tunes HybridGNet+IGSC seed 1's best checkpoint.
+// After one step (lr 1e-4, Adam) its weights are within a step of that checkpoint's.
+TEST(Worker, EveryRasterizeSeedStartsFromTheSharedHybridGNetIgscRun) {
+  TempDir t;
+  const std::string ws = t / "ws";
+  Experiment e = tiny_experiment(ws, 1);
+  auto chain = prepared_chain(e, "rasterize", 2);
+  ASSERT_EQ(chain.size(), 2u);
+  EXPECT_EQ(chain[0].settings.model, "hybridgnet_igsc");
+  EXPECT_EQ(chain[0].settings.seed, 1);
+  ASSERT_EQ(work(ws, chain[0].id), 0);
+  ASSERT_EQ(work(ws, chain[1].id, 1), kExitRequeue);  // one step, checkpointed
+  const auto start = best_parameters(ws, chain[0]);
+  auto numbered = runner::CheckpointSeries(WorkspaceLayout(ws).checkpoints(chain[1].id)).list();
+  ASSERT_FALSE(numbered.empty());
+  models::ModelConfig c;
+  c.kind = chain[1].settings.kind;
+  c.size = chain[1].settings.size;
+  auto net = models::create_model("rasterize", c);
+  runner::load_weights(numbered.back(), *net);
+  const auto after = net->parameters();
+  ASSERT_EQ(after.size(), start.size());
+  double worst = 0;
+  for (size_t i = 0; i < after.size(); ++i)
+    worst = std::max(worst, (after[i] - start[i]).abs().max().item<double>());
+  EXPECT_LT(worst, 5e-4) << "more than one Adam step away from HybridGNet+IGSC seed 1's best weights";
 }
 
 TEST(Checkpoint, DependencyWeightsLoadWithPrefix) {
