@@ -310,7 +310,7 @@ Experiment parse_experiment(const json& doc, const std::string& path) {
   c.object(doc, "(top level)");
   // Sections later stages read (networks, seeds, training, ...) are accepted here and validated by their owners.
   c.only(doc, "", {"name", "description", "workspace", "datasets", "networks", "seeds", "training", "evaluation",
-                   "resources", "backend", "report", "pretrain", "rasterize_init"});
+                   "resources", "backend", "report", "pretrain", "pretrain_training", "rasterize_init"});
   if (std::string bad = invalid_utf8_field(doc); !bad.empty()) c.fail(bad, json(), "not valid UTF-8 text");
   Experiment e;
   e.path = path;
@@ -431,8 +431,21 @@ Experiment parse_experiment(const json& doc, const std::string& path) {
   }
   e.pretrain = c.choice(doc, "pretrain", "", e.pretrain, {"shared", "separate"});
   e.rasterize_init = c.choice(doc, "rasterize_init", "", e.rasterize_init, {"shared", "per_seed"});
+  if (doc.contains("pretrain_training")) {
+    e.pretrain_training = c.object(doc["pretrain_training"], "pretrain_training");
+    c.only(e.pretrain_training, "pretrain_training", std::set<std::string>(kTrainingKeys.begin(), kTrainingKeys.end()));
+    if (!e.pretrain_training.empty() && e.pretrain != "separate")
+      c.fail("pretrain_training", e.pretrain_training,
+             "a recipe of its own for the frozen UNet needs \"pretrain\": \"separate\" (with \"shared\" the grid's UNet "
+             "run of the first seed is the frozen one, trained with the grid's recipe)");
+  }
   if (doc.contains("training")) e.training = training_from_json(doc["training"], path, "training");
   if (doc.contains("evaluation")) e.evaluation = evaluation_from_json(doc["evaluation"], path, "evaluation");
+  if (!e.pretrain_training.empty()) {  // validated merged over the base training block
+    json merged = to_json(e.training);
+    for (auto it = e.pretrain_training.begin(); it != e.pretrain_training.end(); ++it) merged[it.key()] = it.value();
+    training_from_json(merged, path, "pretrain_training");
+  }
   for (const auto& n : e.networks) {  // validates the overrides now
     n.training_for(e.training, path);
     for (const auto& [dname, o] : n.datasets) n.training_for(e.training, path, dname);

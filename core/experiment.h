@@ -108,6 +108,11 @@ struct Experiment {
   // The UNet the joint networks freeze: "shared" (default) makes the UNet run of the first seed play that role
   // when its settings equal a pretraining run's (no redundant run); "separate" always trains its own.
   std::string pretrain = "shared";
+  // The recipe of the UNet the joint networks freeze, when it is a run of its own (pretrain "separate"): training
+  // keys merged over that network's training for the pretraining runs only. Whether the reference's frozen UNet
+  // came from its own trainer or HybridGNet's (another schedule and length) is not known (spec §5, §7.8); this lets
+  // either be tried. Empty: the grid's UNet recipe.
+  nlohmann::json pretrain_training = nlohmann::json::object();
   // The run a fine-tuned network (Rasterize) starts from: "shared" (the default, the reference: every seed of a data
   // set fine-tunes the same HybridGNet+IGSC run, the first seed's, as the reference's one --load checkpoint per data
   // set, spec §3.11) or "per_seed" (seed s fine-tunes HybridGNet+IGSC seed s).

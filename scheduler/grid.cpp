@@ -61,6 +61,11 @@ struct Builder {
     r.settings.seed = seed;
     r.settings.stage = stage;
     r.settings.training = training_of(model, d.name);
+    if (stage == "pretrain" && !exp.pretrain_training.empty()) {  // the frozen UNet's own recipe
+      nlohmann::json t = to_json(r.settings.training);
+      for (auto it = exp.pretrain_training.begin(); it != exp.pretrain_training.end(); ++it) t[it.key()] = it.value();
+      r.settings.training = training_from_json(t, exp.path, "pretrain_training");
+    }
     r.settings.evaluation = exp.evaluation;
     const models::NetworkInfo& info = models::network_info(model);
     if (info.role == models::DependencyRole::kFrozenPretrained) r.settings.dependency = pretrained(d, info.dependency);

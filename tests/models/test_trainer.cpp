@@ -137,6 +137,29 @@ TEST(Grid, RasterizeFineTunesOneSharedRunOrItsOwnSeeds) {
   EXPECT_THROW(load_experiment(paper, {"rasterize_init=nope"}), InputError);
 }
 
+// pretrain_training: the frozen UNet's own recipe (with pretrain "separate"); the grid's UNet runs keep theirs.
+TEST(Grid, TheFrozenUNetCanHaveARecipeOfItsOwn) {
+  const std::string paper = std::string(ORCH_SOURCE_DIR) + "/experiments/paper.json";
+  auto plain = scheduler::expand(load_experiment(paper, {"pretrain=separate"}));
+  auto own = scheduler::expand(load_experiment(paper, {"pretrain=separate", "pretrain_training.epochs=1500",
+                                                       "pretrain_training.weight_decay=0"}));
+  ASSERT_EQ(plain.size(), own.size());
+  int pretrain = 0;
+  for (size_t i = 0; i < own.size(); ++i) {
+    if (own[i].settings.stage == "pretrain") {
+      ++pretrain;
+      EXPECT_EQ(own[i].settings.training.epochs, 1500);
+      EXPECT_EQ(own[i].settings.training.weight_decay, 0);
+      EXPECT_NE(own[i].id, plain[i].id);
+    } else if (own[i].settings.model == "unet") {
+      EXPECT_EQ(own[i].id, plain[i].id) << "the grid's UNet runs keep the grid's recipe";
+    }
+  }
+  EXPECT_EQ(pretrain, 2);
+  EXPECT_THROW(load_experiment(paper, {"pretrain_training.epochs=1500"}), InputError) << "needs pretrain separate";
+  EXPECT_THROW(load_experiment(paper, {"pretrain=separate", "pretrain_training.epochz=1"}), InputError);
+}
+
 TEST(Grid, IdsAreStableAndChangeOnlyWithWhatTheyTouch) {
   TempDir t;
   Experiment a = tiny_experiment(t / "ws");
