@@ -265,19 +265,26 @@ def test_requeue_by_hand_and_a_controller_restart_mid_grid():
         assert len(reasons) >= 2 and reasons[-1] == "done", reasons
 
 
+def one_run_training(tmp, epochs=40):
+    """A one-run grid submitted to the cluster and three epochs into its training: (exp, ws, store, its status row,
+    its worker's pid)."""
+    exp, ws = grid_experiment(tmp, epochs=epochs, networks=("hybridgnet",), seeds=(1,))
+    orch("submit", exp)
+    db = sqlite3.connect(os.path.join(ws, "orchestrator.db"), timeout=30)
+    t0 = time.time()
+    while time.time() - t0 < 180 and db.execute("SELECT COUNT(*) FROM epoch_metrics").fetchone()[0] < 3:
+        time.sleep(0.3)
+    (run,) = json.loads(orch("status", exp, "--json").stdout)
+    (pid,) = db.execute("SELECT pid FROM attempts").fetchone()
+    return exp, ws, db, run, pid
+
+
 def test_a_worker_killed_by_sigkill_is_retried_by_its_task():
     """The retry policy on Slurm: a worker killed by SIGKILL (as the OOM killer would) is retried by its own job
     script, which requeues the task (resources.max_attempts); the run continues from its checkpoint and ends done
     without a `resume`, every epoch trained once."""
     with tempfile.TemporaryDirectory(prefix="orch-slurm-") as tmp:
-        exp, ws = grid_experiment(tmp, epochs=40, networks=("hybridgnet",), seeds=(1,))
-        orch("submit", exp)
-        db = sqlite3.connect(os.path.join(ws, "orchestrator.db"), timeout=30)
-        t0 = time.time()
-        while time.time() - t0 < 180 and db.execute("SELECT COUNT(*) FROM epoch_metrics").fetchone()[0] < 3:
-            time.sleep(0.3)
-        (run,) = json.loads(orch("status", exp, "--json").stdout)
-        (pid,) = db.execute("SELECT pid FROM attempts").fetchone()
+        exp, ws, db, run, pid = one_run_training(tmp)
         os.kill(pid, 9)
         hurry_requeued(run["job"], timeout=60)
         (r,) = wait_all(exp, timeout=300)
@@ -296,14 +303,7 @@ def test_a_node_crash_mid_run_is_found_and_resume_finishes_the_grid():
     (lost: its worker is gone), and resume cancels the stale task and continues the run from its checkpoint; every
     epoch is trained once."""
     with tempfile.TemporaryDirectory(prefix="orch-slurm-") as tmp:
-        exp, ws = grid_experiment(tmp, epochs=40, networks=("hybridgnet",), seeds=(1,))
-        orch("submit", exp)
-        db = sqlite3.connect(os.path.join(ws, "orchestrator.db"), timeout=30)
-        t0 = time.time()
-        while time.time() - t0 < 180 and db.execute("SELECT COUNT(*) FROM epoch_metrics").fetchone()[0] < 3:
-            time.sleep(0.3)
-        (run,) = json.loads(orch("status", exp, "--json").stdout)
-        (pid,) = db.execute("SELECT pid FROM attempts").fetchone()
+        exp, ws, db, run, pid = one_run_training(tmp)
         slurmd = int(open(os.path.join(LAB, "run", "slurmd.pid")).read())
         os.kill(slurmd, 9)
         sh("pkill", "-9", "slurmstepd", check=False)
