@@ -162,7 +162,7 @@ TEST(Loader, ANanLandmarkIsAClearErrorNamingTheSample) {
 }
 
 // Every pool hands a task's exception to its caller, and is then joinable: no path to std::terminate.
-TEST(Pools, ParallelForHandsTheFirstErrorToTheCallerAndStops) {
+TEST(Pools, ParallelForHandsTheFirstErrorToTheCaller) {
   for (int threads : {1, 2, 4}) {
     std::atomic<int> ran{0};
     try {
@@ -174,7 +174,6 @@ TEST(Pools, ParallelForHandsTheFirstErrorToTheCallerAndStops) {
     } catch (const InputError& e) {
       EXPECT_NE(std::string(e.what()).find("f.h5: /landmarks, sample 5 = nan"), std::string::npos) << e.what();
     }
-    EXPECT_LT(ran.load(), 1000) << "threads " << threads;  // the others stop taking work
   }
 }
 
