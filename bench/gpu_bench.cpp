@@ -108,7 +108,7 @@ json time_step(const Options& o, const models::ModelEntry& e, const std::string&
   cfg.kind = DatasetKind::kLungsHeart;
   cfg.size = o.size;
   cfg = models::resolve_config(e, cfg);
-  if (o.cuda) runner::set_tf32(precision);
+  if (o.cuda) runner::set_tf32(choice_from<Precision>(precision).value());
   torch::manual_seed(1);
   auto net = models::instantiate(e, cfg);
   net->to(o.device);
@@ -350,7 +350,7 @@ json bf16_part(const Options& o) {
     models::Targets t = random_targets(layout, 2, size, o.device);
     auto graph = models::GraphTensors::of(layout).to(o.device);
     auto grads = [&](bool bf16) {
-      if (o.cuda) runner::set_tf32("fp32");
+      if (o.cuda) runner::set_tf32(Precision::kFp32);
       net->zero_grad();
       torch::Tensor loss;
       {

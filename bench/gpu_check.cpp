@@ -195,7 +195,7 @@ int main(int argc, char** argv) {
     auto single = runner::make_communicator("single", false);
     runner::TrainerOptions to;
     to.settings = chain.back().settings;
-    to.settings.training.device = "cpu";
+    to.settings.training.device = DeviceChoice::kCpu;
     to.run_id = chain.back().id;
     to.checkpoints_dir = (fs::path(out) / "cpu_ours" / "checkpoints").string();
     to.predictions_path = (fs::path(out) / "cpu_ours" / "predictions.h5").string();

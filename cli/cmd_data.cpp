@@ -8,6 +8,8 @@
 #include "storage/preview.h"
 #include "storage/dataset_file.h"
 #include "storage/workspace.h"
+#include "core/choices.h"
+#include "core/errors.h"
 #include "core/experiment.h"
 
 namespace orch::cli {
@@ -107,7 +109,9 @@ int cmd_prepare(const Args& args) {
   }
   if (o.out.empty()) throw InputError("", "--out", "", "missing output file (or give an experiment file)");
   if (vm.count("split-seed")) o.split_seed = split_seed;
-  o.edges = parse_edge_set(edges, "--edges");
+  auto edge_set = choice_from<EdgeSet>(edges);
+  if (!edge_set) throw InputError("", "--edges", edges, choice_expectation<EdgeSet>() + " (canny is the reference's)");
+  o.edges = *edge_set;
   print_prepare_summary(prepare_dataset(o));
   return 0;
 }

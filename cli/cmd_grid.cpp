@@ -56,7 +56,7 @@ int tell_outcome(const scheduler::SubmitOutcome& out, const std::string& verb, c
   if (!r.skipped.empty())
     std::printf("%s: %zu run(s) changed state while being dispatched and were left alone: %s\n", verb.c_str(),
                 r.skipped.size(), list(r.skipped).c_str());
-  if (out.backend == "slurm") {
+  if (out.backend == BackendKind::kSlurm) {
     std::printf("%s: %d run(s) in %zu Slurm array job(s)", verb.c_str(), r.dispatched, r.jobs.size());
     for (const auto& j : r.jobs) std::printf(" %s", j.c_str());
     std::printf("; %zu already done or queued\n", out.plan.size() - static_cast<size_t>(out.to_submit));
@@ -107,7 +107,7 @@ nlohmann::json status_json(const GridContext& g, const scheduler::RunStatus& st)
   nlohmann::json deps = nlohmann::json::array();
   for (const auto& d : st.run.depends_on) deps.push_back(d);
   const bool running = st.state == run_state::kRunning && !st.progress.claim_job.empty();
-  const auto res = scheduler::resources_for(g.exp, st.run.settings.dataset, st.run.settings.model);
+  const auto& res = *st.run.resources;
   return {{"id", st.run.id},
           {"dataset", st.run.settings.dataset},
           {"model", st.run.settings.model},
@@ -139,7 +139,7 @@ void print_plan(const GridContext& g, const std::vector<scheduler::RunStatus>& p
     std::printf("%-44s %-9s %-11s %-7s %s%s\n", st.run.id.c_str(), st.run.settings.stage.c_str(), st.state.c_str(),
                 st.submit ? "submit" : "skip", st.why.c_str(), deps.empty() ? "" : ("; after" + deps).c_str());
     const std::string who = st.run.settings.model + "/" + st.run.settings.dataset;
-    std::string& w = shapes[scheduler::resources_for(g.exp, st.run.settings.dataset, st.run.settings.model).describe()];
+    std::string& w = shapes[st.run.resources->describe()];
     if (w.find(who) == std::string::npos) w += (w.empty() ? "" : " ") + who;
   }
   std::printf("%zu run(s); submit would start %d\n", plan.size(), submit);
@@ -252,16 +252,16 @@ int submit_or_resume(const Args& args, scheduler::PlanMode mode, const std::stri
   GridContext g = load_grid(c.exp_path, c.sets, c.only, c.workspace);
   scheduler::SubmitOptions o;
   o.mode = mode;
-  o.backend = backend;
+  o.backend = scheduler::backend_for(g.exp, backend);
   o.workers = workers;
   o.rebuild_damaged = rebuild_damaged;
   o.on_event = [](const std::string& l) { std::fprintf(stderr, "%s\n", l.c_str()); };
-  const std::string b = scheduler::backend_for(g.exp, backend);
-  if (b == "slurm") o.on_event = [](const std::string& l) { std::printf("%s: %s\n", "submit", l.c_str()); };
-  std::printf("%s: experiment '%s', workspace %s, backend %s\n", verb.c_str(), g.exp.name.c_str(), g.workspace.c_str(), b.c_str());
+  const BackendKind b = *o.backend;
+  if (b == BackendKind::kSlurm) o.on_event = [](const std::string& l) { std::printf("%s: %s\n", "submit", l.c_str()); };
+  std::printf("%s: experiment '%s', workspace %s, backend %s\n", verb.c_str(), g.exp.name.c_str(), g.workspace.c_str(), choice_name(b));
   std::fflush(stdout);
   auto out = scheduler::submit_grid(g.request("orchestrator " + verb + " " + c.exp_path), o);
-  if (out.backend == "local")
+  if (out.backend == BackendKind::kLocal)
     std::printf("%s: %d run(s) to the local pool (%d worker(s)), %zu already done or queued\n", verb.c_str(),
                 out.result.dispatched, out.workers, out.plan.size() - static_cast<size_t>(out.to_submit));
   return tell_outcome(out, verb, c.exp_path);

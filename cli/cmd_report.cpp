@@ -58,9 +58,9 @@ int cmd_report(const Args& args) {
   o.out_dir = out;
   if (vm.count("format")) o.formats = split_commas(formats);
   if (vm.count("median-metric")) o.settings.median_metric = median;
-  if (vm.count("hausdorff")) o.settings.hausdorff = hausdorff;
-  if (vm.count("inference")) o.settings.inference = inference;
-  if (vm.count("empty-mask")) o.settings.empty_mask = empty_mask;
+  if (vm.count("hausdorff")) o.settings.hausdorff = choice_flag<HausdorffScale>("--hausdorff", hausdorff);
+  if (vm.count("inference")) o.settings.inference = choice_flag<InferenceTiming>("--inference", inference);
+  if (vm.count("empty-mask")) o.settings.empty_mask = choice_flag<EmptyMask>("--empty-mask", empty_mask);
   if (vm.count("images")) {
     if (images < 1 || images > 20) throw InputError("--images", "", std::to_string(images), "expected 1 to 20");
     o.figure_images = images;

@@ -35,8 +35,8 @@ int cmd_run(const Args& args) {
   if (workers < 0 || workers > 1024) throw InputError("--workers", "", std::to_string(workers), "expected 0 to 1024");
   auto t0 = std::chrono::steady_clock::now();
   GridContext g = load_grid(c.exp_path, c.sets, c.only, c.workspace);
-  if (scheduler::backend_for(g.exp, "") != "local")
-    throw InputError(c.exp_path, "backend", scheduler::backend_for(g.exp, ""), "orchestrator run drives the local backend; use submit for Slurm");
+  if (g.exp.backend != BackendKind::kLocal)
+    throw InputError(c.exp_path, "backend", choice_name(g.exp.backend), "orchestrator run drives the local backend; use submit for Slurm");
   workers = scheduler::local_workers_for(g.exp, workers);
   const WorkspaceLayout layout(g.workspace);
   fs::create_directories(layout.report_dir());

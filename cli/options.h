@@ -7,6 +7,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "core/choices.h"
 #include "core/errors.h"
 
 namespace orch::cli {
@@ -30,6 +31,14 @@ inline bool parse_options(const Args& args, po::options_description& desc, po::v
     throw InputError("", "", "", std::string(e.what()) + " (usage: " + usage + "; see --help)");
   }
   return true;
+}
+
+// A flag naming a fixed choice (core/choices.h); InputError names the flag and the values it takes.
+template <class E>
+E choice_flag(const std::string& flag, const std::string& text) {
+  auto e = choice_from<E>(text);
+  if (!e) throw InputError(flag, "", text, choice_expectation<E>());
+  return *e;
 }
 
 }  // namespace orch::cli

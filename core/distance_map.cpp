@@ -30,14 +30,6 @@ cv::Mat distance_to_edges(const cv::Mat& edges) {
   return dist;
 }
 
-EdgeSet parse_edge_set(const std::string& text, const std::string& what) {
-  if (text == "canny") return EdgeSet::kCanny;
-  if (text == "boundary") return EdgeSet::kBoundary;
-  throw InputError("", what, text, "expected 'canny' (the reference) or 'boundary'");
-}
-
-const char* edge_set_name(EdgeSet e) { return e == EdgeSet::kCanny ? "canny" : "boundary"; }
-
 cv::Mat class_distance_map(const cv::Mat& binary, EdgeSet edge_set) {
   cv::Mat edges = edge_set == EdgeSet::kCanny ? canny_edges(binary) : inner_boundary(binary);
   if (cv::countNonZero(edges) == 0) return cv::Mat(binary.size(), CV_32F, cv::Scalar(1.f));

@@ -20,9 +20,7 @@
 
 namespace orch {
 
-enum class EdgeSet { kCanny, kBoundary };
-EdgeSet parse_edge_set(const std::string& text, const std::string& what);
-const char* edge_set_name(EdgeSet e);
+enum class EdgeSet { kCanny, kBoundary };  // spelled "canny" and "boundary" (core/choices.h)
 
 // 0/1 CV_8UC1 mask of pixels on the inner boundary: X xor erode(X, cross), border value 0.
 cv::Mat inner_boundary(const cv::Mat& binary);

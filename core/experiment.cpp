@@ -54,15 +54,15 @@ struct Ctx {
       fail(at(where, key), v, "expected " + std::to_string(lo) + " to " + std::to_string(hi));
     return x;
   }
-  std::string choice(const json& obj, const std::string& key, const std::string& where, const std::string& def,
-                     const std::vector<std::string>& allowed) const {
-    std::string v = str(obj, key, where, def);
-    if (std::find(allowed.begin(), allowed.end(), v) == allowed.end()) {
-      std::string list;
-      for (const auto& a : allowed) list += (list.empty() ? "\"" : ", \"") + a + "\"";
-      fail(at(where, key), obj[key], "expected one of " + list);
-    }
-    return v;
+  // A fixed choice (core/choices.h), spelled as its table spells it.
+  template <class E>
+  E pick(const json& obj, const std::string& key, const std::string& where, E def) const {
+    if (!obj.contains(key)) return def;
+    const json& v = obj[key];
+    if (!v.is_string()) fail(at(where, key), v, choice_expectation<E>());
+    auto e = choice_from<E>(v.get<std::string>());
+    if (!e) fail(at(where, key), v, choice_expectation<E>());
+    return *e;
   }
   double number(const json& obj, const std::string& key, const std::string& where, double def, double lo,
                 double hi) const {
@@ -207,26 +207,20 @@ TrainingSpec training_from_json(const json& t, const std::string& path, const st
     if (!t["augment"].is_boolean()) c.fail(w + ".augment", t["augment"], "expected true or false");
     ts.augment = t["augment"];
   }
-  ts.mask_resampling = c.str(t, "mask_resampling", w, ts.mask_resampling);
-  if (ts.mask_resampling != "reference" && ts.mask_resampling != "nearest")
-    c.fail(w + ".mask_resampling", t["mask_resampling"], "expected \"reference\" or \"nearest\"");
-  ts.seed_mode = c.str(t, "seed_mode", w, ts.seed_mode);
-  if (ts.seed_mode != "full" && ts.seed_mode != "reference")
-    c.fail(w + ".seed_mode", t["seed_mode"], "expected \"full\" or \"reference\"");
+  ts.mask_resampling = c.pick(t, "mask_resampling", w, ts.mask_resampling);
+  ts.seed_mode = c.pick(t, "seed_mode", w, ts.seed_mode);
   ts.checkpoint_every = static_cast<int>(c.integer(t, "checkpoint_every", w, ts.checkpoint_every, 1, 1000000));
   ts.keep_checkpoints = static_cast<int>(c.integer(t, "keep_checkpoints", w, ts.keep_checkpoints, 1, 1000));
   ts.lr_step_epochs = static_cast<int>(c.integer(t, "lr_step_epochs", w, ts.lr_step_epochs, 0, 1000000));
   ts.lr_gamma = c.number(t, "lr_gamma", w, ts.lr_gamma, 0, 1);
-  ts.device = c.str(t, "device", w, ts.device);
-  if (ts.device != "auto" && ts.device != "cpu" && ts.device != "cuda")
-    c.fail(w + ".device", t["device"], "expected \"auto\", \"cpu\" or \"cuda\"");
+  ts.device = c.pick(t, "device", w, ts.device);
   ts.best_after_epoch = static_cast<int>(c.integer(t, "best_after_epoch", w, ts.best_after_epoch, 0, 1000000));
   if (ts.best_after_epoch >= ts.epochs)
     c.fail(w + ".best_after_epoch", t["best_after_epoch"],
            "must be below training.epochs (" + std::to_string(ts.epochs) + "), or no epoch could become the best");
-  ts.nonfinite = c.choice(t, "nonfinite", w, ts.nonfinite, {"stop", "skip"});
-  ts.precision = c.choice(t, "precision", w, ts.precision, {"tf32", "fp32", "bf16"});
-  ts.pipeline = c.choice(t, "pipeline", w, ts.pipeline, {"overlap", "plain"});
+  ts.nonfinite = c.pick(t, "nonfinite", w, ts.nonfinite);
+  ts.precision = c.pick(t, "precision", w, ts.precision);
+  ts.pipeline = c.pick(t, "pipeline", w, ts.pipeline);
   if (t.contains("cudnn_benchmark")) {
     if (!t["cudnn_benchmark"].is_boolean()) c.fail(w + ".cudnn_benchmark", t["cudnn_benchmark"], "expected true or false");
     ts.cudnn_benchmark = t["cudnn_benchmark"];
@@ -240,26 +234,25 @@ EvaluationSpec evaluation_from_json(const json& v, const std::string& path, cons
   c.only(v, w, {"spacing_mm", "empty_hausdorff", "precision"});
   EvaluationSpec e;
   e.spacing_mm = c.number(v, "spacing_mm", w, e.spacing_mm, 1e-6, 1000);
-  e.empty_hausdorff = c.str(v, "empty_hausdorff", w, e.empty_hausdorff);
-  if (e.empty_hausdorff != "nan" && e.empty_hausdorff != "diagonal")
-    c.fail(w + ".empty_hausdorff", v["empty_hausdorff"], "expected \"nan\" or \"diagonal\"");
-  e.precision = c.choice(v, "precision", w, e.precision, {"tf32", "fp32", "bf16"});
+  e.empty_hausdorff = c.pick(v, "empty_hausdorff", w, e.empty_hausdorff);
+  e.precision = c.pick(v, "precision", w, e.precision);
   return e;
 }
 
 json to_json(const TrainingSpec& t) {
   json j{{"epochs", t.epochs}, {"batch_size", t.batch_size}, {"learning_rate", t.learning_rate},
               {"weight_decay", t.weight_decay}, {"validate_every", t.validate_every}, {"threads", t.threads},
-              {"loader_threads", t.loader_threads}, {"augment", t.augment}, {"mask_resampling", t.mask_resampling},
-              {"seed_mode", t.seed_mode}, {"checkpoint_every", t.checkpoint_every},
-              {"keep_checkpoints", t.keep_checkpoints}, {"device", t.device}};
+              {"loader_threads", t.loader_threads}, {"augment", t.augment},
+              {"mask_resampling", choice_name(t.mask_resampling)}, {"seed_mode", choice_name(t.seed_mode)},
+              {"checkpoint_every", t.checkpoint_every}, {"keep_checkpoints", t.keep_checkpoints},
+              {"device", choice_name(t.device)}};
   // Written only when set, so that runs made before these keys existed keep their ids.
   if (t.lr_step_epochs != 0) j["lr_step_epochs"] = t.lr_step_epochs;
   if (t.lr_gamma != 0) j["lr_gamma"] = t.lr_gamma;
   if (t.best_after_epoch != 0) j["best_after_epoch"] = t.best_after_epoch;
-  if (t.nonfinite != "stop") j["nonfinite"] = t.nonfinite;
-  if (t.precision != "tf32") j["precision"] = t.precision;
-  if (t.pipeline != "overlap") j["pipeline"] = t.pipeline;
+  if (t.nonfinite != NonFinite::kStop) j["nonfinite"] = choice_name(t.nonfinite);
+  if (t.precision != Precision::kTf32) j["precision"] = choice_name(t.precision);
+  if (t.pipeline != Pipeline::kOverlap) j["pipeline"] = choice_name(t.pipeline);
   if (!t.cudnn_benchmark) j["cudnn_benchmark"] = false;
   return j;
 }
@@ -284,10 +277,44 @@ TrainingSpec NetworkSpec::training_for(const TrainingSpec& base, const std::stri
 }
 
 json to_json(const EvaluationSpec& e) {
-  json j{{"spacing_mm", e.spacing_mm}, {"empty_hausdorff", e.empty_hausdorff}};
-  if (e.precision != "tf32") j["precision"] = e.precision;  // written only when set: older run ids stay
+  json j{{"spacing_mm", e.spacing_mm}, {"empty_hausdorff", choice_name(e.empty_hausdorff)}};
+  if (e.precision != Precision::kTf32) j["precision"] = choice_name(e.precision);  // written only when set: older run ids stay
   return j;
 }
+
+void ReportSettings::validate() const {
+  if (median_metric != "dice" && median_metric != "jaccard" && median_metric != "hausdorff_mm")
+    throw InputError("report.median_metric", "", median_metric, "expected dice, jaccard or hausdorff_mm");
+}
+
+namespace {
+
+ReportSpec report_from_json(const json& j, const std::string& path) {
+  Ctx c{path};
+  const std::string w = "report";
+  c.object(j, w);
+  c.only(j, w, {"formats", "median_metric", "hausdorff", "inference", "empty_mask", "figure_images"});
+  ReportSpec r;
+  r.settings.median_metric = c.str(j, "median_metric", w, r.settings.median_metric);
+  if (r.settings.median_metric != "dice" && r.settings.median_metric != "jaccard" && r.settings.median_metric != "hausdorff_mm")
+    c.fail("report.median_metric", j["median_metric"], "expected dice, jaccard or hausdorff_mm");
+  r.settings.hausdorff = c.pick(j, "hausdorff", w, r.settings.hausdorff);
+  r.settings.inference = c.pick(j, "inference", w, r.settings.inference);
+  r.settings.empty_mask = c.pick(j, "empty_mask", w, r.settings.empty_mask);
+  r.figure_images = static_cast<int>(c.integer(j, "figure_images", w, r.figure_images, 1, 20));
+  if (j.contains("formats")) {
+    const json& f = j["formats"];
+    if (!f.is_array()) c.fail("report.formats", f, "expected a list such as [\"md\", \"html\"]");
+    r.formats.clear();
+    for (const auto& v : f) {
+      if (!v.is_string()) c.fail("report.formats", v, "expected format names");
+      r.formats.push_back(v);
+    }
+  }
+  return r;
+}
+
+}  // namespace
 
 Experiment load_experiment(const std::string& path, const std::vector<std::string>& overrides) {
   json doc = read_json_input(path, "experiment file");
@@ -295,6 +322,13 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
   if (std::string bad = invalid_utf8_field(doc); !bad.empty())
     throw InputError(path, bad, "", "not valid UTF-8 text");
   return parse_experiment(doc, path);
+}
+
+TrainingSpec Experiment::pretraining_recipe(const TrainingSpec& unet_training) const {
+  if (pretrain_training.empty()) return unet_training;
+  json merged = to_json(unet_training);
+  for (auto it = pretrain_training.begin(); it != pretrain_training.end(); ++it) merged[it.key()] = it.value();
+  return training_from_json(merged, path, "pretrain_training");
 }
 
 const DatasetSpec& Experiment::dataset(const std::string& n) const {
@@ -337,8 +371,7 @@ Experiment parse_experiment(const json& doc, const std::string& path) {
       c.fail(w + ".kind", d["kind"], "expected \"lh\" (lungs and heart) or \"l\" (lungs only)");
     }
     s.size = static_cast<int>(c.integer(d, "size", w, 1024, 32, 4096));
-    s.edges = c.str(d, "edges", w, "canny");
-    if (s.edges != "canny" && s.edges != "boundary") c.fail(w + ".edges", d["edges"], "expected \"canny\" or \"boundary\"");
+    s.edges = c.pick(d, "edges", w, s.edges);
     if (d.contains("synthetic")) {
       std::string sw = w + ".synthetic";
       const json& sy = c.object(d["synthetic"], sw);
@@ -429,23 +462,21 @@ Experiment parse_experiment(const json& doc, const std::string& path) {
       e.seeds.push_back(seed);
     }
   }
-  e.pretrain = c.choice(doc, "pretrain", "", e.pretrain, {"shared", "separate"});
-  e.rasterize_init = c.choice(doc, "rasterize_init", "", e.rasterize_init, {"shared", "per_seed"});
+  e.pretrain = c.pick(doc, "pretrain", "", e.pretrain);
+  e.rasterize_init = c.pick(doc, "rasterize_init", "", e.rasterize_init);
+  e.backend = c.pick(doc, "backend", "", e.backend);
   if (doc.contains("pretrain_training")) {
     e.pretrain_training = c.object(doc["pretrain_training"], "pretrain_training");
     c.only(e.pretrain_training, "pretrain_training", std::set<std::string>(kTrainingKeys.begin(), kTrainingKeys.end()));
-    if (!e.pretrain_training.empty() && e.pretrain != "separate")
+    if (!e.pretrain_training.empty() && e.pretrain != PretrainMode::kSeparate)
       c.fail("pretrain_training", e.pretrain_training,
              "a recipe of its own for the frozen UNet needs \"pretrain\": \"separate\" (with \"shared\" the grid's UNet "
              "run of the first seed is the frozen one, trained with the grid's recipe)");
   }
   if (doc.contains("training")) e.training = training_from_json(doc["training"], path, "training");
   if (doc.contains("evaluation")) e.evaluation = evaluation_from_json(doc["evaluation"], path, "evaluation");
-  if (!e.pretrain_training.empty()) {  // validated merged over the base training block
-    json merged = to_json(e.training);
-    for (auto it = e.pretrain_training.begin(); it != e.pretrain_training.end(); ++it) merged[it.key()] = it.value();
-    training_from_json(merged, path, "pretrain_training");
-  }
+  if (doc.contains("report")) e.report = report_from_json(doc["report"], path);
+  e.pretraining_recipe(e.training);  // validated merged over the base training block
   for (const auto& n : e.networks) {  // validates the overrides now
     n.training_for(e.training, path);
     for (const auto& [dname, o] : n.datasets) n.training_for(e.training, path, dname);

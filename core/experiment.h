@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "core/choices.h"
 #include "core/organs.h"
 #include "core/synth/synth_dataset.h"
 
@@ -31,7 +32,7 @@ struct DatasetSpec {
   std::vector<std::string> images, raw_jsrt, raw_png, splits;
   std::optional<uint64_t> split_seed;
   bool blank_images = false;
-  std::string edges = "canny";  // distance-map contour: canny (reference) or boundary
+  EdgeSet edges = EdgeSet::kCanny;  // distance-map contour: canny (reference) or boundary
 };
 
 // Training settings (spec §5); the learning-rate schedule and the validation criterion are each network's own.
@@ -46,13 +47,13 @@ struct TrainingSpec {
   // costs about 31 ms of a core, a bf16 step a few tens of ms).
   int loader_threads = 0;
   bool augment = true;
-  std::string mask_resampling = "reference";  // or "nearest" (core/augment.h)
+  MaskResampling mask_resampling = MaskResampling::kReference;  // or "nearest" (core/augment.h)
   // "full": the seed fixes initial weights, data order, augmentation and VAE noise. "reference": the seed is set
   // after the network is built, as the reference's trainers do, so initial weights come from an unseeded RNG.
-  std::string seed_mode = "full";
+  SeedMode seed_mode = SeedMode::kFull;
   int checkpoint_every = 1;    // epochs between numbered checkpoints (a signal always checkpoints at once)
   int keep_checkpoints = 3;    // numbered checkpoints kept (plus best.h5)
-  std::string device = "auto"; // auto (CUDA when available), cpu or cuda
+  DeviceChoice device = DeviceChoice::kAuto;  // auto (CUDA when available), cpu or cuda
   // Step learning-rate schedule lr·gamma^floor(epoch / step). 0 means the reference's for the network: StepLR
   // 50 epochs / 0.9 for the graph networks, 3000 / 0.1 for the UNets (spec §5). Short runs (the demo) may want a
   // faster decay; the reference's 2500-epoch schedule barely decays within 100 epochs.
@@ -62,20 +63,37 @@ struct TrainingSpec {
   // was the best of epochs 1001-1500 of a 1500-epoch run (its bestDice_1000.pt; spec §5).
   int best_after_epoch = 0;
   // A loss or gradient that is not finite: "stop" the run at that step (the default), or "skip" the batch.
-  std::string nonfinite = "stop";
+  NonFinite nonfinite = NonFinite::kStop;
   // Arithmetic on a GPU: "tf32" (TF32 matmuls and convolutions: what the reference's PyTorch 1.10 did on its
   // A100, the default), "fp32" (TF32 off), "bf16" (autocast to bfloat16; float32 weights and Adam state).
-  std::string precision = "tf32";
+  Precision precision = Precision::kTf32;
   // How batches reach a GPU: "overlap" (pinned host memory, copies on a side stream while the previous step
   // computes) or "plain" (pageable copies on the compute stream, as before). The same values either way.
-  std::string pipeline = "overlap";
+  Pipeline pipeline = Pipeline::kOverlap;
   bool cudnn_benchmark = true;  // cuDNN autotuning on a GPU (input shapes are fixed within a run)
 };
 
 struct EvaluationSpec {
   double spacing_mm = 0.35;
-  std::string empty_hausdorff = "nan";  // or "diagonal" (core/metrics.h)
-  std::string precision = "tf32";       // as TrainingSpec::precision, for the test split's forward passes
+  EmptyHausdorff empty_hausdorff = EmptyHausdorff::kNaN;  // or "diagonal" (core/metrics.h)
+  Precision precision = Precision::kTf32;                 // as TrainingSpec::precision, for the test split's forward passes
+};
+
+// How the report computes values (the experiment's "report" block; `orchestrator report`'s flags override it).
+// report/report_model.h says what each means.
+struct ReportSettings {
+  std::string median_metric = "dice";  // dice, jaccard or hausdorff_mm
+  HausdorffScale hausdorff = HausdorffScale::kPaper;
+  InferenceTiming inference = InferenceTiming::kSynchronized;
+  EmptyMask empty_mask = EmptyMask::kWorst;
+  void validate() const;  // InputError naming the setting
+};
+
+// The "report" block: formats written (checked against the writers by the report), settings, figure images.
+struct ReportSpec {
+  std::vector<std::string> formats{"md", "csv", "tex", "html"};
+  ReportSettings settings;
+  int figure_images = 3;  // test images in the qualitative figure
 };
 
 // Overrides of a network on one data set ("networks": {"unet": {"datasets": {"jsrt_padchest": {...}}}}).
@@ -107,7 +125,7 @@ struct Experiment {
   std::vector<int64_t> seeds{1, 2, 3};
   // The UNet the joint networks freeze: "shared" (default) makes the UNet run of the first seed play that role
   // when its settings equal a pretraining run's (no redundant run); "separate" always trains its own.
-  std::string pretrain = "shared";
+  PretrainMode pretrain = PretrainMode::kShared;
   // The recipe of the UNet the joint networks freeze, when it is a run of its own (pretrain "separate"): training
   // keys merged over that network's training for the pretraining runs only. Whether the reference's frozen UNet
   // came from its own trainer or HybridGNet's (another schedule and length) is not known (spec §5, §7.8); this lets
@@ -116,12 +134,17 @@ struct Experiment {
   // The run a fine-tuned network (Rasterize) starts from: "shared" (the default, the reference: every seed of a data
   // set fine-tunes the same HybridGNet+IGSC run, the first seed's, as the reference's one --load checkpoint per data
   // set, spec §3.11) or "per_seed" (seed s fine-tunes HybridGNet+IGSC seed s).
-  std::string rasterize_init = "shared";
+  RasterizeInit rasterize_init = RasterizeInit::kShared;
+  BackendKind backend = BackendKind::kLocal;  // where submit sends runs (submit --backend overrides)
   TrainingSpec training;
   EvaluationSpec evaluation;
+  ReportSpec report;
   nlohmann::json raw;  // the validated document, overrides applied
 
   const DatasetSpec& dataset(const std::string& name) const;  // throws InputError if unknown
+  // The frozen UNet's training when it is a run of its own: pretrain_training merged over `unet_training` (that
+  // network's training for the data set). InputError names pretrain_training's field.
+  TrainingSpec pretraining_recipe(const TrainingSpec& unet_training) const;
 };
 
 // An integer JSON value as int64, refusing unsigned values beyond INT64_MAX and non-integers.

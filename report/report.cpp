@@ -65,7 +65,9 @@ std::vector<FigureFile> draw_figures(const Experiment& exp, const ReportModel& m
 
 ReportOptions report_options_from(const Experiment& exp) {
   ReportOptions o;
-  o.settings = report_settings_from(exp, &o.formats, &o.figure_images);
+  o.formats = exp.report.formats;
+  o.settings = exp.report.settings;
+  o.figure_images = exp.report.figure_images;
   return o;
 }
 

@@ -20,12 +20,6 @@ namespace {
 const double kNaN = std::nan("");
 constexpr double kPaperSize = 1024;  // the paper's working size: its Hausdorff values are mm at 0.35 mm per pixel of it
 
-bool one_of(const std::string& v, std::initializer_list<const char*> allowed) {
-  for (const char* a : allowed)
-    if (v == a) return true;
-  return false;
-}
-
 std::vector<Column> columns_of(bool lh) {
   std::vector<Column> cols;
   for (const std::string& organ : lh ? std::vector<std::string>{"lungs", "heart"} : std::vector<std::string>{"lungs"}) {
@@ -58,17 +52,17 @@ class Values {
     if (metric == "dice") return a ? a->dice : kNaN;
     if (metric == "jaccard") return a ? a->jaccard : kNaN;
     if (metric == "hausdorff_mm") return a ? hausdorff(id, *a) : kNaN;
-    if (metric == "inference_s") return a ? (s_.inference == "reference" ? a->inference_launch_all_s : a->inference_s) : kNaN;
+    if (metric == "inference_s") return a ? (s_.inference == InferenceTiming::kReference ? a->inference_launch_all_s : a->inference_s) : kNaN;
     throw Error("report: unknown metric '" + metric + "'");
   }
 
  private:
   double hausdorff(const std::string& id, const MetricAggregate& a) const {
     const RunSettings& rs = runs_.at(id)->settings;
-    const double scale = s_.hausdorff == "1024px" ? kPaperSize / rs.size : 1.0;
+    const double scale = s_.hausdorff == HausdorffScale::kPaper ? kPaperSize / rs.size : 1.0;
     const int64_t undefined = a.images - a.hausdorff_defined;
     if (undefined == 0) return a.hausdorff_mm * scale;
-    if (s_.empty_mask == "exclude") return a.hausdorff_defined ? a.hausdorff_mm * scale : kNaN;
+    if (s_.empty_mask == EmptyMask::kExclude) return a.hausdorff_defined ? a.hausdorff_mm * scale : kNaN;
     const double diagonal = rs.size * std::sqrt(2.0) * rs.evaluation.spacing_mm;  // the worst case, in stored units
     const double sum = (a.hausdorff_defined ? a.hausdorff_mm * a.hausdorff_defined : 0.0) + undefined * diagonal;
     return sum / a.images * scale;
@@ -198,70 +192,19 @@ std::vector<RunInfo> run_infos(Store& store, const std::vector<scheduler::Planne
 
 }  // namespace
 
-void ReportSettings::validate() const {
-  if (!one_of(median_metric, {"dice", "jaccard", "hausdorff_mm"}))
-    throw InputError("report.median_metric", "", median_metric, "expected dice, jaccard or hausdorff_mm");
-  if (!one_of(hausdorff, {"1024px", "working"}))
-    throw InputError("report.hausdorff", "", hausdorff, "expected \"1024px\" (the paper's scale) or \"working\"");
-  if (!one_of(inference, {"synchronized", "reference"}))
-    throw InputError("report.inference", "", inference, "expected \"synchronized\" or \"reference\"");
-  if (!one_of(empty_mask, {"worst", "exclude", "fail"}))
-    throw InputError("report.empty_mask", "", empty_mask, "expected \"worst\", \"exclude\" or \"fail\"");
-}
-
-ReportSettings report_settings_from(const Experiment& exp, std::vector<std::string>* formats, int* figure_images) {
-  ReportSettings s;
-  if (!exp.raw.contains("report")) return s;
-  const auto& j = exp.raw["report"];
-  if (!j.is_object()) throw InputError(exp.path, "report", j.dump(), "expected an object");
-  for (auto it = j.begin(); it != j.end(); ++it) {
-    const std::string field = "report." + it.key();
-    const auto& v = it.value();
-    auto text = [&]() {
-      if (!v.is_string()) throw InputError(exp.path, field, v.dump(), "expected a string");
-      return v.get<std::string>();
-    };
-    if (it.key() == "median_metric") s.median_metric = text();
-    else if (it.key() == "hausdorff") s.hausdorff = text();
-    else if (it.key() == "inference") s.inference = text();
-    else if (it.key() == "empty_mask") s.empty_mask = text();
-    else if (it.key() == "figure_images") {
-      int64_t n = 0;
-      if (!json_int64(v, &n) || n < 1 || n > 20) throw InputError(exp.path, field, v.dump(), "expected 1 to 20");
-      if (figure_images) *figure_images = static_cast<int>(n);
-    } else if (it.key() == "formats") {
-      if (!v.is_array()) throw InputError(exp.path, field, v.dump(), "expected a list such as [\"md\", \"html\"]");
-      if (formats) formats->clear();
-      for (const auto& f : v) {
-        if (!f.is_string()) throw InputError(exp.path, field, f.dump(), "expected format names");
-        if (formats) formats->push_back(f);
-      }
-    } else {
-      throw InputError(exp.path, field, v.dump(),
-                       "unknown report setting (expected formats, median_metric, hausdorff, inference, empty_mask, figure_images)");
-    }
-  }
-  try {
-    s.validate();
-  } catch (const InputError& e) {
-    throw InputError(exp.path + ": " + e.what());
-  }
-  return s;
-}
-
 std::string hausdorff_unit(const ReportSettings& s) {
-  return s.hausdorff == "1024px" ? "mm at 0.35 mm/px of a 1024-px image" : "mm at the working size's spacing";
+  return s.hausdorff == HausdorffScale::kPaper ? "mm at 0.35 mm/px of a 1024-px image" : "mm at the working size's spacing";
 }
 
 std::string inference_description(const ReportSettings& s) {
-  return s.inference == "reference"
+  return s.inference == InferenceTiming::kReference
              ? "mean seconds per image as the reference timed them: not synchronised, the first (cold) call included"
              : "mean seconds per image after the first (cold) call, synchronised on a GPU";
 }
 
 std::string empty_mask_description(const ReportSettings& s) {
-  if (s.empty_mask == "exclude") return "left out of the run's mean";
-  if (s.empty_mask == "fail") return "an error";
+  if (s.empty_mask == EmptyMask::kExclude) return "left out of the run's mean";
+  if (s.empty_mask == EmptyMask::kFail) return "an error";
   return "counted as the image's diagonal (the worst case)";
 }
 
@@ -341,7 +284,7 @@ ReportModel build_report_model(const Experiment& exp, const std::vector<schedule
           if (!a || a->hausdorff_defined == a->images) continue;
           const int64_t n = a->images - a->hausdorff_defined;
           t.empty_mask_images += static_cast<int>(n);
-          if (settings.empty_mask == "fail") failing.push_back(id + " (" + organ + ", " + std::to_string(n) + " images)");
+          if (settings.empty_mask == EmptyMask::kFail) failing.push_back(id + " (" + organ + ", " + std::to_string(n) + " images)");
           m.notes.push_back(id + ": " + std::to_string(n) + " of " + std::to_string(a->images) + " test images (" + organ +
                             ") have no Hausdorff distance (an empty mask): " + empty_mask_description(settings));
         }

@@ -26,18 +26,6 @@
 
 namespace orch::report {
 
-struct ReportSettings {
-  std::string median_metric = "dice";      // dice, jaccard or hausdorff_mm
-  std::string hausdorff = "1024px";        // or "working"
-  std::string inference = "synchronized";  // or "reference"
-  std::string empty_mask = "worst";        // or "exclude", "fail"
-  void validate() const;                   // InputError naming the setting
-};
-
-// The experiment's "report" block over the defaults (fields: formats, median_metric, hausdorff, inference,
-// empty_mask, figure_images); InputError names the field. `formats` and `figure_images` land in the two out-params.
-ReportSettings report_settings_from(const Experiment& exp, std::vector<std::string>* formats, int* figure_images);
-
 struct Column {
   std::string organ, metric, label;  // organ "" for the inference time
   bool higher_better = true;

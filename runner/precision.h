@@ -10,6 +10,8 @@
 
 #include <string>
 
+#include "core/choices.h"
+
 namespace orch::runner {
 
 // Autocast to bfloat16 on `device` for its lifetime; a no-op when not enabled.
@@ -52,10 +54,10 @@ class AutocastGuard {
   bool cuda_, enabled_, was_ = false;
 };
 
-// TF32 for CUDA matmuls and convolutions as `precision` asks: off for "fp32", on for "tf32" and "bf16" (what
-// autocast leaves in float32 then runs in TF32).
-inline void set_tf32(const std::string& precision) {
-  const bool on = precision != "fp32";
+// TF32 for CUDA matmuls and convolutions as `precision` asks: off for fp32, on for tf32 and bf16 (what autocast
+// leaves in float32 then runs in TF32).
+inline void set_tf32(Precision precision) {
+  const bool on = precision != Precision::kFp32;
   at::globalContext().setAllowTF32CuBLAS(on);
   at::globalContext().setAllowTF32CuDNN(on);
 }

@@ -37,9 +37,9 @@ using Clock = std::chrono::steady_clock;
 constexpr int64_t kMaxSkippedBatches = 20;
 
 bool use_cuda(const TrainingSpec& ts) {
-  if (ts.device == "cuda" && !torch::cuda::is_available())
+  if (ts.device == DeviceChoice::kCuda && !torch::cuda::is_available())
     throw Error("training.device is \"cuda\" but LibTorch sees no CUDA device (a CPU build, or no GPU here)");
-  return ts.device == "cuda" || (ts.device == "auto" && torch::cuda::is_available());
+  return ts.device == DeviceChoice::kCuda || (ts.device == DeviceChoice::kAuto && torch::cuda::is_available());
 }
 
 std::string torch_version() { return TORCH_VERSION; }
@@ -111,8 +111,8 @@ struct Trainer::Impl {
     return true;
   }
 
-  bool bf16_training() const { return opt.settings.training.precision == "bf16"; }
-  bool bf16_evaluation() const { return opt.settings.evaluation.precision == "bf16"; }
+  bool bf16_training() const { return opt.settings.training.precision == Precision::kBf16; }
+  bool bf16_evaluation() const { return opt.settings.evaluation.precision == Precision::kBf16; }
 
   // A verified best.h5: as it is, restored from its copy, or (when both are gone) rebuilt from the weights now in
   // the network (the newest good checkpoint) by validating them. Every rank calls it; rank 0 decides.
@@ -271,7 +271,7 @@ Trainer::Trainer(TrainerOptions options) : impl_(std::make_unique<Impl>()) {
 
   // Seeds. "full": the seed fixes everything. "reference": the network is built before seeding, from an
   // unseeded generator, and the data order, augmentation and noise use the reference's fixed 420.
-  if (ts.seed_mode == "reference") {
+  if (ts.seed_mode == SeedMode::kReference) {
     I.init_seed = (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
     I.data_seed = 420;
   } else {
@@ -321,12 +321,12 @@ Trainer::Trainer(TrainerOptions options) : impl_(std::make_unique<Impl>()) {
   lo.augment = ts.augment;
   lo.rank = rank;
   lo.world = world;
-  lo.augmentation.mask_resampling = ts.mask_resampling == "nearest" ? MaskResampling::kNearest : MaskResampling::kReference;
+  lo.augmentation.mask_resampling = ts.mask_resampling;
   I.loader = std::make_unique<BatchLoader>(I.data, info.indices(Split::kTrain), lo);
   I.val_indices = info.indices(Split::kVal);
   const auto organs = OrganLayout::of(s.kind);
-  I.transfer = std::make_unique<BatchTransfer>(I.device, organs.num_classes() - 1, organs.total_points(), ts.pipeline == "overlap");
-  I.val_transfer = std::make_unique<BatchTransfer>(I.device, organs.num_classes() - 1, organs.total_points(), ts.pipeline == "overlap");
+  I.transfer = std::make_unique<BatchTransfer>(I.device, organs.num_classes() - 1, organs.total_points(), ts.pipeline == Pipeline::kOverlap);
+  I.val_transfer = std::make_unique<BatchTransfer>(I.device, organs.num_classes() - 1, organs.total_points(), ts.pipeline == Pipeline::kOverlap);
   if (info.indices(Split::kTrain).empty()) throw InputError(I.opt.dataset_path, "split", "train", "the training split is empty");
 
   // Resume from the newest valid checkpoint.
@@ -350,7 +350,7 @@ Trainer::Trainer(TrainerOptions options) : impl_(std::make_unique<Impl>()) {
       if (extra.value("world", world) != world)
         I.log("warning: checkpoint written with " + std::to_string(extra.value("world", world)) + " ranks, resuming with " +
               std::to_string(world) + ": the result will not be bit-identical to an uninterrupted run");
-      if (ts.seed_mode == "reference") I.init_seed = extra.value("init_seed", I.init_seed);
+      if (ts.seed_mode == SeedMode::kReference) I.init_seed = extra.value("init_seed", I.init_seed);
     }
     I.resumed_epoch = st.epoch;
     I.resumed_batch = st.batch;
@@ -412,8 +412,8 @@ TrainOutcome Trainer::train() {
         const std::string what = "a non-finite " + std::string(std::isfinite(step_loss) ? "gradient" : "loss (" + format_number(step_loss) + ")") +
                                  " at epoch " + std::to_string(epoch + 1) + ", step " + std::to_string(b + 1) + " of " +
                                  std::to_string(bpe);
-        if (ts.nonfinite != "skip" || ++I.skipped_batches > kMaxSkippedBatches)
-          throw NonFiniteError(what + (ts.nonfinite == "skip" ? " (more than " + std::to_string(kMaxSkippedBatches) + " batches skipped)" : "") +
+        if (ts.nonfinite != NonFinite::kSkip || ++I.skipped_batches > kMaxSkippedBatches)
+          throw NonFiniteError(what + (ts.nonfinite == NonFinite::kSkip ? " (more than " + std::to_string(kMaxSkippedBatches) + " batches skipped)" : "") +
                                "; the run stopped there (training.nonfinite \"stop\"); newest good checkpoint: " +
                                I.newest_checkpoint_text() + ". Lower the learning rate, or set training.nonfinite to \"skip\"");
         I.log("warning: " + what + ": batch skipped (training.nonfinite \"skip\")");
@@ -466,7 +466,7 @@ TrainOutcome Trainer::train() {
       const auto tv = Clock::now();
       rec.val_criterion = I.validate();
       I.stats.validation_seconds += seconds_since(tv);
-      if (!std::isfinite(rec.val_criterion) && ts.nonfinite != "skip")
+      if (!std::isfinite(rec.val_criterion) && ts.nonfinite != NonFinite::kSkip)
         throw NonFiniteError("the validation " + I.entry->info->criterion_name + " is " + format_number(rec.val_criterion) +
                              " after epoch " + std::to_string(epoch + 1) + "; the run stopped there; newest good checkpoint: " +
                              I.newest_checkpoint_text());
@@ -589,7 +589,7 @@ EvaluationOutcome Trainer::evaluate() {
   const int size = I.opt.settings.size;
   MetricOptions mo;
   mo.spacing_mm = I.opt.settings.evaluation.spacing_mm;
-  mo.empty_hausdorff = I.opt.settings.evaluation.empty_hausdorff == "diagonal" ? EmptyHausdorff::kDiagonal : EmptyHausdorff::kNaN;
+  mo.empty_hausdorff = I.opt.settings.evaluation.empty_hausdorff;
   const std::vector<std::string> organ_names = layout.class_names();
 
   std::vector<int> test = I.data->info().indices(Split::kTest);

@@ -82,10 +82,14 @@ class Backend {
   virtual int reconcile(Store& store) { return 0; }
   // Accounting rows learnt from the scheduler since the last call (Slurm: sacct's rows of its jobs).
   virtual std::vector<JobAccount> accounts() { return {}; }
+  // Whether `job` (as recorded in the store) still needs asking for accounting: a real job whose newest row
+  // (`newest`, null when none) is missing or not final. The local pool accounts for its workers itself.
+  virtual bool accounting_open(const std::string& job, const JobAccount* newest) const { return false; }
 };
 
-std::unique_ptr<Backend> make_backend(const std::string& name, const DispatchOptions& options);
-const std::vector<std::string>& backend_names();
+std::unique_ptr<Backend> make_backend(BackendKind kind, const DispatchOptions& options);
+// Every backend this build has, for the steps that visit each (reconcile, live states).
+const std::vector<BackendKind>& all_backends();
 
 // The job environment of the process the CLI runs as a worker: Slurm's when Slurm started it, else the local
 // one (a pool's worker, or `train` in the foreground).

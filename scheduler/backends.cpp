@@ -22,15 +22,17 @@ const char* job_phase_name(JobPhase p) {
   return "?";
 }
 
-const std::vector<std::string>& backend_names() {
-  static const std::vector<std::string> names = {"local", "slurm"};
-  return names;
+const std::vector<BackendKind>& all_backends() {
+  static const std::vector<BackendKind> kinds = {BackendKind::kLocal, BackendKind::kSlurm};
+  return kinds;
 }
 
-std::unique_ptr<Backend> make_backend(const std::string& name, const DispatchOptions& options) {
-  if (name == "local") return std::make_unique<LocalBackend>(options);
-  if (name == "slurm") return std::make_unique<SlurmBackend>(options);
-  throw InputError("--backend", "", name, "unknown backend (expected local or slurm)");
+std::unique_ptr<Backend> make_backend(BackendKind kind, const DispatchOptions& options) {
+  switch (kind) {
+    case BackendKind::kLocal: return std::make_unique<LocalBackend>(options);
+    case BackendKind::kSlurm: return std::make_unique<SlurmBackend>(options);
+  }
+  throw Error("unknown backend");
 }
 
 std::unique_ptr<JobEnvironment> detect_job_environment(bool slurm_self_requeue) {

@@ -54,7 +54,7 @@ std::string device_class(const std::string& device) { return device.rfind("cuda"
 // The device kind a run's estimate should assume: its training.device, or for "auto" the GPU when calibrations
 // from one exist.
 std::string wanted_device(const RunSettings& s, const std::vector<Calibration>& cal) {
-  if (s.training.device != "auto") return s.training.device;
+  if (s.training.device != DeviceChoice::kAuto) return choice_name(s.training.device);
   for (const auto& c : cal)
     if (device_class(c.device) == "cuda") return "cuda";
   return "cpu";
@@ -136,7 +136,7 @@ std::vector<RunEstimate> estimate_runs(const Experiment& exp, const std::vector<
   std::map<std::string, SplitCounts> counts;
   for (const auto& d : exp.datasets) counts[d.name] = split_counts_for(d, workspace);
   ResourceCache resources(exp);
-  const bool slurm = backend_for(exp, "") == "slurm";
+  const bool slurm = exp.backend == BackendKind::kSlurm;
   const int local_share = std::max(1, default_threads() / local_workers_for(exp, 0));
   std::vector<RunEstimate> out;
   out.reserve(runs.size());
@@ -272,7 +272,7 @@ double simulate_makespan(const std::vector<PlannedRun>& runs, const std::map<std
 
 int expected_threads(const Experiment& exp, const RunSettings& s) {
   if (s.training.threads > 0) return s.training.threads;
-  if (backend_for(exp, "") == "slurm") return resources_for(exp, s.dataset, s.model).cpus;
+  if (exp.backend == BackendKind::kSlurm) return resources_for(exp, s.dataset, s.model).cpus;
   return std::max(1, default_threads() / local_workers_for(exp, 0));
 }
 

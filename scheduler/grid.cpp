@@ -6,6 +6,7 @@
 
 #include "core/errors.h"
 #include "models/catalogue.h"
+#include "scheduler/resources.h"
 #include "storage/workspace.h"
 
 namespace orch::scheduler {
@@ -17,6 +18,7 @@ struct Builder {
   std::map<std::string, PlannedRun> by_key;  // "dataset/model/seed/stage" -> run
   std::vector<std::string> order;            // ids in dependency order
   std::map<std::string, std::string> digests;
+  ResourceCache resources{exp};
 
   TrainingSpec training_of(const std::string& model, const std::string& dataset) const {
     for (const auto& n : exp.networks)
@@ -31,7 +33,7 @@ struct Builder {
   // own (stage "pretrain").
   std::string pretrained(const DatasetSpec& d, const std::string& network) {
     const int64_t first = exp.seeds.front();
-    if (exp.pretrain == "shared" && in_grid(network)) return add(d, network, first, "train");
+    if (exp.pretrain == PretrainMode::kShared && in_grid(network)) return add(d, network, first, "train");
     return add(d, network, first, "pretrain");
   }
   nlohmann::json options_of(const std::string& model) const {
@@ -61,18 +63,15 @@ struct Builder {
     r.settings.seed = seed;
     r.settings.stage = stage;
     r.settings.training = training_of(model, d.name);
-    if (stage == "pretrain" && !exp.pretrain_training.empty()) {  // the frozen UNet's own recipe
-      nlohmann::json t = to_json(r.settings.training);
-      for (auto it = exp.pretrain_training.begin(); it != exp.pretrain_training.end(); ++it) t[it.key()] = it.value();
-      r.settings.training = training_from_json(t, exp.path, "pretrain_training");
-    }
+    if (stage == "pretrain") r.settings.training = exp.pretraining_recipe(r.settings.training);
     r.settings.evaluation = exp.evaluation;
     const models::NetworkInfo& info = models::network_info(model);
     if (info.role == models::DependencyRole::kFrozenPretrained) r.settings.dependency = pretrained(d, info.dependency);
     else if (info.role == models::DependencyRole::kFineTuneFrom)
-      r.settings.dependency = add(d, info.dependency, exp.rasterize_init == "shared" ? exp.seeds.front() : seed, "train");
+      r.settings.dependency = add(d, info.dependency, exp.rasterize_init == RasterizeInit::kShared ? exp.seeds.front() : seed, "train");
     if (!r.settings.dependency.empty()) r.depends_on.push_back(r.settings.dependency);
     r.id = r.settings.id();
+    r.resources = resources.shared(d.name, model);
     order.push_back(key);
     by_key.emplace(key, r);
     return r.id;
@@ -92,7 +91,7 @@ void check_model(const Experiment& exp, const std::string& model) {
 }  // namespace
 
 std::vector<PlannedRun> expand(const Experiment& exp) {
-  Builder b{exp, {}, {}, {}};
+  Builder b{exp};
   for (const auto& d : exp.datasets)
     for (const auto& n : exp.networks)
       for (int64_t seed : exp.seeds) b.add(d, n.id, seed, "train");
@@ -111,7 +110,7 @@ std::vector<PlannedRun> chain_for(const Experiment& exp, const std::string& data
     if (!pretrained_by_some)
       throw InputError(exp.path, "--stage", stage, model + " has no pretrain stage (no network freezes a pretrained " + model + ")");
   }
-  Builder b{exp, {}, {}, {}};
+  Builder b{exp};
   b.add(d, model, seed, stage);
   return b.result();
 }

@@ -10,6 +10,7 @@
 // Values only; thread-safe.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -18,10 +19,15 @@
 
 namespace orch::scheduler {
 
+struct RunResources;
+
 struct PlannedRun {
   std::string id;
   RunSettings settings;
   std::vector<std::string> depends_on;  // run ids
+  // What the run asks of the machine (scheduler/resources.h), resolved once at expansion; shared by the runs of
+  // one (data set, network) pair.
+  std::shared_ptr<const RunResources> resources;
 };
 
 // Runs in an order where every dependency comes before the runs that need it.

@@ -96,20 +96,19 @@ Judgement judge(const std::string& recorded, const RunProgress& p, const std::ma
 
 namespace {
 
-// Jobs of a scheduler (not the local pool, which accounts for its workers itself) without a final accounting row:
-// no row yet, or the newest row still open (no end, or a state the job leaves again).
-std::map<std::string, std::string> jobs_to_account(Store& store) {
+// Jobs whose accounting each backend says is not final yet (no row, or the newest row still open).
+std::vector<std::pair<std::string, BackendKind>> jobs_to_account(Store& store,
+                                                                 const std::map<BackendKind, std::unique_ptr<Backend>>& backends) {
   std::map<std::string, JobAccount> newest;
   for (auto& a : store.job_accounts())
     if (!newest.count(a.job_id) || a.started >= newest[a.job_id].started) newest[a.job_id] = a;
-  std::map<std::string, std::string> out;  // job -> backend
+  std::vector<std::pair<std::string, BackendKind>> out;
   for (const auto& j : store.jobs()) {
-    if (j.backend == "local" || j.job_id.rfind("manifest:", 0) == 0 || j.job_id.empty()) continue;
+    auto kind = choice_from<BackendKind>(j.backend);
+    if (!kind || j.job_id.empty()) continue;  // a backend this build does not know
     auto it = newest.find(j.job_id);
-    const bool open = it == newest.end() || it->second.ended.empty() || it->second.ended == "Unknown" ||
-                      it->second.state == "RUNNING" || it->second.state == "PENDING" || it->second.state == "REQUEUED" ||
-                      it->second.state == "SUSPENDED";
-    if (open) out[j.job_id] = j.backend;
+    if (backends.at(*kind)->accounting_open(j.job_id, it == newest.end() ? nullptr : &it->second))
+      out.emplace_back(j.job_id, *kind);
   }
   return out;
 }
@@ -117,29 +116,29 @@ std::map<std::string, std::string> jobs_to_account(Store& store) {
 }  // namespace
 
 std::map<std::string, JobState> live_job_states(Store& store, const std::string& workspace) {
-  std::map<std::string, std::vector<std::string>> by_backend;
+  DispatchOptions o;
+  o.workspace = workspace;
+  std::map<BackendKind, std::unique_ptr<Backend>> backends;
+  for (BackendKind kind : all_backends()) backends[kind] = make_backend(kind, o);
+  std::map<BackendKind, std::vector<std::string>> by_backend;
+  auto add = [&](const std::string& backend, const std::string& job) {
+    if (auto kind = choice_from<BackendKind>(backend)) by_backend[*kind].push_back(job);  // else unknown here
+  };
   auto progress = store.progress();
   for (const auto& r : store.runs()) {
     if (!rs::is_active(r.state)) continue;
     const RunProgress& p = progress[r.run_id];
-    if (!p.job.empty()) by_backend[p.backend].push_back(p.job);
-    if (!p.claim_job.empty() && !p.claim_backend.empty()) by_backend[p.claim_backend].push_back(p.claim_job);
+    if (!p.job.empty()) add(p.backend, p.job);
+    if (!p.claim_job.empty() && !p.claim_backend.empty()) add(p.claim_backend, p.claim_job);
   }
   // Jobs whose accounting is not final yet (a run may finish between two looks): asked once more, for the rows.
-  for (const auto& [job, backend] : jobs_to_account(store)) by_backend[backend].push_back(job);
+  for (const auto& [job, kind] : jobs_to_account(store, backends)) by_backend[kind].push_back(job);
   std::map<std::string, JobState> out;
-  DispatchOptions o;
-  o.workspace = workspace;
   std::vector<JobAccount> accounts;
-  for (auto& [name, jobs] : by_backend) {
-    std::unique_ptr<Backend> b;
-    try {
-      b = make_backend(name, o);
-    } catch (const std::exception&) {
-      continue;  // a backend this build does not know: its jobs stay unknown
-    }
-    for (auto& [job, st] : b->job_states(jobs)) out[job] = st;
-    for (auto& a : b->accounts()) accounts.push_back(std::move(a));
+  for (auto& [kind, jobs] : by_backend) {
+    Backend& b = *backends.at(kind);
+    for (auto& [job, st] : b.job_states(jobs)) out[job] = st;
+    for (auto& a : b.accounts()) accounts.push_back(std::move(a));
   }
   if (!accounts.empty()) {
     std::multimap<std::string, std::string> runs_of;  // job -> its runs, from every job recorded

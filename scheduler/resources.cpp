@@ -120,10 +120,11 @@ RunResources resources_for(const Experiment& exp, const std::string& dataset, co
   return r;
 }
 
-const RunResources& ResourceCache::of(const std::string& dataset, const std::string& model) {
+std::shared_ptr<const RunResources> ResourceCache::shared(const std::string& dataset, const std::string& model) {
   auto key = std::make_pair(dataset, model);
   auto it = cache_.find(key);
-  if (it == cache_.end()) it = cache_.emplace(key, resources_for(exp_, dataset, model)).first;
+  if (it == cache_.end())
+    it = cache_.emplace(key, std::make_shared<const RunResources>(resources_for(exp_, dataset, model))).first;
   return it->second;
 }
 

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -45,11 +46,12 @@ RunResources resources_for(const Experiment& exp, const std::string& dataset, co
 class ResourceCache {
  public:
   explicit ResourceCache(const Experiment& exp) : exp_(exp) {}
-  const RunResources& of(const std::string& dataset, const std::string& model);
+  const RunResources& of(const std::string& dataset, const std::string& model) { return *shared(dataset, model); }
+  std::shared_ptr<const RunResources> shared(const std::string& dataset, const std::string& model);
 
  private:
   const Experiment& exp_;
-  std::map<std::pair<std::string, std::string>, RunResources> cache_;
+  std::map<std::pair<std::string, std::string>, std::shared_ptr<const RunResources>> cache_;
 };
 ExperimentResources experiment_resources(const Experiment& exp);
 // Validates every level and every combination of the grid's data sets and networks; InputError names the file,

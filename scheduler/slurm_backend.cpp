@@ -89,6 +89,13 @@ void check_slurm_path(const std::string& path, const std::string& what) {
 
 SlurmBackend::SlurmBackend(DispatchOptions options) : o_(std::move(options)) {}
 
+bool SlurmBackend::accounting_open(const std::string& job, const JobAccount* newest) const {
+  if (job.rfind(kPendingSubmission, 0) == 0) return false;  // no job yet
+  if (!newest || newest->ended.empty() || newest->ended == "Unknown") return true;
+  const JobPhase phase = job_phase_from_slurm(newest->state);
+  return phase == JobPhase::kPending || phase == JobPhase::kRunning;  // a state the job leaves again
+}
+
 std::map<std::string, JobState> SlurmBackend::job_states(const std::vector<std::string>& jobs) {
   std::map<std::string, JobState> out;
   std::set<std::string> arrays;
@@ -193,10 +200,10 @@ DispatchResult SlurmBackend::dispatch(const std::vector<DispatchItem>& items, St
   // Runs that ended OUT_OF_MEMORY before (sacct's state, recorded as accounting rows) ask for more memory.
   std::map<std::string, int> oom_ends;
   for (const auto& a : store.job_accounts())
-    if (a.backend == "slurm" && a.state.rfind("OUT_OF_MEMORY", 0) == 0) ++oom_ends[a.run_id];
+    if (choice_from<BackendKind>(a.backend) == BackendKind::kSlurm && a.state.rfind("OUT_OF_MEMORY", 0) == 0) ++oom_ends[a.run_id];
   for (const auto& it : items) {
     Group g;
-    g.res = resources_for(exp, it.run.settings.dataset, it.run.settings.model);
+    g.res = *it.run.resources;
     if (auto o = oom_ends.find(it.run.id); o != oom_ends.end())
       g.res.mem = raised_mem(g.res.mem, xres.oom_mem_factor, o->second);
     for (const auto& dep : it.run.depends_on) {
@@ -206,7 +213,7 @@ DispatchResult SlurmBackend::dispatch(const std::vector<DispatchItem>& items, St
       }
       auto rec = store.run(dep);
       const RunProgress& p = progress[dep];
-      if (rec && run_state::is_active(rec->state) && p.backend == "slurm" && p.job.rfind(kPendingSubmission, 0) != 0)
+      if (rec && run_state::is_active(rec->state) && choice_from<BackendKind>(p.backend) == BackendKind::kSlurm && p.job.rfind(kPendingSubmission, 0) != 0)
         g.deps_outside.push_back(p.job);
     }
     std::sort(g.deps_inside.begin(), g.deps_inside.end());
@@ -329,7 +336,7 @@ int SlurmBackend::reconcile(Store& store) {
   auto progress = store.progress();
   std::map<std::string, std::vector<std::string>> waiting;  // placeholder -> runs
   for (const auto& [run, p] : progress)
-    if (p.backend == "slurm" && p.job.rfind(kPendingSubmission, 0) == 0) waiting[p.job].push_back(run);
+    if (choice_from<BackendKind>(p.backend) == BackendKind::kSlurm && p.job.rfind(kPendingSubmission, 0) == 0) waiting[p.job].push_back(run);
   int n = 0;
   for (const auto& [placeholder, runs] : waiting) {
     const std::string base = placeholder.substr(std::string(kPendingSubmission).size());

@@ -34,6 +34,7 @@ class SlurmBackend : public Backend {
   void cancel(const std::vector<std::string>& jobs) override;
   int reconcile(Store& store) override;
   std::vector<JobAccount> accounts() override;
+  bool accounting_open(const std::string& job, const JobAccount* newest) const override;
 
  private:
   DispatchOptions o_;

@@ -23,17 +23,11 @@ namespace orch::scheduler {
 
 namespace fs = std::filesystem;
 
-std::string backend_for(const Experiment& exp, const std::string& flag) {
-  std::string b = flag;
-  if (b.empty()) {
-    const auto& v = exp.raw.contains("backend") ? exp.raw["backend"] : nlohmann::json("local");
-    if (!v.is_string()) throw InputError(exp.path, "backend", v.dump(), "expected \"local\" or \"slurm\"");
-    b = v.get<std::string>();
-  }
-  const auto& names = backend_names();
-  if (std::find(names.begin(), names.end(), b) == names.end())
-    throw InputError(flag.empty() ? exp.path : "--backend", flag.empty() ? "backend" : "", b, "expected local or slurm");
-  return b;
+BackendKind backend_for(const Experiment& exp, const std::string& flag) {
+  if (flag.empty()) return exp.backend;
+  auto b = choice_from<BackendKind>(flag);
+  if (!b) throw InputError("--backend", "", flag, choice_expectation<BackendKind>());
+  return *b;
 }
 
 int local_workers_for(const Experiment& exp, int flag) {
@@ -71,7 +65,7 @@ std::map<std::string, std::string> auto_time_limits(const Experiment& exp, const
                                                     Store& store, const std::string& workspace) {
   std::vector<PlannedRun> wanted;
   for (const auto& it : items)
-    if (resources_for(exp, it.run.settings.dataset, it.run.settings.model).time == "auto") wanted.push_back(it.run);
+    if (it.run.resources->time == "auto") wanted.push_back(it.run);
   std::map<std::string, std::string> limits;
   if (wanted.empty()) return limits;
   for (const auto& e : estimate_runs(exp, wanted, store, workspace, experiment_resources(exp).time_margin)) {
@@ -90,11 +84,12 @@ std::map<std::string, std::string> auto_time_limits(const Experiment& exp, const
 // without it, or whose worker hangs) is cancelled too, so it does not hold its resources until a timeout.
 void stop_hung_workers(Store& store, std::vector<RunStatus>& plan, const std::string& command,
                        const DispatchOptions& d, const std::function<void(const std::string&)>& event) {
-  std::map<std::string, std::vector<std::string>> stale_jobs;  // backend -> jobs
+  std::map<BackendKind, std::vector<std::string>> stale_jobs;
   for (auto& st : plan) {
     if (!st.submit || st.state != run_state::kLost || st.recorded_state != run_state::kRunning) continue;
-    if (!st.progress.claim_job.empty() && !st.progress.claim_backend.empty() && st.progress.claim_backend != "local")
-      stale_jobs[st.progress.claim_backend].push_back(st.progress.claim_job);
+    const auto claim_backend = choice_from<BackendKind>(st.progress.claim_backend);
+    if (!st.progress.claim_job.empty() && claim_backend && *claim_backend != BackendKind::kLocal)
+      stale_jobs[*claim_backend].push_back(st.progress.claim_job);
     auto holder = ProcessIdentity::parse(st.progress.claim_holder);
     if (!holder || liveness(*holder) != Liveness::kAlive) continue;
     if (store.abandon_claim(st.run.id, st.progress.claim_holder, run_state::kLost, 128 + SIGKILL,
@@ -145,7 +140,7 @@ std::vector<RunStatus> view_grid(const GridRequest& g, PlanMode mode) {
 
 SubmitOutcome submit_grid(const GridRequest& g, const SubmitOptions& o) {
   SubmitOutcome out;
-  out.backend = backend_for(*g.exp, o.backend);
+  out.backend = o.backend.value_or(g.exp->backend);
   out.workers = local_workers_for(*g.exp, o.workers);
   const WorkspaceLayout layout(g.workspace);
   fs::create_directories(g.workspace);
@@ -165,9 +160,9 @@ SubmitOutcome submit_grid(const GridRequest& g, const SubmitOptions& o) {
   d.workers = out.workers;
   d.quiet = o.quiet;
   d.on_event = o.on_event;
-  for (const auto& name : backend_names()) {
-    int n = make_backend(name, d)->reconcile(store);
-    if (n) event(std::to_string(n) + " run(s) of an interrupted " + name + " submission reconciled");
+  for (BackendKind kind : all_backends()) {
+    int n = make_backend(kind, d)->reconcile(store);
+    if (n) event(std::to_string(n) + " run(s) of an interrupted " + choice_name(kind) + " submission reconciled");
   }
   PlanOptions po;
   po.workspace = g.workspace;
@@ -183,7 +178,7 @@ SubmitOutcome submit_grid(const GridRequest& g, const SubmitOptions& o) {
     if (st.submit) items.push_back({st.run, st.recorded_state});
   }
   out.to_submit = static_cast<int>(items.size());
-  const auto limits = out.backend == "slurm" ? auto_time_limits(*g.exp, items, store, g.workspace)
+  const auto limits = out.backend == BackendKind::kSlurm ? auto_time_limits(*g.exp, items, store, g.workspace)
                                               : std::map<std::string, std::string>{};
   d.estimated_time_limit = [&limits](const PlannedRun& r) {
     auto it = limits.find(r.id);
@@ -206,21 +201,22 @@ std::vector<std::string> cancel_grid(const GridRequest& g) {
   Store store(layout.store());
   DispatchOptions d;
   d.workspace = g.workspace;
-  for (const auto& name : backend_names()) make_backend(name, d)->reconcile(store);
+  for (BackendKind kind : all_backends()) make_backend(kind, d)->reconcile(store);
   auto view = plan(g.grid, store, g.only, PlanMode::kSubmit, live_job_states(store, g.workspace));
   std::vector<std::string> ids;
-  std::map<std::string, std::vector<std::string>> jobs;  // backend -> jobs to stop
+  std::map<BackendKind, std::vector<std::string>> jobs;  // jobs to stop
   for (const auto& st : view) {
     if (!run_state::is_active(st.state)) continue;
     ids.push_back(st.run.id);
     const RunProgress& p = st.progress;
-    if (st.state == run_state::kRunning && p.claim_backend == "local") jobs["local"].push_back(p.claim_holder);
-    else if (st.state == run_state::kRunning && !p.claim_job.empty()) jobs[p.claim_backend].push_back(p.claim_job);
-    else if (p.backend == "slurm") jobs["slurm"].push_back(p.job);
+    const auto claimed_by = choice_from<BackendKind>(p.claim_backend), queued_on = choice_from<BackendKind>(p.backend);
+    if (st.state == run_state::kRunning && claimed_by == BackendKind::kLocal) jobs[*claimed_by].push_back(p.claim_holder);
+    else if (st.state == run_state::kRunning && !p.claim_job.empty() && claimed_by) jobs[*claimed_by].push_back(p.claim_job);
+    else if (queued_on == BackendKind::kSlurm) jobs[*queued_on].push_back(p.job);
     // A local pool's pending run needs no signal: the pool sees the state before it starts it.
   }
   std::vector<std::string> cancelled = store.cancel_runs(ids);
-  for (auto& [name, list] : jobs) make_backend(name, d)->cancel(list);
+  for (auto& [kind, list] : jobs) make_backend(kind, d)->cancel(list);
   return cancelled;
 }
 

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,7 +32,7 @@ struct GridRequest {
 
 struct SubmitOptions {
   PlanMode mode = PlanMode::kSubmit;
-  std::string backend;   // "" = the experiment's "backend", else local
+  std::optional<BackendKind> backend;  // none: the experiment's "backend"
   int workers = 0;       // local pool: 0 = resources.local_workers, else this machine's cores
   std::string binary;    // the orchestrator executable ("" = this process's)
   bool quiet = false;
@@ -42,7 +43,7 @@ struct SubmitOptions {
 };
 
 struct SubmitOutcome {
-  std::string backend;
+  BackendKind backend = BackendKind::kLocal;
   int workers = 0;
   std::vector<RunStatus> plan;  // as planned under the lock
   int to_submit = 0;
@@ -58,8 +59,8 @@ std::vector<std::string> cancel_grid(const GridRequest& request);
 // The grid with live states, read-only (works on a read-only or full workspace); empty store when none exists.
 std::vector<RunStatus> view_grid(const GridRequest& request, PlanMode mode);
 
-// The backend an experiment names ("backend" field) unless `flag` overrides it; InputError for an unknown one.
-std::string backend_for(const Experiment& exp, const std::string& flag);
+// The backend `flag` (--backend) names, or the experiment's when it is empty; InputError for an unknown one.
+BackendKind backend_for(const Experiment& exp, const std::string& flag);
 // The local pool's worker count: `flag` when > 0, else resources.local_workers, else runs_per_gpu per GPU of
 // resources.local_gpus, else the machine's cores.
 int local_workers_for(const Experiment& exp, int flag);

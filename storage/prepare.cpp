@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "core/choices.h"
 #include "core/distance_map.h"
 #include "core/errors.h"
 #include "core/mask.h"
@@ -246,7 +247,7 @@ PrepareSummary prepare_dataset(const PrepareOptions& opt) {
                             {"splits", opt.splits},
                             {"blank_images", opt.blank_images},
                             {"size", opt.size},
-                            {"distance_edges", edge_set_name(opt.edges)},
+                            {"distance_edges", choice_name(opt.edges)},
                             {"spec_digest", opt.spec_digest}};
   if (opt.split_seed) sources["split_seed"] = *opt.split_seed;
   sum.content_digest = writer.commit(sources.dump());

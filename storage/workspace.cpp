@@ -84,7 +84,7 @@ EnsuredDataset ensure_dataset(const Experiment& exp, const DatasetSpec& spec, co
   p.quiet = quiet;
   p.spec_digest = digest;
   p.kind = kind_name(spec.kind);
-  p.edges = parse_edge_set(spec.edges, spec.name + ".edges");
+  p.edges = spec.edges;
   if (spec.synthetic) {
     fs::path raw = layout.raw_dataset(spec.name);
     fs::path marker = raw / "spec_digest";

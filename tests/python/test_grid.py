@@ -9,7 +9,9 @@ import struct
 import subprocess
 import time
 
-from common import BIN, orch, run, scratch
+from common import BIN, SOURCE, orch, run, scratch
+from run_id_cases import CASES
+from write_run_ids import ids_of
 
 EXP = {
     "name": "grid-test",
@@ -156,6 +158,18 @@ def test_runs_packed_on_one_gpu_share_it_and_its_hours():
             assert sum(s <= start < e for s, e in spans[:i]) <= 1, spans
 
 
+def test_run_ids_are_those_pinned_before_the_typed_experiment():
+    """tests/fixtures/run_ids.json holds the ids the parser gave before it became typed (issue 21); a change in how
+    a setting is written into a run's settings would change ids and retrain every existing workspace."""
+    with open(os.path.join(SOURCE, "tests", "fixtures", "run_ids.json")) as f:
+        pinned = json.load(f)
+    assert set(pinned) == set(CASES), sorted(pinned)
+    for name, (path, sets) in CASES.items():
+        with scratch() as tmp:
+            ids = ids_of(path, sets, os.path.join(tmp, "ws"))
+        assert ids == pinned[name], (name, sorted(set(ids) ^ set(pinned[name]))[:6])
+
+
 if __name__ == "__main__":
-    run([test_plan_submit_status_report, test_pool_stopped_then_resumed, test_injection_through_the_experiment_runs_nothing,
+    run([test_run_ids_are_those_pinned_before_the_typed_experiment, test_plan_submit_status_report, test_pool_stopped_then_resumed, test_injection_through_the_experiment_runs_nothing,
          test_runs_packed_on_one_gpu_share_it_and_its_hours])

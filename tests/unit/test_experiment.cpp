@@ -107,8 +107,8 @@ TEST(Experiment, NetworksSeedsTrainingAndEvaluation) {
   EXPECT_EQ(e.seeds, (std::vector<int64_t>{1, 2, 3}));
   EXPECT_EQ(e.training.epochs, 10);
   EXPECT_EQ(e.training.learning_rate, 1e-4);
-  EXPECT_EQ(e.training.seed_mode, "reference");
-  EXPECT_EQ(e.evaluation.empty_hausdorff, "diagonal");
+  EXPECT_EQ(e.training.seed_mode, SeedMode::kReference);
+  EXPECT_EQ(e.evaluation.empty_hausdorff, EmptyHausdorff::kDiagonal);
   d["seeds"] = {1, 1};
   EXPECT_NE(error_of(d).find("seeds"), std::string::npos);
   d["seeds"] = {1};

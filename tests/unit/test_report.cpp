@@ -108,7 +108,7 @@ TEST(Report, GoldenTablesMediansAndMissingRuns) {
   report::ReportOptions o;
   o.out_dir = t / "out";
   o.figures = false;
-  o.settings.hausdorff = "working";  // the stored values (the default scales them to the paper's 1024 px)
+  o.settings.hausdorff = HausdorffScale::kWorking;  // the stored values (the default scales them to the paper's 1024 px)
   report::Report rep = report::make_report(exp, grid, store, t / "ws", o);
   ASSERT_EQ(rep.missing.size(), 1u) << "only b/unet/3 (pretrain stages are not table runs)";
   bool found = false;
@@ -194,17 +194,17 @@ struct SmallReport {
 TEST(Report, HausdorffIsInMillimetresAtThePapersScaleByDefault) {
   SmallReport r;
   report::ReportOptions o;
-  o.settings.empty_mask = "exclude";
+  o.settings.empty_mask = EmptyMask::kExclude;
   // Stored: 3.0 mm per run at 0.35 mm per 64-px pixel (seed 2: 2.0 over its one defined image). At 1024 px: x16.
   EXPECT_NE(r.csv(o).find("2,b,unet,lungs,hausdorff_mm,42.66666667,"), std::string::npos) << r.csv(o);
-  o.settings.hausdorff = "working";
+  o.settings.hausdorff = HausdorffScale::kWorking;
   EXPECT_NE(r.csv(o).find("2,b,unet,lungs,hausdorff_mm,2.666666667,"), std::string::npos) << r.csv(o);
 }
 
 TEST(Report, AnEmptyMaskCountsAsTheWorstCaseByDefaultAndIsNeverHidden) {
   SmallReport r;
   report::ReportOptions o;
-  o.settings.hausdorff = "working";
+  o.settings.hausdorff = HausdorffScale::kWorking;
   // worst: seed 2 = (2.0 + diagonal 64 * sqrt(2) * 0.35) / 2 = 16.8391919; runs 3, 16.8392, 3 -> mean 7.6130640
   EXPECT_NE(r.csv(o).find("2,b,unet,lungs,hausdorff_mm,7.61306396"), std::string::npos) << r.csv(o);
   o.out_dir = r.t / "out";
@@ -213,7 +213,7 @@ TEST(Report, AnEmptyMaskCountsAsTheWorstCaseByDefaultAndIsNeverHidden) {
   report::Report rep = report::make_report(r.exp, r.grid, *r.store, r.t / "ws", o);
   EXPECT_NE(rep.markdown.find("1 of 2 test images (lungs) have no Hausdorff distance"), std::string::npos) << rep.markdown;
   EXPECT_NE(rep.markdown.find("1 image(s) without a Hausdorff distance"), std::string::npos) << rep.markdown;
-  o.settings.empty_mask = "fail";
+  o.settings.empty_mask = EmptyMask::kFail;
   try {
     report::make_report(r.exp, r.grid, *r.store, r.t / "ws", o);
     ADD_FAILURE() << "empty_mask fail did not fail";
@@ -226,7 +226,7 @@ TEST(Report, InferenceAsSynchronisedOrAsTheReferenceTimedIt) {
   SmallReport r;
   report::ReportOptions o;
   EXPECT_NE(r.csv(o).find("2,b,unet,,inference_s,0.5,0,3"), std::string::npos) << r.csv(o);
-  o.settings.inference = "reference";  // mean of the launch times, the first call included: (0.2 + 0.01) / 2
+  o.settings.inference = InferenceTiming::kReference;  // mean of the launch times, the first call included: (0.2 + 0.01) / 2
   EXPECT_NE(r.csv(o).find("2,b,unet,,inference_s,0.105,"), std::string::npos) << r.csv(o);
 }
 
@@ -234,9 +234,6 @@ TEST(Report, UnknownSettingsAndMetricsAreErrors) {
   SmallReport r;
   report::ReportOptions o;
   o.settings.median_metric = "speed";
-  EXPECT_THROW(r.csv(o), InputError);
-  o = {};
-  o.settings.hausdorff = "inches";
   EXPECT_THROW(r.csv(o), InputError);
   nlohmann::json j = r.exp.raw;
   j["report"] = {{"empty_mask", "hide"}};
