@@ -61,7 +61,7 @@ int main(int argc, char** argv) {
     }
     comm->barrier();
   }
-  // Warm-up (3 steps), then the measured steps; each Trainer stops itself after its steps (fault-injection knob),
+  // Warm-up (3 steps), then the measured steps; each Trainer stops itself after its steps (a StepFaults hook),
   // the second resuming from the first's checkpoint.
   auto run_steps = [&](int n) {
     runner::TrainerOptions to;
@@ -72,7 +72,8 @@ int main(int argc, char** argv) {
     to.dataset_path = dataset_path(dir, "d");
     to.comm = comm.get();
     to.progress_bar = false;
-    to.stop_after_steps = n;
+    runner::StepFaults stop(n, -1);
+    to.hooks = &stop;
     to.dependency_checkpoint = dep_ckpt;
     runner::clear_stop();
     runner::Trainer t(to);

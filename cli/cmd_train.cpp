@@ -57,7 +57,7 @@ int cmd_train(const Args& args) {
   po::options_description desc("orchestrator train");
   std::string exp_path, workspace, dataset, model, stage = "train", comm_kind = "auto";
   std::vector<std::string> sets;
-  int64_t seed = 1, stop_after = -1, nan_after = -1;
+  int64_t seed = 1;
   desc.add_options()
       ("experiment", po::value(&exp_path)->required(), "experiment file (experiments/*.json)")
       ("dataset", po::value(&dataset)->required(), "data set name of the experiment")
@@ -66,9 +66,7 @@ int cmd_train(const Args& args) {
       ("stage", po::value(&stage)->default_value("train"), "train, or pretrain (the UNet the joint networks freeze)")
       ("workspace", po::value(&workspace), "workspace folder (default: the experiment's)")
       ("set", po::value(&sets)->composing(), "override a setting: key.path=value (repeatable)")
-      ("communicator", po::value(&comm_kind)->default_value("auto"), "auto, single, mpi or nccl")
-      ("fault-stop-after-steps", po::value(&stop_after)->default_value(-1), "testing: act as if SIGTERM came after N steps")
-      ("fault-nan-after-steps", po::value(&nan_after)->default_value(-1), "testing: make the loss of step N non-finite");
+      ("communicator", po::value(&comm_kind)->default_value("auto"), "auto, single, mpi or nccl");
   po::positional_options_description pos;
   pos.add("experiment", 1);
   po::variables_map vm;
@@ -94,8 +92,6 @@ int cmd_train(const Args& args) {
     wo.run_id = r.id;
     wo.progress_bar = ::isatty(2);
     wo.job = job.get();
-    wo.stop_after_steps = stop_after;
-    wo.nan_after_steps = nan_after;
     int rc = runner::run_worker(wo, *comm);
     if (rc != 0) return rc;
   }
@@ -106,7 +102,6 @@ int cmd_train(const Args& args) {
 int cmd_worker(const Args& args) {
   po::options_description desc("orchestrator worker");
   std::string workspace, run_id, comm_kind = "auto";
-  int64_t stop_after = -1, nan_after = -1;
   int threads = 0;
   bool no_requeue = false;
   desc.add_options()
@@ -114,9 +109,7 @@ int cmd_worker(const Args& args) {
       ("run", po::value(&run_id)->required(), "run id (orchestrator plan lists them)")
       ("communicator", po::value(&comm_kind)->default_value("auto"), "auto, single, mpi or nccl")
       ("threads", po::value(&threads)->default_value(0), "torch threads (0: training.threads of the run)")
-      ("no-self-requeue", po::bool_switch(&no_requeue), "under Slurm, do not scontrol-requeue on SIGUSR1/SIGUSR2")
-      ("fault-stop-after-steps", po::value(&stop_after)->default_value(-1), "testing: act as if SIGTERM came after N steps")
-      ("fault-nan-after-steps", po::value(&nan_after)->default_value(-1), "testing: make the loss of step N non-finite");
+      ("no-self-requeue", po::bool_switch(&no_requeue), "under Slurm, do not scontrol-requeue on SIGUSR1/SIGUSR2");
   po::variables_map vm;
   if (!parse_options(args, desc, vm, "orchestrator worker --workspace DIR --run RUN_ID", nullptr)) return 0;
   if (!is_safe_run_id(run_id)) throw InputError("--run", "", run_id, "not a run id ([A-Za-z0-9_.-])");
@@ -129,8 +122,6 @@ int cmd_worker(const Args& args) {
   wo.progress_bar = ::isatty(2);
   wo.job = job.get();
   wo.threads = threads;
-  wo.stop_after_steps = stop_after;
-  wo.nan_after_steps = nan_after;
   return runner::run_worker(wo, *comm);
 }
 

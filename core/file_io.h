@@ -2,8 +2,8 @@
 // seam that tests replace, as LevelDB's tests replace its Env: a test installs a FileSink that fails the way a
 // full disk, a read-only file system or a permission error does, and asserts what survives. File writes have no
 // fault flags: the process tests kill a real worker at a chosen rename from outside (tests/faults/kill_at_rename.c,
-// loaded with LD_PRELOAD). (The trainer's testing options stop_after_steps and nan_after_steps stand in for a
-// signal and a diverged loss at an exact step, which no outside fault can time.)
+// loaded with LD_PRELOAD). (A signal and a diverged loss at an exact step, which no outside fault can time, are
+// TrainingHooks that only tests install: runner/training_hooks.h.)
 //
 // write_bytes() writes to `path` (created or truncated) and fsyncs it; every failure is an Error naming the file
 // and the system's reason (ENOSPC: "no space left on device"). The sink is process-wide: install one before any

@@ -402,7 +402,7 @@ TrainOutcome Trainer::train() {
       const int64_t n_global = std::min<int64_t>(ts.batch_size, n_train - b * ts.batch_size);
       const int64_t n_local = batch.size;
       torch::manual_seed(I.step_seed(epoch, b));
-      const bool inject = I.opt.nan_after_steps >= 0 && steps_here + 1 == I.opt.nan_after_steps;
+      const bool inject = I.opt.hooks && I.opt.hooks->poison_loss(steps_here + 1);
       auto next_batch = [&] {  // the next batch's copy, while this step computes
         if (b + 1 < bpe && !I.fetch()) throw Error("loader ended early");
       };
@@ -433,7 +433,7 @@ TrainOutcome Trainer::train() {
       std::snprintf(note, sizeof note, "epoch %lld/%d loss %.5f", static_cast<long long>(epoch + 1), ts.epochs,
                     count > 0 ? loss_sum / count : 0.0);
       bar.advance(1, note);
-      if (I.opt.stop_after_steps >= 0 && steps_here >= I.opt.stop_after_steps) request_stop(15);
+      if (I.opt.hooks && I.opt.hooks->stop_after(steps_here)) request_stop(15);
       std::vector<double> flag{static_cast<double>(stop_signal())};
       I.comm->allreduce_max(flag);
       if (flag[0] > 0) {

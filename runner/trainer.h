@@ -33,6 +33,7 @@
 #include "core/atomic_file.h"
 #include "core/run_settings.h"
 #include "runner/communicator.h"
+#include "runner/training_hooks.h"
 #include "storage/store.h"
 
 namespace orch::runner {
@@ -57,8 +58,7 @@ struct TrainerOptions {
   bool progress_bar = true;            // at a terminal, rank 0
   std::function<void(const std::string&)> log;        // plain lines (rank 0)
   std::function<void(const EpochRecord&)> on_epoch;   // rank 0, after each epoch, before its checkpoint
-  int64_t stop_after_steps = -1;       // fault injection: behave as if SIGTERM came after this many steps
-  int64_t nan_after_steps = -1;        // fault injection: the loss of this step (counted from 1) is NaN
+  TrainingHooks* hooks = nullptr;      // tests only (runner/training_hooks.h); outlives the Trainer
   // Polled after every step: true stops training at once, without a checkpoint (another worker took the run).
   std::function<bool()> abandoned;
   // Every checkpoint and predictions file is published through it (rank 0; core/atomic_file.h): the worker's claim

@@ -221,8 +221,7 @@ int run_worker(const WorkerOptions& opt, Communicator& comm) {
     to.dependency_checkpoint = dep_ckpt;
     to.comm = &comm;
     to.progress_bar = opt.progress_bar;
-    to.stop_after_steps = opt.stop_after_steps;
-    to.nan_after_steps = opt.nan_after_steps;
+    to.hooks = opt.hooks ? opt.hooks : preloaded_training_hooks();
     to.abandoned = [&] { return claim_lost.load(); };
     if (rank0) to.publish_fence = ledger.fence();
     to.log = [&log](const std::string& l) { log.line(l); };

@@ -18,6 +18,7 @@
 
 #include "core/job_environment.h"
 #include "runner/communicator.h"
+#include "runner/training_hooks.h"
 
 namespace orch::runner {
 
@@ -26,8 +27,7 @@ struct WorkerOptions {
   std::string run_id;
   bool progress_bar = true;
   JobEnvironment* job = nullptr;  // the job it runs in (required)
-  int64_t stop_after_steps = -1;  // fault injection (tests): act as if SIGTERM came after this many steps
-  int64_t nan_after_steps = -1;   // fault injection (tests): a non-finite loss at this step
+  TrainingHooks* hooks = nullptr; // tests only (runner/training_hooks.h); none: a preloaded test library's, if any
   int threads = 0;                // > 0: overrides training.threads (the local pool shares the cores out)
 };
 

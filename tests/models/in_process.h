@@ -39,8 +39,8 @@ inline int work(const std::string& ws, const std::string& id, int64_t stop_after
   wo.run_id = id;
   wo.progress_bar = false;
   wo.job = &job;
-  wo.stop_after_steps = stop_after;
-  wo.nan_after_steps = nan_after;
+  runner::StepFaults faults(stop_after, nan_after);
+  wo.hooks = &faults;
   return runner::run_worker(wo, *comm);
 }
 

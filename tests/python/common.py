@@ -30,8 +30,18 @@ def stop_at_open(env, n, substring):
     return dict(env, LD_PRELOAD=os.path.abspath(lib), ORCH_TEST_STOP_AT_OPEN=f"{n}:{substring}")
 
 
-def orch(*args, check=True):
-    p = subprocess.run([BIN, *map(str, args)], capture_output=True, text=True)
+def training_faults(env=None, stop_after=None, nan_at=None):
+    """`env` (default: this process's) with tests/faults/training_faults.cpp preloaded: each training attempt in the
+    process acts as if SIGTERM came after `stop_after` steps, and/or makes the loss of step `nan_at` NaN."""
+    lib = os.environ.get("ORCH_TRAINING_FAULTS_LIB",
+                         os.path.join(os.path.dirname(BIN), "..", "tests", "libtraining_faults.so"))
+    assert os.path.exists(lib), f"the fault injector {lib} is not built"
+    spec = ",".join(f"{k}={v}" for k, v in (("stop_after", stop_after), ("nan_at", nan_at)) if v is not None)
+    return dict(env if env is not None else os.environ, LD_PRELOAD=os.path.abspath(lib), ORCH_TEST_TRAINING_FAULTS=spec)
+
+
+def orch(*args, check=True, env=None):
+    p = subprocess.run([BIN, *map(str, args)], capture_output=True, text=True, env=env)
     if check and p.returncode != 0:
         raise AssertionError(f"orchestrator {' '.join(map(str, args))} exited {p.returncode}:\n{p.stdout}\n{p.stderr}")
     return p

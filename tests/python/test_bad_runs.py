@@ -7,7 +7,7 @@ import sqlite3
 import subprocess
 import tempfile
 
-from common import BIN, orch, run, scratch
+from common import BIN, orch, run, scratch, training_faults
 
 EXP = {
     "name": "bad-runs",
@@ -26,8 +26,8 @@ def setup(tmp, workspace=None, **changes):
     return path, doc["workspace"]
 
 
-def train(exp, *extra, check=False):
-    return orch("train", exp, "--dataset", "d", "--model", "hybridgnet", *extra, check=check)
+def train(exp, *extra, check=False, env=None):
+    return orch("train", exp, "--dataset", "d", "--model", "hybridgnet", *extra, check=check, env=env)
 
 
 def db(ws):
@@ -42,7 +42,7 @@ def run_dir(ws):
 def test_a_non_finite_loss_stops_the_run_at_that_step():
     with scratch() as tmp:
         exp, ws = setup(tmp)
-        p = train(exp, "--fault-nan-after-steps", "9")  # 14 training images: 4 steps an epoch, so epoch 3, step 1
+        p = train(exp, env=training_faults(nan_at=9))  # 14 training images: 4 steps an epoch, so epoch 3, step 1
         assert p.returncode == 1, (p.returncode, p.stderr)
         assert p.returncode >= 0
         con = db(ws)
@@ -59,7 +59,7 @@ def test_a_non_finite_loss_stops_the_run_at_that_step():
         assert p.returncode == 0, p.stderr
         # "skip" skips the batch and goes on
         exp2, ws2 = setup(tmp, workspace=os.path.join(tmp, "ws2"), training=dict(EXP["training"], nonfinite="skip"))
-        p = train(exp2, "--fault-nan-after-steps", "5")
+        p = train(exp2, env=training_faults(nan_at=5))
         assert p.returncode == 0, p.stderr
         log = open(os.path.join(run_dir(ws2), "log.txt")).read()
         assert "batch skipped" in log, log[-2000:]
@@ -68,10 +68,10 @@ def test_a_non_finite_loss_stops_the_run_at_that_step():
 def test_a_lost_best_checkpoint_is_restored_or_rebuilt():
     with scratch() as tmp:
         exp, ws = setup(tmp)
-        assert train(exp, "--fault-stop-after-steps", "10").returncode == 75
+        assert train(exp, env=training_faults(stop_after=10)).returncode == 75
         ck = os.path.join(run_dir(ws), "checkpoints")
         os.remove(os.path.join(ck, "best.h5"))  # its copy is still there
-        assert train(exp, "--fault-stop-after-steps", "4").returncode == 75
+        assert train(exp, env=training_faults(stop_after=4)).returncode == 75
         log = open(os.path.join(run_dir(ws), "log.txt")).read()
         assert "best.h5 was missing; restored from" in log, log[-2000:]
         for name in ("best.h5", "best.copy.h5"):  # both gone: rebuilt from the newest good checkpoint

@@ -14,7 +14,7 @@ import time
 import h5py
 import numpy as np
 
-from common import BIN, kill_at_rename, orch, run, scratch
+from common import BIN, kill_at_rename, orch, run, scratch, training_faults
 
 EXP = {
     "name": "worker-test",
@@ -188,7 +188,7 @@ def test_corrupted_newest_checkpoint_falls_back_with_a_warning():
     with scratch() as tmp:
         ref = reference(tmp)
         exp, ws = setup(tmp, "corrupted")
-        p = orch(*train_args(exp, ws, "--fault-stop-after-steps", "23"), check=False)
+        p = orch(*train_args(exp, ws), check=False, env=training_faults(stop_after=23))
         assert p.returncode == REQUEUE, (p.returncode, p.stderr)
         ckpts = sorted(glob.glob(os.path.join(run_dir(ws), "checkpoints", "ckpt-*.h5")))
         assert len(ckpts) >= 2

@@ -13,7 +13,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
-from common import BIN, SOURCE, run  # noqa: E402  (orch below runs with SLURM_CONF)
+from common import BIN, SOURCE, run, training_faults  # noqa: E402  (orch below runs with SLURM_CONF)
 
 LAB = tempfile.mkdtemp(prefix="orch-slurm-test-")
 ENV = dict(os.environ, SLURM_CONF=os.path.join(LAB, "etc", "slurm.conf"))
@@ -97,7 +97,7 @@ def test_sigusr1_checkpoints_and_requeues_its_own_job():
         # One step through `train` prepares the data set and records the run (exit 75); the job then runs the
         # worker as a scheduled job would.
         p = subprocess.run([BIN, "train", exp, "--dataset", "d", "--model", "hybridgnet", "--workspace", ws,
-                            "--fault-stop-after-steps", "1"], capture_output=True, text=True, env=ENV)
+                            ], capture_output=True, text=True, env=training_faults(ENV, stop_after=1))
         assert p.returncode == 75, p.stderr
         db = sqlite3.connect(os.path.join(ws, "orchestrator.db"))
         (run_id,) = db.execute("SELECT run_id FROM runs").fetchone()
