@@ -2,7 +2,7 @@
 
 #include <H5public.h>
 #include <opencv2/core/version.hpp>
-#include <sqlite3.h>
+#include "storage/sqlite.h"
 #include <unistd.h>
 
 #include <atomic>
@@ -77,7 +77,7 @@ std::map<std::string, std::string> provenance(const RunSettings& s, const Traine
           {"torch", torch_version()},
           {"blas", blas},
           {"hdf5", std::to_string(H5_VERS_MAJOR) + "." + std::to_string(H5_VERS_MINOR) + "." + std::to_string(H5_VERS_RELEASE)},
-          {"sqlite", sqlite3_libversion()},
+          {"sqlite", sqlite::library_version()},
           {"opencv", CV_VERSION},
           {"mpi_built", built_with_mpi() ? "yes" : "no"},
           {"nccl_built", built_with_nccl() ? "yes" : "no"},

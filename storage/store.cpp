@@ -140,102 +140,7 @@ CREATE TABLE IF NOT EXISTS provenance (
 
 const char* kNow = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 
-std::string wait_text(double wait) {
-  char b[32];
-  std::snprintf(b, sizeof b, "%.0f", wait);
-  return b;
-}
-
-// Every SQLite failure becomes one of these messages: what it means for the user, the file, and what to do.
-[[noreturn]] void store_fail(const std::string& path, sqlite3* db, double wait, int rc, const std::string& doing) {
-  const int primary = rc & 0xff;
-  const std::string lib = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
-  switch (primary) {
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-      throw BusyError(path + ": the run store is locked by another process (" + doing + "); waited " + wait_text(wait) +
-                      " s (ORCH_STORE_WAIT_S sets the wait; `fuser " + path + "*` shows who has it open)");
-    case SQLITE_CORRUPT:
-    case SQLITE_NOTADB:
-      throw Error(path + ": the run store is damaged (SQLite: " + lib + ", " + doing + "). Check it with: sqlite3 '" +
-                  path + "' 'PRAGMA integrity_check' (keep a copy first; sqlite3's .recover can salvage rows)");
-    case SQLITE_FULL:
-      throw Error(path + ": the disk is full (SQLite: " + lib + ", " + doing + ")");
-    case SQLITE_READONLY:
-      throw Error(path + ": the run store is read-only (SQLite: " + lib + ", " + doing + ")");
-    case SQLITE_CANTOPEN:
-    case SQLITE_PERM:
-    case SQLITE_AUTH:
-      throw Error(path + ": cannot open the run store (SQLite: " + lib + ", " + doing + ")");
-    case SQLITE_IOERR:
-      throw Error(path + ": I/O error on the run store (SQLite: " + lib + ", " + doing + ")");
-    default:
-      throw Error(path + ": SQLite: " + lib + " (" + doing + ")");
-  }
-}
-
-// A prepared statement whose every step is checked: row() is true for a row, false at the end, and throws for
-// anything else; run() expects no row.
-class Stmt {
- public:
-  Stmt(const std::string& path, sqlite3* db, double wait, const std::string& sql) : path_(path), db_(db), wait_(wait) {
-    int rc = sqlite3_prepare_v2(db, sql.c_str(), -1, &s_, nullptr);
-    if (rc != SQLITE_OK) store_fail(path_, db_, wait_, rc, "preparing a statement");
-  }
-  ~Stmt() { sqlite3_finalize(s_); }
-  Stmt(const Stmt&) = delete;
-  Stmt& operator=(const Stmt&) = delete;
-  Stmt& bind(int i, const std::string& v) { return check(sqlite3_bind_text(s_, i, v.c_str(), -1, SQLITE_TRANSIENT)); }
-  Stmt& bind(int i, int64_t v) { return check(sqlite3_bind_int64(s_, i, v)); }
-  Stmt& bind(int i, double v) {
-    return check(std::isnan(v) ? sqlite3_bind_null(s_, i) : sqlite3_bind_double(s_, i, v));
-  }
-  Stmt& bind_null(int i) { return check(sqlite3_bind_null(s_, i)); }
-  bool row() {
-    int rc = sqlite3_step(s_);
-    if (rc == SQLITE_ROW) return true;
-    if (rc == SQLITE_DONE) return false;
-    store_fail(path_, db_, wait_, rc, "reading");
-  }
-  void run() {
-    int rc = sqlite3_step(s_);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW) store_fail(path_, db_, wait_, rc, "writing");
-  }
-  void reset() {
-    sqlite3_reset(s_);
-    sqlite3_clear_bindings(s_);
-  }
-  bool null(int i) { return sqlite3_column_type(s_, i) == SQLITE_NULL; }
-  std::string text(int i) { auto p = sqlite3_column_text(s_, i); return p ? reinterpret_cast<const char*>(p) : ""; }
-  int64_t integer(int i) { return sqlite3_column_int64(s_, i); }
-  int64_t integer_or(int i, int64_t fallback) { return null(i) ? fallback : integer(i); }
-  double real(int i) { return null(i) ? std::nan("") : sqlite3_column_double(s_, i); }
-  double real_or(int i, double fallback) { return null(i) ? fallback : sqlite3_column_double(s_, i); }
-
- private:
-  Stmt& check(int rc) {
-    if (rc != SQLITE_OK) store_fail(path_, db_, wait_, rc, "binding a value");
-    return *this;
-  }
-  const std::string& path_;
-  sqlite3* db_;
-  double wait_;
-  sqlite3_stmt* s_ = nullptr;
-};
-
-std::string uri_escape(const std::string& path) {
-  std::string out;
-  for (unsigned char c : path) {
-    if (std::isalnum(c) || c == '/' || c == '.' || c == '_' || c == '-') {
-      out += static_cast<char>(c);
-    } else {
-      char b[4];
-      std::snprintf(b, sizeof b, "%%%02X", c);
-      out += b;
-    }
-  }
-  return out;
-}
+using Stmt = sqlite::Statement;
 
 RunRecord read_run(Stmt& s) {
   RunRecord r;
@@ -261,58 +166,40 @@ double unix_now() {
 
 Store::Store(const std::string& path, Mode mode, double wait_s)
     : path_(path), mode_(mode), wait_s_(wait_s >= 0 ? wait_s : control_timeouts().store_wait_s) {
-  try {
-    open_and_check();
-  } catch (...) {
-    sqlite3_close(db_);
-    db_ = nullptr;
-    throw;
-  }
+  open_and_check();
 }
 
+Store::~Store() = default;
+
 void Store::open_and_check() {
-  const std::string& path = path_;
-  const Mode mode = mode_;
-  if (mode == Mode::kReadWrite) {
-    open(SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, path);
-  } else {
-    open(SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_FULLMUTEX, "file:" + uri_escape(path) + "?mode=ro");
-  }
+  using Access = sqlite::Database::Access;
+  open(mode_ == Mode::kReadWrite ? Access::kReadWrite : Access::kReadOnly);
   int64_t version = 0;
   try {
-    Stmt s(path_, db_, wait_s_, "PRAGMA user_version");
+    Stmt s(*db_, "PRAGMA user_version");
     if (s.row()) version = s.integer(0);
   } catch (const Error&) {
-    if (mode != Mode::kRead) throw;
+    if (mode_ != Mode::kRead) throw;
     // A WAL store on a read-only file system cannot get its shared-memory file: read it as immutable.
-    sqlite3_close(db_);
-    db_ = nullptr;
-    open(SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_FULLMUTEX, "file:" + uri_escape(path) + "?immutable=1");
-    Stmt s(path_, db_, wait_s_, "PRAGMA user_version");
+    db_.reset();
+    open(Access::kImmutable);
+    Stmt s(*db_, "PRAGMA user_version");
     if (s.row()) version = s.integer(0);
   }
   if (version > kStoreSchemaVersion)
-    throw InputError(path, "schema version", std::to_string(version),
+    throw InputError(path_, "schema version", std::to_string(version),
                      "written by a newer orchestrator (this one knows version " + std::to_string(kStoreSchemaVersion) + ")");
   if (version < kStoreSchemaVersion) {
-    if (mode == Mode::kRead)
-      throw InputError(path, "schema version", std::to_string(version),
+    if (mode_ == Mode::kRead)
+      throw InputError(path_, "schema version", std::to_string(version),
                        "written by an older orchestrator and opened read-only; a command that writes (submit, resume) "
                        "upgrades it");
     migrate(version);
   }
 }
 
-void Store::open(int flags, const std::string& uri) {
-  int rc = sqlite3_open_v2(uri.c_str(), &db_, flags, nullptr);
-  if (rc != SQLITE_OK) {
-    std::string m = db_ ? sqlite3_errmsg(db_) : "out of memory";
-    sqlite3_close(db_);
-    db_ = nullptr;
-    throw InputError(path_, "", "", "cannot open the run store: " + m);
-  }
-  sqlite3_extended_result_codes(db_, 1);
-  sqlite3_busy_timeout(db_, static_cast<int>(wait_s_ * 1000));
+void Store::open(sqlite::Database::Access access) {
+  db_ = std::make_unique<sqlite::Database>(path_, access, wait_s_);
   if (mode_ == Mode::kReadWrite) {
     exec("PRAGMA journal_mode=WAL");
     exec("PRAGMA synchronous=NORMAL");
@@ -320,17 +207,10 @@ void Store::open(int flags, const std::string& uri) {
   exec("PRAGMA foreign_keys=ON");
 }
 
-Store::~Store() { sqlite3_close(db_); }
-
-void Store::exec(const char* sql) {
-  char* err = nullptr;
-  int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &err);
-  sqlite3_free(err);
-  if (rc != SQLITE_OK) store_fail(path_, db_, wait_s_, rc, std::string("running ") + std::string(sql).substr(0, 40));
-}
+void Store::exec(const char* sql) { db_->exec(sql); }
 
 void Store::add_column_if_missing(const std::string& table, const std::string& column, const std::string& type) {
-  Stmt s(path_, db_, wait_s_, "SELECT 1 FROM pragma_table_info('" + table + "') WHERE name = ?");
+  Stmt s(*db_, "SELECT 1 FROM pragma_table_info('" + table + "') WHERE name = ?");
   s.bind(1, column);
   if (s.row()) return;
   exec(("ALTER TABLE " + table + " ADD COLUMN " + column + " " + type).c_str());
@@ -356,31 +236,12 @@ void Store::migrate(int64_t from) {
 
 void Store::write(const std::function<void()>& body) {
   if (mode_ == Mode::kRead) throw Error(path_ + ": the run store was opened read-only");
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(wait_s_);
-  for (;;) {
-    char* err = nullptr;
-    int rc = sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, &err);  // waits (busy handler) for the lock
-    sqlite3_free(err);
-    if (rc == SQLITE_OK) break;
-    if ((rc & 0xff) == SQLITE_BUSY && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));  // e.g. BUSY_RECOVERY: no handler was called
-      continue;
-    }
-    store_fail(path_, db_, wait_s_, rc, "starting a write");
-  }
-  try {
-    body();
-    exec("COMMIT");
-  } catch (...) {
-    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-    throw;
-  }
+  db_->transaction(body);
 }
 
 void Store::upsert_runs(const std::vector<RunRecord>& runs) {
   write([&] {
-    Stmt s(path_, db_, wait_s_,
-           "INSERT INTO runs(run_id, experiment, dataset, model, seed, stage, state, settings_json, depends_on) "
+    Stmt s(*db_, "INSERT INTO runs(run_id, experiment, dataset, model, seed, stage, state, settings_json, depends_on) "
            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(run_id) DO UPDATE SET experiment = excluded.experiment, "
            "dataset = excluded.dataset, model = excluded.model, seed = excluded.seed, stage = excluded.stage, "
            "settings_json = excluded.settings_json, depends_on = excluded.depends_on, updated_at = " +
@@ -396,16 +257,16 @@ void Store::upsert_runs(const std::vector<RunRecord>& runs) {
 
 void Store::set_run_state(const std::string& run_id, const std::string& state) {
   write([&] {
-    Stmt s(path_, db_, wait_s_, "UPDATE runs SET state = ?, updated_at = " + std::string(kNow) + " WHERE run_id = ?");
+    Stmt s(*db_, "UPDATE runs SET state = ?, updated_at = " + std::string(kNow) + " WHERE run_id = ?");
     s.bind(1, state).bind(2, run_id);
     s.run();
-    if (sqlite3_changes(db_) == 0) throw InputError(path_, "run", run_id, "no such run in the store");
+    if (db_->changes() == 0) throw InputError(path_, "run", run_id, "no such run in the store");
   });
 }
 
 void Store::set_runs_state(const std::vector<std::string>& ids, const std::string& state) {
   write([&] {
-    Stmt s(path_, db_, wait_s_, "UPDATE runs SET state = ?, updated_at = " + std::string(kNow) + " WHERE run_id = ?");
+    Stmt s(*db_, "UPDATE runs SET state = ?, updated_at = " + std::string(kNow) + " WHERE run_id = ?");
     for (const auto& id : ids) {
       s.reset();
       s.bind(1, state).bind(2, id);
@@ -418,8 +279,8 @@ std::vector<std::string> Store::transition_runs(const std::vector<std::string>& 
                                                 const std::vector<std::string>& from, const std::string& to) {
   std::vector<std::string> changed;
   write([&] {
-    Stmt get(path_, db_, wait_s_, "SELECT state FROM runs WHERE run_id = ?");
-    Stmt set(path_, db_, wait_s_, "UPDATE runs SET state = ?, updated_at = " + std::string(kNow) + " WHERE run_id = ?");
+    Stmt get(*db_, "SELECT state FROM runs WHERE run_id = ?");
+    Stmt set(*db_, "UPDATE runs SET state = ?, updated_at = " + std::string(kNow) + " WHERE run_id = ?");
     for (const auto& id : ids) {
       get.reset();
       get.bind(1, id);
@@ -440,14 +301,14 @@ std::vector<std::string> Store::cancel_runs(const std::vector<std::string>& ids)
 }
 
 std::optional<RunRecord> Store::run(const std::string& run_id) {
-  Stmt s(path_, db_, wait_s_, std::string("SELECT ") + kRunColumns + " FROM runs WHERE run_id = ?");
+  Stmt s(*db_, std::string("SELECT ") + kRunColumns + " FROM runs WHERE run_id = ?");
   s.bind(1, run_id);
   if (s.row()) return read_run(s);
   return std::nullopt;
 }
 
 std::vector<RunRecord> Store::runs(const std::string& experiment) {
-  Stmt s(path_, db_, wait_s_, std::string("SELECT ") + kRunColumns + " FROM runs WHERE ? = '' OR experiment = ? ORDER BY run_id");
+  Stmt s(*db_, std::string("SELECT ") + kRunColumns + " FROM runs WHERE ? = '' OR experiment = ? ORDER BY run_id");
   s.bind(1, experiment).bind(2, experiment);
   std::vector<RunRecord> out;
   while (s.row()) out.push_back(read_run(s));
@@ -458,13 +319,13 @@ std::vector<std::string> Store::dispatch_runs(const std::vector<Dispatch>& runs,
   std::vector<std::string> done;
   const double now = unix_now();
   write([&] {
-    Stmt get(path_, db_, wait_s_, "SELECT state, claim_attempt FROM runs WHERE run_id = ?");
-    Stmt close(path_, db_, wait_s_, "UPDATE attempts SET ended_at = " + std::string(kNow) +
+    Stmt get(*db_, "SELECT state, claim_attempt FROM runs WHERE run_id = ?");
+    Stmt close(*db_, "UPDATE attempts SET ended_at = " + std::string(kNow) +
                                ", ended_unix = ?, reason = CASE WHEN reason = '' THEN 'lost: its holder was gone when the "
                                "run was dispatched again' ELSE reason END WHERE attempt_id = ? AND ended_at IS NULL");
-    Stmt set(path_, db_, wait_s_, "UPDATE runs SET state = 'queued', claim_attempt = NULL, updated_at = " + std::string(kNow) +
+    Stmt set(*db_, "UPDATE runs SET state = 'queued', claim_attempt = NULL, updated_at = " + std::string(kNow) +
                              " WHERE run_id = ?");
-    Stmt job(path_, db_, wait_s_, "INSERT OR REPLACE INTO jobs(run_id, backend, job_id, heartbeat_at) VALUES (?, ?, ?, ?)");
+    Stmt job(*db_, "INSERT OR REPLACE INTO jobs(run_id, backend, job_id, heartbeat_at) VALUES (?, ?, ?, ?)");
     for (const auto& d : runs) {
       get.reset();
       get.bind(1, d.run_id);
@@ -488,7 +349,7 @@ std::vector<std::string> Store::dispatch_runs(const std::vector<Dispatch>& runs,
 
 void Store::add_jobs(const std::vector<std::pair<std::string, std::string>>& run_and_job, const std::string& backend) {
   write([&] {
-    Stmt s(path_, db_, wait_s_, "INSERT OR REPLACE INTO jobs(run_id, backend, job_id, heartbeat_at) VALUES (?, ?, ?, ?)");
+    Stmt s(*db_, "INSERT OR REPLACE INTO jobs(run_id, backend, job_id, heartbeat_at) VALUES (?, ?, ?, ?)");
     for (const auto& [run, job] : run_and_job) {
       s.reset();
       s.bind(1, run).bind(2, backend).bind(3, job).bind(4, unix_now());
@@ -500,8 +361,8 @@ void Store::add_jobs(const std::vector<std::pair<std::string, std::string>>& run
 void Store::replace_jobs(const std::vector<std::pair<std::string, std::string>>& run_and_job, const std::string& old_job,
                          const std::string& backend) {
   write([&] {
-    Stmt del(path_, db_, wait_s_, "DELETE FROM jobs WHERE run_id = ? AND job_id = ?");
-    Stmt ins(path_, db_, wait_s_, "INSERT OR REPLACE INTO jobs(run_id, backend, job_id, heartbeat_at) VALUES (?, ?, ?, ?)");
+    Stmt del(*db_, "DELETE FROM jobs WHERE run_id = ? AND job_id = ?");
+    Stmt ins(*db_, "INSERT OR REPLACE INTO jobs(run_id, backend, job_id, heartbeat_at) VALUES (?, ?, ?, ?)");
     for (const auto& [run, job] : run_and_job) {
       del.reset();
       del.bind(1, run).bind(2, old_job);
@@ -515,7 +376,7 @@ void Store::replace_jobs(const std::vector<std::pair<std::string, std::string>>&
 
 void Store::touch_job(const std::string& job_id) {
   write([&] {
-    Stmt s(path_, db_, wait_s_, "UPDATE jobs SET heartbeat_at = ? WHERE job_id = ?");
+    Stmt s(*db_, "UPDATE jobs SET heartbeat_at = ? WHERE job_id = ?");
     s.bind(1, unix_now()).bind(2, job_id);
     s.run();
   });
@@ -525,8 +386,7 @@ std::map<std::string, RunProgress> Store::progress(const std::string& experiment
   // One pass per table (a refresh over 10,000 runs must stay fast): attempts, claims, epochs and jobs by run.
   std::map<std::string, RunProgress> out;
   {
-    Stmt s(path_, db_, wait_s_,
-           "SELECT r.run_id, r.claim_attempt, a.holder, a.job_id, a.backend, a.heartbeat_at, a.ended_at IS NULL "
+    Stmt s(*db_, "SELECT r.run_id, r.claim_attempt, a.holder, a.job_id, a.backend, a.heartbeat_at, a.ended_at IS NULL "
            "FROM runs r LEFT JOIN attempts a ON a.attempt_id = r.claim_attempt WHERE ? = '' OR r.experiment = ?");
     s.bind(1, experiment).bind(2, experiment);
     while (s.row()) {
@@ -542,8 +402,7 @@ std::map<std::string, RunProgress> Store::progress(const std::string& experiment
     }
   }
   {
-    Stmt s(path_, db_, wait_s_,
-           "SELECT a.run_id, c.n, a.exit_status, a.reason, a.host, a.pid, a.job_id, a.ended_at IS NULL, a.started_at "
+    Stmt s(*db_, "SELECT a.run_id, c.n, a.exit_status, a.reason, a.host, a.pid, a.job_id, a.ended_at IS NULL, a.started_at "
            "FROM attempts a JOIN (SELECT run_id, COUNT(*) AS n, MAX(attempt_id) AS last FROM attempts GROUP BY run_id) c "
            "ON a.attempt_id = c.last");
     while (s.row()) {
@@ -561,15 +420,14 @@ std::map<std::string, RunProgress> Store::progress(const std::string& experiment
     }
   }
   {
-    Stmt s(path_, db_, wait_s_, "SELECT run_id, MAX(epoch) FROM epoch_metrics GROUP BY run_id");
+    Stmt s(*db_, "SELECT run_id, MAX(epoch) FROM epoch_metrics GROUP BY run_id");
     while (s.row()) {
       auto it = out.find(s.text(0));
       if (it != out.end()) it->second.epochs_done = s.integer(1);
     }
   }
   {
-    Stmt s(path_, db_, wait_s_,
-           "SELECT j.run_id, j.backend, j.job_id, j.heartbeat_at FROM jobs j JOIN (SELECT run_id, MAX(rowid) AS last "
+    Stmt s(*db_, "SELECT j.run_id, j.backend, j.job_id, j.heartbeat_at FROM jobs j JOIN (SELECT run_id, MAX(rowid) AS last "
            "FROM jobs GROUP BY run_id) l ON j.rowid = l.last");
     while (s.row()) {
       auto it = out.find(s.text(0));
@@ -610,7 +468,7 @@ ClaimResult Store::claim_run(const ClaimRequest& q) {
   ClaimResult r;
   const double now = unix_now();
   write([&] {
-    Stmt get(path_, db_, wait_s_, "SELECT state, claim_attempt FROM runs WHERE run_id = ?");
+    Stmt get(*db_, "SELECT state, claim_attempt FROM runs WHERE run_id = ?");
     get.bind(1, q.run_id);
     if (!get.row()) {
       r.outcome = ClaimResult::kMissing;
@@ -628,8 +486,7 @@ ClaimResult Store::claim_run(const ClaimRequest& q) {
       return;
     }
     if (claim) {
-      Stmt a(path_, db_, wait_s_,
-             "SELECT holder, heartbeat_at, ended_at IS NULL, job_id FROM attempts WHERE attempt_id = ?");
+      Stmt a(*db_, "SELECT holder, heartbeat_at, ended_at IS NULL, job_id FROM attempts WHERE attempt_id = ?");
       a.bind(1, claim);
       if (a.row() && a.integer(2) != 0) {
         std::string why;
@@ -643,21 +500,20 @@ ClaimResult Store::claim_run(const ClaimRequest& q) {
                      (job.empty() ? "" : ", job " + job) + ", last heartbeat " + b;
           return;
         }
-        Stmt close(path_, db_, wait_s_, "UPDATE attempts SET ended_at = " + std::string(kNow) +
+        Stmt close(*db_, "UPDATE attempts SET ended_at = " + std::string(kNow) +
                                    ", ended_unix = ?, reason = ? WHERE attempt_id = ?");
         close.bind(1, now).bind(2, "lost: " + why + "; taken over by a new claim").bind(3, claim);
         close.run();
         r.detail = "took over from attempt " + std::to_string(claim) + " (" + why + ")";
       }
     }
-    Stmt ins(path_, db_, wait_s_,
-             "INSERT INTO attempts(run_id, host, pid, job_id, holder, backend, heartbeat_at, started_unix, gpus) "
+    Stmt ins(*db_, "INSERT INTO attempts(run_id, host, pid, job_id, holder, backend, heartbeat_at, started_unix, gpus) "
              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
     ins.bind(1, q.run_id).bind(2, q.holder.host).bind(3, q.holder.pid).bind(4, q.job_id).bind(5, q.holder.str())
         .bind(6, q.backend).bind(7, now).bind(8, now).bind(9, q.gpus);
     ins.run();
-    r.attempt_id = sqlite3_last_insert_rowid(db_);
-    Stmt set(path_, db_, wait_s_, "UPDATE runs SET state = 'running', claim_attempt = ?, updated_at = " + std::string(kNow) +
+    r.attempt_id = db_->last_insert_rowid();
+    Stmt set(*db_, "UPDATE runs SET state = 'running', claim_attempt = ?, updated_at = " + std::string(kNow) +
                              " WHERE run_id = ?");
     set.bind(1, r.attempt_id).bind(2, q.run_id);
     set.run();
@@ -669,11 +525,11 @@ ClaimResult Store::claim_run(const ClaimRequest& q) {
 ClaimStanding Store::heartbeat(const std::string& run_id, int64_t attempt_id) {
   ClaimStanding standing = ClaimStanding::kLost;
   write([&] {
-    Stmt get(path_, db_, wait_s_, "SELECT state, claim_attempt FROM runs WHERE run_id = ?");
+    Stmt get(*db_, "SELECT state, claim_attempt FROM runs WHERE run_id = ?");
     get.bind(1, run_id);
     if (!get.row() || get.integer_or(1, 0) != attempt_id) return;
     standing = get.text(0) == run_state::kCancelled ? ClaimStanding::kCancelled : ClaimStanding::kHeld;
-    Stmt set(path_, db_, wait_s_, "UPDATE attempts SET heartbeat_at = ? WHERE attempt_id = ?");
+    Stmt set(*db_, "UPDATE attempts SET heartbeat_at = ? WHERE attempt_id = ?");
     set.bind(1, unix_now()).bind(2, attempt_id);
     set.run();
   });
@@ -683,7 +539,7 @@ ClaimStanding Store::heartbeat(const std::string& run_id, int64_t attempt_id) {
 bool Store::publish_if_claim_held(const std::string& run_id, int64_t attempt_id, const std::function<void()>& publish) {
   bool held = false;
   write([&] {
-    Stmt get(path_, db_, wait_s_, "SELECT claim_attempt FROM runs WHERE run_id = ?");
+    Stmt get(*db_, "SELECT claim_attempt FROM runs WHERE run_id = ?");
     get.bind(1, run_id);
     held = get.row() && get.integer_or(0, 0) == attempt_id;
     if (held) publish();
@@ -693,7 +549,7 @@ bool Store::publish_if_claim_held(const std::string& run_id, int64_t attempt_id,
 
 void Store::set_attempt_start(int64_t attempt_id, int64_t epoch, int64_t batch) {
   write([&] {
-    Stmt s(path_, db_, wait_s_, "UPDATE attempts SET start_epoch = ?, start_batch = ? WHERE attempt_id = ?");
+    Stmt s(*db_, "UPDATE attempts SET start_epoch = ?, start_batch = ? WHERE attempt_id = ?");
     s.bind(1, epoch).bind(2, batch).bind(3, attempt_id);
     s.run();
   });
@@ -701,9 +557,9 @@ void Store::set_attempt_start(int64_t attempt_id, int64_t epoch, int64_t batch) 
 
 namespace {
 
-void close_attempt(const std::string& path, sqlite3* db, double wait, int64_t attempt, int exit_status, const std::string& reason,
+void close_attempt(sqlite::Database& db, int64_t attempt, int exit_status, const std::string& reason,
                    int64_t end_epoch, int64_t end_batch) {
-  Stmt s(path, db, wait, "UPDATE attempts SET ended_at = " + std::string(kNow) +
+  Stmt s(db, "UPDATE attempts SET ended_at = " + std::string(kNow) +
                        ", ended_unix = ?, exit_status = ?, reason = ?, end_epoch = ?, end_batch = ? WHERE attempt_id = ?");
   s.bind(1, unix_now()).bind(2, static_cast<int64_t>(exit_status)).bind(3, reason);
   if (end_epoch >= 0) s.bind(4, end_epoch); else s.bind_null(4);
@@ -718,17 +574,17 @@ std::string Store::finish_attempt(const std::string& run_id, int64_t attempt_id,
                                   int exit_status, const std::string& reason, int64_t end_epoch, int64_t end_batch) {
   std::string final_state;
   write([&] {
-    Stmt get(path_, db_, wait_s_, "SELECT state, claim_attempt FROM runs WHERE run_id = ?");
+    Stmt get(*db_, "SELECT state, claim_attempt FROM runs WHERE run_id = ?");
     get.bind(1, run_id);
     if (!get.row() || get.integer_or(1, 0) != attempt_id) return;
     // A cancel that came while the worker ran wins over its requeue or failure (but not over a finished run).
     const bool cancelled = get.text(0) == run_state::kCancelled && state != run_state::kDone;
     final_state = cancelled ? run_state::kCancelled : state;
-    Stmt set(path_, db_, wait_s_, "UPDATE runs SET state = ?, claim_attempt = NULL, updated_at = " + std::string(kNow) +
+    Stmt set(*db_, "UPDATE runs SET state = ?, claim_attempt = NULL, updated_at = " + std::string(kNow) +
                              " WHERE run_id = ?");
     set.bind(1, final_state).bind(2, run_id);
     set.run();
-    close_attempt(path_, db_, wait_s_, attempt_id, cancelled ? kExitNotClaimed : exit_status,
+    close_attempt(*db_, attempt_id, cancelled ? kExitNotClaimed : exit_status,
                   cancelled ? reason + "; the run was cancelled" : reason, end_epoch, end_batch);
   });
   return final_state;
@@ -738,15 +594,15 @@ bool Store::finish_done(const std::string& run_id, int64_t attempt_id, const std
                         const std::vector<InferenceRow>& times, int64_t end_epoch) {
   bool held = false;
   write([&] {
-    Stmt get(path_, db_, wait_s_, "SELECT claim_attempt FROM runs WHERE run_id = ?");
+    Stmt get(*db_, "SELECT claim_attempt FROM runs WHERE run_id = ?");
     get.bind(1, run_id);
     if (!get.row() || get.integer_or(0, 0) != attempt_id) return;
     held = true;
     {
-      Stmt del(path_, db_, wait_s_, "DELETE FROM test_metrics WHERE run_id = ?");
+      Stmt del(*db_, "DELETE FROM test_metrics WHERE run_id = ?");
       del.bind(1, run_id);
       del.run();
-      Stmt ins(path_, db_, wait_s_, "INSERT INTO test_metrics(run_id, image_id, organ, dice, jaccard, hausdorff_mm) VALUES (?, ?, ?, ?, ?, ?)");
+      Stmt ins(*db_, "INSERT INTO test_metrics(run_id, image_id, organ, dice, jaccard, hausdorff_mm) VALUES (?, ?, ?, ?, ?, ?)");
       for (const auto& m : metrics) {
         ins.reset();
         ins.bind(1, run_id).bind(2, m.image_id).bind(3, m.organ).bind(4, m.dice).bind(5, m.jaccard).bind(6, m.hausdorff_mm);
@@ -754,10 +610,10 @@ bool Store::finish_done(const std::string& run_id, int64_t attempt_id, const std
       }
     }
     {
-      Stmt del(path_, db_, wait_s_, "DELETE FROM inference_times WHERE run_id = ?");
+      Stmt del(*db_, "DELETE FROM inference_times WHERE run_id = ?");
       del.bind(1, run_id);
       del.run();
-      Stmt ins(path_, db_, wait_s_, "INSERT INTO inference_times(run_id, image_id, seconds, cold, device, launch_seconds) VALUES (?, ?, ?, ?, ?, ?)");
+      Stmt ins(*db_, "INSERT INTO inference_times(run_id, image_id, seconds, cold, device, launch_seconds) VALUES (?, ?, ?, ?, ?, ?)");
       for (const auto& t : times) {
         ins.reset();
         ins.bind(1, run_id).bind(2, t.image_id).bind(3, t.seconds).bind(4, static_cast<int64_t>(t.cold)).bind(5, t.device)
@@ -765,11 +621,11 @@ bool Store::finish_done(const std::string& run_id, int64_t attempt_id, const std
         ins.run();
       }
     }
-    Stmt set(path_, db_, wait_s_, "UPDATE runs SET state = 'done', claim_attempt = NULL, updated_at = " + std::string(kNow) +
+    Stmt set(*db_, "UPDATE runs SET state = 'done', claim_attempt = NULL, updated_at = " + std::string(kNow) +
                              " WHERE run_id = ?");
     set.bind(1, run_id);
     set.run();
-    close_attempt(path_, db_, wait_s_, attempt_id, 0, "done", end_epoch, 0);
+    close_attempt(*db_, attempt_id, 0, "done", end_epoch, 0);
   });
   return held;
 }
@@ -778,30 +634,28 @@ bool Store::abandon_claim(const std::string& run_id, const std::string& holder, 
                           int exit_status, const std::string& reason) {
   bool done = false;
   write([&] {
-    Stmt get(path_, db_, wait_s_,
-             "SELECT r.claim_attempt, r.state FROM runs r JOIN attempts a ON a.attempt_id = r.claim_attempt "
+    Stmt get(*db_, "SELECT r.claim_attempt, r.state FROM runs r JOIN attempts a ON a.attempt_id = r.claim_attempt "
              "WHERE r.run_id = ? AND a.holder = ? AND a.ended_at IS NULL");
     get.bind(1, run_id).bind(2, holder);
     if (!get.row()) return;
     const int64_t attempt = get.integer(0);
     const std::string final_state = get.text(1) == run_state::kCancelled ? run_state::kCancelled : state;
-    Stmt set(path_, db_, wait_s_, "UPDATE runs SET state = ?, claim_attempt = NULL, updated_at = " + std::string(kNow) +
+    Stmt set(*db_, "UPDATE runs SET state = ?, claim_attempt = NULL, updated_at = " + std::string(kNow) +
                              " WHERE run_id = ?");
     set.bind(1, final_state).bind(2, run_id);
     set.run();
-    close_attempt(path_, db_, wait_s_, attempt, exit_status, reason, -1, -1);
+    close_attempt(*db_, attempt, exit_status, reason, -1, -1);
     done = true;
   });
   return done;
 }
 
 void Store::end_attempt(int64_t attempt_id, int exit_status, const std::string& reason) {
-  write([&] { close_attempt(path_, db_, wait_s_, attempt_id, exit_status, reason, -1, -1); });
+  write([&] { close_attempt(*db_, attempt_id, exit_status, reason, -1, -1); });
 }
 
 std::vector<AttemptRow> Store::attempts(const std::string& run_id) {
-  Stmt s(path_, db_, wait_s_,
-         "SELECT attempt_id, run_id, started_at, ended_at, host, holder, job_id, backend, reason, pid, exit_status, "
+  Stmt s(*db_, "SELECT attempt_id, run_id, started_at, ended_at, host, holder, job_id, backend, reason, pid, exit_status, "
          "started_unix, ended_unix, heartbeat_at, start_epoch, start_batch, end_epoch, end_batch, gpus FROM attempts "
          "WHERE ? = '' OR run_id = ? ORDER BY attempt_id");
   s.bind(1, run_id).bind(2, run_id);
@@ -836,12 +690,11 @@ bool Store::add_epoch_metrics(const EpochMetrics& m) {
   bool written = false;
   write([&] {
     if (m.attempt_id != 0) {
-      Stmt get(path_, db_, wait_s_, "SELECT claim_attempt FROM runs WHERE run_id = ?");
+      Stmt get(*db_, "SELECT claim_attempt FROM runs WHERE run_id = ?");
       get.bind(1, m.run_id);
       if (!get.row() || get.integer_or(0, 0) != m.attempt_id) return;
     }
-    Stmt s(path_, db_, wait_s_,
-           "INSERT OR REPLACE INTO epoch_metrics(run_id, attempt_id, epoch, train_loss, val_criterion, learning_rate, "
+    Stmt s(*db_, "INSERT OR REPLACE INTO epoch_metrics(run_id, attempt_id, epoch, train_loss, val_criterion, learning_rate, "
            "seconds) VALUES (?, ?, ?, ?, ?, ?, ?)");
     s.bind(1, m.run_id).bind(2, m.attempt_id).bind(3, m.epoch).bind(4, m.train_loss).bind(5, m.val_criterion)
         .bind(6, m.learning_rate).bind(7, m.seconds);
@@ -852,8 +705,7 @@ bool Store::add_epoch_metrics(const EpochMetrics& m) {
 }
 
 std::vector<EpochMetrics> Store::epoch_metrics(const std::string& run_id) {
-  Stmt s(path_, db_, wait_s_,
-         "SELECT run_id, attempt_id, epoch, train_loss, val_criterion, learning_rate, seconds FROM epoch_metrics "
+  Stmt s(*db_, "SELECT run_id, attempt_id, epoch, train_loss, val_criterion, learning_rate, seconds FROM epoch_metrics "
          "WHERE run_id = ? ORDER BY epoch");
   s.bind(1, run_id);
   std::vector<EpochMetrics> out;
@@ -862,8 +714,7 @@ std::vector<EpochMetrics> Store::epoch_metrics(const std::string& run_id) {
 }
 
 std::map<std::string, std::pair<double, int64_t>> Store::epoch_seconds_by_run() {
-  Stmt s(path_, db_, wait_s_,
-         "SELECT run_id, SUM(seconds), COUNT(*) FROM epoch_metrics WHERE seconds > 0 AND seconds < 1e300 GROUP BY run_id");
+  Stmt s(*db_, "SELECT run_id, SUM(seconds), COUNT(*) FROM epoch_metrics WHERE seconds > 0 AND seconds < 1e300 GROUP BY run_id");
   std::map<std::string, std::pair<double, int64_t>> out;
   while (s.row()) out[s.text(0)] = {s.real(1), s.integer(2)};
   return out;
@@ -872,11 +723,11 @@ std::map<std::string, std::pair<double, int64_t>> Store::epoch_seconds_by_run() 
 void Store::replace_test_metrics(const std::string& run_id, const std::vector<TestMetric>& rows) {
   write([&] {
     {
-      Stmt del(path_, db_, wait_s_, "DELETE FROM test_metrics WHERE run_id = ?");
+      Stmt del(*db_, "DELETE FROM test_metrics WHERE run_id = ?");
       del.bind(1, run_id);
       del.run();
     }
-    Stmt s(path_, db_, wait_s_, "INSERT INTO test_metrics(run_id, image_id, organ, dice, jaccard, hausdorff_mm) VALUES (?, ?, ?, ?, ?, ?)");
+    Stmt s(*db_, "INSERT INTO test_metrics(run_id, image_id, organ, dice, jaccard, hausdorff_mm) VALUES (?, ?, ?, ?, ?, ?)");
     for (const auto& r : rows) {
       if (r.organ != "lungs" && r.organ != "heart")
         throw InputError(path_, "organ", r.organ, "test metrics take organ 'lungs' or 'heart' (image " + r.image_id + ")");
@@ -888,8 +739,7 @@ void Store::replace_test_metrics(const std::string& run_id, const std::vector<Te
 }
 
 std::vector<TestMetric> Store::test_metrics(const std::string& run_id) {
-  Stmt s(path_, db_, wait_s_,
-         "SELECT run_id, image_id, organ, dice, jaccard, hausdorff_mm FROM test_metrics WHERE run_id = ? "
+  Stmt s(*db_, "SELECT run_id, image_id, organ, dice, jaccard, hausdorff_mm FROM test_metrics WHERE run_id = ? "
          "ORDER BY image_id, organ");
   s.bind(1, run_id);
   std::vector<TestMetric> out;
@@ -900,11 +750,11 @@ std::vector<TestMetric> Store::test_metrics(const std::string& run_id) {
 void Store::replace_inference_times(const std::string& run_id, const std::vector<InferenceRow>& rows) {
   write([&] {
     {
-      Stmt del(path_, db_, wait_s_, "DELETE FROM inference_times WHERE run_id = ?");
+      Stmt del(*db_, "DELETE FROM inference_times WHERE run_id = ?");
       del.bind(1, run_id);
       del.run();
     }
-    Stmt s(path_, db_, wait_s_, "INSERT INTO inference_times(run_id, image_id, seconds, cold, device, launch_seconds) VALUES (?, ?, ?, ?, ?, ?)");
+    Stmt s(*db_, "INSERT INTO inference_times(run_id, image_id, seconds, cold, device, launch_seconds) VALUES (?, ?, ?, ?, ?, ?)");
     for (const auto& r : rows) {
       s.reset();
       s.bind(1, run_id).bind(2, r.image_id).bind(3, r.seconds).bind(4, static_cast<int64_t>(r.cold)).bind(5, r.device)
@@ -918,8 +768,7 @@ std::vector<MetricAggregate> Store::metric_aggregates(const std::vector<std::str
   std::vector<MetricAggregate> out;
   std::set<std::string> wanted(run_ids.begin(), run_ids.end());
   // Grouped over every run (one scan, no temporary table, so a read-only store works), filtered here.
-  Stmt s(path_, db_, wait_s_,
-         "SELECT run_id, organ, AVG(dice), AVG(jaccard), AVG(hausdorff_mm), COUNT(*), COUNT(hausdorff_mm) "
+  Stmt s(*db_, "SELECT run_id, organ, AVG(dice), AVG(jaccard), AVG(hausdorff_mm), COUNT(*), COUNT(hausdorff_mm) "
          "FROM test_metrics GROUP BY run_id, organ");
   while (s.row()) {
     if (!wanted.count(s.text(0))) continue;
@@ -933,8 +782,7 @@ std::vector<MetricAggregate> Store::metric_aggregates(const std::vector<std::str
     a.hausdorff_defined = s.integer(6);
     out.push_back(a);
   }
-  Stmt t(path_, db_, wait_s_,
-         "SELECT run_id, AVG(CASE WHEN cold = 0 THEN seconds END), MAX(CASE WHEN cold = 1 THEN seconds END), "
+  Stmt t(*db_, "SELECT run_id, AVG(CASE WHEN cold = 0 THEN seconds END), MAX(CASE WHEN cold = 1 THEN seconds END), "
          "AVG(launch_seconds), MAX(device) FROM inference_times GROUP BY run_id");
   while (t.row()) {
     if (!wanted.count(t.text(0))) continue;
@@ -952,8 +800,7 @@ std::vector<MetricAggregate> Store::metric_aggregates(const std::vector<std::str
 
 void Store::set_median_models(const std::string& experiment, const std::vector<MedianModel>& rows) {
   write([&] {
-    Stmt s(path_, db_, wait_s_,
-           "INSERT OR REPLACE INTO median_models(experiment, dataset, model, run_id, metric, score, n_seeds) "
+    Stmt s(*db_, "INSERT OR REPLACE INTO median_models(experiment, dataset, model, run_id, metric, score, n_seeds) "
            "VALUES (?, ?, ?, ?, ?, ?, ?)");
     for (const auto& r : rows) {
       s.reset();
@@ -966,7 +813,7 @@ void Store::set_median_models(const std::string& experiment, const std::vector<M
 
 void Store::set_provenance(const std::string& run_id, const std::map<std::string, std::string>& values) {
   write([&] {
-    Stmt s(path_, db_, wait_s_, "INSERT OR REPLACE INTO provenance(run_id, key, value) VALUES (?, ?, ?)");
+    Stmt s(*db_, "INSERT OR REPLACE INTO provenance(run_id, key, value) VALUES (?, ?, ?)");
     for (const auto& [k, v] : values) {
       s.reset();
       s.bind(1, run_id).bind(2, k).bind(3, v);
@@ -976,7 +823,7 @@ void Store::set_provenance(const std::string& run_id, const std::map<std::string
 }
 
 std::map<std::string, std::string> Store::provenance(const std::string& run_id) {
-  Stmt s(path_, db_, wait_s_, "SELECT key, value FROM provenance WHERE run_id = ?");
+  Stmt s(*db_, "SELECT key, value FROM provenance WHERE run_id = ?");
   s.bind(1, run_id);
   std::map<std::string, std::string> out;
   while (s.row()) out[s.text(0)] = s.text(1);
@@ -984,7 +831,7 @@ std::map<std::string, std::string> Store::provenance(const std::string& run_id) 
 }
 
 std::map<std::string, std::string> Store::provenance_of_all(const std::string& key) {
-  Stmt s(path_, db_, wait_s_, "SELECT run_id, value FROM provenance WHERE key = ?");
+  Stmt s(*db_, "SELECT run_id, value FROM provenance WHERE key = ?");
   s.bind(1, key);
   std::map<std::string, std::string> out;
   while (s.row()) out[s.text(0)] = s.text(1);
@@ -993,8 +840,7 @@ std::map<std::string, std::string> Store::provenance_of_all(const std::string& k
 
 void Store::upsert_job_accounts(const std::vector<JobAccount>& rows) {
   write([&] {
-    Stmt s(path_, db_, wait_s_,
-           "INSERT OR REPLACE INTO job_accounts(job_id, run_id, backend, state, elapsed_s, gpus, started, ended) "
+    Stmt s(*db_, "INSERT OR REPLACE INTO job_accounts(job_id, run_id, backend, state, elapsed_s, gpus, started, ended) "
            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
     for (const auto& r : rows) {
       s.reset();
@@ -1006,15 +852,14 @@ void Store::upsert_job_accounts(const std::vector<JobAccount>& rows) {
 }
 
 std::vector<JobRecord> Store::jobs() {
-  Stmt s(path_, db_, wait_s_, "SELECT run_id, backend, job_id FROM jobs ORDER BY submitted_at, job_id");
+  Stmt s(*db_, "SELECT run_id, backend, job_id FROM jobs ORDER BY submitted_at, job_id");
   std::vector<JobRecord> out;
   while (s.row()) out.push_back({s.text(0), s.text(1), s.text(2)});
   return out;
 }
 
 std::vector<JobAccount> Store::job_accounts(const std::string& run_id) {
-  Stmt s(path_, db_, wait_s_,
-         "SELECT job_id, run_id, backend, state, elapsed_s, gpus, started, ended FROM job_accounts "
+  Stmt s(*db_, "SELECT job_id, run_id, backend, state, elapsed_s, gpus, started, ended FROM job_accounts "
          "WHERE ? = '' OR run_id = ? ORDER BY started, job_id");
   s.bind(1, run_id).bind(2, run_id);
   std::vector<JobAccount> out;
@@ -1025,8 +870,7 @@ std::vector<JobAccount> Store::job_accounts(const std::string& run_id) {
 
 void Store::upsert_calibration(const Calibration& c) {
   write([&] {
-    Stmt s(path_, db_, wait_s_,
-           "INSERT OR REPLACE INTO calibration(model, kind, size, device, batch, threads, step_s, validation_image_s, "
+    Stmt s(*db_, "INSERT OR REPLACE INTO calibration(model, kind, size, device, batch, threads, step_s, validation_image_s, "
            "evaluation_image_s, host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     s.bind(1, c.model).bind(2, c.kind).bind(3, c.size).bind(4, c.device).bind(5, c.batch).bind(6, c.threads)
         .bind(7, c.step_s).bind(8, c.validation_image_s).bind(9, c.evaluation_image_s).bind(10, c.host);
@@ -1035,8 +879,7 @@ void Store::upsert_calibration(const Calibration& c) {
 }
 
 std::vector<Calibration> Store::calibrations() {
-  Stmt s(path_, db_, wait_s_,
-         "SELECT model, kind, size, device, batch, threads, step_s, validation_image_s, evaluation_image_s, host, "
+  Stmt s(*db_, "SELECT model, kind, size, device, batch, threads, step_s, validation_image_s, evaluation_image_s, host, "
          "measured_at FROM calibration ORDER BY model, kind, size");
   std::vector<Calibration> out;
   while (s.row()) {
@@ -1063,7 +906,7 @@ int64_t Store::count(const std::string& table) {
   bool ok = false;
   for (const char* k : known) ok |= table == k;
   if (!ok) throw Error("Store::count: unknown table " + table);
-  Stmt s(path_, db_, wait_s_, "SELECT COUNT(*) FROM " + table);
+  Stmt s(*db_, "SELECT COUNT(*) FROM " + table);
   if (!s.row()) return 0;
   return s.integer(0);
 }

@@ -16,16 +16,16 @@
 // A Store is one connection: use one per thread.
 #pragma once
 
-#include <sqlite3.h>
-
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "core/process_identity.h"
+#include "storage/sqlite.h"
 
 namespace orch {
 
@@ -233,7 +233,7 @@ class Store {
 
  private:
   void open_and_check();
-  void open(int flags, const std::string& uri);
+  void open(sqlite::Database::Access access);
   void migrate(int64_t from_version);
   void add_column_if_missing(const std::string& table, const std::string& column, const std::string& type);
   // Runs `body` inside BEGIN IMMEDIATE ... COMMIT; a lock is waited for up to the store wait, then BusyError.
@@ -242,7 +242,7 @@ class Store {
   std::string path_;
   Mode mode_;
   double wait_s_;
-  sqlite3* db_ = nullptr;
+  std::unique_ptr<sqlite::Database> db_;
 };
 
 // Unix time now, in seconds (the store's heartbeat and accounting clock).

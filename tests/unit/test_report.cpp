@@ -1,6 +1,7 @@
 // The report: statistics against scipy, median selection, golden tables from a store with known values,
 // missing runs, figures as PNG files.
 #include <gtest/gtest.h>
+#include <sqlite3.h>  // a second connection from outside the store, as another process (or a damaging tool) has
 
 #include <cmath>
 #include <fstream>

@@ -1,4 +1,5 @@
 #include <gtest/gtest.h>
+#include <sqlite3.h>  // a second connection from outside the store, as another process (or a damaging tool) has
 #include <sys/wait.h>
 #include <unistd.h>
 
