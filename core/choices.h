@@ -1,3 +1,4 @@
+// How to add a choice: docs/extending.md.
 // The settings with a fixed set of values, as enums, and each enum's spellings written once.
 //
 // An experiment file spells a choice as a string ("precision": "bf16"); the parser (core/experiment.cpp) turns it

@@ -1,4 +1,4 @@
-// The bounds of the control plane's waits, read once from the environment (README "Timeouts"):
+// The bounds of the control plane's waits, read once from the environment (docs/control-plane.md, "Timeouts"):
 //
 //   ORCH_STORE_WAIT_S   60   longest wait on a run store that another process has locked, then BusyError
 //   ORCH_LOCK_WAIT_S    30   longest wait for the workspace lock (another run/submit/resume/cancel), then BusyError

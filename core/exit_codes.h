@@ -1,5 +1,5 @@
 // Every exit status an orchestrator process ends with: the command, the worker a job runs, and what the local
-// pool and the Slurm job script read from a worker. Written once, here; README "Exit codes" lists them.
+// pool and the Slurm job script read from a worker. Written once, here; docs/control-plane.md, "Exit codes", lists them.
 // Plain constants; thread-safe.
 #pragma once
 

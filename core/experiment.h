@@ -1,3 +1,4 @@
+// Users' documentation: docs/data.md (experiment files).
 // Experiment files (experiments/*.json): the data sets, the networks of the grid with their options, the seeds,
 // and the training and evaluation settings (resources and backend are read by the scheduler).
 //

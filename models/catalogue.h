@@ -1,3 +1,4 @@
+// Users' documentation: docs/networks.md.
 // The catalogue of networks: the one list of the paper's eleven configurations, without LibTorch, holding what
 // the scheduler, the trainer, the report and the registry each need to know about a network: its paper name and
 // the tables' Predict and Supervision columns, the network whose trained weights it starts from and in what role,

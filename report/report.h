@@ -1,3 +1,4 @@
+// Users' documentation: docs/report.md.
 // `orchestrator report`: the paper's Tables 1-2 regenerated from the store, median models, paired tests, the cost
 // per network and figures, written as Markdown, CSV, LaTeX and a self-contained HTML page.
 //

@@ -1,3 +1,4 @@
+// Users' documentation: docs/formats.md.
 // Training checkpoints in HDF5 (readable by h5py), written atomically, verified by a checksum.
 //
 // Layout (format version 1):

@@ -1,3 +1,4 @@
+// Users' documentation: docs/training.md.
 // Training and evaluation of one run (spec §5-§6), on one or several ranks.
 //
 // The Trainer builds the network from the run's settings, loads its dependency's weights (the frozen UNet, or

@@ -1,3 +1,4 @@
+// Users' documentation: docs/control-plane.md.
 // What each run of an experiment is and what a submission would do with it: the control plane's view.
 //
 // plan() joins the grid (scheduler/grid.h) with the store and with what the backends say of their jobs

@@ -1,3 +1,4 @@
+// Users' documentation: docs/control-plane.md.
 // The Slurm backend: runs submitted as sbatch job arrays, one array per group of runs that share the exact same
 // dependencies and resources, each depending only on the array tasks it needs (--dependency=afterok:<job>_<task>),
 // so a joint network starts as soon as its own UNet is done and a failure stops only its own dependents. Arrays

@@ -1,3 +1,4 @@
+// Users' documentation: docs/control-plane.md.
 // The control plane's one sequence for the commands that plan and dispatch (run, submit, resume, cancel, train),
 // whatever the backend:
 //   1. plan, without the lock, to learn which data sets the runs to submit need; build those (each under its

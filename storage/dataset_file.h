@@ -1,3 +1,4 @@
+// Users' documentation: docs/data.md.
 // A prepared data set in one HDF5 file (format version 1), readable by h5py:
 //
 //   /images         uint8   [N, H, W]      chunk [1, H, W], deflate 1

@@ -1,4 +1,4 @@
-// The states of a run, written once (README "Run states" draws their transitions):
+// The states of a run, written once (docs/control-plane.md, "Run states", draws their transitions):
 //
 //   new          recorded, never dispatched
 //   queued       dispatched: a backend job will start it (a pool's pending run, a Slurm task, a requeue)

@@ -1,6 +1,6 @@
 // The run store: one SQLite database per workspace (WorkspaceLayout::store()) holding runs, their attempts and
 // claims, the jobs that were submitted for them, per-epoch training metrics, per-image test metrics, inference
-// times, provenance and calibration. Schema in README ("The run store"); `PRAGMA user_version` holds its version,
+// times, provenance and calibration. Schema in docs/formats.md ("The run store"); `PRAGMA user_version` holds its version,
 // and an older store is upgraded in place when opened for writing.
 //
 // Many worker processes write at once: the database is in WAL mode, every write is one BEGIN IMMEDIATE
