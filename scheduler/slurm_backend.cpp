@@ -16,6 +16,7 @@
 #include "core/errors.h"
 #include "scheduler/process.h"
 #include "scheduler/retry.h"
+#include "scheduler/slurm_arrays.h"
 #include "scheduler/slurm_template.h"
 #include "storage/layout.h"
 #include "storage/run_state.h"
@@ -37,10 +38,6 @@ std::string sanitize(const std::string& s) {
   return o.substr(0, 40);
 }
 
-void replace_all(std::string& s, const std::string& from, const std::string& to) {
-  for (size_t p = 0; (p = s.find(from, p)) != std::string::npos; p += to.size()) s.replace(p, from.size(), to);
-}
-
 std::string stamp() {
   std::time_t t = std::time(nullptr);
   char b[32];
@@ -49,14 +46,6 @@ std::string stamp() {
 }
 
 std::string array_of(const std::string& job) { return job.substr(0, job.find('_')); }
-
-// One array to submit: runs with the same dependencies (in this submission and outside it) and resources.
-struct Group {
-  std::vector<const DispatchItem*> items;
-  std::vector<std::string> deps_inside;    // run ids submitted earlier in this dispatch
-  std::vector<std::string> deps_outside;   // Slurm jobs of active runs ("<array>_<task>")
-  RunResources res;
-};
 
 int gpus_from_tres(const std::string& tres) {
   auto p = tres.find("gres/gpu=");
@@ -164,161 +153,162 @@ std::vector<JobAccount> SlurmBackend::accounts() {
   return out;
 }
 
+// What every array of one dispatch shares: where things go and the template.
+struct SubmitContext {
+  std::string workspace, binary, slurm_dir, output_pattern, tmpl, exp_path, exp_name;
+  ExperimentResources xres;
+};
+
+namespace {
+
+SubmitContext submit_context(const DispatchOptions& o, const Experiment& exp) {
+  SubmitContext c;
+  c.xres = experiment_resources(exp);
+  c.exp_path = exp.path;
+  c.exp_name = exp.name;
+  c.workspace = fs::absolute(o.workspace).lexically_normal().string();
+  check_slurm_path(c.workspace, "--workspace");
+  c.binary = fs::absolute(o.binary.empty() ? fs::read_symlink("/proc/self/exe").string() : o.binary).string();
+  const WorkspaceLayout layout(c.workspace);
+  c.slurm_dir = layout.slurm_dir();
+  c.output_pattern = layout.slurm_output_pattern();
+  fs::create_directories(layout.slurm_dir());
+  fs::create_directories(layout.logs_dir());
+  c.tmpl = slurm_job_template();
+  if (!c.xres.template_path.empty()) {
+    std::ifstream in(c.xres.template_path);
+    if (!in) throw InputError(exp.path, "resources.template", c.xres.template_path, "cannot read the job template");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    c.tmpl = ss.str();
+  }
+  return c;
+}
+
+// From the store: the Slurm tasks of dependencies outside the dispatch, and the runs that ran out of memory.
+GroupingInput grouping_input(const std::vector<DispatchItem>& items, Store& store, const ExperimentResources& xres) {
+  GroupingInput in;
+  in.oom_mem_factor = xres.oom_mem_factor;
+  for (const auto& a : store.job_accounts())  // sacct's state, recorded as accounting rows
+    if (choice_from<BackendKind>(a.backend) == BackendKind::kSlurm && a.state.rfind("OUT_OF_MEMORY", 0) == 0) ++in.oom_ends[a.run_id];
+  std::set<std::string> in_set;
+  for (const auto& it : items) in_set.insert(it.run.id);
+  auto progress = store.progress();
+  for (const auto& it : items)
+    for (const auto& dep : it.run.depends_on) {
+      if (in_set.count(dep) || in.outside_tasks.count(dep)) continue;
+      auto rec = store.run(dep);
+      const RunProgress& p = progress[dep];
+      if (rec && run_state::is_active(rec->state) && choice_from<BackendKind>(p.backend) == BackendKind::kSlurm &&
+          p.job.rfind(kPendingSubmission, 0) != 0)
+        in.outside_tasks[dep] = p.job;
+    }
+  return in;
+}
+
+// The compare-and-set of an array's runs to queued under the placeholder job `kPendingSubmission + base`. Runs whose
+// dependency inside this dispatch was not submitted, or whose state changed meanwhile, go to `skipped`. Returns the
+// runs now the array's.
+std::vector<std::string> take_runs(const ArrayGroup& g, const std::string& base, const std::map<std::string, std::string>& task_of,
+                                   Store& store, const std::string& exp_path, std::vector<std::string>& skipped) {
+  const bool missing = std::any_of(g.deps_inside.begin(), g.deps_inside.end(),
+                                   [&](const std::string& d) { return !task_of.count(d); });
+  std::vector<Store::Dispatch> cas;
+  for (const auto* it : g.items) {
+    if (!safe_word(it->run.id)) throw InputError(exp_path, "run id", it->run.id, "not safe for a job script");
+    if (missing) skipped.push_back(it->run.id); else cas.push_back({it->run.id, it->recorded_state, kPendingSubmission + base});
+  }
+  if (cas.empty()) return {};
+  const auto accepted = store.dispatch_runs(cas, choice_name(BackendKind::kSlurm));
+  std::set<std::string> ok(accepted.begin(), accepted.end());
+  std::vector<std::string> ids;
+  for (const auto& c : cas) (ok.count(c.run_id) ? ids : skipped).push_back(c.run_id);
+  return ids;
+}
+
+// The sbatch arguments of an array: its dependencies (afterok on every task it waits for), script and arguments.
+std::vector<std::string> sbatch_args(const ArrayGroup& g, const std::map<std::string, std::string>& task_of,
+                                     const SubmitContext& c, const std::string& script, const std::string& manifest) {
+  std::set<std::string> after(g.deps_outside.begin(), g.deps_outside.end());
+  for (const auto& d : g.deps_inside) after.insert(task_of.at(d));
+  std::vector<std::string> args{"sbatch", "--parsable", "--output=" + c.output_pattern};
+  if (!after.empty()) {
+    std::string d = "--dependency=afterok";
+    for (const auto& a : after) d += ":" + a;
+    args.push_back(d);
+  }
+  args.insert(args.end(), {script, c.binary, c.workspace, manifest});
+  return args;
+}
+
+}  // namespace
+
+int SlurmBackend::max_array_size() {
+  if (max_array_size_ > 0) return max_array_size_;
+  max_array_size_ = 1001;  // Slurm's default
+  CommandResult r = run_command({"scontrol", "show", "config"});
+  std::stringstream ss(r.out);
+  for (std::string line; r.rc == 0 && std::getline(ss, line);)
+    if (line.rfind("MaxArraySize", 0) == 0) {
+      const auto eq = line.find('=');
+      const int v = eq == std::string::npos ? 0 : std::atoi(line.c_str() + eq + 1);
+      if (v > 0) max_array_size_ = v;
+    }
+  return max_array_size_;
+}
+
+void SlurmBackend::submit_array(const ArrayGroup& g, const std::string& base, const SubmitContext& c, Store& store,
+                                std::map<std::string, std::string>& task_of, DispatchResult& out) {
+  const std::vector<std::string> ids = take_runs(g, base, task_of, store, c.exp_path, out.skipped);
+  if (ids.empty()) return;
+  const std::string manifest = fs::path(c.slurm_dir) / (base + ".manifest");
+  const std::string job_name = "orch-" + sanitize(c.exp_name) + "-" + base;
+  JobScriptSpec spec;
+  spec.runs_per_task = std::max(1, g.res.runs_per_gpu);
+  std::string text;
+  for (size_t i = 0; i < ids.size(); ++i)
+    text += ids[i] + ((i + 1) % spec.runs_per_task == 0 || i + 1 == ids.size() ? "\n" : " ");
+  write_file_atomically(manifest, text);
+  write_file_atomically(manifest + ".jobname", job_name + "\n");
+  spec.job_name = job_name;
+  spec.comment = base;
+  spec.time = array_time_limit(g, o_.estimated_time_limit, c.exp_path);
+  spec.tasks = static_cast<int>((ids.size() + spec.runs_per_task - 1) / spec.runs_per_task);
+  spec.res = g.res;
+  spec.array_throttle = c.xres.array_throttle;
+  spec.signal_seconds = c.xres.signal_seconds;
+  spec.max_attempts = c.xres.max_attempts;
+  const std::string script_path = fs::path(c.slurm_dir) / (base + ".sbatch");
+  write_file_atomically(script_path, render_job_script(c.tmpl, spec));
+  CommandResult r = run_command(sbatch_args(g, task_of, c, script_path, manifest));
+  std::string job = r.out.substr(0, r.out.find_first_of(";\n"));
+  const std::string slurm = choice_name(BackendKind::kSlurm);
+  if (r.rc != 0 || !safe_word(job)) {
+    store.transition_runs(ids, {run_state::kQueued}, run_state::kFailed);  // nothing was queued for them
+    for (const auto& id : ids) store.replace_jobs({{id, kFailedSubmission + base}}, kPendingSubmission + base, slurm);
+    throw Error("sbatch " + script_path + " failed (exit " + std::to_string(r.rc) + "): " + r.err + r.out);
+  }
+  std::vector<std::pair<std::string, std::string>> jobs;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const std::string task = job + "_" + std::to_string(static_cast<int>(i) / spec.runs_per_task);
+    jobs.push_back({ids[i], task});
+    task_of[ids[i]] = task;
+  }
+  store.replace_jobs(jobs, kPendingSubmission + base, slurm);
+  out.jobs.push_back(job);
+  out.dispatched += static_cast<int>(ids.size());
+}
+
 DispatchResult SlurmBackend::dispatch(const std::vector<DispatchItem>& items, Store& store, const Experiment& exp) {
   DispatchResult out;
   if (items.empty()) return out;
-  const ExperimentResources xres = experiment_resources(exp);
-  const std::string ws = fs::absolute(o_.workspace).lexically_normal().string();
-  check_slurm_path(ws, "--workspace");
-  const std::string bin = fs::absolute(o_.binary.empty() ? fs::read_symlink("/proc/self/exe").string() : o_.binary).string();
-  const WorkspaceLayout layout(ws);
-  fs::create_directories(layout.slurm_dir());
-  fs::create_directories(layout.logs_dir());
-  std::string tmpl = slurm_job_template();
-  if (!xres.template_path.empty()) {
-    std::ifstream in(xres.template_path);
-    if (!in) throw InputError(exp.path, "resources.template", xres.template_path, "cannot read the job template");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    tmpl = ss.str();
-  }
-
-  // Groups by exact dependencies and resources, in an order where what a group needs was submitted before it.
-  std::map<std::string, const DispatchItem*> in_set;
-  for (const auto& it : items) in_set[it.run.id] = &it;
-  auto progress = store.progress();
-  std::map<std::string, Group> groups;
-  std::vector<std::string> group_order;
-  std::map<std::string, int> depth;
-  std::function<int(const std::string&)> depth_of = [&](const std::string& id) -> int {
-    if (auto d = depth.find(id); d != depth.end()) return d->second;
-    int d = 0;
-    for (const auto& dep : in_set.at(id)->run.depends_on)
-      if (in_set.count(dep)) d = std::max(d, depth_of(dep) + 1);
-    return depth[id] = d;
-  };
-  // Runs that ended OUT_OF_MEMORY before (sacct's state, recorded as accounting rows) ask for more memory.
-  std::map<std::string, int> oom_ends;
-  for (const auto& a : store.job_accounts())
-    if (choice_from<BackendKind>(a.backend) == BackendKind::kSlurm && a.state.rfind("OUT_OF_MEMORY", 0) == 0) ++oom_ends[a.run_id];
-  for (const auto& it : items) {
-    Group g;
-    g.res = *it.run.resources;
-    if (auto o = oom_ends.find(it.run.id); o != oom_ends.end())
-      g.res.mem = raised_mem(g.res.mem, xres.oom_mem_factor, o->second);
-    for (const auto& dep : it.run.depends_on) {
-      if (in_set.count(dep)) {
-        g.deps_inside.push_back(dep);
-        continue;
-      }
-      auto rec = store.run(dep);
-      const RunProgress& p = progress[dep];
-      if (rec && run_state::is_active(rec->state) && choice_from<BackendKind>(p.backend) == BackendKind::kSlurm && p.job.rfind(kPendingSubmission, 0) != 0)
-        g.deps_outside.push_back(p.job);
-    }
-    std::sort(g.deps_inside.begin(), g.deps_inside.end());
-    std::sort(g.deps_outside.begin(), g.deps_outside.end());
-    std::string key = std::to_string(depth_of(it.run.id)) + "#" + g.res.key() + "#";
-    for (const auto& d : g.deps_inside) key += d + ",";
-    key += "#";
-    for (const auto& d : g.deps_outside) key += d + ",";
-    auto [gi, fresh] = groups.emplace(key, g);
-    if (fresh) group_order.push_back(key);
-    gi->second.items.push_back(&it);
-  }
-  std::stable_sort(group_order.begin(), group_order.end(),
-                   [&](const std::string& a, const std::string& b) { return std::stoi(a) < std::stoi(b); });
-
+  const SubmitContext c = submit_context(o_, exp);
+  GroupingInput in = grouping_input(items, store, c.xres);
+  in.max_array_size = max_array_size();
   const std::string st = stamp();
   std::map<std::string, std::string> task_of;  // run id -> "<job>_<task>" submitted in this dispatch
-  int group_no = 0;
-  for (const auto& key : group_order) {
-    Group& g = groups[key];
-    const std::string base = st + "-g" + std::to_string(group_no++);
-    const std::string manifest = fs::path(layout.slurm_dir()) / (base + ".manifest");
-    const std::string job_name = "orch-" + sanitize(exp.name) + "-" + base;
-    // What this group waits for: tasks of this dispatch (a dependency left out of it leaves its dependents out too).
-    std::set<std::string> after(g.deps_outside.begin(), g.deps_outside.end());
-    bool missing = false;
-    for (const auto& d : g.deps_inside) {
-      auto t = task_of.find(d);
-      if (t == task_of.end()) missing = true; else after.insert(t->second);
-    }
-    std::vector<Store::Dispatch> cas;
-    for (const auto* it : g.items) {
-      if (!safe_word(it->run.id)) throw InputError(exp.path, "run id", it->run.id, "not safe for a job script");
-      if (missing) out.skipped.push_back(it->run.id); else cas.push_back({it->run.id, it->recorded_state, kPendingSubmission + base});
-    }
-    if (cas.empty()) continue;
-    const auto accepted = store.dispatch_runs(cas, "slurm");
-    std::set<std::string> ok(accepted.begin(), accepted.end());
-    std::vector<std::string> ids;
-    for (const auto& c : cas) (ok.count(c.run_id) ? ids : out.skipped).push_back(c.run_id);
-    if (ids.empty()) continue;
-    const int per_task = std::max(1, g.res.runs_per_gpu);
-    std::string text;
-    std::vector<int> task_index;  // per id
-    for (size_t i = 0; i < ids.size(); ++i) {
-      text += ids[i] + ((i + 1) % per_task == 0 || i + 1 == ids.size() ? "\n" : " ");
-      task_index.push_back(static_cast<int>(i) / per_task);
-    }
-    const int tasks = task_index.back() + 1;
-    write_file_atomically(manifest, text);
-    write_file_atomically(manifest + ".jobname", job_name + "\n");
-    const RunResources& res = g.res;
-    std::string opt;
-    if (!res.partition.empty()) opt += "#SBATCH --partition=" + res.partition + "\n";
-    if (!res.mem.empty()) opt += "#SBATCH --mem=" + res.mem + "\n";
-    std::string time = res.time;
-    if (time == "auto") {
-      for (const auto* it : g.items) {  // the longest estimate of the group
-        const std::string t = o_.estimated_time_limit ? o_.estimated_time_limit(it->run) : "";
-        if (t.empty())
-          throw InputError(exp.path, "resources.time", "auto",
-                           it->run.id + " has no estimate yet: finish a run of its network or run orchestrator calibrate EXP");
-        time = time == "auto" || t.size() > time.size() || (t.size() == time.size() && t > time) ? t : time;
-      }
-    }
-    if (!time.empty()) opt += "#SBATCH --time=" + time + "\n";
-    if (res.gpus > 0) opt += "#SBATCH --gres=gpu:" + std::to_string(res.gpus) + "\n";
-    if (!res.constraint.empty()) opt += "#SBATCH --constraint=" + res.constraint + "\n";
-    std::string script = tmpl;
-    replace_all(script, "@JOB_NAME@", job_name);
-    replace_all(script, "@COMMENT@", base);
-    replace_all(script, "@ARRAY@", "0-" + std::to_string(tasks - 1) + "%" + std::to_string(xres.array_throttle));
-    replace_all(script, "@SIGNAL@", std::string(res.ranks == 1 ? "B:USR1@" : "USR1@") + std::to_string(xres.signal_seconds));
-    replace_all(script, "@RANKS@", std::to_string(res.ranks));
-    replace_all(script, "@CPUS@", std::to_string(res.cpus * per_task));
-    replace_all(script, "@OPTIONAL_LINES@\n", opt);
-    replace_all(script, "@LAUNCH@", res.ranks == 1 ? "exec" : "exec srun");  // user templates of earlier versions
-    replace_all(script, "@MAX_ATTEMPTS@", std::to_string(xres.max_attempts));
-    replace_all(script, "@WORKER_ARGS@", " --threads " + std::to_string(res.cpus));
-    const std::string script_path = fs::path(layout.slurm_dir()) / (base + ".sbatch");
-    write_file_atomically(script_path, script);
-    std::vector<std::string> args{"sbatch", "--parsable", "--output=" + layout.slurm_output_pattern()};
-    if (!after.empty()) {
-      std::string d = "--dependency=afterok";
-      for (const auto& a : after) d += ":" + a;
-      args.push_back(d);
-    }
-    args.insert(args.end(), {script_path, bin, ws, manifest});
-    CommandResult r = run_command(args);
-    std::string job = r.out.substr(0, r.out.find_first_of(";\n"));
-    if (r.rc != 0 || !safe_word(job)) {
-      store.transition_runs(ids, {run_state::kQueued}, run_state::kFailed);  // nothing was queued for them
-      for (const auto& id : ids) store.replace_jobs({{id, kFailedSubmission + base}}, kPendingSubmission + base, "slurm");
-      throw Error("sbatch " + script_path + " failed (exit " + std::to_string(r.rc) + "): " + r.err + r.out);
-    }
-    std::vector<std::pair<std::string, std::string>> jobs;
-    for (size_t i = 0; i < ids.size(); ++i) {
-      const std::string task = job + "_" + std::to_string(task_index[i]);
-      jobs.push_back({ids[i], task});
-      task_of[ids[i]] = task;
-    }
-    store.replace_jobs(jobs, kPendingSubmission + base, "slurm");
-    out.jobs.push_back(job);
-    out.dispatched += static_cast<int>(ids.size());
-  }
+  int n = 0;
+  for (const ArrayGroup& g : group_into_arrays(items, in)) submit_array(g, st + "-g" + std::to_string(n++), c, store, task_of, out);
   return out;
 }
 

@@ -26,6 +26,9 @@
 
 namespace orch::scheduler {
 
+struct ArrayGroup;     // scheduler/slurm_arrays.h
+struct SubmitContext;  // slurm_backend.cpp
+
 class SlurmBackend : public Backend {
  public:
   explicit SlurmBackend(DispatchOptions options);
@@ -38,8 +41,14 @@ class SlurmBackend : public Backend {
   bool accounting_open(const std::string& job, const JobAccount* newest) const override;
 
  private:
+  // Slurm's MaxArraySize (`scontrol show config`; 1001, its default, when it cannot be read), asked once.
+  int max_array_size();
+  // One array: its runs taken by compare-and-set, its manifest and script, sbatch, and the tasks recorded.
+  void submit_array(const ArrayGroup& g, const std::string& base, const SubmitContext& c, Store& store,
+                    std::map<std::string, std::string>& task_of, DispatchResult& out);
   DispatchOptions o_;
   std::vector<JobAccount> accounts_;
+  int max_array_size_ = 0;
 };
 
 // The placeholder job id recorded for a manifest's runs before sbatch returns, and what it becomes when sbatch

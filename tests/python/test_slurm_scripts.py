@@ -24,6 +24,11 @@ import json, os, sys
 with open(os.path.join(os.environ["FAKE_SLURM_DIR"], os.path.basename(sys.argv[0]) + ".log"), "a") as f:
     f.write(json.dumps(sys.argv[1:]) + "\n")
 '''
+# scontrol: records what it is asked; `show config` answers MaxArraySize from FAKE_MAX_ARRAY_SIZE when set.
+FAKE_SCONTROL = FAKE_RECORDER + r'''
+if sys.argv[1:] == ["show", "config"] and os.environ.get("FAKE_MAX_ARRAY_SIZE"):
+    print("MaxArraySize            = " + os.environ["FAKE_MAX_ARRAY_SIZE"])
+'''
 # Stands in for the orchestrator binary inside the job script: records its arguments, exits with the code the
 # test asks for per run id.
 FAKE_ORCHESTRATOR = r'''#!/usr/bin/python3
@@ -75,11 +80,18 @@ def fake_slurm(tmp):
     os.makedirs(state)
     tool(os.path.join(bin_dir, "sbatch"), FAKE_SBATCH)
     tool(os.path.join(bin_dir, "sacct"), FAKE_SACCT)
-    for name in ("squeue", "scancel", "scontrol"):
+    for name in ("squeue", "scancel"):
         tool(os.path.join(bin_dir, name), FAKE_RECORDER)
+    tool(os.path.join(bin_dir, "scontrol"), FAKE_SCONTROL)
     tool(os.path.join(bin_dir, "fake-orchestrator"), FAKE_ORCHESTRATOR)
     env = dict(os.environ, PATH=bin_dir + ":" + os.environ["PATH"], FAKE_SLURM_DIR=state)
     return env, state, os.path.join(bin_dir, "fake-orchestrator")
+
+
+def scontrol_requeues(state):
+    """The `scontrol requeue` calls the fake recorded (submit also asks `scontrol show config`)."""
+    log = os.path.join(state, "scontrol.log")
+    return [c for c in map(json.loads, open(log)) if c[:1] == ["requeue"]] if os.path.exists(log) else []
 
 
 def experiment(tmp, ws, networks=("hybridgnet",), seeds=(1,), resources=None, datasets=None):
@@ -198,7 +210,7 @@ def test_runs_packed_on_one_gpu_each_get_a_worker_and_requeue_together():
         first = lines[0].split()[0]
         r, _ = run_task(call, 0, env, fake_bin, exit_codes={first: 75})
         assert r.returncode == 75, (r.returncode, r.stderr)
-        requeues = [json.loads(l) for l in open(os.path.join(state, "scontrol.log"))]
+        requeues = scontrol_requeues(state)
         assert requeues == [["requeue", call["job"] + "_0"]], requeues
         assert len(worker_calls(state)) == 2
         # The single-run task of the same array runs one worker, which requeues itself.
@@ -216,8 +228,7 @@ def test_a_worker_killed_by_sigkill_is_retried_up_to_max_attempts():
         submit(experiment(tmp, ws, resources={"max_attempts": 2}), env)
         (call,) = calls(state)
         (run_id,) = open(call["argv"][-1]).read().split()
-        log = os.path.join(state, "scontrol.log")
-        requeues = lambda: [json.loads(l) for l in open(log)] if os.path.exists(log) else []  # noqa: E731
+        requeues = lambda: scontrol_requeues(state)  # noqa: E731
         r, _ = run_task(call, 0, env, fake_bin, exit_codes={run_id: 137})
         assert r.returncode == 75 and "retried (attempt 2 of 2)" in r.stderr, (r.returncode, r.stderr)
         assert requeues() == [["requeue", call["job"] + "_0"]], requeues()
@@ -255,6 +266,23 @@ def test_a_run_that_ran_out_of_memory_asks_for_more_when_dispatched_again():
             for run_id in open(call["argv"][-1]).read().split():
                 mem[run_id] = [l for l in script.splitlines() if l.startswith("#SBATCH --mem=")]
         assert mem == {oom: ["#SBATCH --mem=6144M"], other: ["#SBATCH --mem=4G"]}, mem
+
+
+def test_an_array_larger_than_max_array_size_is_cut():
+    """Slurm refuses an array with more tasks than its MaxArraySize (`scontrol show config`): five runs of one
+    shape under MaxArraySize 2 go as three arrays of at most two tasks, every run in exactly one."""
+    with scratch() as tmp:
+        env, state, _ = fake_slurm(tmp)
+        env["FAKE_MAX_ARRAY_SIZE"] = "2"
+        ws = os.path.join(tmp, "ws")
+        submit(experiment(tmp, ws, seeds=(1, 2, 3, 4, 5)), env)
+        arrays = [open(c["argv"][-1]).read().split() for c in calls(state)]
+        assert sorted(len(a) for a in arrays) == [1, 2, 2], arrays
+        assert len({r for a in arrays for r in a}) == 5, arrays
+        for c in calls(state):
+            script = next(a for a in c["argv"] if a.endswith(".sbatch"))
+            tasks = len(open(c["argv"][-1]).read().splitlines())
+            assert f"#SBATCH --array=0-{tasks - 1}%" in open(script).read()
 
 
 def test_each_array_depends_only_on_the_tasks_its_runs_need():
@@ -372,5 +400,6 @@ if __name__ == "__main__":
          test_a_worker_killed_by_sigkill_is_retried_up_to_max_attempts,
          test_a_run_that_ran_out_of_memory_asks_for_more_when_dispatched_again,
          test_each_array_depends_only_on_the_tasks_its_runs_need,
+         test_an_array_larger_than_max_array_size_is_cut,
          test_a_submission_that_died_after_sbatch_is_reconciled_not_repeated,
          test_time_auto_asks_for_the_estimate_times_the_margin])

@@ -1,0 +1,123 @@
+#include "scheduler/slurm_arrays.h"
+
+#include <algorithm>
+#include <set>
+
+#include "core/errors.h"
+#include "scheduler/retry.h"
+
+namespace orch::scheduler {
+
+namespace {
+
+void replace_all(std::string& s, const std::string& from, const std::string& to) {
+  for (size_t p = 0; (p = s.find(from, p)) != std::string::npos; p += to.size()) s.replace(p, from.size(), to);
+}
+
+// Each run's depth: 0 without a dependency inside the dispatch, else one more than its deepest such dependency.
+std::map<std::string, int> depths(const std::vector<DispatchItem>& items) {
+  std::map<std::string, const DispatchItem*> in_set;
+  for (const auto& it : items) in_set[it.run.id] = &it;
+  std::map<std::string, int> depth;
+  std::function<int(const std::string&)> depth_of = [&](const std::string& id) -> int {
+    if (auto d = depth.find(id); d != depth.end()) return d->second;
+    int d = 0;
+    for (const auto& dep : in_set.at(id)->run.depends_on)
+      if (in_set.count(dep)) d = std::max(d, depth_of(dep) + 1);
+    return depth[id] = d;
+  };
+  for (const auto& it : items) depth_of(it.run.id);
+  return depth;
+}
+
+ArrayGroup group_of(const DispatchItem& it, const std::set<std::string>& in_set, const GroupingInput& input) {
+  ArrayGroup g;
+  g.res = *it.run.resources;
+  if (auto o = input.oom_ends.find(it.run.id); o != input.oom_ends.end())
+    g.res.mem = raised_mem(g.res.mem, input.oom_mem_factor, o->second);
+  for (const auto& dep : it.run.depends_on) {
+    if (in_set.count(dep)) g.deps_inside.push_back(dep);
+    else if (auto t = input.outside_tasks.find(dep); t != input.outside_tasks.end()) g.deps_outside.push_back(t->second);
+  }
+  std::sort(g.deps_inside.begin(), g.deps_inside.end());
+  std::sort(g.deps_outside.begin(), g.deps_outside.end());
+  return g;
+}
+
+std::string key_of(int depth, const ArrayGroup& g) {
+  std::string key = std::to_string(depth) + "#" + g.res.key() + "#";
+  for (const auto& d : g.deps_inside) key += d + ",";
+  key += "#";
+  for (const auto& d : g.deps_outside) key += d + ",";
+  return key;
+}
+
+}  // namespace
+
+std::vector<ArrayGroup> group_into_arrays(const std::vector<DispatchItem>& items, const GroupingInput& input) {
+  std::set<std::string> in_set;
+  for (const auto& it : items) in_set.insert(it.run.id);
+  const auto depth = depths(items);
+  std::map<std::string, ArrayGroup> groups;
+  std::vector<std::pair<int, std::string>> order;  // (depth, key), in first-seen order
+  for (const auto& it : items) {
+    ArrayGroup g = group_of(it, in_set, input);
+    const int d = depth.at(it.run.id);
+    const std::string key = key_of(d, g);
+    auto [gi, fresh] = groups.emplace(key, std::move(g));
+    if (fresh) order.emplace_back(d, key);
+    gi->second.items.push_back(&it);
+  }
+  std::stable_sort(order.begin(), order.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<ArrayGroup> out;
+  const size_t max_tasks = static_cast<size_t>(std::max(1, input.max_array_size));
+  for (const auto& [d, key] : order) {
+    const ArrayGroup& g = groups.at(key);
+    const size_t per_array = max_tasks * static_cast<size_t>(std::max(1, g.res.runs_per_gpu));
+    for (size_t start = 0; start < g.items.size(); start += per_array) {
+      ArrayGroup part = g;
+      part.items.assign(g.items.begin() + static_cast<std::ptrdiff_t>(start),
+                        g.items.begin() + static_cast<std::ptrdiff_t>(std::min(g.items.size(), start + per_array)));
+      out.push_back(std::move(part));
+    }
+  }
+  return out;
+}
+
+std::string array_time_limit(const ArrayGroup& g, const std::function<std::string(const PlannedRun&)>& estimate,
+                             const std::string& exp_path) {
+  if (g.res.time != "auto") return g.res.time;
+  std::string time;
+  for (const auto* it : g.items) {  // the longest estimate of the group ("D-HH:MM:SS" compares by length, then text)
+    const std::string t = estimate ? estimate(it->run) : "";
+    if (t.empty())
+      throw InputError(exp_path, "resources.time", "auto",
+                       it->run.id + " has no estimate yet: finish a run of its network or run orchestrator calibrate EXP");
+    if (time.empty() || t.size() > time.size() || (t.size() == time.size() && t > time)) time = t;
+  }
+  return time;
+}
+
+std::string render_job_script(const std::string& tmpl, const JobScriptSpec& s) {
+  const RunResources& res = s.res;
+  std::string opt;
+  if (!res.partition.empty()) opt += "#SBATCH --partition=" + res.partition + "\n";
+  if (!res.mem.empty()) opt += "#SBATCH --mem=" + res.mem + "\n";
+  if (!s.time.empty()) opt += "#SBATCH --time=" + s.time + "\n";
+  if (res.gpus > 0) opt += "#SBATCH --gres=gpu:" + std::to_string(res.gpus) + "\n";
+  if (!res.constraint.empty()) opt += "#SBATCH --constraint=" + res.constraint + "\n";
+  std::string script = tmpl;
+  replace_all(script, "@JOB_NAME@", s.job_name);
+  replace_all(script, "@COMMENT@", s.comment);
+  replace_all(script, "@ARRAY@", "0-" + std::to_string(s.tasks - 1) + "%" + std::to_string(s.array_throttle));
+  replace_all(script, "@SIGNAL@", std::string(res.ranks == 1 ? "B:USR1@" : "USR1@") + std::to_string(s.signal_seconds));
+  replace_all(script, "@RANKS@", std::to_string(res.ranks));
+  replace_all(script, "@CPUS@", std::to_string(res.cpus * s.runs_per_task));
+  replace_all(script, "@OPTIONAL_LINES@\n", opt);
+  replace_all(script, "@LAUNCH@", res.ranks == 1 ? "exec" : "exec srun");  // user templates of earlier versions
+  replace_all(script, "@MAX_ATTEMPTS@", std::to_string(s.max_attempts));
+  replace_all(script, "@WORKER_ARGS@", " --threads " + std::to_string(res.cpus));
+  return script;
+}
+
+}  // namespace orch::scheduler
