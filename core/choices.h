@@ -91,6 +91,19 @@ template <> struct ChoiceTable<EmptyMask> {
   static constexpr std::array<std::pair<EmptyMask, const char*>, 3> values{
       {{EmptyMask::kWorst, "worst"}, {EmptyMask::kExclude, "exclude"}, {EmptyMask::kFail, "fail"}}};
 };
+// A claim (core/claims.h): one side beats the other, or the two are within a margin of each other.
+enum class ClaimKind { kBetter, kSimilar };
+// What the grid says of a claim or of one of its comparisons (report/claims.h).
+enum class Verdict { kSupported, kContradicted, kInconclusive, kNotEvaluated };
+template <> struct ChoiceTable<ClaimKind> {
+  static constexpr std::array<std::pair<ClaimKind, const char*>, 2> values{
+      {{ClaimKind::kBetter, "better"}, {ClaimKind::kSimilar, "similar"}}};
+};
+template <> struct ChoiceTable<Verdict> {
+  static constexpr std::array<std::pair<Verdict, const char*>, 4> values{
+      {{Verdict::kSupported, "supported"}, {Verdict::kContradicted, "contradicted"},
+       {Verdict::kInconclusive, "inconclusive"}, {Verdict::kNotEvaluated, "not evaluated"}}};
+};
 template <> struct ChoiceTable<MaskResampling> {
   static constexpr std::array<std::pair<MaskResampling, const char*>, 2> values{
       {{MaskResampling::kReference, "reference"}, {MaskResampling::kNearest, "nearest"}}};

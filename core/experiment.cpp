@@ -293,8 +293,9 @@ ReportSpec report_from_json(const json& j, const std::string& path) {
   Ctx c{path};
   const std::string w = "report";
   c.object(j, w);
-  c.only(j, w, {"formats", "median_metric", "hausdorff", "inference", "empty_mask", "figure_images"});
+  c.only(j, w, {"formats", "median_metric", "hausdorff", "inference", "empty_mask", "figure_images", "claims"});
   ReportSpec r;
+  if (j.contains("claims")) r.claims = claims_from_json(j["claims"], path, "report.claims");
   r.settings.median_metric = c.str(j, "median_metric", w, r.settings.median_metric);
   if (r.settings.median_metric != "dice" && r.settings.median_metric != "jaccard" && r.settings.median_metric != "hausdorff_mm")
     c.fail("report.median_metric", j["median_metric"], "expected dice, jaccard or hausdorff_mm");

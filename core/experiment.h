@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/choices.h"
+#include "core/claims.h"
 #include "core/organs.h"
 #include "core/synth/synth_dataset.h"
 
@@ -95,6 +96,7 @@ struct ReportSpec {
   std::vector<std::string> formats{"md", "csv", "tex", "html"};
   ReportSettings settings;
   int figure_images = 3;  // test images in the qualitative figure
+  std::vector<ClaimSpec> claims;  // the experiment's own claims, checked beside the paper's (core/claims.h)
 };
 
 // Overrides of a network on one data set ("networks": {"unet": {"datasets": {"jsrt_padchest": {...}}}}).

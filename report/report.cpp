@@ -93,6 +93,7 @@ Report make_report(const Experiment& exp, const std::vector<scheduler::PlannedRu
   }
   const std::vector<FigureFile> figures = o.figures ? draw_figures(exp, m, store, workspace, o, rep) : std::vector<FigureFile>{};
   rep.markdown = to_markdown(m, rep.warnings);
+  rep.claims = claims_summary(m);
   auto out = [&](const std::string& name) { return (fs::path(o.out_dir) / name).string(); };
   for (const auto& f : o.formats) {
     if (f == "md") {
@@ -101,8 +102,10 @@ Report make_report(const Experiment& exp, const std::vector<scheduler::PlannedRu
     } else if (f == "csv") {
       write_file_atomically(out("tables.csv"), to_csv(m));
       write_file_atomically(out("paper_comparison.csv"), to_paper_comparison_csv(m));
+      write_file_atomically(out("claims.csv"), to_claims_csv(m));
       rep.files.push_back(out("tables.csv"));
       rep.files.push_back(out("paper_comparison.csv"));
+      rep.files.push_back(out("claims.csv"));
     } else if (f == "tex") {
       write_file_atomically(out("tables.tex"), to_latex(m));
       rep.files.push_back(out("tables.tex"));

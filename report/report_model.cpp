@@ -1,5 +1,7 @@
 #include "report/report_model.h"
 
+#include "report/claims.h"
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -301,6 +303,7 @@ ReportModel build_report_model(const Experiment& exp, const std::vector<schedule
   }
   m.cost = costs(store, grid);
   m.runs = run_infos(store, grid, workspace, report_dir);
+  m.claims = evaluate_claims(paper_claims(), exp.report.claims, m, grid, store);
   return m;
 }
 

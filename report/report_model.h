@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "core/claims.h"
 #include "core/experiment.h"
 #include "models/catalogue.h"
 #include "scheduler/grid.h"
@@ -75,6 +76,23 @@ struct RunInfo {
   std::map<std::string, std::string> provenance;
 };
 
+// A claim checked on the grid (report/claims.h says how).
+struct ClaimComparison {
+  std::string dataset, metric, better, than;  // network ids
+  double effect = 0, lo = 0, hi = 0;          // all seeds: the advantage and its 95 % interval (NaN: not evaluated)
+  double median_effect = 0, p_value = 0;      // the median models (NaN when not tested)
+  int seeds_better = 0, seeds_than = 0, images = 0;
+  Verdict verdict = Verdict::kNotEvaluated;
+};
+
+struct CheckedClaim {
+  ClaimSpec spec;
+  bool from_paper = true;
+  std::vector<ClaimComparison> comparisons;
+  Verdict verdict = Verdict::kNotEvaluated;
+  int count(Verdict v) const;
+};
+
 struct ReportModel {
   std::string experiment;
   ReportSettings settings;
@@ -86,6 +104,7 @@ struct ReportModel {
   std::vector<RunInfo> runs;
   std::string paper_source;  // where the paper's values come from (the paper's own means are over its 3 runs)
   int seeds = 0;             // the grid's seeds: this report's means are over at most this many runs per cell
+  std::vector<CheckedClaim> claims;  // the paper's claims, then the experiment's own
 };
 
 ReportModel build_report_model(const Experiment& exp, const std::vector<scheduler::PlannedRun>& grid, Store& store,

@@ -124,6 +124,62 @@ std::string base64(const std::string& bytes) {
   return out;
 }
 
+std::string num(double v, int digits = 4) {
+  if (std::isnan(v)) return "–";
+  char b[32];
+  std::snprintf(b, sizeof b, "%.*f", digits, v);
+  return b;
+}
+
+std::string tally(const CheckedClaim& c) {
+  return std::to_string(c.count(Verdict::kSupported)) + " supported, " + std::to_string(c.count(Verdict::kContradicted)) +
+         " contradicted, " + std::to_string(c.count(Verdict::kInconclusive)) + " inconclusive, " +
+         std::to_string(c.count(Verdict::kNotEvaluated)) + " not evaluated";
+}
+
+const char* kClaimsMethod =
+    "Effect: the first network's advantage (positive favours the claim: higher Dice or Jaccard, lower Hausdorff or "
+    "inference time), the mean over all done seeds and test images, with a 95 % percentile bootstrap interval that "
+    "resamples seeds and test images (2000 resamples, seeded); median: the median models' mean per-image advantage "
+    "and the paired Wilcoxon p over test images. A \"better\" comparison is supported when its interval lies above "
+    "zero, contradicted when below; a \"similar\" one when its interval lies within the margin, contradicted when "
+    "wholly outside; else inconclusive (too few seeds or images).";
+
+void claims_markdown(std::ostringstream& md, const ReportModel& m) {
+  if (m.claims.empty()) return;
+  md << "\n### The paper's claims on this grid\n\n" << kClaimsMethod << "\n\n| Claim | Verdict | Comparisons | Source |\n|---|---|---|---|\n";
+  for (const auto& c : m.claims)
+    md << "| " << md_escape(c.spec.text) << (c.from_paper ? "" : " (this experiment's)") << " | **" << choice_name(c.verdict)
+       << "** | " << tally(c) << " | " << md_escape(c.spec.source) << " |\n";
+  md << "\n| Claim | Data set | Metric | Network | vs | Effect [95 % CI] | Median effect | p | seeds | images | Verdict |\n"
+     << "|---|---|---|---|---|---|---|---|---|---|---|\n";
+  for (const auto& c : m.claims)
+    for (const auto& x : c.comparisons)
+      md << "| " << md_escape(c.spec.id) << " | " << md_escape(x.dataset) << " | " << x.metric << " | " << md_escape(x.better)
+         << " | " << md_escape(x.than) << " | " << num(x.effect) << " [" << num(x.lo) << ", " << num(x.hi) << "] | "
+         << num(x.median_effect) << " | " << num(x.p_value) << " | " << x.seeds_better << "/" << x.seeds_than << " | "
+         << x.images << " | " << choice_name(x.verdict) << " |\n";
+}
+
+void claims_html(std::ostringstream& h, const ReportModel& m) {
+  if (m.claims.empty()) return;
+  h << "<h2>The paper's claims on this grid</h2>\n<p class=\"caption\">" << html_escape(kClaimsMethod)
+    << "</p>\n<table class=\"claims\"><tr><th>Claim</th><th>Verdict</th><th>Comparisons</th><th>Source</th></tr>\n";
+  for (const auto& c : m.claims)
+    h << "<tr><td>" << html_escape(c.spec.text) << (c.from_paper ? "" : " (this experiment's)") << "</td><td class=\"verdict\"><b>"
+      << choice_name(c.verdict) << "</b></td><td>" << tally(c) << "</td><td>" << html_escape(c.spec.source) << "</td></tr>\n";
+  h << "</table>\n<details><summary>Every comparison</summary><table class=\"claim-comparisons\"><tr><th>Claim</th>"
+       "<th>Data set</th><th>Metric</th><th>Network</th><th>vs</th><th>Effect [95 % CI]</th><th>Median effect</th><th>p</th>"
+       "<th>seeds</th><th>images</th><th>Verdict</th></tr>\n";
+  for (const auto& c : m.claims)
+    for (const auto& x : c.comparisons)
+      h << "<tr><td>" << html_escape(c.spec.id) << "</td><td>" << html_escape(x.dataset) << "</td><td>" << x.metric << "</td><td>"
+        << html_escape(x.better) << "</td><td>" << html_escape(x.than) << "</td><td>" << num(x.effect) << " [" << num(x.lo)
+        << ", " << num(x.hi) << "]</td><td>" << num(x.median_effect) << "</td><td>" << num(x.p_value) << "</td><td>"
+        << x.seeds_better << "/" << x.seeds_than << "</td><td>" << x.images << "</td><td>" << choice_name(x.verdict) << "</td></tr>\n";
+  h << "</table></details>\n";
+}
+
 std::string hours(double h) {
   char b[32];
   std::snprintf(b, sizeof b, h < 10 ? "%.2f" : "%.1f", h);
@@ -167,6 +223,7 @@ std::string to_markdown(const ReportModel& m, const std::vector<std::string>& wa
   }
   for (const auto& n : m.notes) md << "- note: " << md_escape(n) << "\n";
   for (const auto& w : warnings) md << "- warning: " << md_escape(w) << "\n";
+  claims_markdown(md, m);
   if (!m.cost.empty()) {
     md << "\n### Cost per network\n\n| Network | runs | attempts | wall h | GPU h | lost h (failed, requeued, killed) | Slurm GPU h (sacct) |\n"
        << "|---|---|---|---|---|---|---|\n";
@@ -176,6 +233,30 @@ std::string to_markdown(const ReportModel& m, const std::vector<std::string>& wa
     md << "\n";
   }
   return md.str();
+}
+
+std::string to_claims_csv(const ReportModel& m) {
+  std::ostringstream csv;
+  csv << "claim,source,kind,claim_verdict,dataset,metric,better,than,effect,lo,hi,median_effect,p_value,seeds_better,"
+         "seeds_than,images,verdict\n";
+  auto v = [](double x) { return std::isnan(x) ? std::string() : num(x, 6); };
+  for (const auto& c : m.claims)
+    for (const auto& x : c.comparisons)
+      csv << c.spec.id << "," << (c.from_paper ? "paper" : "experiment") << "," << choice_name(c.spec.kind) << ","
+          << choice_name(c.verdict) << "," << x.dataset << "," << x.metric << "," << x.better << "," << x.than << ","
+          << v(x.effect) << "," << v(x.lo) << "," << v(x.hi) << "," << v(x.median_effect) << "," << v(x.p_value) << ","
+          << x.seeds_better << "," << x.seeds_than << "," << x.images << "," << choice_name(x.verdict) << "\n";
+  return csv.str();
+}
+
+std::string claims_summary(const ReportModel& m) {
+  std::string out;
+  for (const auto& c : m.claims) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%-14s", choice_name(c.verdict));
+    out += std::string("  ") + b + c.spec.id + (c.from_paper ? "" : " (yours)") + ": " + tally(c) + "\n";
+  }
+  return out;
 }
 
 std::string to_csv(const ReportModel& m) {
@@ -277,6 +358,7 @@ std::string to_html(const ReportModel& m, const std::vector<FigureFile>& figures
     h << "<h2>" << html_escape(f.title) << "</h2>\n<img alt=\"" << html_escape(f.title) << "\" src=\"data:image/png;base64,"
       << base64(bytes) << "\">\n";
   }
+  claims_html(h, m);
   if (!m.cost.empty()) {
     h << "<h2>Cost per network</h2>\n<table class=\"cost\"><tr><th>Network</th><th>runs</th><th>attempts</th><th>wall h</th>"
          "<th>GPU h</th><th>lost h</th><th>Slurm GPU h (sacct)</th></tr>\n";

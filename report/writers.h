@@ -27,6 +27,11 @@ std::string to_csv(const ReportModel& m);
 // table,dataset,model,organ,metric,mean,paper,difference
 std::string to_paper_comparison_csv(const ReportModel& m);
 std::string to_latex(const ReportModel& m);
+// One row per claim comparison: claim,source,kind,verdict_of_claim,dataset,metric,better,than,effect,lo,hi,
+// median_effect,p_value,seeds_better,seeds_than,images,verdict
+std::string to_claims_csv(const ReportModel& m);
+// The claims' verdicts, one line each ("supported  ours_beats_the_baselines: 18 of 18 comparisons ..."), as `run` prints.
+std::string claims_summary(const ReportModel& m);
 // One file: PNGs embedded as data URIs (read from `figures`), links to run logs relative to the report folder.
 std::string to_html(const ReportModel& m, const std::vector<FigureFile>& figures, const std::vector<std::string>& warnings);
 
