@@ -99,21 +99,12 @@ void PrepareOptions::validate() const {
   if (map_deflate < 0 || map_deflate > 9) throw InputError("", "--compress-maps", std::to_string(map_deflate), "expected 0 to 9");
 }
 
-PrepareSummary prepare_dataset(const PrepareOptions& opt) {
-  auto t0 = std::chrono::steady_clock::now();
-  opt.validate();
-  if (!opt.overwrite && fs::exists(opt.out))
-    throw InputError(opt.out, "--out", opt.out, "output already exists (remove it, or pass --force to replace it)");
+namespace {
 
-  // 1. Images by id.
-  std::map<std::string, ImageRef> images;
-  scan(opt.images, Source::kFramed, "--images", ".png", images);
-  scan(opt.raw_jsrt, Source::kJsrt, "--raw-jsrt", ".img", images);
-  scan(opt.raw_png, Source::kRawPng, "--raw-png", ".png", images);
-
-  // 2. Which samples, in which split.
+// 2. Which samples, in which split: the split lists (every id needs an image) or a seeded split of the images.
+std::map<std::string, Split> choose_split(const PrepareOptions& opt, const std::map<std::string, ImageRef>& images,
+                                          PrepareSummary& sum) {
   std::map<std::string, Split> split;
-  PrepareSummary sum;
   if (!opt.splits.empty()) {
     split = read_split_dirs(opt.splits);
     if (!opt.blank_images) {
@@ -138,108 +129,93 @@ PrepareSummary prepare_dataset(const PrepareOptions& opt) {
     split = seeded_split(ids, *opt.split_seed);
   }
   if (split.empty()) throw InputError("", "--splits", "", "the split lists are empty");
-  std::vector<std::string> ids;
-  for (const auto& [id, s] : split) ids.push_back(id);  // std::map: sorted
+  return split;
+}
 
-  // 3. Kind and landmarks, all checked before anything is written.
+// 3a. The data set's kind: as given, or lungs and heart when every sample has heart landmarks.
+DatasetKind choose_kind(const PrepareOptions& opt, const std::vector<std::string>& ids) {
   const fs::path lmdir(opt.landmarks);
   for (const char* organ : {"RL", "LL"})
     if (!fs::is_directory(lmdir / organ))
       throw InputError((lmdir / organ).string(), "--landmarks", opt.landmarks, "missing organ folder " + std::string(organ));
+  if (opt.kind != "auto") return parse_kind(opt.kind, "--kind");
   int with_heart = 0;
   for (const auto& id : ids) with_heart += fs::exists(lmdir / "H" / (id + ".npy"));
-  DatasetKind kind;
-  if (opt.kind == "auto") {
-    if (with_heart != 0 && with_heart != static_cast<int>(ids.size())) {
-      for (const auto& id : ids)
-        if (!fs::exists(lmdir / "H" / (id + ".npy")))
-          throw InputError((lmdir / "H" / (id + ".npy")).string(), "landmarks", id,
-                           "missing heart landmarks (" + std::to_string(with_heart) + " of " + std::to_string(ids.size()) +
-                               " samples have them; pass --kind l to ignore the heart)");
-    }
-    kind = with_heart ? DatasetKind::kLungsHeart : DatasetKind::kLungs;
-  } else {
-    kind = parse_kind(opt.kind, "--kind");
-  }
-  const OrganLayout layout = OrganLayout::of(kind);
-  {
-    std::vector<std::string> missing;
+  if (with_heart != 0 && with_heart != static_cast<int>(ids.size()))
     for (const auto& id : ids)
-      for (const auto& organ : layout.organs)
-        if (!fs::exists(lmdir / organ.name / (id + ".npy"))) missing.push_back(organ.name + "/" + id + ".npy");
-    if (!missing.empty())
-      throw InputError(opt.landmarks, "landmarks", "",
-                       std::to_string(missing.size()) + " landmark file(s) of the listed ids are missing: " + list_some(missing));
+      if (!fs::exists(lmdir / "H" / (id + ".npy")))
+        throw InputError((lmdir / "H" / (id + ".npy")).string(), "landmarks", id,
+                         "missing heart landmarks (" + std::to_string(with_heart) + " of " + std::to_string(ids.size()) +
+                             " samples have them; pass --kind l to ignore the heart)");
+  return with_heart ? DatasetKind::kLungsHeart : DatasetKind::kLungs;
+}
+
+// One organ's landmarks of one sample, checked: the count, finite, inside the frame (with a margin).
+std::vector<Point2> read_organ_points(const fs::path& p, const Organ& organ) {
+  auto pts = read_npy_points(p.string());
+  if (static_cast<int>(pts.size()) != organ.points)
+    throw InputError(p.string(), "points", std::to_string(pts.size()), organ.name + " needs " + std::to_string(organ.points) + " points");
+  const double lo = -kLandmarkMargin * kLandmarkFrame, hi = (1 + kLandmarkMargin) * kLandmarkFrame;
+  for (size_t k = 0; k < pts.size(); ++k) {
+    const std::string at = "(" + format_number(pts[k].x) + ", " + format_number(pts[k].y) + ")";
+    if (!std::isfinite(pts[k].x) || !std::isfinite(pts[k].y))
+      throw InputError(p.string(), "point " + std::to_string(k), at, "not a finite coordinate");
+    if (pts[k].x < lo || pts[k].x > hi || pts[k].y < lo || pts[k].y > hi)
+      throw InputError(p.string(), "point " + std::to_string(k), at,
+                       "outside the " + std::to_string(kLandmarkFrame) + "-px landmark frame by more than half its size");
   }
+  return pts;
+}
+
+// 3b. Every sample's landmarks, all checked before anything is written; counts the landmark ids left unused.
+std::vector<std::vector<Point2>> read_landmarks(const PrepareOptions& opt, const OrganLayout& layout,
+                                                const std::vector<std::string>& ids, PrepareSummary& sum) {
+  const fs::path lmdir(opt.landmarks);
+  std::vector<std::string> missing;
+  for (const auto& id : ids)
+    for (const auto& organ : layout.organs)
+      if (!fs::exists(lmdir / organ.name / (id + ".npy"))) missing.push_back(organ.name + "/" + id + ".npy");
+  if (!missing.empty())
+    throw InputError(opt.landmarks, "landmarks", "",
+                     std::to_string(missing.size()) + " landmark file(s) of the listed ids are missing: " + list_some(missing));
   std::vector<std::vector<Point2>> landmarks(ids.size());
-  for (size_t i = 0; i < ids.size(); ++i) {
+  for (size_t i = 0; i < ids.size(); ++i)
     for (const auto& organ : layout.organs) {
-      fs::path p = lmdir / organ.name / (ids[i] + ".npy");
-      auto pts = read_npy_points(p.string());
-      if (static_cast<int>(pts.size()) != organ.points)
-        throw InputError(p.string(), "points", std::to_string(pts.size()),
-                         organ.name + " needs " + std::to_string(organ.points) + " points");
-      const double lo = -kLandmarkMargin * kLandmarkFrame, hi = (1 + kLandmarkMargin) * kLandmarkFrame;
-      for (size_t k = 0; k < pts.size(); ++k) {
-        if (!std::isfinite(pts[k].x) || !std::isfinite(pts[k].y))
-          throw InputError(p.string(), "point " + std::to_string(k),
-                           "(" + format_number(pts[k].x) + ", " + format_number(pts[k].y) + ")", "not a finite coordinate");
-        if (pts[k].x < lo || pts[k].x > hi || pts[k].y < lo || pts[k].y > hi)
-          throw InputError(p.string(), "point " + std::to_string(k),
-                           "(" + format_number(pts[k].x) + ", " + format_number(pts[k].y) + ")",
-                           "outside the " + std::to_string(kLandmarkFrame) + "-px landmark frame by more than half its size");
-      }
+      auto pts = read_organ_points(lmdir / organ.name / (ids[i] + ".npy"), organ);
       landmarks[i].insert(landmarks[i].end(), pts.begin(), pts.end());
     }
-  }
-  {
-    std::set<std::string> wanted(ids.begin(), ids.end());
-    for (const auto& e : fs::directory_iterator(lmdir / "RL"))
-      if (e.path().extension() == ".npy" && !wanted.count(id_from_filename(e.path().string()))) ++sum.unused_landmark_ids;
-  }
+  std::set<std::string> wanted(ids.begin(), ids.end());
+  for (const auto& e : fs::directory_iterator(lmdir / "RL"))
+    if (e.path().extension() == ".npy" && !wanted.count(id_from_filename(e.path().string()))) ++sum.unused_landmark_ids;
+  return landmarks;
+}
 
-  // 4. Make and write the samples, blockwise: a block is computed in parallel, then written in order.
-  std::vector<Split> split_vec;
-  for (const auto& id : ids) split_vec.push_back(split[id]);
-  DatasetWriter writer(opt.out, kind, opt.size, ids, split_vec, opt.overwrite, opt.map_deflate);
-  const int threads = opt.threads > 0 ? opt.threads : default_threads();
-  const size_t block = static_cast<size_t>(std::max(2, 2 * threads));
-  Progress progress("prepare " + fs::path(opt.out).filename().string(), ids.size(), !opt.quiet);
-  std::vector<Sample> buf(block);
-  for (size_t start = 0; start < ids.size(); start += block) {
-    size_t n = std::min(block, ids.size() - start);
-    parallel_for(n, threads, [&](size_t j) {
-      size_t i = start + j;
-      ImageRef ref;
-      if (!opt.blank_images) ref = images.at(ids[i]);
-      cv::Mat frame;
-      switch (opt.blank_images ? Source::kBlank : ref.source) {
-        case Source::kBlank: frame = cv::Mat::zeros(kLandmarkFrame, kLandmarkFrame, CV_8U); break;
-        case Source::kJsrt: frame = jsrt_to_frame(ref.path); break;
-        case Source::kRawPng: frame = png_to_frame(read_png_grey(ref.path)); break;
-        case Source::kFramed:
-          frame = read_png_grey(ref.path);
-          if (frame.rows != frame.cols || frame.rows < 8)
-            throw InputError(ref.path, "size", std::to_string(frame.cols) + "x" + std::to_string(frame.rows),
-                             "images given with --images must be square and in the landmark frame");
-          break;
-      }
-      const double scale = static_cast<double>(opt.size) / frame.rows;
-      Sample& s = buf[j];
-      s = Sample{};
-      s.id = ids[i];
-      s.image = resize_square(frame, opt.size);
-      for (const auto& q : landmarks[i]) s.landmarks.push_back({q.x * scale, q.y * scale});
-      s.mask = label_mask(layout, s.landmarks, opt.size);
-      s.dmaps = distance_maps(layout, s.mask, opt.edges);
-    });
-    for (size_t j = 0; j < n; ++j) {
-      writer.write(static_cast<int>(start + j), buf[j]);
-      progress.advance();
-    }
+// One sample: its image in the landmark frame, resized, with its landmarks, mask and distance maps.
+void make_sample(const PrepareOptions& opt, const OrganLayout& layout, const std::string& id, const ImageRef* ref,
+                 const std::vector<Point2>& landmarks, Sample& s) {
+  cv::Mat frame;
+  switch (ref ? ref->source : Source::kBlank) {
+    case Source::kBlank: frame = cv::Mat::zeros(kLandmarkFrame, kLandmarkFrame, CV_8U); break;
+    case Source::kJsrt: frame = jsrt_to_frame(ref->path); break;
+    case Source::kRawPng: frame = png_to_frame(read_png_grey(ref->path)); break;
+    case Source::kFramed:
+      frame = read_png_grey(ref->path);
+      if (frame.rows != frame.cols || frame.rows < 8)
+        throw InputError(ref->path, "size", std::to_string(frame.cols) + "x" + std::to_string(frame.rows),
+                         "images given with --images must be square and in the landmark frame");
+      break;
   }
-  progress.finish();
+  const double scale = static_cast<double>(opt.size) / frame.rows;
+  s = Sample{};
+  s.id = id;
+  s.image = resize_square(frame, opt.size);
+  for (const auto& q : landmarks) s.landmarks.push_back({q.x * scale, q.y * scale});
+  s.mask = label_mask(layout, s.landmarks, opt.size);
+  s.dmaps = distance_maps(layout, s.mask, opt.edges);
+}
 
+// The sources recorded in the file (what `prepare` was given), for provenance and the spec digest.
+std::string sources_json(const PrepareOptions& opt) {
   nlohmann::json sources = {{"landmarks", fs::absolute(opt.landmarks).string()},
                             {"images", opt.images},
                             {"raw_jsrt", opt.raw_jsrt},
@@ -250,7 +226,49 @@ PrepareSummary prepare_dataset(const PrepareOptions& opt) {
                             {"distance_edges", choice_name(opt.edges)},
                             {"spec_digest", opt.spec_digest}};
   if (opt.split_seed) sources["split_seed"] = *opt.split_seed;
-  sum.content_digest = writer.commit(sources.dump());
+  return sources.dump();
+}
+
+}  // namespace
+
+PrepareSummary prepare_dataset(const PrepareOptions& opt) {
+  auto t0 = std::chrono::steady_clock::now();
+  opt.validate();
+  if (!opt.overwrite && fs::exists(opt.out))
+    throw InputError(opt.out, "--out", opt.out, "output already exists (remove it, or pass --force to replace it)");
+  // 1. Images by id. 2. The split. 3. Kind and landmarks, all checked before anything is written.
+  std::map<std::string, ImageRef> images;
+  scan(opt.images, Source::kFramed, "--images", ".png", images);
+  scan(opt.raw_jsrt, Source::kJsrt, "--raw-jsrt", ".img", images);
+  scan(opt.raw_png, Source::kRawPng, "--raw-png", ".png", images);
+  PrepareSummary sum;
+  std::map<std::string, Split> split = choose_split(opt, images, sum);
+  std::vector<std::string> ids;
+  std::vector<Split> split_vec;
+  for (const auto& [id, s] : split) ids.push_back(id), split_vec.push_back(s);  // std::map: sorted
+  const DatasetKind kind = choose_kind(opt, ids);
+  const OrganLayout layout = OrganLayout::of(kind);
+  const auto landmarks = read_landmarks(opt, layout, ids, sum);
+
+  // 4. Make and write the samples, blockwise: a block is computed in parallel, then written in order.
+  DatasetWriter writer(opt.out, kind, opt.size, ids, split_vec, opt.overwrite, opt.map_deflate);
+  const int threads = opt.threads > 0 ? opt.threads : default_threads();
+  const size_t block = static_cast<size_t>(std::max(2, 2 * threads));
+  Progress progress("prepare " + fs::path(opt.out).filename().string(), ids.size(), !opt.quiet);
+  std::vector<Sample> buf(block);
+  for (size_t start = 0; start < ids.size(); start += block) {
+    size_t n = std::min(block, ids.size() - start);
+    parallel_for(n, threads, [&](size_t j) {
+      const ImageRef* ref = opt.blank_images ? nullptr : &images.at(ids[start + j]);
+      make_sample(opt, layout, ids[start + j], ref, landmarks[start + j], buf[j]);
+    });
+    for (size_t j = 0; j < n; ++j) {
+      writer.write(static_cast<int>(start + j), buf[j]);
+      progress.advance();
+    }
+  }
+  progress.finish();
+  sum.content_digest = writer.commit(sources_json(opt));
   sum.path = opt.out;
   sum.kind = kind;
   sum.size = opt.size;
