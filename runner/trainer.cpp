@@ -205,6 +205,221 @@ struct Trainer::Impl {
   // reference's batch-1 validation does, and a pass of several images would change every criterion (tested).
   // What is pipelined instead: a loader reads and converts the next image while the device computes, its copy
   // overlaps (BatchTransfer), and the criteria are summed on the device with one synchronisation at the end.
+  // A step's outcome: Adam's step and the running loss, or (not finite on some rank) the run stopped there, or
+  // with training.nonfinite "skip" the batch skipped.
+  void apply_step(const StepOutcome& r, int64_t epoch, int64_t b, int bpe, double n_local, double& loss_sum, double& count) {
+    const TrainingSpec& ts = opt.settings.training;
+    if (r.finite) {
+      adam->step();
+      loss_sum += r.loss * n_local;
+      count += n_local;
+      return;
+    }
+    const std::string what = "a non-finite " + std::string(std::isfinite(r.loss) ? "gradient" : "loss (" + format_number(r.loss) + ")") +
+                             " at epoch " + std::to_string(epoch + 1) + ", step " + std::to_string(b + 1) + " of " + std::to_string(bpe);
+    if (ts.nonfinite != NonFinite::kSkip || ++skipped_batches > kMaxSkippedBatches)
+      throw NonFiniteError(what + (ts.nonfinite == NonFinite::kSkip ? " (more than " + std::to_string(kMaxSkippedBatches) + " batches skipped)" : "") +
+                           "; the run stopped there (training.nonfinite \"stop\"); newest good checkpoint: " +
+                           newest_checkpoint_text() + ". Lower the learning rate, or set training.nonfinite to \"skip\"");
+    log("warning: " + what + ": batch skipped (training.nonfinite \"skip\")");
+    adam->zero_grad();
+  }
+
+  // After a step: when any rank saw a stop request, a mid-epoch checkpoint at (epoch, batch) with the epoch's
+  // partial loss, and `out` says where. True when training is to stop.
+  bool stop_requested(int64_t epoch, int64_t batch, double loss_sum, double count, Progress& bar, TrainOutcome& out) {
+    std::vector<double> flag{static_cast<double>(stop_signal())};
+    comm->allreduce_max(flag);
+    if (flag[0] <= 0) return false;
+    std::vector<double> partial{loss_sum, count};
+    comm->allreduce_sum(partial);
+    partial_loss_sum = partial[0];
+    partial_count = partial[1];
+    save(epoch, batch);
+    bar.finish();
+    out.signal = static_cast<int>(flag[0]);
+    out.epoch = epoch;
+    out.batch = batch;
+    out.best_epoch = state.best_epoch;
+    out.best_criterion = state.best_criterion;
+    log(std::string("stop requested (") + signal_name(out.signal) + "): checkpointed at epoch " + std::to_string(epoch) +
+        " batch " + std::to_string(batch));
+    return true;
+  }
+
+  // The epoch's record: its mean loss over all ranks and, when it validates, the criterion and a new best.h5.
+  EpochRecord end_epoch(int64_t epoch, double loss_sum, double count, bool last) {
+    const TrainingSpec& ts = opt.settings.training;
+    std::vector<double> sums{loss_sum, count};
+    comm->allreduce_sum(sums);
+    EpochRecord rec;
+    rec.epoch = epoch + 1;
+    rec.train_loss = sums[1] > 0 ? sums[0] / sums[1] : std::nan("");
+    rec.learning_rate = current_lr();
+    rec.val_criterion = std::nan("");
+    if ((epoch + 1) % ts.validate_every != 0 && !last) return rec;
+    const auto tv = Clock::now();
+    rec.val_criterion = validate();
+    stats.validation_seconds += seconds_since(tv);
+    if (!std::isfinite(rec.val_criterion) && ts.nonfinite != NonFinite::kSkip)
+      throw NonFiniteError("the validation " + entry->info->criterion_name + " is " + format_number(rec.val_criterion) +
+                           " after epoch " + std::to_string(epoch + 1) + "; the run stopped there; newest good checkpoint: " +
+                           newest_checkpoint_text());
+    if (epoch + 1 > ts.best_after_epoch &&
+        better(rec.val_criterion, state.best_criterion, entry->info->criterion_higher_is_better, state.best_epoch >= 0)) {
+      state.best_criterion = rec.val_criterion;
+      state.best_epoch = epoch + 1;
+      state.epoch = epoch + 1;
+      state.batch = 0;
+      rec.best = true;
+      if (comm->rank() == 0) series->save_best(*net, *adam, state);
+    }
+    return rec;
+  }
+
+  // Rank 0: the epoch's line (the log, or over the progress bar at a terminal) and the caller's on_epoch.
+  void report_epoch(const EpochRecord& rec) {
+    const TrainingSpec& ts = opt.settings.training;
+    char line[200];
+    char val[64] = "-";
+    if (!std::isnan(rec.val_criterion)) std::snprintf(val, sizeof val, "%.6g", rec.val_criterion);
+    std::snprintf(line, sizeof line, "epoch %lld/%d loss %.6g val %s %s%s lr %.3g %.1fs", static_cast<long long>(rec.epoch),
+                  ts.epochs, rec.train_loss, entry->info->criterion_name.c_str(), val, rec.best ? " (best)" : "",
+                  rec.learning_rate, rec.seconds);
+    if (!opt.progress_bar || !::isatty(2)) log(line);
+    else if (opt.log) opt.log(std::string("\r") + line);
+    if (opt.on_epoch) opt.on_epoch(rec);
+  }
+
+  // The device (a rank's GPU, or the CPU), torch's threads, TF32 and cuDNN autotuning. Returns the threads.
+  int setup_device() {
+    const TrainingSpec& ts = opt.settings.training;
+    const bool cuda = use_cuda(ts);
+    const int world = comm->world();
+    device = cuda ? torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(comm->local_rank() % std::max<int64_t>(1, torch::cuda::device_count())))
+                    : torch::Device(torch::kCPU);
+    int threads = ts.threads > 0 ? ts.threads : std::max(1, default_threads() / world);
+    at::set_num_threads(threads);
+    if (cuda) {
+      set_tf32(ts.precision);
+      at::globalContext().setBenchmarkCuDNN(ts.cudnn_benchmark);
+    }
+    return threads;
+  }
+
+  // The network from the run's settings, seeded as training.seed_mode says, its dependency's weights, Adam and the
+  // gradient reducer; identical starting weights on every rank.
+  void build_network() {
+    const RunSettings& s = opt.settings;
+    const TrainingSpec& ts = s.training;
+    const std::string where = "run " + opt.run_id;
+    const int world = comm->world();
+    entry = &models::find_model(s.model);
+    models::ModelConfig base;
+    base.kind = s.kind;
+    base.size = s.size;
+    config = models::resolve_config(*entry, models::model_config_from_json(s.model_options, base, where, "model.options"));
+
+    // Seeds. "full": the seed fixes everything. "reference": the network is built before seeding, from an
+    // unseeded generator, and the data order, augmentation and noise use the reference's fixed 420.
+    if (ts.seed_mode == SeedMode::kReference) {
+      init_seed = (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
+      data_seed = 420;
+    } else {
+      init_seed = Rng::derive(static_cast<uint64_t>(s.seed), {0x696e6974ULL /* "init" */}).next() >> 1;
+      data_seed = static_cast<uint64_t>(s.seed);
+    }
+    torch::manual_seed(init_seed);
+    net = models::instantiate(*entry, config);
+    if (!entry->info->dependency.empty() && !opt.calibration) {
+      if (opt.dependency_checkpoint.empty())
+        throw Error(where + ": " + s.model + " starts from a trained " + entry->info->dependency + " and none was given");
+      auto dep = net->dependency_module();
+      if (!dep) throw Error(where + ": " + s.model + " has no module for its dependency's weights");
+      load_weights(opt.dependency_checkpoint, *dep, entry->info->weight_prefix);
+    }
+    net->to(device);
+    graph = models::GraphTensors::of(OrganLayout::of(s.kind)).to(device);
+
+    for (auto& p : net->parameters())
+      if (p.requires_grad()) trainable.push_back(p);
+    adam = std::make_unique<torch::optim::Adam>(
+        trainable, torch::optim::AdamOptions(ts.learning_rate).weight_decay(ts.weight_decay));
+
+    if (world > 1) {  // identical starting weights everywhere (matters for seed_mode "reference")
+      torch::NoGradGuard ng;
+      for (auto& p : net->parameters()) comm->broadcast(p.data(), 0);
+      for (auto& b : net->buffers()) comm->broadcast(b, 0);
+    }
+    // Buckets of 25 MiB as DDP (ORCH_BUCKET_MB overrides). Smaller buckets start reducing during the backward
+    // pass, but on 2 cores the reduction then competes with it: 1 and 4 MiB measured slower (bench/RESULTS.md).
+    double bucket_mb = 25;
+    if (const char* b = std::getenv("ORCH_BUCKET_MB")) bucket_mb = std::max(0.01, std::atof(b));
+    reducer = std::make_unique<GradientReducer>(trainable, *comm, static_cast<size_t>(bucket_mb * (1 << 20)));
+  }
+
+  // The data set (checked against the run's kind and size), the training loader and the batch transfers.
+  void build_loaders(int threads) {
+    const RunSettings& s = opt.settings;
+    const TrainingSpec& ts = s.training;
+    const bool cuda = device.is_cuda();
+    const int rank = comm->rank(), world = comm->world();
+    data = std::make_shared<const DatasetReader>(opt.dataset_path);
+    const DatasetInfo& info = data->info();
+    if (info.kind != s.kind || info.size != s.size)
+      throw InputError(opt.dataset_path, "kind/size", kind_name(info.kind) + "/" + std::to_string(info.size),
+                       "the run expects " + kind_name(s.kind) + "/" + std::to_string(s.size));
+    LoaderOptions lo;
+    lo.batch_size = ts.batch_size;
+    lo.seed = data_seed;
+    // Loader threads: as set, else 2 on the CPU (the cores train), and on a GPU the job's cores less one (at least 2).
+    lo.threads = ts.loader_threads > 0 ? ts.loader_threads : cuda ? std::max(2, threads - 1) : 2;
+    lo.prefetch = std::max(2, lo.threads);  // a batch per thread in flight: each thread augments a whole batch
+    lo.augment = ts.augment;
+    lo.rank = rank;
+    lo.world = world;
+    lo.augmentation.mask_resampling = ts.mask_resampling;
+    loader = std::make_unique<BatchLoader>(data, info.indices(Split::kTrain), lo);
+    val_indices = info.indices(Split::kVal);
+    const auto organs = OrganLayout::of(s.kind);
+    transfer = std::make_unique<BatchTransfer>(device, organs.num_classes() - 1, organs.total_points(), ts.pipeline == Pipeline::kOverlap);
+    val_transfer = std::make_unique<BatchTransfer>(device, organs.num_classes() - 1, organs.total_points(), ts.pipeline == Pipeline::kOverlap);
+    if (info.indices(Split::kTrain).empty()) throw InputError(opt.dataset_path, "split", "train", "the training split is empty");
+  }
+
+  // Resumes from the newest valid checkpoint (none when calibrating), restoring a lost best.h5.
+  void resume() {
+    const TrainingSpec& ts = opt.settings.training;
+    const int rank = comm->rank(), world = comm->world();
+    series = std::make_unique<CheckpointSeries>(opt.checkpoints_dir, ts.keep_checkpoints, opt.publish_fence);
+    state.config_hash = opt.run_id;
+    std::vector<std::string> warnings;
+    auto newest = opt.calibration ? std::nullopt : series->newest_valid(&warnings);
+    for (const auto& w : warnings) log("warning: " + w);
+    if (newest) {
+      CheckpointState st = load_checkpoint(*newest, *net, *adam);
+      if (st.config_hash != opt.run_id)
+        throw Error(*newest + ": belongs to run " + st.config_hash + ", not " + opt.run_id +
+                    " (settings changed: remove the run folder or plan again)");
+      state = st;
+      auto extra = nlohmann::json::parse(st.extra, nullptr, false);
+      if (extra.is_object()) {
+        if (rank == 0) {
+          partial_loss_sum = extra.value("partial_loss_sum", 0.0);
+          partial_count = extra.value("partial_count", 0.0);
+        }
+        if (extra.value("world", world) != world)
+          log("warning: checkpoint written with " + std::to_string(extra.value("world", world)) + " ranks, resuming with " +
+                std::to_string(world) + ": the result will not be bit-identical to an uninterrupted run");
+        if (ts.seed_mode == SeedMode::kReference) init_seed = extra.value("init_seed", init_seed);
+      }
+      resumed_epoch = st.epoch;
+      resumed_batch = st.batch;
+      log("resuming from " + *newest + " (epoch " + std::to_string(st.epoch) + ", batch " + std::to_string(st.batch) + ")");
+      if (state.best_epoch >= 0) ensure_best("found missing when resuming");
+    }
+  }
+
   double validate() {
     net->eval();
     torch::NoGradGuard ng;
@@ -246,117 +461,12 @@ struct Trainer::Impl {
 Trainer::Trainer(TrainerOptions options) : impl_(std::make_unique<Impl>()) {
   Impl& I = *impl_;
   I.opt = std::move(options);
-  const RunSettings& s = I.opt.settings;
-  const TrainingSpec& ts = s.training;
-  const std::string where = "run " + I.opt.run_id;
-
-  const bool cuda = use_cuda(ts);
-  if (!I.opt.comm) throw Error(where + ": no communicator given");
+  if (!I.opt.comm) throw Error("run " + I.opt.run_id + ": no communicator given");
   I.comm = I.opt.comm;
-  const int rank = I.comm->rank(), world = I.comm->world();
-  I.device = cuda ? torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(I.comm->local_rank() % std::max<int64_t>(1, torch::cuda::device_count())))
-                  : torch::Device(torch::kCPU);
-  int threads = ts.threads > 0 ? ts.threads : std::max(1, default_threads() / world);
-  at::set_num_threads(threads);
-  if (cuda) {
-    set_tf32(ts.precision);
-    at::globalContext().setBenchmarkCuDNN(ts.cudnn_benchmark);
-  }
-
-  I.entry = &models::find_model(s.model);
-  models::ModelConfig base;
-  base.kind = s.kind;
-  base.size = s.size;
-  I.config = models::resolve_config(*I.entry, models::model_config_from_json(s.model_options, base, where, "model.options"));
-
-  // Seeds. "full": the seed fixes everything. "reference": the network is built before seeding, from an
-  // unseeded generator, and the data order, augmentation and noise use the reference's fixed 420.
-  if (ts.seed_mode == SeedMode::kReference) {
-    I.init_seed = (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
-    I.data_seed = 420;
-  } else {
-    I.init_seed = Rng::derive(static_cast<uint64_t>(s.seed), {0x696e6974ULL /* "init" */}).next() >> 1;
-    I.data_seed = static_cast<uint64_t>(s.seed);
-  }
-  torch::manual_seed(I.init_seed);
-  I.net = models::instantiate(*I.entry, I.config);
-  if (!I.entry->info->dependency.empty() && !I.opt.calibration) {
-    if (I.opt.dependency_checkpoint.empty())
-      throw Error(where + ": " + s.model + " starts from a trained " + I.entry->info->dependency + " and none was given");
-    auto dep = I.net->dependency_module();
-    if (!dep) throw Error(where + ": " + s.model + " has no module for its dependency's weights");
-    load_weights(I.opt.dependency_checkpoint, *dep, I.entry->info->weight_prefix);
-  }
-  I.net->to(I.device);
-  I.graph = models::GraphTensors::of(OrganLayout::of(s.kind)).to(I.device);
-
-  std::vector<torch::Tensor>& trainable = I.trainable;
-  for (auto& p : I.net->parameters())
-    if (p.requires_grad()) trainable.push_back(p);
-  I.adam = std::make_unique<torch::optim::Adam>(
-      trainable, torch::optim::AdamOptions(ts.learning_rate).weight_decay(ts.weight_decay));
-
-  if (world > 1) {  // identical starting weights everywhere (matters for seed_mode "reference")
-    torch::NoGradGuard ng;
-    for (auto& p : I.net->parameters()) I.comm->broadcast(p.data(), 0);
-    for (auto& b : I.net->buffers()) I.comm->broadcast(b, 0);
-  }
-  // Buckets of 25 MiB as DDP (ORCH_BUCKET_MB overrides). Smaller buckets start reducing during the backward
-  // pass, but on 2 cores the reduction then competes with it: 1 and 4 MiB measured slower (bench/RESULTS.md).
-  double bucket_mb = 25;
-  if (const char* b = std::getenv("ORCH_BUCKET_MB")) bucket_mb = std::max(0.01, std::atof(b));
-  I.reducer = std::make_unique<GradientReducer>(trainable, *I.comm, static_cast<size_t>(bucket_mb * (1 << 20)));
-
-  I.data = std::make_shared<const DatasetReader>(I.opt.dataset_path);
-  const DatasetInfo& info = I.data->info();
-  if (info.kind != s.kind || info.size != s.size)
-    throw InputError(I.opt.dataset_path, "kind/size", kind_name(info.kind) + "/" + std::to_string(info.size),
-                     "the run expects " + kind_name(s.kind) + "/" + std::to_string(s.size));
-  LoaderOptions lo;
-  lo.batch_size = ts.batch_size;
-  lo.seed = I.data_seed;
-  // Loader threads: as set, else 2 on the CPU (the cores train), and on a GPU the job's cores less one (at least 2).
-  lo.threads = ts.loader_threads > 0 ? ts.loader_threads : cuda ? std::max(2, threads - 1) : 2;
-  lo.prefetch = std::max(2, lo.threads);  // a batch per thread in flight: each thread augments a whole batch
-  lo.augment = ts.augment;
-  lo.rank = rank;
-  lo.world = world;
-  lo.augmentation.mask_resampling = ts.mask_resampling;
-  I.loader = std::make_unique<BatchLoader>(I.data, info.indices(Split::kTrain), lo);
-  I.val_indices = info.indices(Split::kVal);
-  const auto organs = OrganLayout::of(s.kind);
-  I.transfer = std::make_unique<BatchTransfer>(I.device, organs.num_classes() - 1, organs.total_points(), ts.pipeline == Pipeline::kOverlap);
-  I.val_transfer = std::make_unique<BatchTransfer>(I.device, organs.num_classes() - 1, organs.total_points(), ts.pipeline == Pipeline::kOverlap);
-  if (info.indices(Split::kTrain).empty()) throw InputError(I.opt.dataset_path, "split", "train", "the training split is empty");
-
-  // Resume from the newest valid checkpoint.
-  I.series = std::make_unique<CheckpointSeries>(I.opt.checkpoints_dir, ts.keep_checkpoints, I.opt.publish_fence);
-  I.state.config_hash = I.opt.run_id;
-  std::vector<std::string> warnings;
-  auto newest = I.opt.calibration ? std::nullopt : I.series->newest_valid(&warnings);
-  for (const auto& w : warnings) I.log("warning: " + w);
-  if (newest) {
-    CheckpointState st = load_checkpoint(*newest, *I.net, *I.adam);
-    if (st.config_hash != I.opt.run_id)
-      throw Error(*newest + ": belongs to run " + st.config_hash + ", not " + I.opt.run_id +
-                  " (settings changed: remove the run folder or plan again)");
-    I.state = st;
-    auto extra = nlohmann::json::parse(st.extra, nullptr, false);
-    if (extra.is_object()) {
-      if (rank == 0) {
-        I.partial_loss_sum = extra.value("partial_loss_sum", 0.0);
-        I.partial_count = extra.value("partial_count", 0.0);
-      }
-      if (extra.value("world", world) != world)
-        I.log("warning: checkpoint written with " + std::to_string(extra.value("world", world)) + " ranks, resuming with " +
-              std::to_string(world) + ": the result will not be bit-identical to an uninterrupted run");
-      if (ts.seed_mode == SeedMode::kReference) I.init_seed = extra.value("init_seed", I.init_seed);
-    }
-    I.resumed_epoch = st.epoch;
-    I.resumed_batch = st.batch;
-    I.log("resuming from " + *newest + " (epoch " + std::to_string(st.epoch) + ", batch " + std::to_string(st.batch) + ")");
-    if (I.state.best_epoch >= 0) I.ensure_best("found missing when resuming");
-  }
+  const int threads = I.setup_device();
+  I.build_network();
+  I.build_loaders(threads);
+  I.resume();
 }
 
 Trainer::~Trainer() = default;
@@ -407,22 +517,7 @@ TrainOutcome Trainer::train() {
         if (b + 1 < bpe && !I.fetch()) throw Error("loader ended early");
       };
       const Impl::StepOutcome r = I.forward_backward(batch, n_global, inject, next_batch);
-      const double step_loss = r.loss;
-      if (!r.finite) {  // a non-finite loss or gradient (on any rank) never reaches the weights
-        const std::string what = "a non-finite " + std::string(std::isfinite(step_loss) ? "gradient" : "loss (" + format_number(step_loss) + ")") +
-                                 " at epoch " + std::to_string(epoch + 1) + ", step " + std::to_string(b + 1) + " of " +
-                                 std::to_string(bpe);
-        if (ts.nonfinite != NonFinite::kSkip || ++I.skipped_batches > kMaxSkippedBatches)
-          throw NonFiniteError(what + (ts.nonfinite == NonFinite::kSkip ? " (more than " + std::to_string(kMaxSkippedBatches) + " batches skipped)" : "") +
-                               "; the run stopped there (training.nonfinite \"stop\"); newest good checkpoint: " +
-                               I.newest_checkpoint_text() + ". Lower the learning rate, or set training.nonfinite to \"skip\"");
-        I.log("warning: " + what + ": batch skipped (training.nonfinite \"skip\")");
-        I.adam->zero_grad();
-      } else {
-        I.adam->step();
-        loss_sum += step_loss * static_cast<double>(n_local);
-        count += static_cast<double>(n_local);
-      }
+      I.apply_step(r, epoch, b, bpe, static_cast<double>(n_local), loss_sum, count);
       ++steps_here;
       if (I.opt.abandoned && I.opt.abandoned()) throw AbandonedError("another worker took this run over");
       I.stats.steps++;
@@ -434,67 +529,16 @@ TrainOutcome Trainer::train() {
                     count > 0 ? loss_sum / count : 0.0);
       bar.advance(1, note);
       if (I.opt.hooks && I.opt.hooks->stop_after(steps_here)) request_stop(15);
-      std::vector<double> flag{static_cast<double>(stop_signal())};
-      I.comm->allreduce_max(flag);
-      if (flag[0] > 0) {
-        std::vector<double> partial{loss_sum, count};
-        I.comm->allreduce_sum(partial);
-        I.partial_loss_sum = partial[0];
-        I.partial_count = partial[1];
-        I.save(epoch, b + 1);
-        bar.finish();
-        out.signal = static_cast<int>(flag[0]);
-        out.epoch = epoch;
-        out.batch = b + 1;
-        out.best_epoch = I.state.best_epoch;
-        out.best_criterion = I.state.best_criterion;
-        I.log(std::string("stop requested (") + signal_name(out.signal) + "): checkpointed at epoch " +
-              std::to_string(epoch) + " batch " + std::to_string(b + 1));
-        return out;
-      }
+      if (I.stop_requested(epoch, b + 1, loss_sum, count, bar, out)) return out;
     }
     first_batch = 0;
-    std::vector<double> sums{loss_sum, count};
-    I.comm->allreduce_sum(sums);
-    EpochRecord rec;
-    rec.epoch = epoch + 1;
-    rec.train_loss = sums[1] > 0 ? sums[0] / sums[1] : std::nan("");
-    rec.learning_rate = I.current_lr();
-    rec.val_criterion = std::nan("");
     const bool last = epoch + 1 == ts.epochs;
-    if ((epoch + 1) % ts.validate_every == 0 || last) {
-      const auto tv = Clock::now();
-      rec.val_criterion = I.validate();
-      I.stats.validation_seconds += seconds_since(tv);
-      if (!std::isfinite(rec.val_criterion) && ts.nonfinite != NonFinite::kSkip)
-        throw NonFiniteError("the validation " + I.entry->info->criterion_name + " is " + format_number(rec.val_criterion) +
-                             " after epoch " + std::to_string(epoch + 1) + "; the run stopped there; newest good checkpoint: " +
-                             I.newest_checkpoint_text());
-      if (epoch + 1 > ts.best_after_epoch &&
-          better(rec.val_criterion, I.state.best_criterion, I.entry->info->criterion_higher_is_better, I.state.best_epoch >= 0)) {
-        I.state.best_criterion = rec.val_criterion;
-        I.state.best_epoch = epoch + 1;
-        I.state.epoch = epoch + 1;
-        I.state.batch = 0;
-        rec.best = true;
-        if (I.comm->rank() == 0) I.series->save_best(*I.net, *I.adam, I.state);
-      }
-    }
+    EpochRecord rec = I.end_epoch(epoch, loss_sum, count, last);
     // The epoch is recorded before its checkpoint is published, never after: killed between the two, the run
     // resumes from the previous checkpoint, trains this epoch again and its row is replaced (one row per epoch);
     // the other order would lose the row of an epoch the checkpoint says is done.
     rec.seconds = seconds_since(t0);
-    if (I.comm->rank() == 0) {
-      char line[200];
-      char val[64] = "-";
-      if (!std::isnan(rec.val_criterion)) std::snprintf(val, sizeof val, "%.6g", rec.val_criterion);
-      std::snprintf(line, sizeof line, "epoch %lld/%d loss %.6g val %s %s%s lr %.3g %.1fs",
-                    static_cast<long long>(rec.epoch), ts.epochs, rec.train_loss, I.entry->info->criterion_name.c_str(), val,
-                    rec.best ? " (best)" : "", rec.learning_rate, rec.seconds);
-      if (!I.opt.progress_bar || !::isatty(2)) I.log(line);
-      else if (I.opt.log) I.opt.log(std::string("\r") + line);
-      if (I.opt.on_epoch) I.opt.on_epoch(rec);
-    }
+    if (I.comm->rank() == 0) I.report_epoch(rec);
     if ((epoch + 1) % ts.checkpoint_every == 0 || last) I.save(epoch + 1, 0);
   }
   bar.finish();
