@@ -23,5 +23,6 @@ int cmd_resume(const Args& args);
 int cmd_cancel(const Args& args);
 int cmd_report(const Args& args);
 int cmd_calibrate(const Args& args);
+int cmd_doctor(const Args& args);
 
 }  // namespace orch::cli

@@ -33,6 +33,7 @@ const std::map<std::string, Command>& commands() {
       {"calibrate", {"time a few steps of each network here, for plan --estimate and time \"auto\"", orch::cli::cmd_calibrate}},
       {"report", {"Tables 1-2, median models, paired tests and figures from the store", orch::cli::cmd_report}},
       {"preview", {"draw a preview PNG of a prepared data set", orch::cli::cmd_preview}},
+      {"doctor", {"what this build has and finds here: LibTorch, CUDA, GPUs, NCCL, MPI, BLAS, libraries", orch::cli::cmd_doctor}},
   };
   return c;
 }

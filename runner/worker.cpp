@@ -1,8 +1,5 @@
 #include "runner/worker.h"
 
-#include <H5public.h>
-#include <opencv2/core/version.hpp>
-#include "storage/sqlite.h"
 #include <unistd.h>
 
 #include <atomic>
@@ -23,6 +20,7 @@
 #include "core/run_settings.h"
 #include "core/utc_time.h"
 #include "runner/checkpoint.h"
+#include "runner/environment.h"
 #include "runner/signals.h"
 #include "runner/trainer.h"
 #include "storage/dataset_file.h"
@@ -31,12 +29,6 @@
 #include "storage/run_state.h"
 #include "storage/store.h"
 
-#ifndef ORCH_GIT_COMMIT
-#define ORCH_GIT_COMMIT "unknown"
-#endif
-#ifndef ORCH_BUILD_TYPE
-#define ORCH_BUILD_TYPE "unknown"
-#endif
 
 namespace orch::runner {
 
@@ -72,15 +64,11 @@ RunSettings load_settings(Store& store, const std::string& run_id) {
 
 std::map<std::string, std::string> provenance(const RunSettings& s, const Trainer& trainer, const std::string& blas,
                                               const std::string& content_digest, const JobEnvironment& job) {
-  return {{"git_commit", ORCH_GIT_COMMIT},
-          {"build_type", ORCH_BUILD_TYPE},
-          {"torch", torch_version()},
-          {"blas", blas},
-          {"hdf5", std::to_string(H5_VERS_MAJOR) + "." + std::to_string(H5_VERS_MINOR) + "." + std::to_string(H5_VERS_RELEASE)},
-          {"sqlite", sqlite::library_version()},
-          {"opencv", CV_VERSION},
-          {"mpi_built", built_with_mpi() ? "yes" : "no"},
-          {"nccl_built", built_with_nccl() ? "yes" : "no"},
+  std::map<std::string, std::string> out;
+  for (const auto& [k, v] : environment_facts())  // the build and its libraries (runner/environment.h)
+    if (k != "cuda_available" && k != "gpus" && k.rfind("gpu", 0) != 0) out[k] = v;
+  out["blas"] = blas;
+  const std::map<std::string, std::string> run = {
           {"host", this_host()},
           {"device", trainer.device()},
           {"communicator", trainer.communicator()},
@@ -90,6 +78,8 @@ std::map<std::string, std::string> provenance(const RunSettings& s, const Traine
           {"model", trainer.describe()},
           {"dataset_content_digest", content_digest},
           {"settings", s.to_json().dump()}};
+  out.insert(run.begin(), run.end());
+  return out;
 }
 
 // Checks that the run's data set exists and was prepared from the settings the run was planned with; returns its

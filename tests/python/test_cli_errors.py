@@ -107,7 +107,23 @@ def test_models_json_lists_the_registry_with_the_spec_counts():
     expect_error(["models", "--dataset", "l", "--size", "100"], "size", "100")
 
 
+def test_doctor_reports_the_libraries_this_build_uses():
+    """`orchestrator doctor`: the versions it prints are those of the libraries Python's own modules load here
+    (the same Debian packages), and it says when no GPU is usable."""
+    import sqlite3
+    import h5py
+    p = orch("doctor")
+    facts = dict(line.split(None, 1) for line in p.stdout.splitlines() if line and not line.startswith(("No ", "CUDA ")) and " " in line)
+    assert facts["sqlite"] == sqlite3.sqlite_version, facts
+    assert facts["hdf5"] == h5py.version.hdf5_version, facts
+    assert facts["torch"].count(".") == 2 and facts["cuda_available"] in ("yes", "no"), facts
+    assert os.path.exists(facts["blas"]) or facts["blas"] in ("", "unknown"), facts
+    if facts["cuda_available"] == "no":
+        assert "No CUDA device is usable" in p.stdout, p.stdout
+    assert "USE_CUDA" in orch("doctor", "--torch-config").stdout
+
+
 if __name__ == "__main__":
-    run([test_unknown_command_and_option, test_help_on_every_command, test_bad_synth_values,
+    run([test_doctor_reports_the_libraries_this_build_uses, test_unknown_command_and_option, test_help_on_every_command, test_bad_synth_values,
          test_prepare_bad_landmarks, test_prepare_existing_output_untouched, test_prepare_split_without_image,
          test_run_bad_experiment, test_models_json_lists_the_registry_with_the_spec_counts])
