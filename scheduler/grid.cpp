@@ -14,11 +14,12 @@ namespace orch::scheduler {
 namespace {
 
 struct Builder {
+  explicit Builder(const Experiment& e) : exp(e), resources(e) {}
   const Experiment& exp;
   std::map<std::string, PlannedRun> by_key;  // "dataset/model/seed/stage" -> run
   std::vector<std::string> order;            // ids in dependency order
   std::map<std::string, std::string> digests;
-  ResourceCache resources{exp};
+  ResourceCache resources;
 
   TrainingSpec training_of(const std::string& model, const std::string& dataset) const {
     for (const auto& n : exp.networks)
