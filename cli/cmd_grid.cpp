@@ -112,7 +112,7 @@ nlohmann::json status_json(const GridContext& g, const scheduler::RunStatus& st)
           {"dataset", st.run.settings.dataset},
           {"model", st.run.settings.model},
           {"seed", st.run.settings.seed},
-          {"stage", st.run.settings.stage},
+          {"stage", choice_name(st.run.settings.stage)},
           {"depends_on", deps},
           {"state", st.state},
           {"recorded_state", st.recorded_state},
@@ -136,7 +136,7 @@ void print_plan(const GridContext& g, const std::vector<scheduler::RunStatus>& p
     submit += st.submit;
     std::string deps;
     for (const auto& d : st.run.depends_on) deps += " " + d;
-    std::printf("%-44s %-9s %-11s %-7s %s%s\n", st.run.id.c_str(), st.run.settings.stage.c_str(), st.state.c_str(),
+    std::printf("%-44s %-9s %-11s %-7s %s%s\n", st.run.id.c_str(), choice_name(st.run.settings.stage), st.state.c_str(),
                 st.submit ? "submit" : "skip", st.why.c_str(), deps.empty() ? "" : ("; after" + deps).c_str());
     const std::string who = st.run.settings.model + "/" + st.run.settings.dataset;
     std::string& w = shapes[st.run.resources->describe()];
@@ -152,7 +152,7 @@ void print_status(const GridContext& g, const std::vector<scheduler::RunStatus>&
   std::map<std::string, std::map<std::string, std::pair<int, int>>> grid;  // model -> dataset -> (done, total)
   for (const auto& st : plan) {
     per_state[st.state]++;
-    auto& cell = grid[st.run.settings.model + (st.run.settings.stage == "pretrain" ? " (pretrain)" : "")][st.run.settings.dataset];
+    auto& cell = grid[st.run.settings.model + (st.run.settings.stage == Stage::kPretrain ? " (pretrain)" : "")][st.run.settings.dataset];
     cell.second++;
     cell.first += st.state == run_state::kDone;
   }

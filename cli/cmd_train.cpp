@@ -76,7 +76,7 @@ int cmd_train(const Args& args) {
   Experiment exp = load_experiment(exp_path, sets);
   models::validate_experiment_networks(exp);
   if (workspace.empty()) workspace = exp.workspace;
-  auto chain = scheduler::chain_for(exp, dataset, model, seed, stage);
+  auto chain = scheduler::chain_for(exp, dataset, model, seed, choice_flag<Stage>("--stage", stage));
   auto comm = runner::make_communicator(comm_kind, runner::use_cuda(exp.training));
   auto job = scheduler::detect_job_environment(true);
   if (comm->rank() == 0) {

@@ -91,6 +91,11 @@ template <> struct ChoiceTable<EmptyMask> {
   static constexpr std::array<std::pair<EmptyMask, const char*>, 3> values{
       {{EmptyMask::kWorst, "worst"}, {EmptyMask::kExclude, "exclude"}, {EmptyMask::kFail, "fail"}}};
 };
+// A run's stage: a run of the grid, or the UNet the joint networks freeze trained as a run of its own.
+enum class Stage { kTrain, kPretrain };
+template <> struct ChoiceTable<Stage> {
+  static constexpr std::array<std::pair<Stage, const char*>, 2> values{{{Stage::kTrain, "train"}, {Stage::kPretrain, "pretrain"}}};
+};
 // A claim (core/claims.h): one side beats the other, or the two are within a margin of each other.
 enum class ClaimKind { kBetter, kSimilar };
 // What the grid says of a claim or of one of its comparisons (report/claims.h).

@@ -12,7 +12,7 @@ json RunSettings::to_json() const {
               {"dataset", {{"name", dataset}, {"kind", kind_name(kind)}, {"size", size}, {"digest", dataset_digest}}},
               {"model", {{"id", model}, {"options", model_options}}},
               {"seed", seed},
-              {"stage", stage},
+              {"stage", choice_name(stage)},
               {"dependency", dependency},
               {"training", orch::to_json(training)},
               {"evaluation", orch::to_json(evaluation)}};
@@ -30,7 +30,7 @@ json RunSettings::identity() const {
 std::string RunSettings::id() const {
   Digest d;
   d.add("run-v1").add(identity().dump());
-  std::string name = model + "." + dataset + ".s" + std::to_string(seed) + (stage == "pretrain" ? ".pretrain" : "");
+  std::string name = model + "." + dataset + ".s" + std::to_string(seed) + (stage == Stage::kPretrain ? ".pretrain" : "");
   for (char& c : name)
     if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-')) c = '_';
   return name + "-" + d.hex().substr(0, 10);
@@ -42,6 +42,7 @@ RunSettings RunSettings::from_json(const json& j, const std::string& where) {
     return o.at(key);
   };
   RunSettings s;
+  std::string stage_text;
   try {
     s.experiment = need(j, "experiment", "experiment").get<std::string>();
     const json& d = need(j, "dataset", "dataset");
@@ -53,14 +54,16 @@ RunSettings RunSettings::from_json(const json& j, const std::string& where) {
     s.model = need(m, "id", "model.id").get<std::string>();
     s.model_options = need(m, "options", "model.options");
     s.seed = need(j, "seed", "seed").get<int64_t>();
-    s.stage = need(j, "stage", "stage").get<std::string>();
+    stage_text = need(j, "stage", "stage").get<std::string>();
     s.dependency = need(j, "dependency", "dependency").get<std::string>();
   } catch (const json::exception& e) {
     throw InputError(where, "", "", std::string("malformed run settings: ") + e.what());
   }
   s.training = training_from_json(need(j, "training", "training"), where, "training");
   s.evaluation = evaluation_from_json(need(j, "evaluation", "evaluation"), where, "evaluation");
-  if (s.stage != "train" && s.stage != "pretrain") throw InputError(where, "stage", s.stage, "expected train or pretrain");
+  const auto stage = choice_from<Stage>(stage_text);
+  if (!stage) throw InputError(where, "stage", stage_text, choice_expectation<Stage>());
+  s.stage = *stage;
   if (s.size < 32 || s.size % 32) throw InputError(where, "dataset.size", std::to_string(s.size), "expected a multiple of 32");
   return s;
 }

@@ -25,7 +25,7 @@ struct RunSettings {
   std::string model;            // registry id
   nlohmann::json model_options = nlohmann::json::object();
   int64_t seed = 1;
-  std::string stage = "train";  // "pretrain" (the UNet the joint networks freeze) or "train"
+  Stage stage = Stage::kTrain;  // "train", or "pretrain" (the UNet the joint networks freeze)
   std::string dependency;       // id of the run whose weights this one starts from, or ""
   TrainingSpec training;
   EvaluationSpec evaluation;

@@ -227,7 +227,7 @@ ReportModel build_report_model(const Experiment& exp, const std::vector<schedule
   std::map<std::pair<std::string, std::string>, std::vector<const scheduler::PlannedRun*>> runs_of;  // (dataset, model)
   for (const auto& r : grid) {
     by_id[r.id] = &r;
-    if (r.settings.stage != "train") continue;  // a separate pretraining run is not a table run
+    if (r.settings.stage != Stage::kTrain) continue;  // a separate pretraining run is not a table run
     runs_of[{r.settings.dataset, r.settings.model}].push_back(&r);
     ids.push_back(r.id);
     auto it = recorded.find(r.id);

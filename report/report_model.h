@@ -69,7 +69,8 @@ struct CostRow {
 };
 
 struct RunInfo {
-  std::string run_id, network, dataset, stage, state, log;  // log: the run's log relative to the report folder
+  std::string run_id, network, dataset, state, log;  // log: the run's log relative to the report folder
+  Stage stage = Stage::kTrain;
   int64_t seed = 0;
   int attempts = 0;
   double wall_hours = 0;

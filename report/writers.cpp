@@ -371,7 +371,7 @@ std::string to_html(const ReportModel& m, const std::vector<FigureFile>& figures
   h << "<h2>Runs</h2>\n<table class=\"runs\"><tr><th>Run</th><th>Network</th><th>Data set</th><th>Seed</th><th>State</th>"
        "<th>Attempts</th><th>Wall h</th><th>Log</th></tr>\n";
   for (const auto& r : m.runs) {
-    h << "<tr id=\"" << html_escape(r.run_id) << "\"><td><details><summary>" << html_escape(r.run_id) << (r.stage == "train" ? "" : " (" + r.stage + ")")
+    h << "<tr id=\"" << html_escape(r.run_id) << "\"><td><details><summary>" << html_escape(r.run_id) << (r.stage == Stage::kTrain ? "" : std::string(" (") + choice_name(r.stage) + ")")
       << "</summary>";
     for (const auto& [k, v] : r.provenance) h << "<div><b>" << html_escape(k) << "</b>: " << html_escape(v.substr(0, 400)) << "</div>";
     h << "</details></td><td>" << html_escape(r.network) << "</td><td>" << html_escape(r.dataset) << "</td><td>" << r.seed

@@ -34,8 +34,8 @@ struct Builder {
   // own (stage "pretrain").
   std::string pretrained(const DatasetSpec& d, const std::string& network) {
     const int64_t first = exp.seeds.front();
-    if (exp.pretrain == PretrainMode::kShared && in_grid(network)) return add(d, network, first, "train");
-    return add(d, network, first, "pretrain");
+    if (exp.pretrain == PretrainMode::kShared && in_grid(network)) return add(d, network, first, Stage::kTrain);
+    return add(d, network, first, Stage::kPretrain);
   }
   nlohmann::json options_of(const std::string& model) const {
     for (const auto& n : exp.networks)
@@ -49,8 +49,8 @@ struct Builder {
   }
 
   // Adds the run and, first, what it depends on. Returns its id.
-  std::string add(const DatasetSpec& d, const std::string& model, int64_t seed, const std::string& stage) {
-    const std::string key = d.name + "/" + model + "/" + std::to_string(seed) + "/" + stage;
+  std::string add(const DatasetSpec& d, const std::string& model, int64_t seed, Stage stage) {
+    const std::string key = d.name + "/" + model + "/" + std::to_string(seed) + "/" + choice_name(stage);
     auto it = by_key.find(key);
     if (it != by_key.end()) return it->second.id;
     PlannedRun r;
@@ -64,12 +64,12 @@ struct Builder {
     r.settings.seed = seed;
     r.settings.stage = stage;
     r.settings.training = training_of(model, d.name);
-    if (stage == "pretrain") r.settings.training = exp.pretraining_recipe(r.settings.training);
+    if (stage == Stage::kPretrain) r.settings.training = exp.pretraining_recipe(r.settings.training);
     r.settings.evaluation = exp.evaluation;
     const models::NetworkInfo& info = models::network_info(model);
     if (info.role == models::DependencyRole::kFrozenPretrained) r.settings.dependency = pretrained(d, info.dependency);
     else if (info.role == models::DependencyRole::kFineTuneFrom)
-      r.settings.dependency = add(d, info.dependency, exp.rasterize_init == RasterizeInit::kShared ? exp.seeds.front() : seed, "train");
+      r.settings.dependency = add(d, info.dependency, exp.rasterize_init == RasterizeInit::kShared ? exp.seeds.front() : seed, Stage::kTrain);
     if (!r.settings.dependency.empty()) r.depends_on.push_back(r.settings.dependency);
     r.id = r.settings.id();
     r.resources = resources.shared(d.name, model);
@@ -95,21 +95,20 @@ std::vector<PlannedRun> expand(const Experiment& exp) {
   Builder b{exp};
   for (const auto& d : exp.datasets)
     for (const auto& n : exp.networks)
-      for (int64_t seed : exp.seeds) b.add(d, n.id, seed, "train");
+      for (int64_t seed : exp.seeds) b.add(d, n.id, seed, Stage::kTrain);
   return b.result();
 }
 
 std::vector<PlannedRun> chain_for(const Experiment& exp, const std::string& dataset, const std::string& model,
-                                  int64_t seed, const std::string& stage) {
+                                  int64_t seed, Stage stage) {
   const DatasetSpec& d = exp.dataset(dataset);
   check_model(exp, model);
-  if (stage != "train" && stage != "pretrain") throw InputError(exp.path, "--stage", stage, "expected train or pretrain");
-  if (stage == "pretrain") {
+  if (stage == Stage::kPretrain) {
     bool pretrained_by_some = false;
     for (const auto& n : models::network_catalogue())
       pretrained_by_some |= n.role == models::DependencyRole::kFrozenPretrained && n.dependency == model;
     if (!pretrained_by_some)
-      throw InputError(exp.path, "--stage", stage, model + " has no pretrain stage (no network freezes a pretrained " + model + ")");
+      throw InputError(exp.path, "--stage", choice_name(stage), model + " has no pretrain stage (no network freezes a pretrained " + model + ")");
   }
   Builder b{exp};
   b.add(d, model, seed, stage);
@@ -121,7 +120,7 @@ std::string filter_value(const std::string& key, const PlannedRun& r) {
   return key == "dataset" ? r.settings.dataset
          : key == "model" ? r.settings.model
          : key == "seed"  ? std::to_string(r.settings.seed)
-                          : r.settings.stage;
+                          : std::string(choice_name(r.settings.stage));
 }
 }  // namespace
 

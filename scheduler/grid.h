@@ -37,7 +37,7 @@ std::vector<PlannedRun> expand(const Experiment& exp);
 // (its options then default); its dependency chain is resolved the same way. Throws InputError naming the
 // unknown data set or network.
 std::vector<PlannedRun> chain_for(const Experiment& exp, const std::string& dataset, const std::string& model,
-                                  int64_t seed, const std::string& stage = "train");
+                                  int64_t seed, Stage stage = Stage::kTrain);
 
 // Narrowing by --only key=value[,value]: keys dataset, model, seed, stage. Throws InputError on an unknown key.
 struct Filter {

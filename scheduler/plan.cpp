@@ -18,7 +18,7 @@ namespace fs = std::filesystem;
 namespace {
 
 std::string key_of(const RunSettings& s) {
-  return s.dataset + "/" + s.model + "/" + std::to_string(s.seed) + "/" + s.stage;
+  return s.dataset + "/" + s.model + "/" + std::to_string(s.seed) + "/" + choice_name(s.stage);
 }
 
 std::string seconds_text(double s) {
@@ -166,7 +166,7 @@ void record_runs(Store& store, const std::vector<PlannedRun>& runs) {
     rec.dataset = r.settings.dataset;
     rec.model = r.settings.model;
     rec.seed = r.settings.seed;
-    rec.stage = r.settings.stage;
+    rec.stage = choice_name(r.settings.stage);
     rec.settings_json = r.settings.to_json().dump();
     for (const auto& d : r.depends_on) rec.depends_on += (rec.depends_on.empty() ? "" : " ") + d;
     recs.push_back(rec);

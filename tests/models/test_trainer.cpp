@@ -81,7 +81,7 @@ TEST(Grid, PaperGridHas66RunsAndSharesThePretrainedUNet) {
     int pretrain = 0;
     for (const auto& r : runs) {
       for (const auto& d : r.depends_on) ASSERT_TRUE(by_id.count(d)) << r.id << " depends on an unknown run";
-      if (r.settings.stage == "pretrain") ++pretrain;
+      if (r.settings.stage == Stage::kPretrain) ++pretrain;
       const std::string dep = models::network_info(r.settings.model).dependency;
       if (dep.empty()) {
         EXPECT_TRUE(r.depends_on.empty()) << r.id;
@@ -92,7 +92,7 @@ TEST(Grid, PaperGridHas66RunsAndSharesThePretrainedUNet) {
       EXPECT_EQ(d.settings.model, dep);
       EXPECT_EQ(d.settings.dataset, r.settings.dataset);
       if (dep == "unet") {
-        EXPECT_EQ(d.settings.stage, mode == "shared" ? "train" : "pretrain");
+        EXPECT_EQ(d.settings.stage, mode == "shared" ? Stage::kTrain : Stage::kPretrain);
         EXPECT_EQ(d.settings.seed, 1);
       } else {
         EXPECT_EQ(d.settings.seed, 1) << "every Rasterize seed starts from HybridGNet+IGSC seed 1 (rasterize_init shared)";
@@ -146,7 +146,7 @@ TEST(Grid, TheFrozenUNetCanHaveARecipeOfItsOwn) {
   ASSERT_EQ(plain.size(), own.size());
   int pretrain = 0;
   for (size_t i = 0; i < own.size(); ++i) {
-    if (own[i].settings.stage == "pretrain") {
+    if (own[i].settings.stage == Stage::kPretrain) {
       ++pretrain;
       EXPECT_EQ(own[i].settings.training.epochs, 1500);
       EXPECT_EQ(own[i].settings.training.weight_decay, 0);
@@ -175,7 +175,7 @@ TEST(Grid, IdsAreStableAndChangeOnlyWithWhatTheyTouch) {
   auto rc = scheduler::expand(parse_experiment(j, "x.json"));
   ASSERT_EQ(rc.size(), ra.size());
   auto key = [](const scheduler::PlannedRun& r) {
-    return r.settings.dataset + "/" + r.settings.model + "/" + std::to_string(r.settings.seed) + "/" + r.settings.stage;
+    return r.settings.dataset + "/" + r.settings.model + "/" + std::to_string(r.settings.seed) + "/" + choice_name(r.settings.stage);
   };
   std::map<std::string, std::string> changed;
   for (const auto& r : rc) changed[key(r)] = r.id;

@@ -95,7 +95,7 @@ TEST(Report, GoldenTablesMediansAndMissingRuns) {
                                      {"b/ours/1", 0.91}, {"b/ours/2", 0.92}, {"b/ours/3", 0.93}};
   std::string missing_id, b_unet_1, b_unet_2, a_unet_2;
   for (const auto& r : grid) {
-    if (r.settings.stage != "train") continue;
+    if (r.settings.stage != Stage::kTrain) continue;
     std::string k = r.settings.dataset + "/" + r.settings.model + "/" + std::to_string(r.settings.seed);
     if (!base.count(k)) {
       missing_id = r.id;
