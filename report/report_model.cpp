@@ -146,7 +146,7 @@ std::vector<CostRow> costs(Store& store, const std::vector<scheduler::PlannedRun
   for (const auto& j : accounts) sharing[j.job_id + "|" + j.started]++;
   for (const auto& j : accounts) {
     auto it = network_of.find(j.run_id);
-    if (it == network_of.end() || j.backend != "slurm") continue;
+    if (it == network_of.end() || choice_from<BackendKind>(j.backend) != BackendKind::kSlurm) continue;
     by[it->second].slurm_gpu_hours += j.elapsed_s / 3600 * static_cast<double>(j.gpus) / sharing[j.job_id + "|" + j.started];
   }
   std::vector<CostRow> out;
