@@ -282,8 +282,14 @@ json to_json(const EvaluationSpec& e) {
   return j;
 }
 
+namespace {
+
+bool is_median_metric(const std::string& m) { return m == "dice" || m == "jaccard" || m == "hausdorff_mm"; }
+
+}  // namespace
+
 void ReportSettings::validate() const {
-  if (median_metric != "dice" && median_metric != "jaccard" && median_metric != "hausdorff_mm")
+  if (!is_median_metric(median_metric))
     throw InputError("report.median_metric", "", median_metric, "expected dice, jaccard or hausdorff_mm");
 }
 
@@ -297,7 +303,7 @@ ReportSpec report_from_json(const json& j, const std::string& path) {
   ReportSpec r;
   if (j.contains("claims")) r.claims = claims_from_json(j["claims"], path, "report.claims");
   r.settings.median_metric = c.str(j, "median_metric", w, r.settings.median_metric);
-  if (r.settings.median_metric != "dice" && r.settings.median_metric != "jaccard" && r.settings.median_metric != "hausdorff_mm")
+  if (!is_median_metric(r.settings.median_metric))
     c.fail("report.median_metric", j["median_metric"], "expected dice, jaccard or hausdorff_mm");
   r.settings.hausdorff = c.pick(j, "hausdorff", w, r.settings.hausdorff);
   r.settings.inference = c.pick(j, "inference", w, r.settings.inference);
