@@ -14,7 +14,6 @@ namespace {
 
 const double kNaN = std::nan("");
 constexpr int kResamples = 2000;
-constexpr double kPaperSize = 1024;
 
 // Per run, per test image ("" for the per-run inference time): the metric as the report's settings count it.
 using Units = std::map<std::string, double>;
@@ -40,8 +39,8 @@ class ClaimValues {
   }
   Units per_image(const std::string& run, const std::string& metric) {
     const RunSettings& rs = *settings_.at(run);
-    const double scale = s_.hausdorff == HausdorffScale::kPaper ? kPaperSize / rs.size : 1.0;
-    const double diagonal = rs.size * std::sqrt(2.0) * rs.evaluation.spacing_mm;
+    const double scale = hausdorff_scale(s_, rs);
+    const double diagonal = worst_hausdorff_mm(rs);
     std::map<std::string, std::vector<double>> organs;
     for (const auto& t : store_.test_metrics(run)) {
       double v = metric == "dice" ? t.dice : metric == "jaccard" ? t.jaccard : t.hausdorff_mm;

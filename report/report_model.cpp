@@ -61,11 +61,11 @@ class Values {
  private:
   double hausdorff(const std::string& id, const MetricAggregate& a) const {
     const RunSettings& rs = runs_.at(id)->settings;
-    const double scale = s_.hausdorff == HausdorffScale::kPaper ? kPaperSize / rs.size : 1.0;
+    const double scale = hausdorff_scale(s_, rs);
     const int64_t undefined = a.images - a.hausdorff_defined;
     if (undefined == 0) return a.hausdorff_mm * scale;
     if (s_.empty_mask == EmptyMask::kExclude) return a.hausdorff_defined ? a.hausdorff_mm * scale : kNaN;
-    const double diagonal = rs.size * std::sqrt(2.0) * rs.evaluation.spacing_mm;  // the worst case, in stored units
+    const double diagonal = worst_hausdorff_mm(rs);
     const double sum = (a.hausdorff_defined ? a.hausdorff_mm * a.hausdorff_defined : 0.0) + undefined * diagonal;
     return sum / a.images * scale;
   }
@@ -193,6 +193,12 @@ std::vector<RunInfo> run_infos(Store& store, const std::vector<scheduler::Planne
 }
 
 }  // namespace
+
+double hausdorff_scale(const ReportSettings& s, const RunSettings& run) {
+  return s.hausdorff == HausdorffScale::kPaper ? kPaperSize / run.size : 1.0;
+}
+
+double worst_hausdorff_mm(const RunSettings& run) { return run.size * std::sqrt(2.0) * run.evaluation.spacing_mm; }
 
 std::string hausdorff_unit(const ReportSettings& s) {
   return s.hausdorff == HausdorffScale::kPaper ? "mm at 0.35 mm/px of a 1024-px image" : "mm at the working size's spacing";

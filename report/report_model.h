@@ -111,6 +111,11 @@ struct ReportModel {
 ReportModel build_report_model(const Experiment& exp, const std::vector<scheduler::PlannedRun>& grid, Store& store,
                                const std::string& workspace, const std::string& report_dir, const ReportSettings& settings);
 
+// What one stored Hausdorff millimetre counts in the report (the paper's 1024-px scale or as stored), and the
+// worst case an image without a Hausdorff distance counts as (its diagonal, in stored units).
+double hausdorff_scale(const ReportSettings& s, const RunSettings& run);
+double worst_hausdorff_mm(const RunSettings& run);
+
 // Human words for the settings, as the tables print them.
 std::string hausdorff_unit(const ReportSettings& s);
 std::string inference_description(const ReportSettings& s);
