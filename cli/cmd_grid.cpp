@@ -10,6 +10,7 @@
 
 #include "cli/grid_ops.h"
 #include "cli/options.h"
+#include "core/control.h"
 #include "models/model_config.h"
 #include "report/report.h"
 #include "scheduler/estimate.h"
@@ -31,7 +32,8 @@ GridContext load_grid(const std::string& exp_path, const std::vector<std::string
   report::report_options_from(g.exp);  // the "report" block, validated when the experiment loads
   g.workspace = workspace.empty() ? g.exp.workspace : workspace;
   g.grid = scheduler::expand(g.exp);
-  g.only = scheduler::parse_filter(only);
+  g.points = g.exp.sweep_points();
+  g.only = scheduler::parse_filter(only, g.exp);
   g.only.check_against(g.grid);
   return g;
 }
@@ -59,7 +61,12 @@ int tell_outcome(const scheduler::SubmitOutcome& out, const std::string& verb, c
   if (out.backend == BackendKind::kSlurm) {
     std::printf("%s: %d run(s) in %zu Slurm array job(s)", verb.c_str(), r.dispatched, r.jobs.size());
     for (const auto& j : r.jobs) std::printf(" %s", j.c_str());
-    std::printf("; %zu already done or queued\n", out.plan.size() - static_cast<size_t>(out.to_submit));
+    std::printf("; %zu already done or queued\n", out.plan.size() - static_cast<size_t>(out.to_submit + out.held_back));
+    if (out.held_back)
+      std::printf("%s: %d run(s) held back by the queue limit (at most %d of the grid's runs queued or running: "
+                  "resources.max_queued, or Slurm's MaxJobCount); `orchestrator submit %s --follow` submits them as "
+                  "jobs end, as does each later submit (and resume, with resources.max_queued)\n",
+                  verb.c_str(), out.held_back, out.queue_limit, exp_path.c_str());
     return kExitOk;
   }
   if (r.interrupted_by) {
@@ -103,6 +110,27 @@ std::map<std::string, nlohmann::json> attempt_histories(const std::string& works
   return out;
 }
 
+// The labels of the sweep points a run belongs to ([] without a sweep).
+nlohmann::json sweep_labels(const GridContext& g, const scheduler::PlannedRun& r) {
+  nlohmann::json out = nlohmann::json::array();
+  for (uint32_t p : r.sweep_points) out.push_back(g.points.at(p).label());
+  return out;
+}
+
+// With a sweep: per point, its runs and how many are done (a run shared by several points counts in each).
+void print_sweep_points(const GridContext& g, const std::vector<scheduler::RunStatus>& plan) {
+  if (g.exp.sweep.empty()) return;
+  std::vector<std::pair<int, int>> count(g.points.size());  // (done, runs)
+  for (const auto& st : plan)
+    for (uint32_t p : st.run.sweep_points) {
+      ++count[p].second;
+      count[p].first += st.state == run_state::kDone;
+    }
+  std::printf("sweep: %zu point(s)\n", g.points.size());
+  for (size_t p = 0; p < g.points.size(); ++p)
+    std::printf("  %2zu  %-60s %d/%d done\n", p + 1, g.points[p].label().c_str(), count[p].first, count[p].second);
+}
+
 nlohmann::json status_json(const GridContext& g, const scheduler::RunStatus& st) {
   nlohmann::json deps = nlohmann::json::array();
   for (const auto& d : st.run.depends_on) deps.push_back(d);
@@ -114,6 +142,7 @@ nlohmann::json status_json(const GridContext& g, const scheduler::RunStatus& st)
           {"seed", st.run.settings.seed},
           {"stage", choice_name(st.run.settings.stage)},
           {"depends_on", deps},
+          {"sweep_points", sweep_labels(g, st.run)},
           {"state", st.state},
           {"recorded_state", st.recorded_state},
           {"action", st.submit ? "submit" : "skip"},
@@ -143,6 +172,7 @@ void print_plan(const GridContext& g, const std::vector<scheduler::RunStatus>& p
     if (w.find(who) == std::string::npos) w += (w.empty() ? "" : " ") + who;
   }
   std::printf("%zu run(s); submit would start %d\n", plan.size(), submit);
+  print_sweep_points(g, plan);
   std::printf("resources per run:\n");
   for (const auto& [shape, who] : shapes) std::printf("  %s: %s\n", shape.c_str(), who.c_str());
 }
@@ -171,6 +201,7 @@ void print_status(const GridContext& g, const std::vector<scheduler::RunStatus>&
     std::printf("\n");
   }
   std::printf("\n");
+  print_sweep_points(g, plan);
   for (const auto& st : plan) {
     if (st.state == run_state::kDone || st.state == run_state::kNew) continue;
     const bool running = st.state == run_state::kRunning;
@@ -235,8 +266,10 @@ int submit_or_resume(const Args& args, scheduler::PlanMode mode, const std::stri
   add_common(desc, c, pos);
   std::string backend;
   int workers = 0;
-  bool rebuild_damaged = false;
-  desc.add_options()("backend", po::value(&backend), "local or slurm (default: the experiment's backend, else local)")(
+  bool rebuild_damaged = false, follow = false;
+  desc.add_options()("follow", po::bool_switch(&follow),
+                     "stay until every run is submitted, submitting held-back runs as jobs end (Slurm, with a queue "
+                     "limit: resources.max_queued or MaxJobCount)")("backend", po::value(&backend), "local or slurm (default: the experiment's backend, else local)")(
       "workers", po::value(&workers)->default_value(0), "local: worker processes (0: resources.local_workers, else cores)");
   if (mode == scheduler::PlanMode::kResume)
     desc.add_options()("rebuild-damaged", po::bool_switch(&rebuild_damaged),
@@ -244,7 +277,7 @@ int submit_or_resume(const Args& args, scheduler::PlanMode mode, const std::stri
                        "is lost, the done runs that depend on it)");
   po::variables_map vm;
   if (!parse_options(args, desc, vm,
-                     "orchestrator " + verb + " EXP [--backend local|slurm] [--workers N] [--only key=value]..." +
+                     "orchestrator " + verb + " EXP [--backend local|slurm] [--workers N] [--follow] [--only key=value]..." +
                          (mode == scheduler::PlanMode::kResume ? " [--rebuild-damaged]" : ""),
                      &pos))
     return 0;
@@ -264,7 +297,16 @@ int submit_or_resume(const Args& args, scheduler::PlanMode mode, const std::stri
   if (out.backend == BackendKind::kLocal)
     std::printf("%s: %d run(s) to the local pool (%d worker(s)), %zu already done or queued\n", verb.c_str(),
                 out.result.dispatched, out.workers, out.plan.size() - static_cast<size_t>(out.to_submit));
-  return tell_outcome(out, verb, c.exp_path);
+  int code = tell_outcome(out, verb, c.exp_path);
+  // --follow: stays until every run is submitted, topping the queue up as jobs end. Killed, it leaves the rest
+  // "new" in the store, where the next submit or resume finds them.
+  while (follow && code == kExitOk && out.held_back > 0) {
+    std::fflush(stdout);
+    std::this_thread::sleep_for(std::chrono::duration<double>(control_timeouts().follow_poll_s));
+    out = scheduler::submit_grid(g.request("orchestrator " + verb + " --follow " + c.exp_path), o);
+    if (out.result.dispatched > 0 || out.held_back == 0) code = tell_outcome(out, verb, c.exp_path);  // quiet while waiting
+  }
+  return code;
 }
 
 }  // namespace

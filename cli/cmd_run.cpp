@@ -70,6 +70,7 @@ int cmd_run(const Args& args) {
   for (const auto& f : rep.files) std::printf("  %s\n", f.c_str());
   std::printf("  %s (previews of the data sets)\n", layout.report_dir().c_str());
   std::printf("Runs and metrics: sqlite3 %s; status: orchestrator status %s\n", layout.store().c_str(), c.exp_path.c_str());
+  if (!rep.convergence.empty()) std::printf("Convergence: %s.\n", rep.convergence.c_str());
   if (!rep.claims.empty())
     std::printf("The paper's claims on this grid (report: \"The paper's claims on this grid\", claims.csv):\n%s", rep.claims.c_str());
   return code;

@@ -8,6 +8,7 @@
 
 #include "cli/options.h"
 #include "core/control.h"
+#include "core/errors.h"
 #include "core/experiment.h"
 #include "core/process_identity.h"
 #include "core/run_settings.h"
@@ -75,6 +76,10 @@ int cmd_train(const Args& args) {
     return 0;
   Experiment exp = load_experiment(exp_path, sets);
   models::validate_experiment_networks(exp);
+  if (!exp.sweep.empty())
+    throw InputError(exp_path, "sweep", exp.sweep.front().key,
+                     "train runs one run of one point: choose it with --set sweep=null --set KEY=VALUE for each swept "
+                     "key, or run the sweep's runs with `orchestrator submit " + exp_path + " --only KEY=VALUE`");
   if (workspace.empty()) workspace = exp.workspace;
   auto chain = scheduler::chain_for(exp, dataset, model, seed, choice_flag<Stage>("--stage", stage));
   auto comm = runner::make_communicator(comm_kind, runner::use_cuda(exp.training));

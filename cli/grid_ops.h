@@ -26,6 +26,7 @@ struct GridContext {
   std::string workspace;
   std::vector<scheduler::PlannedRun> grid;
   scheduler::Filter only;
+  std::vector<SweepPoint> points;  // the sweep's (one empty point without a sweep)
   scheduler::GridRequest request(const std::string& command) const;
 };
 

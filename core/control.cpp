@@ -26,6 +26,7 @@ ControlTimeouts read() {
   t.lock_wait_s = seconds_from_env("ORCH_LOCK_WAIT_S", t.lock_wait_s);
   t.heartbeat_s = seconds_from_env("ORCH_HEARTBEAT_S", t.heartbeat_s);
   t.lost_after_s = seconds_from_env("ORCH_LOST_AFTER_S", t.lost_after_s);
+  t.follow_poll_s = seconds_from_env("ORCH_FOLLOW_POLL_S", t.follow_poll_s);
   if (t.lost_after_s < 2 * t.heartbeat_s)
     throw InputError("environment", "ORCH_LOST_AFTER_S", std::to_string(t.lost_after_s),
                      "must be at least twice ORCH_HEARTBEAT_S (" + std::to_string(t.heartbeat_s) + ")");

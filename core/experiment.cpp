@@ -90,7 +90,7 @@ struct Ctx {
 const std::vector<std::string> kTrainingKeys = {
     "epochs", "batch_size", "learning_rate", "weight_decay", "validate_every", "threads", "loader_threads", "augment",
     "mask_resampling", "seed_mode", "checkpoint_every", "keep_checkpoints", "device", "lr_step_epochs", "lr_gamma",
-    "best_after_epoch", "nonfinite", "precision", "pipeline", "cudnn_benchmark"};
+    "best_after_epoch", "nonfinite", "precision", "pipeline", "cudnn_benchmark", "early_stop"};
 
 // Whether some string in `v` (keys included) is not valid UTF-8; if so, `path` gets its field path's parts,
 // innermost first. Depth-bounded: documents are at most kMaxJsonDepth deep (core/json_input.h, and --set keys).
@@ -172,14 +172,18 @@ void apply_override(json& doc, const std::string& assignment) {
     throw InputError("", "--set", key.substr(0, 80) + "...", "more than " + std::to_string(kMaxJsonDepth) + " key components");
   // JSON when it is JSON (bounded like a file: depth, duplicate keys, ranges), else the text as a string.
   json value = json::accept(text) ? parse_json_input(text, "--set " + key) : json(text);
+  set_key(doc, key, value, "--set", assignment);
+}
+
+void set_key(json& doc, const std::string& key, const json& value, const std::string& field, const std::string& shown) {
   json* node = &doc;
   size_t start = 0;
   for (;;) {
     size_t dot = key.find('.', start);
     std::string part = key.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
-    if (part.empty()) throw InputError("", "--set", assignment, "empty key component");
+    if (part.empty()) throw InputError("", field, shown, "empty key component");
     if (!node->is_object()) {
-      if (!node->is_null()) throw InputError("", "--set", assignment, "'" + part + "' is inside a non-object value");
+      if (!node->is_null()) throw InputError("", field, shown, "'" + part + "' is inside a non-object value");
       *node = json::object();
     }
     if (dot == std::string::npos) {
@@ -189,6 +193,20 @@ void apply_override(json& doc, const std::string& assignment) {
     node = &(*node)[part];
     start = dot + 1;
   }
+}
+
+// "early_stop": an object {patience, min_delta}, or false or null for off (a network turning the grid's off).
+static EarlyStop early_stop_from_json(const Ctx& c, const json& t, const std::string& w) {
+  EarlyStop es;
+  if (!t.contains("early_stop") || t["early_stop"].is_null() || t["early_stop"] == json(false)) return es;
+  const std::string where = w + ".early_stop";
+  const json& o = t["early_stop"];
+  if (!o.is_object()) c.fail(where, o, "expected {\"patience\": epochs, \"min_delta\": fraction}, or false");
+  c.only(o, where, {"patience", "min_delta"});
+  if (!o.contains("patience")) c.fail(where + ".patience", json(), "missing required field (epochs without improvement)");
+  es.patience = static_cast<int>(c.integer(o, "patience", where, 0, 1, 1000000));
+  es.min_delta = c.number(o, "min_delta", where, es.min_delta, 0, 1);
+  return es;
 }
 
 TrainingSpec training_from_json(const json& t, const std::string& path, const std::string& w) {
@@ -225,6 +243,7 @@ TrainingSpec training_from_json(const json& t, const std::string& path, const st
     if (!t["cudnn_benchmark"].is_boolean()) c.fail(w + ".cudnn_benchmark", t["cudnn_benchmark"], "expected true or false");
     ts.cudnn_benchmark = t["cudnn_benchmark"];
   }
+  ts.early_stop = early_stop_from_json(c, t, w);
   return ts;
 }
 
@@ -254,6 +273,7 @@ json to_json(const TrainingSpec& t) {
   if (t.precision != Precision::kTf32) j["precision"] = choice_name(t.precision);
   if (t.pipeline != Pipeline::kOverlap) j["pipeline"] = choice_name(t.pipeline);
   if (!t.cudnn_benchmark) j["cudnn_benchmark"] = false;
+  if (t.early_stop.enabled()) j["early_stop"] = {{"patience", t.early_stop.patience}, {"min_delta", t.early_stop.min_delta}};
   return j;
 }
 
@@ -323,6 +343,98 @@ ReportSpec report_from_json(const json& j, const std::string& path) {
 
 }  // namespace
 
+namespace {
+
+// Where a sweep key may point: settings that change runs' results and are read per run.
+void check_sweep_key(const Ctx& c, const json& doc, const std::string& key, const std::string& field) {
+  static const std::set<std::string> kAxes = {"training", "evaluation", "networks", "pretrain", "pretrain_training",
+                                              "rasterize_init"};
+  const std::string first = key.substr(0, key.find('.'));
+  if (!kAxes.count(first)) {
+    std::string why = "not a sweep axis (keys under training, evaluation, networks.<id>, pretrain, pretrain_training "
+                      "or rasterize_init";
+    if (first == "seeds") why += "; the seeds are an axis of their own: \"seeds\"";
+    if (first == "datasets") why += "; a data set is one file per name: declare each variant as a data set";
+    c.fail(field, json(key), why + ")");
+  }
+  if (first != "networks") return;
+  const size_t dot = key.find('.'), next = key.find('.', dot == std::string::npos ? dot : dot + 1);
+  const std::string id = dot == std::string::npos ? "" : key.substr(dot + 1, next == std::string::npos ? std::string::npos : next - dot - 1);
+  if (next == std::string::npos || id.empty())
+    c.fail(field, json(key), "expected networks.<id>.<option> (e.g. networks.ours.latents)");
+  if (!doc.contains("networks") || !doc["networks"].is_object() || !doc["networks"].contains(id))
+    c.fail(field, json(key), "the experiment's \"networks\" has no object for \"" + id +
+                                 "\" (sweeping a network's options needs the object form: \"networks\": {\"" + id + "\": {}})");
+}
+
+std::vector<SweepAxis> sweep_from_json(const json& doc, const std::string& path) {
+  Ctx c{path};
+  std::vector<SweepAxis> out;
+  if (!doc.contains("sweep") || doc["sweep"].is_null()) return out;
+  const json& sweep = c.object(doc["sweep"], "sweep");
+  json base = doc;
+  base.erase("sweep");
+  double points = 1;
+  for (auto it = sweep.begin(); it != sweep.end(); ++it) {
+    const std::string field = "sweep." + it.key();
+    check_sweep_key(c, base, it.key(), field);
+    if (!it.value().is_array() || it.value().empty()) c.fail(field, it.value(), "expected a non-empty list of values");
+    SweepAxis axis{it.key(), {}};
+    for (const auto& v : it.value()) {
+      if (std::find(axis.values.begin(), axis.values.end(), v) != axis.values.end()) c.fail(field, v, "listed twice");
+      json point = base;
+      set_key(point, axis.key, v, field, v.dump());
+      try {
+        parse_experiment(point, path);
+      } catch (const InputError& e) {
+        throw InputError(std::string(e.what()) + " (the sweep's value " + axis.key + " = " + v.dump() + ")");
+      }
+      axis.values.push_back(v);
+    }
+    points *= static_cast<double>(axis.values.size());
+    if (points > 1e6) c.fail("sweep", json(), "more than 1,000,000 points");
+    out.push_back(std::move(axis));
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string SweepPoint::label() const {
+  std::string out;
+  for (const auto& [key, value] : values) out += (out.empty() ? "" : " ") + key + "=" + value.dump();
+  return out;
+}
+
+std::string SweepPoint::value_text(const std::string& key) const {
+  for (const auto& [k, v] : values)
+    if (k == key) return v.dump();
+  return "";
+}
+
+std::vector<SweepPoint> Experiment::sweep_points() const {
+  std::vector<SweepPoint> out(1);
+  for (const auto& axis : sweep) {
+    std::vector<SweepPoint> next;
+    next.reserve(out.size() * axis.values.size());
+    for (const auto& p : out)
+      for (const auto& v : axis.values) {
+        SweepPoint q = p;
+        q.values.emplace_back(axis.key, v);
+        next.push_back(std::move(q));
+      }
+    out = std::move(next);
+  }
+  return out;
+}
+
+Experiment Experiment::at(const SweepPoint& point) const {
+  json doc = raw;
+  doc.erase("sweep");
+  for (const auto& [key, value] : point.values) set_key(doc, key, value, "sweep." + key, value.dump());
+  return parse_experiment(doc, path);
+}
+
 Experiment load_experiment(const std::string& path, const std::vector<std::string>& overrides) {
   json doc = read_json_input(path, "experiment file");
   for (const auto& o : overrides) apply_override(doc, o);
@@ -346,12 +458,128 @@ const DatasetSpec& Experiment::dataset(const std::string& n) const {
   throw InputError(path, "--dataset", n, "no such data set in the experiment (it has: " + list + ")");
 }
 
+namespace {
+
+// One data set of the "datasets" block, `key` its name.
+DatasetSpec dataset_from_json(const Ctx& c, const std::string& key, const json& value) {
+  std::string w = "datasets." + key;
+  if (std::string bad = name_problem(key); !bad.empty()) c.fail(w, key, "data set " + bad);
+  const json& d = c.object(value, w);
+  c.only(d, w, {"kind", "size", "synthetic", "landmarks", "images", "raw_jsrt", "raw_png", "splits", "split_seed",
+                "blank_images", "description", "edges", "resources"});
+  DatasetSpec s;
+  s.name = key;
+  if (d.contains("resources")) s.resources = c.object(d["resources"], w + ".resources");
+  std::string kind = c.str(d, "kind", w, "", true);
+  try {
+    s.kind = parse_kind(kind, w + ".kind");
+  } catch (const InputError&) {
+    c.fail(w + ".kind", d["kind"], "expected \"lh\" (lungs and heart) or \"l\" (lungs only)");
+  }
+  s.size = static_cast<int>(c.integer(d, "size", w, 1024, 32, 4096));
+  s.edges = c.pick(d, "edges", w, s.edges);
+  if (d.contains("synthetic")) {
+    std::string sw = w + ".synthetic";
+    const json& sy = c.object(d["synthetic"], sw);
+    c.only(sy, sw, {"count", "seed", "size", "occluder_fraction", "low_contrast_fraction"});
+    SynthOptions o;
+    o.kind = s.kind;
+    o.count = static_cast<int>(c.integer(sy, "count", sw, 100, 3, 1000000));
+    o.seed = static_cast<uint64_t>(c.integer(sy, "seed", sw, 1, 0, INT64_MAX));
+    o.size = static_cast<int>(c.integer(sy, "size", sw, s.size, 32, 4096));
+    o.render.occluder_fraction = c.number(sy, "occluder_fraction", sw, o.render.occluder_fraction, 0, 1);
+    o.render.low_contrast_fraction = c.number(sy, "low_contrast_fraction", sw, o.render.low_contrast_fraction, 0, 1);
+    s.synthetic = o;
+    for (const char* k : {"landmarks", "images", "raw_jsrt", "raw_png", "splits", "blank_images"})
+      if (d.contains(k)) c.fail(w + "." + k, d[k], "a synthetic data set takes no file sources");
+  } else {
+    s.landmarks = c.str(d, "landmarks", w, "", true);
+    s.images = c.paths(d, "images", w);
+    s.raw_jsrt = c.paths(d, "raw_jsrt", w);
+    s.raw_png = c.paths(d, "raw_png", w);
+    s.splits = c.paths(d, "splits", w);
+    if (d.contains("blank_images")) {
+      if (!d["blank_images"].is_boolean()) c.fail(w + ".blank_images", d["blank_images"], "expected true or false");
+      s.blank_images = d["blank_images"];
+    }
+    if (d.contains("split_seed")) s.split_seed = static_cast<uint64_t>(c.integer(d, "split_seed", w, 0, 0, INT64_MAX));
+    if (s.images.empty() && s.raw_jsrt.empty() && s.raw_png.empty() && !s.blank_images)
+      c.fail(w, json(), "needs an image source: images, raw_jsrt, raw_png, or blank_images: true");
+    if (s.splits.empty() && !s.split_seed) c.fail(w, json(), "needs splits (folders of split lists) or split_seed");
+  }
+  return s;
+}
+
+// The "networks" block: a list of ids, or an object id -> options (with training, resources and per-data-set
+// overrides); `ds` is the experiment's "datasets" block, which per-data-set overrides must name.
+std::vector<NetworkSpec> networks_from_json(const Ctx& c, const json& block, const json& ds) {
+  std::vector<NetworkSpec> out;
+  if (block.is_array()) {
+    for (const auto& v : block) {
+      if (!v.is_string() || v.get<std::string>().empty()) c.fail("networks", v, "expected a network id");
+      if (std::string bad = name_problem(v.get<std::string>()); !bad.empty()) c.fail("networks", v, "network " + bad);
+      NetworkSpec n;
+      n.id = v.get<std::string>();
+      out.push_back(n);
+    }
+  } else if (block.is_object()) {
+    for (auto it = block.begin(); it != block.end(); ++it) {
+      if (std::string bad = name_problem(it.key()); !bad.empty()) c.fail("networks." + it.key(), it.key(), "network " + bad);
+      if (!it.value().is_object()) c.fail("networks." + it.key(), it.value(), "expected an object of network options");
+      const std::string w = "networks." + it.key();
+      NetworkSpec n;
+      n.id = it.key();
+      n.options = it.value();
+      if (n.options.contains("training")) {
+        n.training = c.object(n.options["training"], w + ".training");
+        n.options.erase("training");
+      }
+      if (n.options.contains("resources")) {
+        n.resources = c.object(n.options["resources"], w + ".resources");
+        n.options.erase("resources");
+      }
+      if (n.options.contains("datasets")) {
+        const json& per = c.object(n.options["datasets"], w + ".datasets");
+        for (auto d = per.begin(); d != per.end(); ++d) {
+          const std::string dw = w + ".datasets." + d.key();
+          if (!ds.contains(d.key())) c.fail(dw, d.key(), "no such data set in the experiment");
+          c.object(d.value(), dw);
+          c.only(d.value(), dw, {"training", "resources"});
+          NetworkDatasetOverrides o;
+          if (d.value().contains("training")) o.training = c.object(d.value()["training"], dw + ".training");
+          if (d.value().contains("resources")) o.resources = c.object(d.value()["resources"], dw + ".resources");
+          n.datasets[d.key()] = o;
+        }
+        n.options.erase("datasets");
+      }
+      out.push_back(n);
+    }
+  } else {
+    c.fail("networks", block, "expected a list of network ids or an object of id -> options");
+  }
+  return out;
+}
+
+std::vector<int64_t> seeds_from_json(const Ctx& c, const json& s) {
+  std::vector<int64_t> out;
+  if (!s.is_array() || s.empty()) c.fail("seeds", s, "expected a non-empty list of integers");
+  for (const auto& v : s) {
+    int64_t seed = 0;
+    if (!json_int64(v, &seed) || seed < 0) c.fail("seeds", v, "expected a non-negative integer (at most 2^63 - 1)");
+    if (std::find(out.begin(), out.end(), seed) != out.end()) c.fail("seeds", v, "listed twice");
+    out.push_back(seed);
+  }
+  return out;
+}
+
+}  // namespace
+
 Experiment parse_experiment(const json& doc, const std::string& path) {
   Ctx c{path};
   c.object(doc, "(top level)");
   // Sections later stages read (networks, seeds, training, ...) are accepted here and validated by their owners.
   c.only(doc, "", {"name", "description", "workspace", "datasets", "networks", "seeds", "training", "evaluation",
-                   "resources", "backend", "report", "pretrain", "pretrain_training", "rasterize_init"});
+                   "resources", "backend", "report", "pretrain", "pretrain_training", "rasterize_init", "sweep"});
   if (std::string bad = invalid_utf8_field(doc); !bad.empty()) c.fail(bad, json(), "not valid UTF-8 text");
   Experiment e;
   e.path = path;
@@ -362,113 +590,9 @@ Experiment parse_experiment(const json& doc, const std::string& path) {
   if (!doc.contains("datasets")) c.fail("datasets", json(), "missing required field");
   const json& ds = c.object(doc["datasets"], "datasets");
   if (ds.empty()) c.fail("datasets", ds, "declare at least one data set");
-  for (auto it = ds.begin(); it != ds.end(); ++it) {
-    std::string w = "datasets." + it.key();
-    if (std::string bad = name_problem(it.key()); !bad.empty()) c.fail(w, it.key(), "data set " + bad);
-    const json& d = c.object(it.value(), w);
-    c.only(d, w, {"kind", "size", "synthetic", "landmarks", "images", "raw_jsrt", "raw_png", "splits", "split_seed",
-                  "blank_images", "description", "edges", "resources"});
-    DatasetSpec s;
-    s.name = it.key();
-    if (d.contains("resources")) s.resources = c.object(d["resources"], w + ".resources");
-    std::string kind = c.str(d, "kind", w, "", true);
-    try {
-      s.kind = parse_kind(kind, w + ".kind");
-    } catch (const InputError&) {
-      c.fail(w + ".kind", d["kind"], "expected \"lh\" (lungs and heart) or \"l\" (lungs only)");
-    }
-    s.size = static_cast<int>(c.integer(d, "size", w, 1024, 32, 4096));
-    s.edges = c.pick(d, "edges", w, s.edges);
-    if (d.contains("synthetic")) {
-      std::string sw = w + ".synthetic";
-      const json& sy = c.object(d["synthetic"], sw);
-      c.only(sy, sw, {"count", "seed", "size", "occluder_fraction", "low_contrast_fraction"});
-      SynthOptions o;
-      o.kind = s.kind;
-      o.count = static_cast<int>(c.integer(sy, "count", sw, 100, 3, 1000000));
-      o.seed = static_cast<uint64_t>(c.integer(sy, "seed", sw, 1, 0, INT64_MAX));
-      o.size = static_cast<int>(c.integer(sy, "size", sw, s.size, 32, 4096));
-      o.render.occluder_fraction = c.number(sy, "occluder_fraction", sw, o.render.occluder_fraction, 0, 1);
-      o.render.low_contrast_fraction = c.number(sy, "low_contrast_fraction", sw, o.render.low_contrast_fraction, 0, 1);
-      s.synthetic = o;
-      for (const char* k : {"landmarks", "images", "raw_jsrt", "raw_png", "splits", "blank_images"})
-        if (d.contains(k)) c.fail(w + "." + k, d[k], "a synthetic data set takes no file sources");
-    } else {
-      s.landmarks = c.str(d, "landmarks", w, "", true);
-      s.images = c.paths(d, "images", w);
-      s.raw_jsrt = c.paths(d, "raw_jsrt", w);
-      s.raw_png = c.paths(d, "raw_png", w);
-      s.splits = c.paths(d, "splits", w);
-      if (d.contains("blank_images")) {
-        if (!d["blank_images"].is_boolean()) c.fail(w + ".blank_images", d["blank_images"], "expected true or false");
-        s.blank_images = d["blank_images"];
-      }
-      if (d.contains("split_seed")) s.split_seed = static_cast<uint64_t>(c.integer(d, "split_seed", w, 0, 0, INT64_MAX));
-      if (s.images.empty() && s.raw_jsrt.empty() && s.raw_png.empty() && !s.blank_images)
-        c.fail(w, json(), "needs an image source: images, raw_jsrt, raw_png, or blank_images: true");
-      if (s.splits.empty() && !s.split_seed) c.fail(w, json(), "needs splits (folders of split lists) or split_seed");
-    }
-    e.datasets.push_back(std::move(s));
-  }
-
-  if (doc.contains("networks")) {
-    const json& n = doc["networks"];
-    // A list of ids, or an object id -> options.
-    if (n.is_array()) {
-      for (const auto& v : n) {
-        if (!v.is_string() || v.get<std::string>().empty()) c.fail("networks", v, "expected a network id");
-        if (std::string bad = name_problem(v.get<std::string>()); !bad.empty()) c.fail("networks", v, "network " + bad);
-        NetworkSpec n;
-        n.id = v.get<std::string>();
-        e.networks.push_back(n);
-      }
-    } else if (n.is_object()) {
-      for (auto it = n.begin(); it != n.end(); ++it) {
-        if (std::string bad = name_problem(it.key()); !bad.empty()) c.fail("networks." + it.key(), it.key(), "network " + bad);
-        if (!it.value().is_object()) c.fail("networks." + it.key(), it.value(), "expected an object of network options");
-        const std::string w = "networks." + it.key();
-        NetworkSpec n;
-        n.id = it.key();
-        n.options = it.value();
-        if (n.options.contains("training")) {
-          n.training = c.object(n.options["training"], w + ".training");
-          n.options.erase("training");
-        }
-        if (n.options.contains("resources")) {
-          n.resources = c.object(n.options["resources"], w + ".resources");
-          n.options.erase("resources");
-        }
-        if (n.options.contains("datasets")) {
-          const json& per = c.object(n.options["datasets"], w + ".datasets");
-          for (auto d = per.begin(); d != per.end(); ++d) {
-            const std::string dw = w + ".datasets." + d.key();
-            if (!ds.contains(d.key())) c.fail(dw, d.key(), "no such data set in the experiment");
-            c.object(d.value(), dw);
-            c.only(d.value(), dw, {"training", "resources"});
-            NetworkDatasetOverrides o;
-            if (d.value().contains("training")) o.training = c.object(d.value()["training"], dw + ".training");
-            if (d.value().contains("resources")) o.resources = c.object(d.value()["resources"], dw + ".resources");
-            n.datasets[d.key()] = o;
-          }
-          n.options.erase("datasets");
-        }
-        e.networks.push_back(n);
-      }
-    } else {
-      c.fail("networks", n, "expected a list of network ids or an object of id -> options");
-    }
-  }
-  if (doc.contains("seeds")) {
-    const json& s = doc["seeds"];
-    if (!s.is_array() || s.empty()) c.fail("seeds", s, "expected a non-empty list of integers");
-    e.seeds.clear();
-    for (const auto& v : s) {
-      int64_t seed = 0;
-      if (!json_int64(v, &seed) || seed < 0) c.fail("seeds", v, "expected a non-negative integer (at most 2^63 - 1)");
-      if (std::find(e.seeds.begin(), e.seeds.end(), seed) != e.seeds.end()) c.fail("seeds", v, "listed twice");
-      e.seeds.push_back(seed);
-    }
-  }
+  for (auto it = ds.begin(); it != ds.end(); ++it) e.datasets.push_back(dataset_from_json(c, it.key(), it.value()));
+  if (doc.contains("networks")) e.networks = networks_from_json(c, doc["networks"], ds);
+  if (doc.contains("seeds")) e.seeds = seeds_from_json(c, doc["seeds"]);
   e.pretrain = c.pick(doc, "pretrain", "", e.pretrain);
   e.rasterize_init = c.pick(doc, "rasterize_init", "", e.rasterize_init);
   e.backend = c.pick(doc, "backend", "", e.backend);
@@ -488,6 +612,7 @@ Experiment parse_experiment(const json& doc, const std::string& path) {
     n.training_for(e.training, path);
     for (const auto& [dname, o] : n.datasets) n.training_for(e.training, path, dname);
   }
+  e.sweep = sweep_from_json(doc, path);
   return e;
 }
 

@@ -37,6 +37,16 @@ struct DatasetSpec {
   EdgeSet edges = EdgeSet::kCanny;  // distance-map contour: canny (reference) or boundary
 };
 
+// Early stopping ("early_stop": {"patience": 20, "min_delta": 0.01}; not in the reference, which trains every
+// epoch: off unless set). After each validation, the criterion counts as improved when it beats the last improved
+// value by more than min_delta of that value (0.01: 1 %); training ends, as if its epochs were done, once
+// `patience` epochs have passed since the last improvement. Validations before best_after_epoch do not count.
+struct EarlyStop {
+  int patience = 0;         // epochs; 0: off
+  double min_delta = 0.01;  // relative
+  bool enabled() const { return patience > 0; }
+};
+
 // Training settings (spec §5); the learning-rate schedule and the validation criterion are each network's own.
 struct TrainingSpec {
   int epochs = 2500;
@@ -73,6 +83,7 @@ struct TrainingSpec {
   // computes) or "plain" (pageable copies on the compute stream, as before). The same values either way.
   Pipeline pipeline = Pipeline::kOverlap;
   bool cudnn_benchmark = true;  // cuDNN autotuning on a GPU (input shapes are fixed within a run)
+  EarlyStop early_stop;
 };
 
 struct EvaluationSpec {
@@ -97,6 +108,25 @@ struct ReportSpec {
   ReportSettings settings;
   int figure_images = 3;  // test images in the qualitative figure
   std::vector<ClaimSpec> claims;  // the experiment's own claims, checked beside the paper's (core/claims.h)
+};
+
+// A sweep axis ("sweep": {"training.learning_rate": [1e-4, 3e-4]}): a key as --set takes it and its values. The
+// grid is data sets x networks x seeds x the product of the axes' values (scheduler/grid.h); a value is part of
+// the settings of the runs it changes, and so of their ids. Keys under training, evaluation, networks.<id> (the
+// object form of networks), pretrain, pretrain_training and rasterize_init; each value is validated by parsing the
+// experiment with it set.
+struct SweepAxis {
+  std::string key;
+  std::vector<nlohmann::json> values;
+};
+
+// One point of a sweep: a value for each axis, in the axes' order (the keys' alphabetical order).
+struct SweepPoint {
+  std::vector<std::pair<std::string, nlohmann::json>> values;
+  // "training.learning_rate=0.0001 training.lr_gamma=0.5"; "" for the one point of an experiment without a sweep.
+  std::string label() const;
+  // The value at `key` as JSON text ("0.0001"), or "" when the point has no such axis.
+  std::string value_text(const std::string& key) const;
 };
 
 // Overrides of a network on one data set ("networks": {"unet": {"datasets": {"jsrt_padchest": {...}}}}).
@@ -142,7 +172,13 @@ struct Experiment {
   TrainingSpec training;
   EvaluationSpec evaluation;
   ReportSpec report;
+  std::vector<SweepAxis> sweep;  // empty: the experiment is one point
   nlohmann::json raw;  // the validated document, overrides applied
+
+  // Every point of the sweep, the last axis varying fastest; one empty point without a sweep.
+  std::vector<SweepPoint> sweep_points() const;
+  // The experiment at one point: its values set as --set sets them, the sweep removed, parsed again.
+  Experiment at(const SweepPoint& point) const;
 
   const DatasetSpec& dataset(const std::string& name) const;  // throws InputError if unknown
   // The frozen UNet's training when it is a run of its own: pretrain_training merged over `unet_training` (that
@@ -156,6 +192,9 @@ bool is_valid_utf8(const std::string& s);
 
 // Applies "a.b.c=value" to a JSON document (creates objects on the way). Throws InputError on a bad form.
 void apply_override(nlohmann::json& doc, const std::string& assignment);
+// Sets the dotted `key` of `doc` to `value` as apply_override does; errors name `field` and show `shown`.
+void set_key(nlohmann::json& doc, const std::string& key, const nlohmann::json& value, const std::string& field,
+             const std::string& shown);
 
 // The "training" and "evaluation" blocks alone (the worker reads them back from a run's settings); errors name
 // `file` and fields under `where`. to_json writes every field, so a settings document is complete.

@@ -71,6 +71,15 @@ ModelConfig model_config_from_json(const nlohmann::json& j, ModelConfig base, co
 }
 
 void validate_experiment_networks(const Experiment& e) {
+  // A swept network option is checked at each of its values (the other keys as the file has them).
+  for (const auto& axis : e.sweep)
+    for (const auto& v : axis.values) {
+      try {
+        validate_experiment_networks(e.at(SweepPoint{{{axis.key, v}}}));
+      } catch (const InputError& err) {
+        throw InputError(std::string(err.what()) + " (the sweep's value " + axis.key + " = " + v.dump() + ")");
+      }
+    }
   std::set<std::string> seen;
   for (const auto& d : e.datasets)
     if (!e.networks.empty() && (d.size < kMinNetworkSize || d.size % 32 != 0))

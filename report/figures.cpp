@@ -237,6 +237,17 @@ std::string tick_text(double v) {
 
 }  // namespace
 
+// A dot on the validation curve at the epoch from which the run's criterion stayed flat (core/plateau.h).
+template <class X, class Y>
+void mark_plateau(cairo_t* cr, const CurveRun& run, const X& px, const Y& py) {
+  if (!run.plateau.measured || !run.plateau.reached) return;
+  for (const auto& e : run.epochs)
+    if (e.epoch == run.plateau.flat_from && e.val_criterion > 0 && std::isfinite(e.val_criterion)) {
+      cairo_arc(cr, px(static_cast<double>(e.epoch)), py(e.val_criterion), 3.5, 0, 2 * M_PI);
+      cairo_fill(cr);
+    }
+}
+
 void draw_curves(const std::string& dataset, const std::vector<CurveRun>& runs, const std::string& png) {
   std::vector<std::string> models;
   std::map<std::string, std::string> label;
@@ -250,8 +261,10 @@ void draw_curves(const std::string& dataset, const std::vector<CurveRun>& runs, 
   Surface S(static_cast<int>(cols * (W + pad) + pad), static_cast<int>(rows_n * (H + pad) + pad + 40));
   cairo_t* cr = S.cr;
   cairo_set_source_rgb(cr, 0, 0, 0);
-  text(cr, pad, 22, "Training curves, " + dataset + ": train loss (solid) and validation criterion (dashed) per epoch, "
+  text(cr, pad, 20, "Training curves, " + dataset + ": train loss (solid) and validation criterion (dashed) per epoch, "
                     "log scale; one colour per seed", 13);
+  text(cr, pad, 37, "a dot: where the criterion went flat (within 1 % of its final best); 'improving': not flat over the "
+                    "last fifth of the run's epochs", 11);
   const double colours[6][3] = {{0.12, 0.47, 0.71}, {1.0, 0.5, 0.05}, {0.17, 0.63, 0.17}, {0.84, 0.15, 0.16}, {0.58, 0.4, 0.74}, {0.55, 0.34, 0.29}};
   // Plot area inside a panel: room on the left for the y labels, below for the x labels.
   const double left = 46, right = 8, top = 22, bottom = 30;
@@ -329,7 +342,10 @@ void draw_curves(const std::string& dataset, const std::vector<CurveRun>& runs, 
         cairo_stroke(cr);
       }
       cairo_set_dash(cr, nullptr, 0, 0);
-      text(cr, px1 - 34 * (static_cast<double>(mine.size() - k)), y0 + 14, "s" + std::to_string(mine[k]->seed), 9);
+      mark_plateau(cr, *mine[k], px, py);
+      const Plateau& p = mine[k]->plateau;
+      const std::string seed = "s" + std::to_string(mine[k]->seed) + (p.measured && !p.reached ? " improving" : "");
+      text(cr, px1 - 70, y0 + 14 + 10 * static_cast<double>(k), seed, 9);
     }
   }
   S.save(png);

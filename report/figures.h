@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/experiment.h"
+#include "core/plateau.h"
 #include "storage/store.h"
 
 namespace orch::report {
@@ -23,6 +24,7 @@ struct CurveRun {
   std::string model, label, run_id;
   int64_t seed = 0;
   std::vector<EpochMetrics> epochs;
+  Plateau plateau;  // marked: a dot where the criterion went flat, or the seed labelled "improving"
 };
 
 // Returns false (and writes nothing) when no prediction file can be read. A run whose predictions cannot be read

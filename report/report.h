@@ -36,6 +36,7 @@ struct Report {
   std::vector<std::string> missing;   // "<run id> (<state>)" of runs not done
   std::vector<std::string> warnings;  // artefacts that could not be read, medians that could not be recorded
   std::string claims;                 // each claim's verdict, one line each (report/writers.h claims_summary)
+  std::string convergence;            // how many runs reached a plateau (report/writers.h convergence_summary)
 };
 
 Report make_report(const Experiment& exp, const std::vector<scheduler::PlannedRun>& grid, Store& store,

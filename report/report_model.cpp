@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <set>
 
@@ -171,6 +172,7 @@ std::vector<RunInfo> run_infos(Store& store, const std::vector<scheduler::Planne
     x.second += attempt_seconds(a) / 3600;
   }
   const WorkspaceLayout layout(workspace);
+  const auto curves = store.validation_curves();
   std::vector<RunInfo> out;
   for (const auto& r : grid) {
     RunInfo i;
@@ -187,12 +189,39 @@ std::vector<RunInfo> run_infos(Store& store, const std::vector<scheduler::Planne
     i.log = fs::relative(layout.run_log(r.id), report_dir, ec).string();
     if (ec || i.log.empty()) i.log = layout.run_log(r.id);
     if (it != recorded.end()) i.provenance = store.provenance(r.id);
+    i.planned_epochs = r.settings.training.epochs;
+    if (auto c = curves.find(r.id); c != curves.end()) {
+      i.epochs = c->second.last_epoch;
+      i.plateau = measure_plateau(c->second.values, i.epochs, models::network_info(r.settings.model).criterion_higher_is_better);
+    }
     out.push_back(std::move(i));
   }
   return out;
 }
 
 }  // namespace
+
+std::string plateau_text(const RunInfo& run) {
+  if (!run.plateau.measured) return "-";
+  char b[96];
+  if (run.plateau.reached)
+    std::snprintf(b, sizeof b, "yes, from epoch %lld", static_cast<long long>(run.plateau.flat_from));
+  else
+    std::snprintf(b, sizeof b, "no: %+.1f %% in epochs %lld-%lld", 100 * run.plateau.improvement,
+                  static_cast<long long>(run.plateau.window_start + 1), static_cast<long long>(run.epochs));
+  return b;
+}
+
+int runs_with_plateau(const ReportModel& m, int* measured) {
+  int yes = 0;
+  *measured = 0;
+  for (const auto& r : m.runs)
+    if (r.plateau.measured) {
+      ++*measured;
+      yes += r.plateau.reached ? 1 : 0;
+    }
+  return yes;
+}
 
 double hausdorff_scale(const ReportSettings& s, const RunSettings& run) {
   return s.hausdorff == HausdorffScale::kPaper ? kPaperSize / run.size : 1.0;

@@ -21,6 +21,7 @@
 
 #include "core/claims.h"
 #include "core/experiment.h"
+#include "core/plateau.h"
 #include "models/catalogue.h"
 #include "scheduler/grid.h"
 #include "storage/store.h"
@@ -74,6 +75,8 @@ struct RunInfo {
   int64_t seed = 0;
   int attempts = 0;
   double wall_hours = 0;
+  int64_t epochs = 0, planned_epochs = 0;  // trained (recorded), and the run's training.epochs
+  Plateau plateau;                         // of its validation criterion (measured only with epochs recorded)
   std::map<std::string, std::string> provenance;
 };
 
@@ -115,6 +118,11 @@ ReportModel build_report_model(const Experiment& exp, const std::vector<schedule
 // worst case an image without a Hausdorff distance counts as (its diagonal, in stored units).
 double hausdorff_scale(const ReportSettings& s, const RunSettings& run);
 double worst_hausdorff_mm(const RunSettings& run);
+
+// The run list's words for a run's convergence: "yes, from epoch 40", "no: +3.2 % in epochs 81-100", "-" (not
+// measured).
+std::string plateau_text(const RunInfo& run);
+int runs_with_plateau(const ReportModel& m, int* measured);
 
 // Human words for the settings, as the tables print them.
 std::string hausdorff_unit(const ReportSettings& s);

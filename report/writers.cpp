@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "core/errors.h"
@@ -24,6 +25,14 @@ std::string csv_num(double v) {
   char b[48];
   std::snprintf(b, sizeof b, "%.10g", v);
   return b;
+}
+
+// A CSV field, quoted (RFC 4180) when it holds a comma, a quote or a line break.
+std::string csv_field(const std::string& v) {
+  if (v.find_first_of(",\"\r\n") == std::string::npos) return v;
+  std::string q = "\"";
+  for (char c : v) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
 }
 
 std::string cell_text(const Cell& c, int digits, const std::string& pm) {
@@ -54,6 +63,8 @@ std::string title(const Table& t) {
   return "Table " + t.number + ". " + t.dataset->name + " (" + (t.lungs_and_heart ? "lungs and heart" : "lungs") + ")";
 }
 
+}  // namespace
+
 std::string html_escape(const std::string& s) {
   std::string o;
   for (char c : s) {
@@ -68,8 +79,6 @@ std::string html_escape(const std::string& s) {
   }
   return o;
 }
-
-}  // namespace
 
 // Markdown text from names and messages: characters that would open a link, HTML, code, emphasis or a new table
 // cell are escaped ('_' is left: GitHub and CommonMark do not emphasise inside words, and names use it).
@@ -188,6 +197,30 @@ std::string hours(double h) {
 
 }  // namespace
 
+// How many trained runs reached a plateau, and which did not (at most 40 named; runs.csv has every run).
+void convergence_markdown(std::ostringstream& md, const ReportModel& m) {
+  int measured = 0;
+  const int yes = runs_with_plateau(m, &measured);
+  if (measured == 0) return;
+  md << "\n### Convergence\n\n" << yes << " of " << measured
+     << " trained runs reached a plateau (validation criterion improving by less than 1 % over the last fifth of their "
+        "epochs)";
+  if (yes == measured) {
+    md << ".\n";
+    return;
+  }
+  md << "; still improving at their last epoch:\n\n";
+  int listed = 0;
+  for (const auto& r : m.runs) {
+    if (!r.plateau.measured || r.plateau.reached) continue;
+    if (++listed > 40) {
+      md << "- and " << (measured - yes - 40) << " more (runs.csv)\n";
+      break;
+    }
+    md << "- `" << r.run_id << "` (" << md_escape(r.network) << ", " << md_escape(r.dataset) << "): " << plateau_text(r) << "\n";
+  }
+}
+
 std::string to_markdown(const ReportModel& m, const std::vector<std::string>& warnings) {
   std::ostringstream md;
   const std::string base = baseline_name(m);
@@ -224,6 +257,7 @@ std::string to_markdown(const ReportModel& m, const std::vector<std::string>& wa
   for (const auto& n : m.notes) md << "- note: " << md_escape(n) << "\n";
   for (const auto& w : warnings) md << "- warning: " << md_escape(w) << "\n";
   claims_markdown(md, m);
+  convergence_markdown(md, m);
   if (!m.cost.empty()) {
     md << "\n### Cost per network\n\n| Network | runs | attempts | wall h | GPU h | lost h (failed, requeued, killed) | Slurm GPU h (sacct) |\n"
        << "|---|---|---|---|---|---|---|\n";
@@ -249,14 +283,44 @@ std::string to_claims_csv(const ReportModel& m) {
   return csv.str();
 }
 
+std::string to_runs_csv(const ReportModel& m) {
+  std::ostringstream csv;
+  csv << "run_id,network,dataset,seed,stage,state,attempts,wall_hours,epochs,planned_epochs,plateau,"
+         "last_fifth_improvement,flat_from_epoch\n";
+  for (const auto& r : m.runs) {
+    const Plateau& p = r.plateau;
+    csv << r.run_id << "," << csv_field(r.network) << "," << csv_field(r.dataset) << "," << r.seed << "," << choice_name(r.stage)
+        << "," << r.state << "," << r.attempts << "," << num(r.wall_hours, 6) << "," << r.epochs << "," << r.planned_epochs
+        << "," << (p.measured ? (p.reached ? "yes" : "no") : "") << "," << (p.measured ? num(p.improvement, 6) : "") << ","
+        << (p.measured && p.reached ? std::to_string(p.flat_from) : "") << "\n";
+  }
+  return csv.str();
+}
+
 std::string claims_summary(const ReportModel& m) {
   std::string out;
+  std::map<Verdict, int> count;
   for (const auto& c : m.claims) {
     char b[32];
     std::snprintf(b, sizeof b, "%-14s", choice_name(c.verdict));
     out += std::string("  ") + b + c.spec.id + (c.from_paper ? "" : " (yours)") + ": " + tally(c) + "\n";
+    ++count[c.verdict];
   }
+  if (m.claims.empty()) return out;
+  out += "  In all, of " + std::to_string(m.claims.size()) + " claims: " + std::to_string(count[Verdict::kSupported]) +
+         " supported, " + std::to_string(count[Verdict::kContradicted]) + " contradicted, " +
+         std::to_string(count[Verdict::kInconclusive]) + " inconclusive, " + std::to_string(count[Verdict::kNotEvaluated]) +
+         " not evaluated.\n";
   return out;
+}
+
+std::string convergence_summary(const ReportModel& m) {
+  int measured = 0;
+  const int yes = runs_with_plateau(m, &measured);
+  if (measured == 0) return "";
+  return std::to_string(yes) + " of " + std::to_string(measured) +
+         " trained runs reached a plateau (validation criterion improving by less than 1 % over the last fifth of "
+         "their epochs; runs.csv, and the report's \"Convergence\")";
 }
 
 std::string to_csv(const ReportModel& m) {
@@ -369,13 +433,14 @@ std::string to_html(const ReportModel& m, const std::vector<FigureFile>& figures
     h << "</table>\n<p class=\"caption\">lost: attempts that did not finish their run (failed, requeued, killed, lost).</p>\n";
   }
   h << "<h2>Runs</h2>\n<table class=\"runs\"><tr><th>Run</th><th>Network</th><th>Data set</th><th>Seed</th><th>State</th>"
-       "<th>Attempts</th><th>Wall h</th><th>Log</th></tr>\n";
+       "<th>Attempts</th><th>Wall h</th><th>Epochs</th><th>Plateau</th><th>Log</th></tr>\n";
   for (const auto& r : m.runs) {
     h << "<tr id=\"" << html_escape(r.run_id) << "\"><td><details><summary>" << html_escape(r.run_id) << (r.stage == Stage::kTrain ? "" : std::string(" (") + choice_name(r.stage) + ")")
       << "</summary>";
     for (const auto& [k, v] : r.provenance) h << "<div><b>" << html_escape(k) << "</b>: " << html_escape(v.substr(0, 400)) << "</div>";
     h << "</details></td><td>" << html_escape(r.network) << "</td><td>" << html_escape(r.dataset) << "</td><td>" << r.seed
-      << "</td><td>" << r.state << "</td><td>" << r.attempts << "</td><td>" << hours(r.wall_hours) << "</td><td><a href=\""
+      << "</td><td>" << r.state << "</td><td>" << r.attempts << "</td><td>" << hours(r.wall_hours) << "</td><td>" << r.epochs
+      << " / " << r.planned_epochs << "</td><td>" << html_escape(plateau_text(r)) << "</td><td><a href=\""
       << html_escape(path_href(r.log)) << "\">log</a></td></tr>\n";
   }
   h << "</table>\n";

@@ -18,6 +18,8 @@ struct FigureFile {
 // Markdown text for a name or message: \ ` * [ ] < > | escaped (a folder named "<script>" or "[x](javascript:..)"
 // stays text).
 std::string md_escape(const std::string& s);
+// HTML text or attribute value: & < > " ' escaped.
+std::string html_escape(const std::string& s);
 // An href for a file path: percent-encoded and always relative ("./", "../") or absolute, never a URL scheme.
 std::string path_href(const std::string& path);
 
@@ -30,8 +32,12 @@ std::string to_latex(const ReportModel& m);
 // One row per claim comparison: claim,source,kind,verdict_of_claim,dataset,metric,better,than,effect,lo,hi,
 // median_effect,p_value,seeds_better,seeds_than,images,verdict
 std::string to_claims_csv(const ReportModel& m);
+// Every run of the grid: state, attempts, epochs and whether its validation criterion reached a plateau.
+std::string to_runs_csv(const ReportModel& m);
 // The claims' verdicts, one line each ("supported  ours_beats_the_baselines: 18 of 18 comparisons ..."), as `run` prints.
 std::string claims_summary(const ReportModel& m);
+// "18 of 22 trained runs reached a plateau (...)", or "" when no run has epochs recorded.
+std::string convergence_summary(const ReportModel& m);
 // One file: PNGs embedded as data URIs (read from `figures`), links to run logs relative to the report folder.
 std::string to_html(const ReportModel& m, const std::vector<FigureFile>& figures, const std::vector<std::string>& warnings);
 

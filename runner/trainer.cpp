@@ -96,6 +96,14 @@ struct Trainer::Impl {
   CheckpointState state;   // position, best
   double partial_loss_sum = 0, partial_count = 0;  // of a resumed, half-done epoch (rank 0 holds the global sums)
   int64_t resumed_epoch = -1, resumed_batch = -1;
+  // Early stopping (TrainingSpec::early_stop): the last value that counted as an improvement, its epoch, and
+  // whether training ended early; kept in the checkpoints so that a resumed run stops where it would have.
+  struct EarlyStopState {
+    int64_t epoch = -1;
+    double value = 0;
+    bool stopped = false;
+  } early;
+  std::string early_note;  // why training stopped early, logged after the epoch's line
   TrainStats stats;
   std::vector<torch::Tensor> trainable;
   int64_t skipped_batches = 0;
@@ -193,6 +201,8 @@ struct Trainer::Impl {
     state.batch = batch;
     nlohmann::json extra{{"world", comm->world()}, {"partial_loss_sum", partial_loss_sum},
                          {"partial_count", partial_count}, {"init_seed", init_seed}, {"data_seed", data_seed}};
+    if (opt.settings.training.early_stop.enabled())
+      extra["early_stop"] = {{"epoch", early.epoch}, {"value", early.value}, {"stopped", early.stopped}};
     state.extra = extra.dump();
     auto t0 = Clock::now();
     if (comm->rank() == 0) series->save(*net, *adam, state);
@@ -274,7 +284,27 @@ struct Trainer::Impl {
       rec.best = true;
       if (comm->rank() == 0) series->save_best(*net, *adam, state);
     }
+    note_for_early_stop(epoch + 1, rec.val_criterion);
     return rec;
+  }
+
+  // After a validation: whether the criterion improved by more than min_delta on the last improvement, and so
+  // whether `patience` epochs have now passed without one (every rank sees the same criterion, so all agree).
+  void note_for_early_stop(int64_t epoch, double criterion) {
+    const TrainingSpec& ts = opt.settings.training;
+    if (!ts.early_stop.enabled() || epoch <= ts.best_after_epoch || !std::isfinite(criterion)) return;
+    const double margin = ts.early_stop.min_delta * std::abs(early.value);
+    const bool higher = entry->info->criterion_higher_is_better;
+    if (early.epoch < 0 || (higher ? criterion > early.value + margin : criterion < early.value - margin)) {
+      early.epoch = epoch;
+      early.value = criterion;
+    } else if (epoch - early.epoch >= ts.early_stop.patience && epoch < ts.epochs) {  // the last epoch ends anyway
+      early.stopped = true;
+      early_note = ("early stop after epoch " + std::to_string(epoch) + ": the validation " + entry->info->criterion_name +
+          " has not improved by more than " + format_number(100 * ts.early_stop.min_delta) + " % on " +
+          format_number(early.value) + " (epoch " + std::to_string(early.epoch) + ") for " + std::to_string(epoch - early.epoch) +
+          " epochs (training.early_stop.patience " + std::to_string(ts.early_stop.patience) + ")");
+    }
   }
 
   // Rank 0: the epoch's line (the log, or over the progress bar at a terminal) and the caller's on_epoch.
@@ -412,6 +442,11 @@ struct Trainer::Impl {
           log("warning: checkpoint written with " + std::to_string(extra.value("world", world)) + " ranks, resuming with " +
                 std::to_string(world) + ": the result will not be bit-identical to an uninterrupted run");
         if (ts.seed_mode == SeedMode::kReference) init_seed = extra.value("init_seed", init_seed);
+        if (const auto es = extra.find("early_stop"); es != extra.end() && es->is_object()) {
+          early.epoch = es->value("epoch", int64_t{-1});
+          early.value = es->value("value", 0.0);
+          early.stopped = es->value("stopped", false);
+        }
       }
       resumed_epoch = st.epoch;
       resumed_batch = st.batch;
@@ -499,7 +534,7 @@ TrainOutcome Trainer::train() {
                I.opt.progress_bar && I.comm->rank() == 0);
   int64_t steps_here = 0;
   I.net->train();
-  for (; epoch < ts.epochs; ++epoch) {
+  for (; epoch < ts.epochs && !I.early.stopped; ++epoch) {  // a run resumed after its early stop trains no more
     auto t0 = Clock::now();
     I.set_lr(epoch);
     I.loader->start_epoch(static_cast<uint64_t>(epoch), static_cast<int>(first_batch));
@@ -539,10 +574,12 @@ TrainOutcome Trainer::train() {
     // the other order would lose the row of an epoch the checkpoint says is done.
     rec.seconds = seconds_since(t0);
     if (I.comm->rank() == 0) I.report_epoch(rec);
-    if ((epoch + 1) % ts.checkpoint_every == 0 || last) I.save(epoch + 1, 0);
+    if (!I.early_note.empty()) I.log(I.early_note);
+    if ((epoch + 1) % ts.checkpoint_every == 0 || last || I.early.stopped) I.save(epoch + 1, 0);
   }
   bar.finish();
   out.finished = true;
+  out.stopped_early = I.early.stopped;
   out.epoch = epoch;
   out.best_epoch = I.state.best_epoch;
   out.best_criterion = I.state.best_criterion;

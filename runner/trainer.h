@@ -90,7 +90,8 @@ class AbandonedError : public Error {
 };
 
 struct TrainOutcome {
-  bool finished = false;   // all epochs done (else stopped by a signal, checkpointed)
+  bool finished = false;   // all epochs done, or stopped early (else stopped by a signal, checkpointed)
+  bool stopped_early = false;  // by training.early_stop, at `epoch`
   int signal = 0;
   int64_t epoch = 0, batch = 0;  // position reached
   int64_t best_epoch = -1;

@@ -212,7 +212,9 @@ class Attempt {
         return kExitNotClaimed;
       }
       if (!t.finished) return stopped(t);
-      if (rank0_) log_->line("training finished: best " + std::to_string(t.best_criterion) + " at epoch " + std::to_string(t.best_epoch));
+      if (rank0_)
+        log_->line("training finished" + (t.stopped_early ? " early, after epoch " + std::to_string(t.epoch) : std::string()) +
+                   ": best " + std::to_string(t.best_criterion) + " at epoch " + std::to_string(t.best_epoch));
       return evaluated(trainer.evaluate(), t.epoch);
     } catch (const AbandonedError& ex) {
       return fenced(*log_, ledger_, rank0_, ex.what());

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <set>
 #include <map>
+#include <unordered_map>
 
 #include "core/errors.h"
 #include "models/catalogue.h"
@@ -89,14 +90,38 @@ void check_model(const Experiment& exp, const std::string& model) {
     throw InputError(exp.path, "--model", model, "unknown network (known: " + models::known_network_list() + ")");
 }
 
-}  // namespace
-
-std::vector<PlannedRun> expand(const Experiment& exp) {
+std::vector<PlannedRun> expand_point(const Experiment& exp) {
   Builder b{exp};
   for (const auto& d : exp.datasets)
     for (const auto& n : exp.networks)
       for (int64_t seed : exp.seeds) b.add(d, n.id, seed, Stage::kTrain);
   return b.result();
+}
+
+}  // namespace
+
+// Each point's runs in their dependency order, a run already planned by an earlier point only gaining the point:
+// its dependencies were planned before it there, so the merged order keeps dependencies first.
+std::vector<PlannedRun> expand(const Experiment& exp) {
+  if (exp.sweep.empty()) return expand_point(exp);
+  const std::vector<SweepPoint> points = exp.sweep_points();
+  std::vector<PlannedRun> out;
+  std::unordered_map<std::string, size_t> index;
+  for (uint32_t p = 0; p < points.size(); ++p)
+    for (auto& r : expand_point(exp.at(points[p]))) {
+      auto [it, fresh] = index.emplace(r.id, out.size());
+      if (fresh) out.push_back(std::move(r));
+      out[it->second].sweep_points.push_back(p);
+    }
+  return out;
+}
+
+std::vector<PlannedRun> runs_at(const std::vector<PlannedRun>& grid, uint32_t point) {
+  std::vector<PlannedRun> out;
+  for (const auto& r : grid)
+    if (r.sweep_points.empty() || std::find(r.sweep_points.begin(), r.sweep_points.end(), point) != r.sweep_points.end())
+      out.push_back(r);
+  return out;
 }
 
 std::vector<PlannedRun> chain_for(const Experiment& exp, const std::string& dataset, const std::string& model,
@@ -116,24 +141,34 @@ std::vector<PlannedRun> chain_for(const Experiment& exp, const std::string& data
 }
 
 namespace {
-std::string filter_value(const std::string& key, const PlannedRun& r) {
-  return key == "dataset" ? r.settings.dataset
-         : key == "model" ? r.settings.model
-         : key == "seed"  ? std::to_string(r.settings.seed)
-                          : std::string(choice_name(r.settings.stage));
+const std::set<std::string> kFilterKeys = {"dataset", "model", "seed", "stage"};
+
+// The run's values at `key`: one for a grid key, one per sweep point the run belongs to for a sweep key.
+std::vector<std::string> filter_values(const std::string& key, const PlannedRun& r, const std::vector<SweepPoint>& points) {
+  if (key == "dataset") return {r.settings.dataset};
+  if (key == "model") return {r.settings.model};
+  if (key == "seed") return {std::to_string(r.settings.seed)};
+  if (key == "stage") return {choice_name(r.settings.stage)};
+  std::vector<std::string> out;
+  for (uint32_t p : r.sweep_points) out.push_back(points.at(p).value_text(key));
+  return out;
 }
 }  // namespace
 
 bool Filter::matches(const PlannedRun& r) const {
-  for (const auto& [key, values] : terms)
-    if (std::find(values.begin(), values.end(), filter_value(key, r)) == values.end()) return false;
+  for (const auto& [key, values] : terms) {
+    bool any = false;
+    for (const auto& v : filter_values(key, r, points)) any |= std::find(values.begin(), values.end(), v) != values.end();
+    if (!any) return false;
+  }
   return true;
 }
 
 void Filter::check_against(const std::vector<PlannedRun>& grid) const {
   for (const auto& [key, values] : terms) {
     std::set<std::string> present;
-    for (const auto& r : grid) present.insert(filter_value(key, r));
+    for (const auto& r : grid)
+      for (auto& v : filter_values(key, r, points)) present.insert(std::move(v));
     for (const auto& v : values)
       if (!present.count(v)) {
         std::string list;
@@ -143,20 +178,29 @@ void Filter::check_against(const std::vector<PlannedRun>& grid) const {
   }
 }
 
-Filter parse_filter(const std::vector<std::string>& only) {
+Filter parse_filter(const std::vector<std::string>& only, const Experiment& exp) {
   Filter f;
+  std::set<std::string> sweep_keys;
+  for (const auto& a : exp.sweep) sweep_keys.insert(a.key);
+  if (!sweep_keys.empty()) f.points = exp.sweep_points();
   for (const auto& term : only) {
     auto eq = term.find('=');
     if (eq == std::string::npos || eq == 0 || eq + 1 == term.size())
       throw InputError("--only", "", term, "expected key=value[,value...]");
     std::string key = term.substr(0, eq);
-    if (key != "dataset" && key != "model" && key != "seed" && key != "stage")
-      throw InputError("--only", key, term, "unknown key (expected dataset, model, seed or stage)");
+    const bool sweep = sweep_keys.count(key) > 0;
+    if (!kFilterKeys.count(key) && !sweep) {
+      std::string known = "dataset, model, seed, stage";
+      for (const auto& k : sweep_keys) known += ", " + k;
+      throw InputError("--only", key, term, "unknown key (expected " + known + (sweep_keys.empty() ? "; the experiment has no sweep" : "") + ")");
+    }
     std::vector<std::string> values;
     size_t start = eq + 1;
     for (;;) {
       size_t comma = term.find(',', start);
-      values.push_back(term.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+      std::string v = term.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      if (sweep) v = (nlohmann::json::accept(v) ? nlohmann::json::parse(v) : nlohmann::json(v)).dump();
+      values.push_back(std::move(v));
       if (comma == std::string::npos) break;
       start = comma + 1;
     }

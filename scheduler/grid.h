@@ -10,6 +10,7 @@
 // Values only; thread-safe.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,10 +29,16 @@ struct PlannedRun {
   // What the run asks of the machine (scheduler/resources.h), resolved once at expansion; shared by the runs of
   // one (data set, network) pair.
   std::shared_ptr<const RunResources> resources;
+  // The sweep points (indices into Experiment::sweep_points()) the run belongs to: a run a sweep value does not
+  // change (the UNet, when only Ours's latents are swept) is one run of every point. Empty without a sweep.
+  std::vector<uint32_t> sweep_points;
 };
 
-// Runs in an order where every dependency comes before the runs that need it.
+// Runs in an order where every dependency comes before the runs that need it. With a sweep: the runs of every
+// point (Experiment::at), each run once.
 std::vector<PlannedRun> expand(const Experiment& exp);
+// The runs of one sweep point of an expanded grid (`grid` itself without a sweep).
+std::vector<PlannedRun> runs_at(const std::vector<PlannedRun>& grid, uint32_t point);
 
 // The settings of one (data set, network, seed, stage) of `exp`, whether or not the grid lists the network
 // (its options then default); its dependency chain is resolved the same way. Throws InputError naming the
@@ -39,13 +46,16 @@ std::vector<PlannedRun> expand(const Experiment& exp);
 std::vector<PlannedRun> chain_for(const Experiment& exp, const std::string& dataset, const std::string& model,
                                   int64_t seed, Stage stage = Stage::kTrain);
 
-// Narrowing by --only key=value[,value]: keys dataset, model, seed, stage. Throws InputError on an unknown key.
+// Narrowing by --only key=value[,value]: keys dataset, model, seed, stage, and the experiment's sweep keys (a value
+// read as JSON when it is JSON: training.learning_rate=1e-4 matches the sweep's 0.0001). Throws InputError on an
+// unknown key.
 struct Filter {
-  std::vector<std::pair<std::string, std::vector<std::string>>> terms;
+  std::vector<std::pair<std::string, std::vector<std::string>>> terms;  // sweep values as canonical JSON text
+  std::vector<SweepPoint> points;  // the experiment's (for sweep keys)
   bool matches(const PlannedRun& r) const;
   // Throws InputError naming a value that matches no run of `grid` (a typo would otherwise plan nothing).
   void check_against(const std::vector<PlannedRun>& grid) const;
 };
-Filter parse_filter(const std::vector<std::string>& only);
+Filter parse_filter(const std::vector<std::string>& only, const Experiment& exp);
 
 }  // namespace orch::scheduler

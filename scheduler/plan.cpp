@@ -273,7 +273,10 @@ std::vector<RunStatus> plan(const std::vector<PlannedRun>& grid, Store& store, c
       std::string job = st.state == rs::kRunning && !st.progress.claim_job.empty() ? st.progress.claim_job : st.progress.job;
       st.why = "already " + st.state + (job.empty() ? "" : " (job " + job + ")");
     } else if (st.state == rs::kNew) {
-      if (mode == PlanMode::kResume) {
+      if (mode == PlanMode::kResume && options.submit_recorded_new && it != recorded.end()) {
+        st.submit = true;
+        st.why = "held back by the queue limit";
+      } else if (mode == PlanMode::kResume) {
         st.why = "never submitted (use submit)";
       } else {
         st.submit = true;

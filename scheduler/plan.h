@@ -44,6 +44,9 @@ struct PlanOptions {
   // Resume only: damaged runs are submitted again, and done runs that depend on one whose best checkpoint is lost
   // are retrained (their inputs change).
   bool rebuild_damaged = false;
+  // Resume only: runs the store holds as "new" (recorded by a submit that the queue limit held them back from) are
+  // submitted too, so that a resume tops the queue up.
+  bool submit_recorded_new = false;
 };
 
 // What is missing of a done run's artefacts ("" when nothing): "best checkpoint (<path> and its copy)",

@@ -15,7 +15,7 @@ namespace {
 
 const std::set<std::string> kRunKeys = {"partition", "mem", "time", "constraint", "gpus", "cpus", "ranks", "runs_per_gpu"};
 const std::set<std::string> kExperimentKeys = {"max_attempts", "oom_mem_factor", "array_throttle", "signal_seconds", "template", "local_workers",
-                                               "local_gpus", "time_margin"};
+                                               "local_gpus", "time_margin", "max_queued"};
 
 bool word(const std::string& s) {
   return !s.empty() && s.size() <= 128 && std::all_of(s.begin(), s.end(), [](char c) {
@@ -138,6 +138,7 @@ ExperimentResources experiment_resources(const Experiment& exp) {
   if (j.contains("signal_seconds")) e.signal_seconds = integer(j["signal_seconds"], f, "resources.signal_seconds", 0, 86400);
   if (j.contains("max_attempts")) e.max_attempts = integer(j["max_attempts"], f, "resources.max_attempts", 1, 100);
   if (j.contains("local_workers")) e.local_workers = integer(j["local_workers"], f, "resources.local_workers", 1, 1024);
+  if (j.contains("max_queued")) e.max_queued = integer(j["max_queued"], f, "resources.max_queued", 1, 10000000);
   if (j.contains("template")) {
     const json& t = j["template"];
     if (!t.is_string() || t.get<std::string>().empty()) throw InputError(f, "resources.template", t.dump(), "expected a path");

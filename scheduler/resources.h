@@ -37,6 +37,9 @@ struct ExperimentResources {
   double time_margin = 1.3;  // time "auto": the estimate times this
   int max_attempts = 3;      // the retry policy's bound on a run's attempts (scheduler/retry.h)
   double oom_mem_factor = 1.5;  // Slurm: a run dispatched again after ending OUT_OF_MEMORY asks mem x this per such end
+  // Slurm: this grid's runs queued or running at once (0: no limit but the cluster's MaxJobCount). The rest wait
+  // in the store as "new" until `submit --follow` or a later `submit`/`resume` finds room (scheduler/submission.h).
+  int max_queued = 0;
 };
 
 RunResources resources_for(const Experiment& exp, const std::string& dataset, const std::string& model);

@@ -243,18 +243,31 @@ std::vector<std::string> sbatch_args(const ArrayGroup& g, const std::map<std::st
 
 }  // namespace
 
-int SlurmBackend::max_array_size() {
-  if (max_array_size_ > 0) return max_array_size_;
-  max_array_size_ = 1001;  // Slurm's default
+void SlurmBackend::read_config() {
+  if (max_job_count_ >= 0) return;
+  max_array_size_ = 1001;  // Slurm's defaults
+  max_job_count_ = 0;
   CommandResult r = run_command({"scontrol", "show", "config"});
   std::stringstream ss(r.out);
-  for (std::string line; r.rc == 0 && std::getline(ss, line);)
-    if (line.rfind("MaxArraySize", 0) == 0) {
-      const auto eq = line.find('=');
-      const int v = eq == std::string::npos ? 0 : std::atoi(line.c_str() + eq + 1);
-      if (v > 0) max_array_size_ = v;
-    }
+  for (std::string line; r.rc == 0 && std::getline(ss, line);) {
+    const auto eq = line.find('=');
+    const long v = eq == std::string::npos ? 0 : std::atol(line.c_str() + eq + 1);
+    if (v <= 0 || v > 100000000) continue;
+    if (line.rfind("MaxArraySize", 0) == 0) max_array_size_ = static_cast<int>(v);
+    if (line.rfind("MaxJobCount", 0) == 0) max_job_count_ = static_cast<int>(v);
+  }
+}
+
+int SlurmBackend::max_array_size() {
+  read_config();
   return max_array_size_;
+}
+
+int SlurmBackend::queue_limit(const Experiment& exp) {
+  read_config();
+  const int mine = experiment_resources(exp).max_queued;
+  if (mine > 0 && max_job_count_ > 0) return std::min(mine, max_job_count_);
+  return mine > 0 ? mine : max_job_count_;
 }
 
 void SlurmBackend::submit_array(const ArrayGroup& g, const std::string& base, const SubmitContext& c, Store& store,

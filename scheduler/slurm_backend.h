@@ -43,12 +43,16 @@ class SlurmBackend : public Backend {
  private:
   // Slurm's MaxArraySize (`scontrol show config`; 1001, its default, when it cannot be read), asked once.
   int max_array_size();
+  int queue_limit(const Experiment& exp) override;
   // One array: its runs taken by compare-and-set, its manifest and script, sbatch, and the tasks recorded.
   void submit_array(const ArrayGroup& g, const std::string& base, const SubmitContext& c, Store& store,
                     std::map<std::string, std::string>& task_of, DispatchResult& out);
   DispatchOptions o_;
   std::vector<JobAccount> accounts_;
   int max_array_size_ = 0;
+  int max_job_count_ = -1;  // -1: not read yet; 0: none found
+  // `scontrol show config`, read once: MaxArraySize and MaxJobCount.
+  void read_config();
 };
 
 // The placeholder job id recorded for a manifest's runs before sbatch returns, and what it becomes when sbatch

@@ -1,5 +1,6 @@
 #include "scheduler/submission.h"
 
+#include <algorithm>
 #include <csignal>
 #include <filesystem>
 #include <functional>
@@ -138,6 +139,34 @@ std::vector<RunStatus> view_grid(const GridRequest& g, PlanMode mode) {
   return plan(g.grid, *store, g.only, mode, live_job_states(*store, g.workspace), po);
 }
 
+// Keeps, in plan order, the runs that fit under `limit` queued or running runs (those already active count),
+// each only when what it depends on is done, active or kept (Slurm's dependencies need a job to point at).
+// Returns how many were left out.
+static int hold_back(std::vector<DispatchItem>& items, const std::vector<RunStatus>& plan, int limit) {
+  if (limit <= 0) return 0;
+  std::set<std::string> ready, submitting;
+  for (const auto& it : items) submitting.insert(it.run.id);
+  int active = 0;
+  for (const auto& st : plan)
+    if (st.state == run_state::kDone || (run_state::is_active(st.state) && !submitting.count(st.run.id))) {
+      ready.insert(st.run.id);
+      active += st.state != run_state::kDone;
+    }
+  std::vector<DispatchItem> kept;
+  int room = std::max(0, limit - active);
+  for (auto& it : items) {
+    const bool deps_ready = std::all_of(it.run.depends_on.begin(), it.run.depends_on.end(),
+                                        [&](const std::string& d) { return ready.count(d) > 0; });
+    if (room == 0 || !deps_ready) continue;
+    ready.insert(it.run.id);
+    kept.push_back(std::move(it));
+    --room;
+  }
+  const int held = static_cast<int>(items.size() - kept.size());
+  items = std::move(kept);
+  return held;
+}
+
 SubmitOutcome submit_grid(const GridRequest& g, const SubmitOptions& o) {
   SubmitOutcome out;
   out.backend = o.backend.value_or(g.exp->backend);
@@ -167,6 +196,9 @@ SubmitOutcome submit_grid(const GridRequest& g, const SubmitOptions& o) {
   PlanOptions po;
   po.workspace = g.workspace;
   po.rebuild_damaged = o.rebuild_damaged && o.mode == PlanMode::kResume;
+  out.queue_limit = make_backend(out.backend, d)->queue_limit(*g.exp);
+  // A resume tops up what the user's own limit held back (with Slurm's MaxJobCount alone, submit does).
+  po.submit_recorded_new = out.queue_limit > 0 && experiment_resources(*g.exp).max_queued > 0;
   out.plan = plan(g.grid, store, g.only, o.mode, live_job_states(store, g.workspace), po);
   stop_hung_workers(store, out.plan, g.command, d, event);
   set_aside_checkpoints(layout, out.plan, event);
@@ -177,6 +209,7 @@ SubmitOutcome submit_grid(const GridRequest& g, const SubmitOptions& o) {
     all.push_back(st.run);
     if (st.submit) items.push_back({st.run, st.recorded_state});
   }
+  out.held_back = hold_back(items, out.plan, out.queue_limit);
   out.to_submit = static_cast<int>(items.size());
   const auto limits = out.backend == BackendKind::kSlurm ? auto_time_limits(*g.exp, items, store, g.workspace)
                                               : std::map<std::string, std::string>{};

@@ -48,6 +48,10 @@ struct SubmitOutcome {
   int workers = 0;
   std::vector<RunStatus> plan;  // as planned under the lock
   int to_submit = 0;
+  // Runs planned for submission but left "new" because the backend's queue limit (Backend::queue_limit) was
+  // reached: `submit --follow`, or a later submit or resume, submits them as jobs end.
+  int held_back = 0;
+  int queue_limit = 0;
   DispatchResult result;
 };
 

@@ -713,6 +713,20 @@ std::vector<EpochMetrics> Store::epoch_metrics(const std::string& run_id) {
   return out;
 }
 
+std::map<std::string, Store::ValidationCurve> Store::validation_curves() {
+  Stmt s(*db_, "SELECT run_id, epoch, val_criterion FROM epoch_metrics ORDER BY run_id, epoch");
+  std::map<std::string, ValidationCurve> out;
+  auto at = out.end();
+  while (s.row()) {
+    std::string run = s.text(0);
+    if (at == out.end() || at->first != run) at = out.emplace_hint(out.end(), std::move(run), ValidationCurve{});
+    at->second.last_epoch = s.integer(1);
+    const double v = s.real_or(2, NAN);
+    if (std::isfinite(v)) at->second.values.emplace_back(at->second.last_epoch, v);
+  }
+  return out;
+}
+
 std::map<std::string, std::pair<double, int64_t>> Store::epoch_seconds_by_run() {
   Stmt s(*db_, "SELECT run_id, SUM(seconds), COUNT(*) FROM epoch_metrics WHERE seconds > 0 AND seconds < 1e300 GROUP BY run_id");
   std::map<std::string, std::pair<double, int64_t>> out;

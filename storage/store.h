@@ -209,6 +209,13 @@ class Store {
   // Metrics.
   bool add_epoch_metrics(const EpochMetrics& m);  // fenced by m.attempt_id when it is not 0
   std::vector<EpochMetrics> epoch_metrics(const std::string& run_id);
+  // Per run, its last recorded epoch and its validation criterion per validated epoch, in epoch order: one query
+  // for a whole grid (the report's plateau measure, core/plateau.h).
+  struct ValidationCurve {
+    int64_t last_epoch = 0;
+    std::vector<std::pair<int64_t, double>> values;
+  };
+  std::map<std::string, ValidationCurve> validation_curves();
   // Per run, the sum and count of its epochs' positive, finite seconds: one query for a whole grid (estimates).
   std::map<std::string, std::pair<double, int64_t>> epoch_seconds_by_run();
   void replace_test_metrics(const std::string& run_id, const std::vector<TestMetric>& rows);  // one transaction

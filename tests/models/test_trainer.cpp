@@ -445,6 +445,53 @@ TEST(Trainer, TheBestCheckpointComesFromTheWindowAfterBestAfterEpoch) {
   }
 }
 
+// training.early_stop: with a min_delta of 100 % no validation MSE can count as an improvement on the first, so a
+// patience of 1 ends training after epoch 2 of 6; the run is evaluated and done. Stopped mid-way and resumed, it
+// ends the same; and a trainer resumed from its final checkpoint trains no further epoch.
+TEST(Trainer, EarlyStopEndsTrainingWhereItWouldAndAResumedRunTrainsNoFurther) {
+  TempDir t;
+  auto experiment = [&](const std::string& ws) {
+    nlohmann::json j = tiny_experiment(ws, 6).raw;
+    j["training"]["early_stop"] = {{"patience", 1}, {"min_delta", 1.0}};
+    return parse_experiment(j, "early.json");
+  };
+  const std::string ws1 = t / "ws1", ws2 = t / "ws2";
+  auto c1 = prepared_chain(experiment(ws1)), c2 = prepared_chain(experiment(ws2));
+  const std::string id = c1.back().id;
+  ASSERT_EQ(work(ws1, id), 0);
+  ASSERT_EQ(work(ws2, id, 6), kExitRequeue);  // 4 steps per epoch: stopped in epoch 2
+  ASSERT_EQ(work(ws2, id), 0);
+  Store s1(store_of(ws1)), s2(store_of(ws2));
+  EXPECT_EQ(s1.run(id)->state, "done");
+  EXPECT_FALSE(s1.test_metrics(id).empty());
+  auto e1 = s1.epoch_metrics(id), e2 = s2.epoch_metrics(id);
+  ASSERT_EQ(e1.size(), 2u) << "early stop after epoch 2 of 6";
+  ASSERT_EQ(e2.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) EXPECT_EQ(e1[i].val_criterion, e2[i].val_criterion) << "epoch " << i + 1;
+  auto p1 = best_parameters(ws1, c1.back()), p2 = best_parameters(ws2, c2.back());
+  for (size_t i = 0; i < p1.size(); ++i) EXPECT_TRUE(torch::equal(p1[i], p2[i])) << "parameter " << i;
+
+  auto comm = runner::make_communicator("single", false);
+  const WorkspaceLayout layout(ws1);
+  runner::TrainerOptions to;
+  to.settings = c1.back().settings;
+  to.run_id = id;
+  to.checkpoints_dir = layout.checkpoints(id);
+  to.predictions_path = t / "unused.h5";
+  to.dataset_path = layout.dataset("d");
+  to.comm = comm.get();
+  to.progress_bar = false;
+  int epochs_trained = 0;
+  to.on_epoch = [&](const runner::EpochRecord&) { ++epochs_trained; };
+  runner::Trainer again(to);
+  EXPECT_EQ(again.start_epoch(), 2);
+  const runner::TrainOutcome out = again.train();
+  EXPECT_TRUE(out.finished);
+  EXPECT_TRUE(out.stopped_early);
+  EXPECT_EQ(out.epoch, 2);
+  EXPECT_EQ(epochs_trained, 0);
+}
+
 // Adding a network is a row in the catalogue and an entry in the registry; nothing else changes. Validation, the
 // grid, the worker and the report pick it up from those two.
 TEST(Catalogue, ATwelfthNetworkNeedsOnlyACatalogueRowAndARegistryEntry) {

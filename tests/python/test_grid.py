@@ -158,6 +158,48 @@ def test_runs_packed_on_one_gpu_share_it_and_its_hours():
             assert sum(s <= start < e for s, e in spans[:i]) <= 1, spans
 
 
+def test_a_sweep_plans_trains_narrows_and_reports_per_point():
+    """A 2-point sweep of the learning rate with early stopping: plan and status list the points, --only narrows to
+    one, a key that does not exist is refused naming it, and the report writes each point's tables and the summary,
+    with every run's convergence in runs.csv."""
+    with scratch() as tmp:
+        doc = dict(EXP, networks={"hybridgnet": {}}, seeds=[1], datasets={"b": EXP["datasets"]["b"]},
+                   training=dict(EXP["training"], epochs=6, early_stop={"patience": 1, "min_delta": 1.0}),
+                   sweep={"training.learning_rate": [1e-4, 3e-4]})
+        exp, ws = write_exp(tmp, doc)
+        plan = orch("plan", exp)
+        assert "sweep: 2 point(s)" in plan.stdout and "training.learning_rate=0.0003" in plan.stdout, plan.stdout
+        only = json.loads(orch("plan", exp, "--json", "--only", "training.learning_rate=1e-4").stdout)
+        assert [r["sweep_points"] for r in only] == [["training.learning_rate=0.0001"]], only
+        bad = orch("plan", exp, "--set", "sweep={\"training.learning_rat\": [0.1]}", check=False)
+        assert bad.returncode == 2 and "training.learning_rat" in bad.stderr and "Abort" not in bad.stderr, bad.stderr
+        bad = orch("plan", exp, "--only", "training.lr_gamma=0.5", check=False)
+        assert bad.returncode == 2 and "training.lr_gamma" in bad.stderr, bad.stderr
+
+        orch("submit", exp, "--workers", "2")
+        status = json.loads(orch("status", exp, "--json").stdout)
+        assert len(status) == 2 and all(r["state"] == "done" for r in status), status
+        assert all(r["epochs_done"] == 2 for r in status), "early stop after epoch 2 of 6"
+        assert "sweep: 2 point(s)" in orch("status", exp).stdout
+
+        orch("report", exp, "--no-figures")
+        rep = os.path.join(ws, "report")
+        for f in ["sweep.md", "sweep.csv", "sweep.tex", "sweep.html"]:
+            assert os.path.exists(os.path.join(rep, f)), f
+        for point in ["01-training.learning_rate=0.0001", "02-training.learning_rate=0.0003"]:
+            for f in ["tables.md", "report.html", "runs.csv"]:
+                assert os.path.exists(os.path.join(rep, "sweep", point, f)), (point, f)
+        with open(os.path.join(rep, "sweep.csv")) as f:
+            rows = f.read().splitlines()
+        assert rows[0] == "dataset,model,point,training.learning_rate,metric,value,n_seeds,best", rows
+        assert [r.split(",")[:4] for r in rows[1:]] == [["b", "hybridgnet", "1", "0.0001"], ["b", "hybridgnet", "2", "0.0003"]]
+        with open(os.path.join(rep, "sweep", "01-training.learning_rate=0.0001", "runs.csv")) as f:
+            runs = f.read().splitlines()
+        header = runs[0].split(",")
+        (row,) = [dict(zip(header, r.split(","))) for r in runs[1:]]
+        assert row["epochs"] == "2" and row["planned_epochs"] == "6" and row["plateau"] in ("yes", "no"), row
+
+
 def test_run_ids_are_those_pinned_before_the_typed_experiment():
     """tests/fixtures/run_ids.json holds the ids the parser gave before it became typed (issue 21); a change in how
     a setting is written into a run's settings would change ids and retrain every existing workspace."""
@@ -171,5 +213,5 @@ def test_run_ids_are_those_pinned_before_the_typed_experiment():
 
 
 if __name__ == "__main__":
-    run([test_run_ids_are_those_pinned_before_the_typed_experiment, test_plan_submit_status_report, test_pool_stopped_then_resumed, test_injection_through_the_experiment_runs_nothing,
+    run([test_run_ids_are_those_pinned_before_the_typed_experiment, test_a_sweep_plans_trains_narrows_and_reports_per_point, test_plan_submit_status_report, test_pool_stopped_then_resumed, test_injection_through_the_experiment_runs_nothing,
          test_runs_packed_on_one_gpu_share_it_and_its_hours])

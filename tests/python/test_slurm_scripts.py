@@ -6,7 +6,9 @@ import json
 import os
 import sqlite3
 import stat
+import signal
 import subprocess
+import time
 
 from common import BIN, run, scratch
 
@@ -24,10 +26,13 @@ import json, os, sys
 with open(os.path.join(os.environ["FAKE_SLURM_DIR"], os.path.basename(sys.argv[0]) + ".log"), "a") as f:
     f.write(json.dumps(sys.argv[1:]) + "\n")
 '''
-# scontrol: records what it is asked; `show config` answers MaxArraySize from FAKE_MAX_ARRAY_SIZE when set.
+# scontrol: records what it is asked; `show config` answers MaxArraySize and MaxJobCount from FAKE_MAX_ARRAY_SIZE
+# and FAKE_MAX_JOB_COUNT when set.
 FAKE_SCONTROL = FAKE_RECORDER + r'''
 if sys.argv[1:] == ["show", "config"] and os.environ.get("FAKE_MAX_ARRAY_SIZE"):
     print("MaxArraySize            = " + os.environ["FAKE_MAX_ARRAY_SIZE"])
+if sys.argv[1:] == ["show", "config"] and os.environ.get("FAKE_MAX_JOB_COUNT"):
+    print("MaxJobCount             = " + os.environ["FAKE_MAX_JOB_COUNT"])
 '''
 # Stands in for the orchestrator binary inside the job script: records its arguments, exits with the code the
 # test asks for per run id.
@@ -285,6 +290,59 @@ def test_an_array_larger_than_max_array_size_is_cut():
             assert f"#SBATCH --array=0-{tasks - 1}%" in open(script).read()
 
 
+def queued_tasks(state):
+    """Every run id each recorded sbatch call queued, per call."""
+    return [open(c["argv"][-1]).read().split() for c in calls(state)]
+
+
+def finish_queued(ws):
+    """Stands in for the jobs ending: every queued run of the store becomes done; returns how many were queued."""
+    db = sqlite3.connect(os.path.join(ws, "orchestrator.db"))
+    with db:
+        n = db.execute("UPDATE runs SET state = 'done' WHERE state = 'queued'").rowcount
+    db.close()
+    return n
+
+
+def test_a_queue_limit_holds_runs_back_and_follow_or_resume_submits_them_as_jobs_end():
+    """resources.max_queued 2 over five runs: submit queues two and holds three back ("new" in the store); a
+    `submit --follow` killed while it waits loses nothing; `resume` tops the queue up to the limit; a second
+    --follow submits the last as soon as room appears and ends. No sbatch call ever queues more than the room left.
+    Slurm's MaxJobCount caps the same way when the experiment sets no limit."""
+    with scratch() as tmp:
+        env, state, _ = fake_slurm(tmp)
+        env["ORCH_FOLLOW_POLL_S"] = "0.2"
+        ws = os.path.join(tmp, "ws")
+        exp = experiment(tmp, ws, seeds=(1, 2, 3, 4, 5), resources={"max_queued": 2})
+        first = submit(exp, env)
+        assert "3 run(s) held back by the queue limit (at most 2" in first.stdout, first.stdout
+        assert [len(t) for t in queued_tasks(state)] == [2]
+        follow = subprocess.Popen([BIN, "submit", exp, "--follow"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+        time.sleep(1.5)  # a few rounds with no room
+        follow.send_signal(signal.SIGKILL)
+        follow.wait()
+        assert [len(t) for t in queued_tasks(state)] == [2], "no room: nothing more submitted"
+        assert finish_queued(ws) == 2
+        again = subprocess.run([BIN, "resume", exp], capture_output=True, text=True, env=env)
+        assert again.returncode == 0 and "1 run(s) held back" in again.stdout, again.stdout + again.stderr
+        assert [len(t) for t in queued_tasks(state)] == [2, 2]
+        follow = subprocess.Popen([BIN, "submit", exp, "--follow"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+        time.sleep(0.8)
+        assert follow.poll() is None, "still following: no room yet"
+        assert finish_queued(ws) == 2
+        out, err = follow.communicate(timeout=60)
+        assert follow.returncode == 0, out + err
+        assert [len(t) for t in queued_tasks(state)] == [2, 2, 1], out
+        assert len({r for t in queued_tasks(state) for r in t}) == 5, "every run queued exactly once"
+
+    with scratch() as tmp:
+        env, state, _ = fake_slurm(tmp)
+        env["FAKE_MAX_JOB_COUNT"] = "3"
+        ws = os.path.join(tmp, "ws")
+        p = submit(experiment(tmp, ws, seeds=(1, 2, 3, 4, 5)), env)
+        assert [len(t) for t in queued_tasks(state)] == [3] and "2 run(s) held back" in p.stdout, p.stdout
+
+
 def test_each_array_depends_only_on_the_tasks_its_runs_need():
     with scratch() as tmp:
         env, state, _ = fake_slurm(tmp)
@@ -401,5 +459,6 @@ if __name__ == "__main__":
          test_a_run_that_ran_out_of_memory_asks_for_more_when_dispatched_again,
          test_each_array_depends_only_on_the_tasks_its_runs_need,
          test_an_array_larger_than_max_array_size_is_cut,
+         test_a_queue_limit_holds_runs_back_and_follow_or_resume_submits_them_as_jobs_end,
          test_a_submission_that_died_after_sbatch_is_reconciled_not_repeated,
          test_time_auto_asks_for_the_estimate_times_the_margin])

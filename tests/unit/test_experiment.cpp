@@ -169,6 +169,32 @@ TEST(Experiment, LearningRateScheduleOverrides) {
   EXPECT_NE(error_of(d).find("training.lr_step_epochs = -3"), std::string::npos) << error_of(d);
 }
 
+TEST(Experiment, EarlyStopIsOffUnlessSetAndValidated) {
+  json d = demo();
+  d["training"] = {{"early_stop", {{"patience", 20}, {"min_delta", 0.02}}}};
+  d["networks"] = {{"ours", json::object()}, {"unet", {{"training", {{"early_stop", false}}}}}};
+  Experiment e = parse_experiment(d, "exp.json");
+  EXPECT_EQ(e.training.early_stop.patience, 20);
+  EXPECT_EQ(e.training.early_stop.min_delta, 0.02);
+  EXPECT_TRUE(e.networks[0].training_for(e.training, e.path).early_stop.enabled());
+  EXPECT_FALSE(e.networks[1].training_for(e.training, e.path).early_stop.enabled());  // a network turns it off
+  // Off, it stays out of the JSON that run ids hash (ids of runs made before it existed are kept); on, it is in.
+  EXPECT_FALSE(to_json(TrainingSpec()).contains("early_stop"));
+  EXPECT_EQ(to_json(e.training)["early_stop"]["patience"], 20);
+  EXPECT_EQ(training_from_json(to_json(e.training), "x", "training").early_stop.min_delta, 0.02);
+  EXPECT_EQ(training_from_json({{"early_stop", {{"patience", 5}}}}, "x", "training").early_stop.min_delta, 0.01);
+  d["training"]["early_stop"] = {{"patience", 0}};
+  EXPECT_NE(error_of(d).find("training.early_stop.patience = 0"), std::string::npos) << error_of(d);
+  d["training"]["early_stop"] = {{"min_delta", 0.1}};
+  EXPECT_NE(error_of(d).find("training.early_stop.patience"), std::string::npos) << error_of(d);
+  d["training"]["early_stop"] = {{"patience", 3}, {"min_delta", 2}};
+  EXPECT_NE(error_of(d).find("training.early_stop.min_delta = 2"), std::string::npos) << error_of(d);
+  d["training"]["early_stop"] = {{"patience", 3}, {"patiance", 2}};
+  EXPECT_NE(error_of(d).find("training.early_stop.patiance"), std::string::npos) << error_of(d);
+  d["training"]["early_stop"] = 12;
+  EXPECT_NE(error_of(d).find("training.early_stop = 12"), std::string::npos) << error_of(d);
+}
+
 TEST(Blas, TheReferenceBlasIsRecognisedByItsDebianPath) {
   EXPECT_TRUE(is_reference_blas("/usr/lib/x86_64-linux-gnu/blas/libblas.so.3.11.0"));
   EXPECT_FALSE(is_reference_blas("/usr/lib/x86_64-linux-gnu/openblas-openmp/libblas.so.3"));

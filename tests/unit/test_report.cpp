@@ -265,8 +265,11 @@ TEST(Report, CurvesFigureIsAPngOfTheExpectedSize) {
   std::vector<report::CurveRun> runs;
   for (int m = 0; m < 5; ++m)
     for (int s = 1; s <= 2; ++s) {
-      report::CurveRun r{"m" + std::to_string(m), "Model " + std::to_string(m), "id", s, {}};
+      report::CurveRun r{"m" + std::to_string(m), "Model " + std::to_string(m), "id", s, {}, {}};
       for (int e = 1; e <= 10; ++e) r.epochs.push_back({"id", 1, e, 1.0 / e + s * 0.01, 0.5 / e, 1e-4, 1});
+      r.plateau.measured = true;  // seed 1 marked flat from epoch 5, seed 2 labelled "improving"
+      r.plateau.reached = s == 1;
+      r.plateau.flat_from = 5;
       runs.push_back(r);
     }
   report::draw_curves("d", runs, t / "c.png");
