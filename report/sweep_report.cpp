@@ -10,12 +10,7 @@ namespace orch::report {
 
 namespace {
 
-std::string value_text(const SweepCell& c, int digits) {
-  if (std::isnan(c.value)) return "–";
-  char b[48];
-  std::snprintf(b, sizeof b, "%.*f", digits, c.value);
-  return b;
-}
+std::string value_text(const SweepCell& c, int digits) { return fmt(c.value, digits); }
 
 int digits_of(const SweepTable& t) { return t.metric == "hausdorff_mm" ? 2 : 4; }
 
@@ -118,19 +113,9 @@ std::string sweep_csv(const SweepSummary& s) {
     for (const auto& r : t.rows)
       for (size_t p = 0; p < r.cells.size(); ++p) {
         csv << t.dataset << "," << r.network << "," << p + 1;
-        for (const auto& a : s.axes) {
-          std::string v = s.points[p].value_text(a);
-          if (v.find_first_of(",\"") != std::string::npos) {
-            std::string q = "\"";
-            for (char c : v) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-            v = q + "\"";
-          }
-          csv << "," << v;
-        }
+        for (const auto& a : s.axes) csv << "," << csv_field(s.points[p].value_text(a));
         const SweepCell& c = r.cells[p];
-        char b[48] = "";
-        if (!std::isnan(c.value)) std::snprintf(b, sizeof b, "%.10g", c.value);
-        csv << "," << t.metric << "," << b << "," << c.seeds << "," << (c.best ? 1 : 0) << "\n";
+        csv << "," << t.metric << "," << csv_num(c.value) << "," << c.seeds << "," << (c.best ? 1 : 0) << "\n";
       }
   return csv.str();
 }

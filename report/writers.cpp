@@ -11,8 +11,6 @@
 
 namespace orch::report {
 
-namespace {
-
 std::string fmt(double v, int digits) {
   if (std::isnan(v)) return "–";
   char b[48];
@@ -34,6 +32,8 @@ std::string csv_field(const std::string& v) {
   for (char c : v) q += c == '"' ? std::string("\"\"") : std::string(1, c);
   return q + "\"";
 }
+
+namespace {
 
 std::string cell_text(const Cell& c, int digits, const std::string& pm) {
   std::string v = fmt(c.mean, digits);
@@ -133,12 +133,6 @@ std::string base64(const std::string& bytes) {
   return out;
 }
 
-std::string num(double v, int digits = 4) {
-  if (std::isnan(v)) return "–";
-  char b[32];
-  std::snprintf(b, sizeof b, "%.*f", digits, v);
-  return b;
-}
 
 std::string tally(const CheckedClaim& c) {
   return std::to_string(c.count(Verdict::kSupported)) + " supported, " + std::to_string(c.count(Verdict::kContradicted)) +
@@ -165,8 +159,8 @@ void claims_markdown(std::ostringstream& md, const ReportModel& m) {
   for (const auto& c : m.claims)
     for (const auto& x : c.comparisons)
       md << "| " << md_escape(c.spec.id) << " | " << md_escape(x.dataset) << " | " << x.metric << " | " << md_escape(x.better)
-         << " | " << md_escape(x.than) << " | " << num(x.effect) << " [" << num(x.lo) << ", " << num(x.hi) << "] | "
-         << num(x.median_effect) << " | " << num(x.p_value) << " | " << x.seeds_better << "/" << x.seeds_than << " | "
+         << " | " << md_escape(x.than) << " | " << fmt(x.effect, 4) << " [" << fmt(x.lo, 4) << ", " << fmt(x.hi, 4) << "] | "
+         << fmt(x.median_effect, 4) << " | " << fmt(x.p_value, 4) << " | " << x.seeds_better << "/" << x.seeds_than << " | "
          << x.images << " | " << choice_name(x.verdict) << " |\n";
 }
 
@@ -183,8 +177,8 @@ void claims_html(std::ostringstream& h, const ReportModel& m) {
   for (const auto& c : m.claims)
     for (const auto& x : c.comparisons)
       h << "<tr><td>" << html_escape(c.spec.id) << "</td><td>" << html_escape(x.dataset) << "</td><td>" << x.metric << "</td><td>"
-        << html_escape(x.better) << "</td><td>" << html_escape(x.than) << "</td><td>" << num(x.effect) << " [" << num(x.lo)
-        << ", " << num(x.hi) << "]</td><td>" << num(x.median_effect) << "</td><td>" << num(x.p_value) << "</td><td>"
+        << html_escape(x.better) << "</td><td>" << html_escape(x.than) << "</td><td>" << fmt(x.effect, 4) << " [" << fmt(x.lo, 4)
+        << ", " << fmt(x.hi, 4) << "]</td><td>" << fmt(x.median_effect, 4) << "</td><td>" << fmt(x.p_value, 4) << "</td><td>"
         << x.seeds_better << "/" << x.seeds_than << "</td><td>" << x.images << "</td><td>" << choice_name(x.verdict) << "</td></tr>\n";
   h << "</table></details>\n";
 }
@@ -273,7 +267,7 @@ std::string to_claims_csv(const ReportModel& m) {
   std::ostringstream csv;
   csv << "claim,source,kind,claim_verdict,dataset,metric,better,than,effect,lo,hi,median_effect,p_value,seeds_better,"
          "seeds_than,images,verdict\n";
-  auto v = [](double x) { return std::isnan(x) ? std::string() : num(x, 6); };
+  auto v = [](double x) { return std::isnan(x) ? std::string() : fmt(x, 6); };
   for (const auto& c : m.claims)
     for (const auto& x : c.comparisons)
       csv << c.spec.id << "," << (c.from_paper ? "paper" : "experiment") << "," << choice_name(c.spec.kind) << ","
@@ -290,8 +284,8 @@ std::string to_runs_csv(const ReportModel& m) {
   for (const auto& r : m.runs) {
     const Plateau& p = r.plateau;
     csv << r.run_id << "," << csv_field(r.network) << "," << csv_field(r.dataset) << "," << r.seed << "," << choice_name(r.stage)
-        << "," << r.state << "," << r.attempts << "," << num(r.wall_hours, 6) << "," << r.epochs << "," << r.planned_epochs
-        << "," << (p.measured ? (p.reached ? "yes" : "no") : "") << "," << (p.measured ? num(p.improvement, 6) : "") << ","
+        << "," << r.state << "," << r.attempts << "," << fmt(r.wall_hours, 6) << "," << r.epochs << "," << r.planned_epochs
+        << "," << (p.measured ? (p.reached ? "yes" : "no") : "") << "," << (p.measured ? fmt(p.improvement, 6) : "") << ","
         << (p.measured && p.reached ? std::to_string(p.flat_from) : "") << "\n";
   }
   return csv.str();

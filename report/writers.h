@@ -18,6 +18,11 @@ struct FigureFile {
 // Markdown text for a name or message: \ ` * [ ] < > | escaped (a folder named "<script>" or "[x](javascript:..)"
 // stays text).
 std::string md_escape(const std::string& s);
+// A number with `digits` decimals, "–" for NaN (tables); for CSV: %.10g, "" for NaN; a CSV field quoted (RFC 4180)
+// when it holds a comma, a quote or a line break.
+std::string fmt(double v, int digits);
+std::string csv_num(double v);
+std::string csv_field(const std::string& v);
 // HTML text or attribute value: & < > " ' escaped.
 std::string html_escape(const std::string& s);
 // An href for a file path: percent-encoded and always relative ("./", "../") or absolute, never a URL scheme.
