@@ -66,5 +66,7 @@ int main(int argc, char** argv) {
   });
   uint64_t e = 0;
   time_it("augment_1024_lh", repeats, [&] { augment(s, {}, 1, e++, 0); });
+  const auto fused = AugmentOptions().with_warps(AugmentWarps::kFused);
+  time_it("augment_1024_lh_fused", repeats, [&] { augment(s, fused, 1, e++, 0); });
   return 0;
 }

@@ -44,6 +44,7 @@
 #include "core/experiment.h"
 #include "core/progress.h"
 #include "models/registry.h"
+#include "runner/environment.h"
 #include "runner/communicator.h"
 #include "runner/precision.h"
 #include "runner/trainer.h"
@@ -229,7 +230,7 @@ json epoch_part(const Options& o, const std::map<std::string, double>& step_ms) 
   return out;
 }
 
-// Part 3: the augmenting loader's throughput per thread count.
+// Part 3: the augmenting loader's throughput per thread count, with the stepwise and the fused warps.
 json loader_part(const Options& o) {
   const std::string ws = o.out + "/epoch";
   Experiment exp = bench_experiment(o, ws, o.size, o.quick ? 40 : 80, 1, "tf32", "overlap", "ours");
@@ -237,11 +238,13 @@ json loader_part(const Options& o) {
   auto data = std::make_shared<const DatasetReader>(dataset_path(ws, exp.datasets[0].name));
   json out = json::array();
   const int cores = default_threads();
+  for (const AugmentWarps warps : {AugmentWarps::kStepwise, AugmentWarps::kFused})
   for (int t = 1; t <= std::max(1, cores); t *= 2) {
     LoaderOptions lo;
     lo.batch_size = 4;
     lo.threads = t;
     lo.prefetch = std::max(2, t);
+    lo.augmentation.warps = warps;
     BatchLoader loader(data, data->info().indices(Split::kTrain), lo);
     const int want = std::min(loader.batches_per_epoch(), o.quick ? 6 : 14);
     loader.start_epoch(0, 0);
@@ -250,8 +253,9 @@ json loader_part(const Options& o) {
     int got = 0;
     while (got + 1 < want && loader.next()) ++got;
     const double s = secs(t0);
-    out.push_back({{"threads", t}, {"batches", got}, {"ms_per_batch", got ? 1000 * s / got : 0}});
-    std::printf("  loader %2d thread(s): %.1f ms per batch of 4 at %d²\n", t, got ? 1000 * s / got : 0.0, o.size);
+    out.push_back({{"warps", choice_name(warps)}, {"threads", t}, {"batches", got}, {"ms_per_batch", got ? 1000 * s / got : 0}});
+    std::printf("  loader, %s warps, %2d thread(s): %.1f ms per batch of 4 at %d²\n", choice_name(warps), t,
+                got ? 1000 * s / got : 0.0, o.size);
     std::fflush(stdout);
   }
   return out;
@@ -424,7 +428,8 @@ json calibration(const Options& o, const json& steps, const json& epochs, const 
       rows.push_back({{"model", s["model"]}, {"kind", kind}, {"size", o.size}, {"batch", 4},
                       {"threads", std::max(1, default_threads())}, {"device", o.cuda ? "cuda:0" : "cpu"},
                       {"step_s", s["step_ms"].get<double>() / 1000 * factor}, {"validation_image_s", 0.0},
-                      {"evaluation_image_s", 0.12}, {"host", "gpu_bench " + precision + " (step x " + std::to_string(factor) + ")"}});
+                      {"evaluation_image_s", 0.12}, {"host", "gpu_bench " + precision + " (step x " + std::to_string(factor) + ")"},
+                      {"precision", o.cuda ? precision : "fp32"}, {"device_model", runner::device_model(o.cuda ? "cuda:0" : "cpu")}});
   }
   return {{"note", "from bench/gpu_bench: the " + precision + " step of each network (LH, used for L too) x " +
                        std::to_string(factor) + ", Ours' end-to-end epoch over its steps x step; 0.12 s per test image"},

@@ -1,10 +1,15 @@
 // calibrate: times a few training steps, validation images and test images of every network of an experiment on
 // this machine, and stores them (the calibration table) for `plan --estimate`, `status` and resources.time "auto".
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <ctime>
+#include <algorithm>
 #include <fstream>
 #include <filesystem>
 #include <map>
@@ -17,6 +22,7 @@
 #include "core/utc_time.h"
 #include "models/catalogue.h"
 #include "runner/communicator.h"
+#include "runner/environment.h"
 #include "runner/trainer.h"
 #include "scheduler/estimate.h"
 #include "scheduler/resources.h"
@@ -87,9 +93,73 @@ std::vector<Calibration> read_calibration_file(const std::string& path) {
     c.validation_image_s = seconds("validation_image_s");
     c.evaluation_image_s = seconds("evaluation_image_s");
     c.host = r.contains("host") && r["host"].is_string() ? r["host"].get<std::string>() : path;
+    // Optional: rows from before these were recorded leave them out ("not recorded", one run per GPU).
+    if (r.contains("precision")) {
+      c.precision = text("precision");
+      if (!choice_from<Precision>(c.precision))
+        throw InputError(path, at + ".precision", c.precision, choice_expectation<Precision>());
+    }
+    if (r.contains("device_model")) c.device_model = text("device_model");
+    if (r.contains("runs_per_gpu")) c.runs_per_gpu = integer("runs_per_gpu", 1, 64);
     out.push_back(c);
   }
   return out;
+}
+
+// Times one network of the grid here: a Trainer in calibration mode over the run's prepared data set.
+runner::StepTiming time_network(RunSettings s, const std::string& run_id, const WorkspaceLayout& layout,
+                                const std::string& scratch, int warmup, int steps, int images, std::string* device) {
+  auto comm = runner::make_communicator("single", runner::use_cuda(s.training));
+  runner::TrainerOptions to;
+  to.settings = s;
+  to.run_id = run_id;
+  to.checkpoints_dir = scratch + "/" + run_id;
+  to.predictions_path = scratch + "/" + run_id + ".predictions.h5";
+  to.dataset_path = layout.dataset(s.dataset);
+  to.comm = comm.get();
+  to.progress_bar = false;
+  to.calibration = true;
+  runner::Trainer trainer(to);
+  *device = trainer.device();
+  return trainer.time_steps(warmup, steps, images);
+}
+
+// --runs-per-gpu N: N copies of this command, each timing the one network at once on the same device (as N packed
+// workers share a GPU), each writing its timing to a file; their mean is the packed timing.
+runner::StepTiming time_packed(const Args& args, const scheduler::PlannedRun& run, int n, const std::string& scratch,
+                               std::string* device) {
+  const std::string self = fs::read_symlink("/proc/self/exe").string();
+  std::vector<pid_t> pids;
+  for (int k = 0; k < n; ++k) {
+    std::vector<std::string> a{self, "calibrate"};
+    for (const auto& x : args) a.push_back(x);
+    for (const std::string& x : {std::string("--packed-run"), run.id, std::string("--packed-child"),
+                                 scratch + "/packed" + std::to_string(k) + ".json"})
+      a.push_back(x);
+    std::vector<char*> argv;
+    for (auto& x : a) argv.push_back(x.data());
+    argv.push_back(nullptr);
+    pid_t pid = 0;
+    if (posix_spawn(&pid, self.c_str(), nullptr, nullptr, argv.data(), environ) != 0)
+      throw Error("calibrate: cannot start " + self + ": " + std::strerror(errno));
+    pids.push_back(pid);
+  }
+  int failed = 0;
+  for (pid_t pid : pids) {
+    int status = 0;
+    if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) ++failed;
+  }
+  if (failed) throw Error("calibrate: " + std::to_string(failed) + " of " + std::to_string(n) + " packed timings of " +
+                          run.settings.model + " failed (their messages are above)");
+  runner::StepTiming mean;
+  for (int k = 0; k < n; ++k) {
+    const auto j = read_json_input(scratch + "/packed" + std::to_string(k) + ".json", "a packed timing");
+    mean.step_s += j.at("step_s").get<double>() / n;
+    mean.validation_image_s += j.at("validation_image_s").get<double>() / n;
+    mean.evaluation_image_s += j.at("evaluation_image_s").get<double>() / n;
+    *device = j.at("device").get<std::string>();
+  }
+  return mean;
 }
 
 }  // namespace
@@ -99,21 +169,27 @@ int cmd_calibrate(const Args& args) {
   CommonOptions c;
   po::positional_options_description pos;
   add_common(desc, c, pos);
-  int steps = 5, warmup = 2, images = 3, threads = 0;
-  std::string import_path;
+  int steps = 5, warmup = 2, images = 3, threads = 0, runs_per_gpu = 1;
+  std::string import_path, packed_child, packed_run;
   desc.add_options()(
       "steps", po::value(&steps)->default_value(5), "training steps timed per network")(
       "warmup", po::value(&warmup)->default_value(2), "steps run first and not timed")(
       "images", po::value(&images)->default_value(3), "validation and test images timed per network")(
       "threads", po::value(&threads)->default_value(0), "torch threads (0: what a worker of this experiment gets)")(
+      "runs-per-gpu", po::value(&runs_per_gpu)->default_value(1),
+      "time this many copies of each network at once on one device (the step time of runs packed on a GPU)")(
+      "packed-child", po::value(&packed_child), "(internal) time --packed-run and write the timing to this file")(
+      "packed-run", po::value(&packed_run), "(internal) the run whose network --packed-child times")(
       "import", po::value(&import_path), "store the rows of this JSON file (measured elsewhere) instead of timing here");
   po::variables_map vm;
-  if (!parse_options(args, desc, vm, "orchestrator calibrate EXP [--steps N] [--warmup N] [--images N] [--only key=value]...", &pos))
+  if (!parse_options(args, desc, vm, "orchestrator calibrate EXP [--steps N] [--warmup N] [--images N] [--runs-per-gpu N] [--only key=value]...", &pos))
     return 0;
   if (steps < 1 || steps > 10000) throw InputError("--steps", "", std::to_string(steps), "expected 1 to 10000");
   if (warmup < 0 || warmup > 10000) throw InputError("--warmup", "", std::to_string(warmup), "expected 0 to 10000");
   if (images < 1 || images > 10000) throw InputError("--images", "", std::to_string(images), "expected 1 to 10000");
   if (threads < 0 || threads > 1024) throw InputError("--threads", "", std::to_string(threads), "expected 0 to 1024");
+  if (runs_per_gpu < 1 || runs_per_gpu > 64)
+    throw InputError("--runs-per-gpu", "", std::to_string(runs_per_gpu), "expected 1 to 64");
   GridContext g = load_grid(c.exp_path, c.sets, c.only, c.workspace);
   const WorkspaceLayout layout(g.workspace);
   if (!import_path.empty()) {
@@ -136,32 +212,34 @@ int cmd_calibrate(const Args& args) {
                   &r);
   }
   if (first.empty()) throw InputError("--only", "", "", "no run of the experiment matches");
+  ScratchDir scratch;
+  if (!packed_child.empty()) {  // one of time_packed()'s copies
+    auto it = std::find_if(g.grid.begin(), g.grid.end(), [&](const auto& r) { return r.id == packed_run; });
+    if (it == g.grid.end()) throw InputError("--packed-run", "", packed_run, "not a run of the experiment");
+    const auto& run = *it;
+    RunSettings s = run.settings;
+    s.training.threads = threads > 0 ? threads : scheduler::expected_threads(g.exp, s);
+    std::string device;
+    const runner::StepTiming t = time_network(s, run.id, layout, scratch.path, warmup, steps, images, &device);
+    std::ofstream(packed_child) << nlohmann::json{{"step_s", t.step_s}, {"validation_image_s", t.validation_image_s},
+                                                  {"evaluation_image_s", t.evaluation_image_s}, {"device", device}};
+    return 0;
+  }
   std::map<std::string, bool> prepared;
   Store store(layout.store());
-  ScratchDir scratch;
-  std::printf("%-20s %-4s %5s %5s %7s %-10s %12s %14s %14s\n", "network", "kind", "size", "batch", "threads", "device",
-              "step", "val. image", "test image");
+  std::printf("%-20s %-4s %5s %5s %7s %-10s %5s %4s %12s %14s %14s\n", "network", "kind", "size", "batch", "threads",
+              "device", "prec.", "runs", "step", "val. image", "test image");
   for (const auto& [key, run] : first) {
     RunSettings s = run->settings;
     if (!prepared[s.dataset]) ensure_dataset(g.exp, g.exp.dataset(s.dataset), g.workspace, 0, true);
     prepared[s.dataset] = true;
     s.training.threads = threads > 0 ? threads : scheduler::expected_threads(g.exp, s);
-    auto comm = runner::make_communicator("single", runner::use_cuda(s.training));
-    runner::TrainerOptions to;
-    to.settings = s;
-    to.run_id = run->id;
-    to.checkpoints_dir = scratch.path + "/" + run->id;
-    to.predictions_path = scratch.path + "/" + run->id + ".predictions.h5";
-    to.dataset_path = layout.dataset(s.dataset);
-    to.comm = comm.get();
-    to.progress_bar = false;
-    to.calibration = true;
-    runner::Trainer trainer(to);
-    const runner::StepTiming t = trainer.time_steps(warmup, steps, images);
     Calibration c;
+    const runner::StepTiming t =
+        runs_per_gpu > 1 ? time_packed(args, *run, runs_per_gpu, scratch.path, &c.device)
+                         : time_network(s, run->id, layout, scratch.path, warmup, steps, images, &c.device);
     c.model = s.model;
     c.kind = kind_name(s.kind);
-    c.device = trainer.device();
     c.size = s.size;
     c.batch = s.training.batch_size;
     c.threads = s.training.threads;
@@ -170,10 +248,16 @@ int cmd_calibrate(const Args& args) {
     c.evaluation_image_s = t.evaluation_image_s;
     c.host = ProcessIdentity::self().host;
     c.measured_at = utc_now_text();
+    // On a CPU the trainer computes in float32 whatever training.precision says.
+    c.precision = c.device.rfind("cuda", 0) == 0 ? choice_name(s.training.precision) : "fp32";
+    c.device_model = runner::device_model(c.device);
+    c.runs_per_gpu = runs_per_gpu;
     store.upsert_calibration(c);
-    std::printf("%-20s %-4s %5lld %5lld %7lld %-10s %10.1f ms %12.1f ms %12.1f ms\n", c.model.c_str(), c.kind.c_str(),
-                static_cast<long long>(c.size), static_cast<long long>(c.batch), static_cast<long long>(c.threads),
-                c.device.c_str(), 1000 * c.step_s, 1000 * c.validation_image_s, 1000 * c.evaluation_image_s);
+    std::printf("%-20s %-4s %5lld %5lld %7lld %-10s %5s %4lld %10.1f ms %12.1f ms %12.1f ms\n", c.model.c_str(),
+                c.kind.c_str(), static_cast<long long>(c.size), static_cast<long long>(c.batch),
+                static_cast<long long>(c.threads), c.device.c_str(), c.precision.c_str(),
+                static_cast<long long>(c.runs_per_gpu), 1000 * c.step_s, 1000 * c.validation_image_s,
+                1000 * c.evaluation_image_s);
     std::fflush(stdout);
   }
   std::printf("calibrate: %zu timing(s) stored in %s; orchestrator plan %s --estimate uses them\n", first.size(),

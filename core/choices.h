@@ -113,6 +113,10 @@ template <> struct ChoiceTable<MaskResampling> {
   static constexpr std::array<std::pair<MaskResampling, const char*>, 2> values{
       {{MaskResampling::kReference, "reference"}, {MaskResampling::kNearest, "nearest"}}};
 };
+template <> struct ChoiceTable<AugmentWarps> {
+  static constexpr std::array<std::pair<AugmentWarps, const char*>, 2> values{
+      {{AugmentWarps::kStepwise, "stepwise"}, {AugmentWarps::kFused, "fused"}}};
+};
 template <> struct ChoiceTable<EmptyHausdorff> {
   static constexpr std::array<std::pair<EmptyHausdorff, const char*>, 2> values{
       {{EmptyHausdorff::kNaN, "nan"}, {EmptyHausdorff::kDiagonal, "diagonal"}}};

@@ -89,7 +89,7 @@ struct Ctx {
 
 const std::vector<std::string> kTrainingKeys = {
     "epochs", "batch_size", "learning_rate", "weight_decay", "validate_every", "threads", "loader_threads", "augment",
-    "mask_resampling", "seed_mode", "checkpoint_every", "keep_checkpoints", "device", "lr_step_epochs", "lr_gamma",
+    "mask_resampling", "augment_warps", "seed_mode", "checkpoint_every", "keep_checkpoints", "device", "lr_step_epochs", "lr_gamma",
     "best_after_epoch", "nonfinite", "precision", "pipeline", "cudnn_benchmark", "early_stop"};
 
 // Whether some string in `v` (keys included) is not valid UTF-8; if so, `path` gets its field path's parts,
@@ -226,6 +226,7 @@ TrainingSpec training_from_json(const json& t, const std::string& path, const st
     ts.augment = t["augment"];
   }
   ts.mask_resampling = c.pick(t, "mask_resampling", w, ts.mask_resampling);
+  ts.augment_warps = c.pick(t, "augment_warps", w, ts.augment_warps);
   ts.seed_mode = c.pick(t, "seed_mode", w, ts.seed_mode);
   ts.checkpoint_every = static_cast<int>(c.integer(t, "checkpoint_every", w, ts.checkpoint_every, 1, 1000000));
   ts.keep_checkpoints = static_cast<int>(c.integer(t, "keep_checkpoints", w, ts.keep_checkpoints, 1, 1000));
@@ -270,6 +271,7 @@ json to_json(const TrainingSpec& t) {
   if (t.lr_gamma != 0) j["lr_gamma"] = t.lr_gamma;
   if (t.best_after_epoch != 0) j["best_after_epoch"] = t.best_after_epoch;
   if (t.nonfinite != NonFinite::kStop) j["nonfinite"] = choice_name(t.nonfinite);
+  if (t.augment_warps != AugmentWarps::kStepwise) j["augment_warps"] = choice_name(t.augment_warps);
   if (t.precision != Precision::kTf32) j["precision"] = choice_name(t.precision);
   if (t.pipeline != Pipeline::kOverlap) j["pipeline"] = choice_name(t.pipeline);
   if (!t.cudnn_benchmark) j["cudnn_benchmark"] = false;

@@ -6,6 +6,9 @@
 #include <opencv2/core/version.hpp>
 #include <torch/cuda.h>
 
+#include <cstdlib>
+#include <fstream>
+
 #include "core/blas.h"
 #include "runner/communicator.h"
 #include "runner/trainer.h"
@@ -50,6 +53,28 @@ std::vector<std::pair<std::string, std::string>> environment_facts() {
     }
 #endif
   return f;
+}
+
+std::string device_model(const std::string& device) {
+  if (device.rfind("cuda", 0) == 0) {
+#ifdef ORCH_HAVE_NCCL
+    const auto colon = device.find(':');
+    const int index = colon == std::string::npos ? 0 : std::atoi(device.c_str() + colon + 1);
+    cudaDeviceProp p{};
+    if (cudaGetDeviceProperties(&p, index) == cudaSuccess) return p.name;
+#endif
+    return "unknown GPU";
+  }
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("model name", 0) == 0) {
+      const auto colon = line.find(':');
+      if (colon != std::string::npos) {
+        const auto start = line.find_first_not_of(' ', colon + 1);
+        if (start != std::string::npos) return line.substr(start);
+      }
+    }
+  return "unknown CPU";
 }
 
 std::string torch_build_config() { return at::show_config(); }

@@ -15,6 +15,10 @@ namespace orch::runner {
 // the build can ask CUDA.
 std::vector<std::pair<std::string, std::string>> environment_facts();
 
+// What calibration rows record as the device model: the GPU's name for "cuda:<i>" (where the build can ask CUDA,
+// else "unknown GPU"), the CPU's model name (/proc/cpuinfo) for "cpu".
+std::string device_model(const std::string& device);
+
 // LibTorch's own build configuration (at::show_config(): compiler, CUDA and cuDNN versions, BLAS, ...).
 std::string torch_build_config();
 

@@ -409,6 +409,7 @@ struct Trainer::Impl {
     lo.rank = rank;
     lo.world = world;
     lo.augmentation.mask_resampling = ts.mask_resampling;
+    lo.augmentation.warps = ts.augment_warps;
     loader = std::make_unique<BatchLoader>(data, info.indices(Split::kTrain), lo);
     val_indices = info.indices(Split::kVal);
     const auto organs = OrganLayout::of(s.kind);
@@ -633,6 +634,7 @@ StepTiming Trainer::time_steps(int warmup, int steps, int images) {
     I.entry->criterion(p, vb.targets, models::LossContext{I.config, I.graph}).item<double>();
     tv += seconds_since(t0);
   }
+  if (I.device.is_cuda()) set_tf32(I.opt.settings.evaluation.precision);  // as evaluate() does
   for (int k = 0; k < n_test; ++k) {
     TrainingSample s = to_training_sample(I.data->read(test[static_cast<size_t>(k)]));
     const int size = I.opt.settings.size;
@@ -666,6 +668,7 @@ EvaluationOutcome Trainer::evaluate() {
   load_weights(*best, *I.net);
   I.net->eval();
   torch::NoGradGuard ng;
+  if (I.device.is_cuda()) set_tf32(I.opt.settings.evaluation.precision);  // the test split's own precision
   const auto layout = OrganLayout::of(I.opt.settings.kind);
   const int size = I.opt.settings.size;
   MetricOptions mo;

@@ -1,12 +1,14 @@
 #include "scheduler/estimate.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <filesystem>
 #include <functional>
 #include <numeric>
 #include <queue>
 #include <set>
+#include <tuple>
 #include <unordered_map>
 
 #include "core/errors.h"
@@ -65,8 +67,18 @@ struct Measured {
   int runs = 0;
 };
 
-// Mean seconds per epoch of finished runs, per (model, kind, size, batch, device class): every epoch of every
-// finished run of a key pooled. Three queries for the whole store, none per run.
+// The precision a measurement on `device` (a class) depends on: the setting on a GPU; none on a CPU, which computes
+// in float32 whatever the setting says.
+std::string precision_on(const std::string& device, Precision p) { return device == "cuda" ? choice_name(p) : "fp32"; }
+
+// What finished runs are pooled by: network, data set kind, size, batch, device class and precision.
+std::string measure_key(const RunSettings& s, const std::string& device) {
+  return s.model + "|" + kind_name(s.kind) + "|" + std::to_string(s.size) + "|" + std::to_string(s.training.batch_size) +
+         "|" + device + "|" + precision_on(device, s.training.precision);
+}
+
+// Mean seconds per epoch of finished runs, per measure_key(): every epoch of every finished run of a key pooled.
+// Three queries for the whole store, none per run.
 std::map<std::string, Measured> finished_run_times(Store& store) {
   const auto devices = store.provenance_of_all("device");
   const auto epoch_sums = store.epoch_seconds_by_run();
@@ -86,8 +98,7 @@ std::map<std::string, Measured> finished_run_times(Store& store) {
     try {
       RunSettings s = RunSettings::from_json(j, r.run_id);
       auto dev = devices.find(r.run_id);
-      const std::string key = s.model + "|" + kind_name(s.kind) + "|" + std::to_string(s.size) + "|" +
-                              std::to_string(s.training.batch_size) + "|" + device_class(dev == devices.end() ? "cpu" : dev->second);
+      const std::string key = measure_key(s, device_class(dev == devices.end() ? "cpu" : dev->second));
       key_of[r.run_id] = key;
       done.push_back(r.run_id);
       Pool& p = pools[key];
@@ -113,18 +124,51 @@ std::map<std::string, Measured> finished_run_times(Store& store) {
   return out;
 }
 
-// The calibration of the run's network, kind, size, batch and device class; of the run's thread count when there
-// is one, else of the closest.
-const Calibration* find_calibration(const std::vector<Calibration>& cal, const RunSettings& s, const std::string& device,
-                                    int threads) {
+// Whether `text` contains `part`, ignoring case.
+bool contains_nocase(const std::string& text, const std::string& part) {
+  auto lower = [](std::string v) {
+    for (auto& ch : v) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    return v;
+  };
+  return lower(text).find(lower(part)) != std::string::npos;
+}
+
+// What a run's estimate asks of a calibration row beyond its network, kind, size, batch and device class.
+struct CalibrationWant {
+  std::string device, precision, device_model;  // device class; precision_on(); "" = any model
+  int threads = 1, runs_per_gpu = 1;
+};
+
+// The calibration row for a run: its network, kind, size, batch and device class, of `want.device_model` when set,
+// then, in this order of preference, of its precision (rather than one not recorded; a row of another precision is
+// never used), of its runs per GPU (rather than a solo row), of the closest thread count, the latest measured.
+const Calibration* find_calibration(const std::vector<Calibration>& cal, const RunSettings& s, const CalibrationWant& want) {
   const Calibration* best = nullptr;
+  auto rank = [&](const Calibration& c) {
+    return std::make_tuple(c.precision == want.precision, c.runs_per_gpu == want.runs_per_gpu,
+                           -std::abs(c.threads - want.threads), c.measured_at);
+  };
   for (const auto& c : cal) {
     if (c.model != s.model || c.kind != kind_name(s.kind) || c.size != s.size || c.batch != s.training.batch_size ||
-        device_class(c.device) != device)
+        device_class(c.device) != want.device)
       continue;
-    if (!best || std::abs(c.threads - threads) < std::abs(best->threads - threads)) best = &c;
+    if (want.device == "cuda" && !c.precision.empty() && c.precision != want.precision) continue;
+    if (!want.device_model.empty() && !contains_nocase(c.device_model, want.device_model)) continue;
+    if (c.runs_per_gpu != want.runs_per_gpu && c.runs_per_gpu != 1) continue;
+    if (!best || rank(c) > rank(*best)) best = &c;
   }
   return best;
+}
+
+// "calibration (host, NVIDIA H200, cuda:0, bf16, 8 thread(s))", and what it could not match.
+std::string calibration_basis(const Calibration& c, const CalibrationWant& want) {
+  std::string b = "calibration (" + c.host + ", " + (c.device_model.empty() ? "" : c.device_model + ", ") + c.device +
+                  (c.precision.empty() ? "" : ", " + c.precision) + ", " + std::to_string(c.threads) + " thread(s))";
+  if (want.device == "cuda" && c.precision.empty()) b += "; its precision was not recorded";
+  if (c.runs_per_gpu != want.runs_per_gpu)
+    b += "; a solo step time for a run sharing its GPU with " + std::to_string(want.runs_per_gpu - 1) +
+         " other(s): it runs longer (orchestrator calibrate EXP --runs-per-gpu " + std::to_string(want.runs_per_gpu) + ")";
+  return b;
 }
 
 }  // namespace
@@ -137,6 +181,7 @@ std::vector<RunEstimate> estimate_runs(const Experiment& exp, const std::vector<
   for (const auto& d : exp.datasets) counts[d.name] = split_counts_for(d, workspace);
   ResourceCache resources(exp);
   const bool slurm = exp.backend == BackendKind::kSlurm;
+  const std::string device_model = experiment_resources(exp).device_model;
   const int local_share = std::max(1, default_threads() / local_workers_for(exp, 0));
   std::vector<RunEstimate> out;
   out.reserve(runs.size());
@@ -150,21 +195,21 @@ std::vector<RunEstimate> estimate_runs(const Experiment& exp, const std::vector<
     const std::string device = wanted_device(s, cal);
     const SplitCounts& n = counts[s.dataset];
     const TrainingSpec& t = s.training;
-    const std::string key = s.model + "|" + kind_name(s.kind) + "|" + std::to_string(s.size) + "|" +
-                            std::to_string(t.batch_size) + "|" + device;
-    if (auto f = finished.find(key); f != finished.end() && n.known) {
+    const CalibrationWant want{device, precision_on(device, t.precision), device_model, threads, std::max(1, res.runs_per_gpu)};
+    if (auto f = finished.find(measure_key(s, device)); f != finished.end() && n.known) {
       e.seconds = t.epochs * f->second.epoch_s + n.test * f->second.inference_s + kStartupSeconds;
       e.basis = std::to_string(f->second.runs) + " finished run(s) on " + device;
-    } else if (const Calibration* c = find_calibration(cal, s, device, threads); c && n.known) {
+    } else if (const Calibration* c = find_calibration(cal, s, want); c && n.known) {
       const double steps = std::ceil(static_cast<double>(n.train) / t.batch_size);
       const double validations = std::ceil(static_cast<double>(t.epochs) / t.validate_every);
       e.seconds = t.epochs * steps * c->step_s + validations * n.val * c->validation_image_s + n.test * c->evaluation_image_s +
                   kStartupSeconds;
-      e.basis = "calibration (" + c->host + ", " + c->device + ", " + std::to_string(c->threads) + " thread(s))";
+      e.basis = calibration_basis(*c, want);
     } else {
       e.basis = !n.known ? "no estimate: the data set's size is unknown (prepare it first)"
                          : "no estimate: no finished run or calibration of " + s.model + " at " + std::to_string(s.size) +
-                               " px on " + device + " (orchestrator calibrate EXP)";
+                               " px on " + device + (device == "cuda" ? " in " + want.precision : "") +
+                               (device_model.empty() ? "" : " (" + device_model + ")") + " (orchestrator calibrate EXP)";
     }
     if (e.seconds > 0) e.time_limit = slurm_time(e.seconds * margin);
     out.push_back(e);

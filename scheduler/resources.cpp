@@ -15,7 +15,7 @@ namespace {
 
 const std::set<std::string> kRunKeys = {"partition", "mem", "time", "constraint", "gpus", "cpus", "ranks", "runs_per_gpu"};
 const std::set<std::string> kExperimentKeys = {"max_attempts", "oom_mem_factor", "array_throttle", "signal_seconds", "template", "local_workers",
-                                               "local_gpus", "time_margin", "max_queued"};
+                                               "local_gpus", "time_margin", "max_queued", "device_model"};
 
 bool word(const std::string& s) {
   return !s.empty() && s.size() <= 128 && std::all_of(s.begin(), s.end(), [](char c) {
@@ -143,6 +143,12 @@ ExperimentResources experiment_resources(const Experiment& exp) {
     const json& t = j["template"];
     if (!t.is_string() || t.get<std::string>().empty()) throw InputError(f, "resources.template", t.dump(), "expected a path");
     e.template_path = t;
+  }
+  if (j.contains("device_model")) {
+    const json& m = j["device_model"];
+    if (!m.is_string() || m.get<std::string>().empty())
+      throw InputError(f, "resources.device_model", m.dump(), "expected the GPU model's name or part of it, e.g. \"A100\"");
+    e.device_model = m;
   }
   if (j.contains("local_gpus")) {
     const json& g = j["local_gpus"];

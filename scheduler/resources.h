@@ -40,6 +40,10 @@ struct ExperimentResources {
   // Slurm: this grid's runs queued or running at once (0: no limit but the cluster's MaxJobCount). The rest wait
   // in the store as "new" until `submit --follow` or a later `submit`/`resume` finds room (scheduler/submission.h).
   int max_queued = 0;
+  // Estimates: the GPU model the runs will get (matched, case-insensitively, as part of a calibration row's device
+  // model: "A100" takes "NVIDIA A100-SXM4-80GB"); rows of other models are not used. Empty: any model's rows, the
+  // basis naming the one used.
+  std::string device_model;
 };
 
 RunResources resources_for(const Experiment& exp, const std::string& dataset, const std::string& model);

@@ -118,7 +118,10 @@ CREATE TABLE IF NOT EXISTS calibration (
   evaluation_image_s REAL NOT NULL,
   host TEXT NOT NULL DEFAULT '',
   measured_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
-  PRIMARY KEY (model, kind, size, device, batch, threads)
+  precision TEXT NOT NULL DEFAULT '',
+  device_model TEXT NOT NULL DEFAULT '',
+  runs_per_gpu INTEGER NOT NULL DEFAULT 1,
+  PRIMARY KEY (model, kind, size, device, batch, threads, precision, device_model, runs_per_gpu)
 );
 CREATE TABLE IF NOT EXISTS median_models (
   experiment TEXT NOT NULL,
@@ -230,8 +233,20 @@ void Store::migrate(int64_t from) {
       add_column_if_missing("jobs", "heartbeat_at", "REAL");
       exec("CREATE INDEX IF NOT EXISTS jobs_by_job ON jobs(job_id)");
     }
+    if (from == 3) rekey_calibration();
     exec(("PRAGMA user_version=" + std::to_string(kStoreSchemaVersion)).c_str());
   });
+}
+
+// Version 3's calibration table lacked precision, device model and runs per GPU in its key: a new table with its
+// rows ("not recorded", 1 run per GPU) replaces it.
+void Store::rekey_calibration() {
+  exec("ALTER TABLE calibration RENAME TO calibration_v3");
+  exec(kSchema);
+  exec("INSERT INTO calibration(model, kind, size, device, batch, threads, step_s, validation_image_s, "
+       "evaluation_image_s, host, measured_at) SELECT model, kind, size, device, batch, threads, step_s, "
+       "validation_image_s, evaluation_image_s, host, measured_at FROM calibration_v3");
+  exec("DROP TABLE calibration_v3");
 }
 
 void Store::write(const std::function<void()>& body) {
@@ -885,16 +900,17 @@ std::vector<JobAccount> Store::job_accounts(const std::string& run_id) {
 void Store::upsert_calibration(const Calibration& c) {
   write([&] {
     Stmt s(*db_, "INSERT OR REPLACE INTO calibration(model, kind, size, device, batch, threads, step_s, validation_image_s, "
-           "evaluation_image_s, host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+           "evaluation_image_s, host, precision, device_model, runs_per_gpu) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     s.bind(1, c.model).bind(2, c.kind).bind(3, c.size).bind(4, c.device).bind(5, c.batch).bind(6, c.threads)
-        .bind(7, c.step_s).bind(8, c.validation_image_s).bind(9, c.evaluation_image_s).bind(10, c.host);
+        .bind(7, c.step_s).bind(8, c.validation_image_s).bind(9, c.evaluation_image_s).bind(10, c.host)
+        .bind(11, c.precision).bind(12, c.device_model).bind(13, c.runs_per_gpu);
     s.run();
   });
 }
 
 std::vector<Calibration> Store::calibrations() {
   Stmt s(*db_, "SELECT model, kind, size, device, batch, threads, step_s, validation_image_s, evaluation_image_s, host, "
-         "measured_at FROM calibration ORDER BY model, kind, size");
+         "measured_at, precision, device_model, runs_per_gpu FROM calibration ORDER BY model, kind, size");
   std::vector<Calibration> out;
   while (s.row()) {
     Calibration c;
@@ -909,6 +925,9 @@ std::vector<Calibration> Store::calibrations() {
     c.evaluation_image_s = s.real_or(8, 0);
     c.host = s.text(9);
     c.measured_at = s.text(10);
+    c.precision = s.text(11);
+    c.device_model = s.text(12);
+    c.runs_per_gpu = s.integer(13);
     out.push_back(c);
   }
   return out;

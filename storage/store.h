@@ -30,8 +30,9 @@
 namespace orch {
 
 // 3 added claims, heartbeats, attempt positions, job accounting, calibration, launch times (opening a version-1
-// or -2 store for writing adds them).
-constexpr int kStoreSchemaVersion = 3;
+// or -2 store for writing adds them). 4 keyed calibration rows by precision, device model and runs per GPU too
+// (older rows keep precision and device model empty: "not recorded", and runs per GPU 1).
+constexpr int kStoreSchemaVersion = 4;
 
 struct RunRecord {
   std::string run_id, experiment, dataset, model, stage;
@@ -117,9 +118,14 @@ struct JobAccount {
 };
 
 // Measured cost of one network's training step and validation pass on one kind of device.
+// One timing of `orchestrator calibrate` (or imported): keyed by network, data set kind, size, device, batch,
+// threads, precision ("tf32", "fp32", "bf16" on a GPU; "fp32" on a CPU; "" not recorded), device model (the GPU's
+// name, or the CPU's) and runs sharing the GPU while it was measured.
 struct Calibration {
   std::string model, kind, device;
   int64_t size = 0, batch = 0, threads = 0;
+  std::string precision, device_model;
+  int64_t runs_per_gpu = 1;
   double step_s = 0, validation_image_s = 0, evaluation_image_s = 0;
   std::string host, measured_at;
 };
@@ -243,6 +249,7 @@ class Store {
   void open(sqlite::Database::Access access);
   void migrate(int64_t from_version);
   void add_column_if_missing(const std::string& table, const std::string& column, const std::string& type);
+  void rekey_calibration();
   // Runs `body` inside BEGIN IMMEDIATE ... COMMIT; a lock is waited for up to the store wait, then BusyError.
   void write(const std::function<void()>& body);
   void exec(const char* sql);

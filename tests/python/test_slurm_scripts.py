@@ -450,6 +450,40 @@ def test_time_auto_asks_for_the_estimate_times_the_margin():
         assert p.returncode == 2 and "[0].step_s" in p.stderr and "-1" in p.stderr, p.stderr
 
 
+def test_calibration_is_kept_per_precision_and_packing_and_a_packed_grid_uses_its_own():
+    """calibrate records precision, device model and runs per GPU; --runs-per-gpu N times N copies at once; the
+    estimate of a grid packed N to a GPU takes that row, and without it the solo one with a warning."""
+    with scratch() as tmp:
+        env, _, _ = fake_slurm(tmp)
+        ws = os.path.join(tmp, "ws")
+        exp = experiment(tmp, ws, resources={"gpus": 1, "runs_per_gpu": 2})
+        for extra in ([], ["--runs-per-gpu", "2"]):
+            p = subprocess.run([BIN, "calibrate", exp, "--steps", "2", "--warmup", "1", "--images", "1", *extra],
+                               capture_output=True, text=True, env=env)
+            assert p.returncode == 0, (p.stdout, p.stderr)
+        con = sqlite3.connect(os.path.join(ws, "orchestrator.db"))
+        rows = con.execute("SELECT precision, device_model, runs_per_gpu, step_s FROM calibration ORDER BY 3").fetchall()
+        assert [r[2] for r in rows] == [1, 2], rows
+        assert all(r[0] == "fp32" and r[1] and r[3] > 0 for r in rows), rows  # a CPU computes in float32
+        plan = json.loads(subprocess.run([BIN, "plan", exp, "--json", "--estimate"], capture_output=True, text=True,
+                                         env=env).stdout)
+        (r,) = plan
+        assert "--runs-per-gpu" not in r["estimate"]["basis"] and rows[1][1] in r["estimate"]["basis"], r
+        con.execute("DELETE FROM calibration WHERE runs_per_gpu = 2")
+        con.commit()
+        plan = json.loads(subprocess.run([BIN, "plan", exp, "--json", "--estimate"], capture_output=True, text=True,
+                                         env=env).stdout)
+        assert "--runs-per-gpu 2" in plan[0]["estimate"]["basis"], plan[0]
+        # Imported rows are validated: a precision that is none of the three is refused, naming the row and field.
+        bad = os.path.join(tmp, "bad.json")
+        with open(bad, "w") as f:
+            json.dump([{"model": "unet", "kind": "lh", "size": 64, "batch": 4, "threads": 1, "device": "cuda:0",
+                        "step_s": 1, "validation_image_s": 1, "evaluation_image_s": 1, "precision": "fp8"}], f)
+        p = subprocess.run([BIN, "calibrate", exp, "--import", bad], capture_output=True, text=True, env=env)
+        assert p.returncode == 2 and "[0].precision" in p.stderr and "fp8" in p.stderr, p.stderr
+        p = subprocess.run([BIN, "calibrate", exp, "--runs-per-gpu", "0"], capture_output=True, text=True, env=env)
+        assert p.returncode == 2 and "--runs-per-gpu" in p.stderr, p.stderr
+
 if __name__ == "__main__":
     run([test_hostile_workspace_paths_reach_the_worker_literally_and_run_nothing,
          test_the_error_branch_names_the_manifest_and_runs_nothing,
@@ -459,6 +493,7 @@ if __name__ == "__main__":
          test_a_run_that_ran_out_of_memory_asks_for_more_when_dispatched_again,
          test_each_array_depends_only_on_the_tasks_its_runs_need,
          test_an_array_larger_than_max_array_size_is_cut,
+         test_calibration_is_kept_per_precision_and_packing_and_a_packed_grid_uses_its_own,
          test_a_queue_limit_holds_runs_back_and_follow_or_resume_submits_them_as_jobs_end,
          test_a_submission_that_died_after_sbatch_is_reconciled_not_repeated,
          test_time_auto_asks_for_the_estimate_times_the_margin])

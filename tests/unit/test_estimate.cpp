@@ -6,6 +6,8 @@
 #include <random>
 
 #include "scheduler/estimate.h"
+#include "scheduler/grid.h"
+#include "test_util.h"
 
 using namespace orch;
 using namespace orch::scheduler;
@@ -169,4 +171,86 @@ TEST(Estimate, RunsWithoutAnEstimateTakeNoTimeAndNoSlot) {
   EXPECT_DOUBLE_EQ(simulate_makespan(runs, {{"D", 5}, {"B", 5}}, {}, 1, SchedulePolicy::kPerRun), 10);
   EXPECT_DOUBLE_EQ(simulate_makespan(runs, {{"D", 5}, {"B", 5}}, {}, 2, SchedulePolicy::kPerRun), 5);
   EXPECT_DOUBLE_EQ(simulate_makespan(runs, {}, {}, 1, SchedulePolicy::kPerLevel), 0);
+}
+
+namespace {
+
+// A one-network grid on a GPU at `precision`, packed `runs_per_gpu` to a GPU, with `device_model` asked for.
+Experiment gpu_experiment(const std::string& precision, int runs_per_gpu, const std::string& device_model = "") {
+  nlohmann::json j = {
+      {"name", "est"},
+      {"datasets", {{"d", {{"kind", "lh"}, {"size", 256}, {"synthetic", {{"count", 40}, {"seed", 1}, {"size", 256}}}}}}},
+      {"networks", {"hybridgnet"}},
+      {"seeds", {1}},
+      {"training", {{"epochs", 10}, {"device", "cuda"}, {"precision", precision}}},
+      {"resources", {{"gpus", 1}, {"runs_per_gpu", runs_per_gpu}}}};
+  if (!device_model.empty()) j["resources"]["device_model"] = device_model;
+  return parse_experiment(j, "est.json");
+}
+
+Calibration row(const std::string& precision, const std::string& model, int runs_per_gpu, double step_s) {
+  Calibration c;
+  c.model = "hybridgnet";
+  c.kind = "lh";
+  c.size = 256;
+  c.batch = 4;
+  c.threads = 1;
+  c.device = "cuda:0";
+  c.precision = precision;
+  c.device_model = model;
+  c.runs_per_gpu = runs_per_gpu;
+  c.step_s = step_s;
+  c.host = model + " " + precision;
+  return c;
+}
+
+RunEstimate estimate_one(const Experiment& exp, Store& store, const std::string& ws) {
+  const auto runs = expand(exp);
+  return estimate_runs(exp, runs, store, ws, 1.0).at(0);
+}
+
+}  // namespace
+
+// Calibration rows are kept per precision, device model and runs per GPU, and a run's estimate takes the row of its
+// own precision, of the model asked for, measured with its packing.
+TEST(Estimate, CalibrationRowsKnowPrecisionDeviceModelAndPacking) {
+  test::TempDir d;
+  Store store(d / "orchestrator.db");
+  store.upsert_calibration(row("tf32", "NVIDIA H100 80GB HBM3", 1, 0.100));
+  store.upsert_calibration(row("bf16", "NVIDIA H100 80GB HBM3", 1, 0.040));
+  ASSERT_EQ(store.calibrations().size(), 2u) << "timing bf16 after tf32 keeps both";
+
+  const RunEstimate tf32 = estimate_one(gpu_experiment("tf32", 1), store, d.path.string());
+  const RunEstimate bf16 = estimate_one(gpu_experiment("bf16", 1), store, d.path.string());
+  EXPECT_NE(tf32.basis.find("tf32"), std::string::npos) << tf32.basis;
+  EXPECT_NE(bf16.basis.find("bf16"), std::string::npos) << bf16.basis;
+  EXPECT_NE(bf16.basis.find("H100"), std::string::npos) << bf16.basis;
+  // 40 images: 28 training images, 7 steps per epoch, 10 epochs: the step time's share differs by 70 x 0.06 s.
+  EXPECT_NEAR(tf32.seconds - bf16.seconds, 70 * 0.060, 1e-6);
+
+  // No fp32 row: no estimate (a row of another precision is never used), and it says what is missing.
+  const RunEstimate fp32 = estimate_one(gpu_experiment("fp32", 1), store, d.path.string());
+  EXPECT_EQ(fp32.seconds, 0);
+  EXPECT_NE(fp32.basis.find("fp32"), std::string::npos) << fp32.basis;
+  // A row whose precision was not recorded (an older store) serves when there is none of its own, and says so.
+  store.upsert_calibration(row("", "", 1, 0.2));
+  const RunEstimate old = estimate_one(gpu_experiment("fp32", 1), store, d.path.string());
+  EXPECT_GT(old.seconds, 0);
+  EXPECT_NE(old.basis.find("not recorded"), std::string::npos) << old.basis;
+
+  // An A100 grid does not use the H100's rows; with its own, it does.
+  EXPECT_EQ(estimate_one(gpu_experiment("bf16", 1, "a100"), store, d.path.string()).seconds, 0);
+  store.upsert_calibration(row("bf16", "NVIDIA A100-SXM4-80GB", 1, 0.080));
+  const RunEstimate a100 = estimate_one(gpu_experiment("bf16", 1, "a100"), store, d.path.string());
+  EXPECT_NE(a100.basis.find("A100"), std::string::npos) << a100.basis;
+  EXPECT_NEAR(a100.seconds - bf16.seconds, 70 * 0.040, 1e-6);
+
+  // Packed four to a GPU: the solo row, with a warning, until a packed timing exists; then that one.
+  const RunEstimate solo = estimate_one(gpu_experiment("bf16", 4, "H100"), store, d.path.string());
+  EXPECT_NEAR(solo.seconds, bf16.seconds, 1e-6);
+  EXPECT_NE(solo.basis.find("--runs-per-gpu 4"), std::string::npos) << solo.basis;
+  store.upsert_calibration(row("bf16", "NVIDIA H100 80GB HBM3", 4, 0.110));
+  const RunEstimate packed = estimate_one(gpu_experiment("bf16", 4, "H100"), store, d.path.string());
+  EXPECT_NEAR(packed.seconds - bf16.seconds, 70 * 0.070, 1e-6);
+  EXPECT_EQ(packed.basis.find("--runs-per-gpu"), std::string::npos) << packed.basis;
 }

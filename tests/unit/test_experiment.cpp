@@ -195,6 +195,20 @@ TEST(Experiment, EarlyStopIsOffUnlessSetAndValidated) {
   EXPECT_NE(error_of(d).find("training.early_stop = 12"), std::string::npos) << error_of(d);
 }
 
+TEST(Experiment, AugmentWarpsAreStepwiseUnlessSetAndOnlyThenInRunIds) {
+  json d = demo();
+  EXPECT_EQ(parse_experiment(d, "exp.json").training.augment_warps, AugmentWarps::kStepwise);
+  EXPECT_FALSE(to_json(TrainingSpec()).contains("augment_warps"));  // ids of runs made before it existed are kept
+  d["training"] = {{"augment_warps", "fused"}};
+  Experiment e = parse_experiment(d, "exp.json");
+  EXPECT_EQ(e.training.augment_warps, AugmentWarps::kFused);
+  EXPECT_EQ(to_json(e.training)["augment_warps"], "fused");
+  EXPECT_EQ(training_from_json(to_json(e.training), "x", "training").augment_warps, AugmentWarps::kFused);
+  d["training"] = {{"augment_warps", "fast"}};
+  EXPECT_NE(error_of(d).find("training.augment_warps"), std::string::npos) << error_of(d);
+  EXPECT_NE(error_of(d).find("fast"), std::string::npos) << error_of(d);
+}
+
 TEST(Blas, TheReferenceBlasIsRecognisedByItsDebianPath) {
   EXPECT_TRUE(is_reference_blas("/usr/lib/x86_64-linux-gnu/blas/libblas.so.3.11.0"));
   EXPECT_FALSE(is_reference_blas("/usr/lib/x86_64-linux-gnu/openblas-openmp/libblas.so.3"));

@@ -142,6 +142,42 @@ TEST(Store, AVersionTwoStoreIsUpgradedKeepingItsRows) {
   EXPECT_EQ(s.claim_run(claim_by("new-run", ProcessIdentity::self())).outcome, ClaimResult::kClaimed);
 }
 
+// A version-3 store's calibration table (keyed without precision, device model and packing) is rebuilt with its
+// rows marked "not recorded"; rows of two precisions then live side by side.
+TEST(Store, AVersionThreeStoreKeepsItsCalibrationUnderTheWiderKey) {
+  test::TempDir d;
+  const std::string path = d / "v3.db";
+  { Store fresh(path); }
+  {
+    sqlite3* db;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    const char* v3 = R"SQL(
+      DROP TABLE calibration;
+      CREATE TABLE calibration (model TEXT NOT NULL, kind TEXT NOT NULL, size INTEGER NOT NULL, device TEXT NOT NULL,
+        batch INTEGER NOT NULL, threads INTEGER NOT NULL, step_s REAL NOT NULL, validation_image_s REAL NOT NULL,
+        evaluation_image_s REAL NOT NULL, host TEXT NOT NULL DEFAULT '', measured_at TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (model, kind, size, device, batch, threads));
+      INSERT INTO calibration VALUES ('ours', 'lh', 1024, 'cuda:0', 4, 8, 0.5, 0.1, 0.2, 'h100', '2026-11-27');
+      PRAGMA user_version=3;)SQL";
+    ASSERT_EQ(sqlite3_exec(db, v3, nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(db);
+  }
+  Store s(path);
+  auto rows = s.calibrations();
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].host, "h100");
+  EXPECT_EQ(rows[0].step_s, 0.5);
+  EXPECT_EQ(rows[0].precision, "");
+  EXPECT_EQ(rows[0].runs_per_gpu, 1);
+  Calibration c = rows[0];
+  c.precision = "bf16";
+  c.step_s = 0.2;
+  s.upsert_calibration(c);
+  c.precision = "tf32";
+  s.upsert_calibration(c);
+  EXPECT_EQ(s.calibrations().size(), 3u);
+}
+
 // The compare-and-set that starts a run: one holder at a time; a dead holder (a reused pid, a silent host) is taken
 // over; done and cancelled runs are never started.
 TEST(Store, AClaimIsHeldOnceAndTakenOverOnlyFromTheDead) {
