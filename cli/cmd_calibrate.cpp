@@ -27,6 +27,7 @@
 #include "scheduler/estimate.h"
 #include "scheduler/resources.h"
 #include "scheduler/submission.h"
+#include "storage/calibration_table.h"
 #include "storage/layout.h"
 #include "storage/store.h"
 #include "storage/workspace.h"
@@ -162,46 +163,25 @@ runner::StepTiming time_packed(const Args& args, const scheduler::PlannedRun& ru
   return mean;
 }
 
-}  // namespace
-
-int cmd_calibrate(const Args& args) {
-  po::options_description desc("orchestrator calibrate");
-  CommonOptions c;
-  po::positional_options_description pos;
-  add_common(desc, c, pos);
+// What `calibrate` was asked (its options, checked).
+struct CalibrateOptions {
   int steps = 5, warmup = 2, images = 3, threads = 0, runs_per_gpu = 1;
   std::string import_path, packed_child, packed_run;
-  desc.add_options()(
-      "steps", po::value(&steps)->default_value(5), "training steps timed per network")(
-      "warmup", po::value(&warmup)->default_value(2), "steps run first and not timed")(
-      "images", po::value(&images)->default_value(3), "validation and test images timed per network")(
-      "threads", po::value(&threads)->default_value(0), "torch threads (0: what a worker of this experiment gets)")(
-      "runs-per-gpu", po::value(&runs_per_gpu)->default_value(1),
-      "time this many copies of each network at once on one device (the step time of runs packed on a GPU)")(
-      "packed-child", po::value(&packed_child), "(internal) time --packed-run and write the timing to this file")(
-      "packed-run", po::value(&packed_run), "(internal) the run whose network --packed-child times")(
-      "import", po::value(&import_path), "store the rows of this JSON file (measured elsewhere) instead of timing here");
-  po::variables_map vm;
-  if (!parse_options(args, desc, vm, "orchestrator calibrate EXP [--steps N] [--warmup N] [--images N] [--runs-per-gpu N] [--only key=value]...", &pos))
-    return 0;
-  if (steps < 1 || steps > 10000) throw InputError("--steps", "", std::to_string(steps), "expected 1 to 10000");
-  if (warmup < 0 || warmup > 10000) throw InputError("--warmup", "", std::to_string(warmup), "expected 0 to 10000");
-  if (images < 1 || images > 10000) throw InputError("--images", "", std::to_string(images), "expected 1 to 10000");
-  if (threads < 0 || threads > 1024) throw InputError("--threads", "", std::to_string(threads), "expected 0 to 1024");
-  if (runs_per_gpu < 1 || runs_per_gpu > 64)
-    throw InputError("--runs-per-gpu", "", std::to_string(runs_per_gpu), "expected 1 to 64");
-  GridContext g = load_grid(c.exp_path, c.sets, c.only, c.workspace);
-  const WorkspaceLayout layout(g.workspace);
-  if (!import_path.empty()) {
-    const auto rows = read_calibration_file(import_path);
-    fs::create_directories(g.workspace);
-    Store store(layout.store());
-    for (const auto& c : rows) store.upsert_calibration(c);
-    std::printf("calibrate: %zu timing(s) from %s stored in %s\n", rows.size(), import_path.c_str(), layout.store().c_str());
-    return 0;
+  void validate() const {
+    auto within = [](const char* flag, int v, int lo, int hi) {
+      if (v < lo || v > hi)
+        throw InputError(flag, "", std::to_string(v), "expected " + std::to_string(lo) + " to " + std::to_string(hi));
+    };
+    within("--steps", steps, 1, 10000);
+    within("--warmup", warmup, 0, 10000);
+    within("--images", images, 1, 10000);
+    within("--threads", threads, 0, 1024);
+    within("--runs-per-gpu", runs_per_gpu, 1, 64);
   }
-  fs::create_directories(g.workspace);
-  // One timing per network, data set kind, size, batch and thread count: the first run of each.
+};
+
+// One run per network, data set kind, size, batch and thread count: the first of each that --only keeps.
+std::map<std::string, const scheduler::PlannedRun*> runs_to_time(const GridContext& g, int threads) {
   std::map<std::string, const scheduler::PlannedRun*> first;
   for (const auto& r : g.grid) {
     if (!g.only.matches(r)) continue;
@@ -212,53 +192,107 @@ int cmd_calibrate(const Args& args) {
                   &r);
   }
   if (first.empty()) throw InputError("--only", "", "", "no run of the experiment matches");
+  return first;
+}
+
+// One of time_packed()'s copies: times --packed-run's network and writes the timing to --packed-child.
+void time_packed_child(const GridContext& g, const WorkspaceLayout& layout, const CalibrateOptions& o) {
+  auto it = std::find_if(g.grid.begin(), g.grid.end(), [&](const auto& r) { return r.id == o.packed_run; });
+  if (it == g.grid.end()) throw InputError("--packed-run", "", o.packed_run, "not a run of the experiment");
+  RunSettings s = it->settings;
+  s.training.threads = o.threads > 0 ? o.threads : scheduler::expected_threads(g.exp, s);
   ScratchDir scratch;
-  if (!packed_child.empty()) {  // one of time_packed()'s copies
-    auto it = std::find_if(g.grid.begin(), g.grid.end(), [&](const auto& r) { return r.id == packed_run; });
-    if (it == g.grid.end()) throw InputError("--packed-run", "", packed_run, "not a run of the experiment");
-    const auto& run = *it;
-    RunSettings s = run.settings;
-    s.training.threads = threads > 0 ? threads : scheduler::expected_threads(g.exp, s);
-    std::string device;
-    const runner::StepTiming t = time_network(s, run.id, layout, scratch.path, warmup, steps, images, &device);
-    std::ofstream(packed_child) << nlohmann::json{{"step_s", t.step_s}, {"validation_image_s", t.validation_image_s},
+  std::string device;
+  const runner::StepTiming t = time_network(s, it->id, layout, scratch.path, o.warmup, o.steps, o.images, &device);
+  std::ofstream(o.packed_child) << nlohmann::json{{"step_s", t.step_s}, {"validation_image_s", t.validation_image_s},
                                                   {"evaluation_image_s", t.evaluation_image_s}, {"device", device}};
+}
+
+// The row a timing makes: the run's key, what was measured, where, in which precision and packing.
+Calibration calibration_row(const RunSettings& s, const runner::StepTiming& t, const std::string& device, int runs_per_gpu) {
+  Calibration c;
+  c.model = s.model;
+  c.kind = kind_name(s.kind);
+  c.size = s.size;
+  c.batch = s.training.batch_size;
+  c.threads = s.training.threads;
+  c.device = device;
+  c.step_s = t.step_s;
+  c.validation_image_s = t.validation_image_s;
+  c.evaluation_image_s = t.evaluation_image_s;
+  c.host = ProcessIdentity::self().host;
+  c.measured_at = utc_now_text();
+  // On a CPU the trainer computes in float32 whatever training.precision says.
+  c.precision = device.rfind("cuda", 0) == 0 ? choice_name(s.training.precision) : "fp32";
+  c.device_model = runner::device_model(device);
+  c.runs_per_gpu = runs_per_gpu;
+  return c;
+}
+
+void print_row(const Calibration& c) {
+  std::printf("%-20s %-4s %5lld %5lld %7lld %-10s %5s %4lld %10.1f ms %12.1f ms %12.1f ms\n", c.model.c_str(),
+              c.kind.c_str(), static_cast<long long>(c.size), static_cast<long long>(c.batch),
+              static_cast<long long>(c.threads), c.device.c_str(), c.precision.c_str(),
+              static_cast<long long>(c.runs_per_gpu), 1000 * c.step_s, 1000 * c.validation_image_s,
+              1000 * c.evaluation_image_s);
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int cmd_calibrate(const Args& args) {
+  po::options_description desc("orchestrator calibrate");
+  CommonOptions c;
+  po::positional_options_description pos;
+  add_common(desc, c, pos);
+  CalibrateOptions o;
+  desc.add_options()(
+      "steps", po::value(&o.steps)->default_value(5), "training steps timed per network")(
+      "warmup", po::value(&o.warmup)->default_value(2), "steps run first and not timed")(
+      "images", po::value(&o.images)->default_value(3), "validation and test images timed per network")(
+      "threads", po::value(&o.threads)->default_value(0), "torch threads (0: what a worker of this experiment gets)")(
+      "runs-per-gpu", po::value(&o.runs_per_gpu)->default_value(1),
+      "time this many copies of each network at once on one device (the step time of runs packed on a GPU)")(
+      "packed-child", po::value(&o.packed_child), "(internal) time --packed-run and write the timing to this file")(
+      "packed-run", po::value(&o.packed_run), "(internal) the run whose network --packed-child times")(
+      "import", po::value(&o.import_path), "store the rows of this JSON file (measured elsewhere) instead of timing here");
+  po::variables_map vm;
+  if (!parse_options(args, desc, vm, "orchestrator calibrate EXP [--steps N] [--warmup N] [--images N] [--runs-per-gpu N] [--only key=value]...", &pos))
+    return 0;
+  o.validate();
+  GridContext g = load_grid(c.exp_path, c.sets, c.only, c.workspace);
+  const WorkspaceLayout layout(g.workspace);
+  fs::create_directories(g.workspace);
+  if (!o.import_path.empty()) {
+    const auto rows = read_calibration_file(o.import_path);
+    Store store(layout.store());
+    CalibrationTable table(store);
+    for (const auto& row : rows) table.upsert(row);
+    std::printf("calibrate: %zu timing(s) from %s stored in %s\n", rows.size(), o.import_path.c_str(), layout.store().c_str());
     return 0;
   }
+  if (!o.packed_child.empty()) {
+    time_packed_child(g, layout, o);
+    return 0;
+  }
+  const auto first = runs_to_time(g, o.threads);
   std::map<std::string, bool> prepared;
   Store store(layout.store());
+  ScratchDir scratch;
   std::printf("%-20s %-4s %5s %5s %7s %-10s %5s %4s %12s %14s %14s\n", "network", "kind", "size", "batch", "threads",
               "device", "prec.", "runs", "step", "val. image", "test image");
   for (const auto& [key, run] : first) {
     RunSettings s = run->settings;
     if (!prepared[s.dataset]) ensure_dataset(g.exp, g.exp.dataset(s.dataset), g.workspace, 0, true);
     prepared[s.dataset] = true;
-    s.training.threads = threads > 0 ? threads : scheduler::expected_threads(g.exp, s);
-    Calibration c;
+    s.training.threads = o.threads > 0 ? o.threads : scheduler::expected_threads(g.exp, s);
+    std::string device;
     const runner::StepTiming t =
-        runs_per_gpu > 1 ? time_packed(args, *run, runs_per_gpu, scratch.path, &c.device)
-                         : time_network(s, run->id, layout, scratch.path, warmup, steps, images, &c.device);
-    c.model = s.model;
-    c.kind = kind_name(s.kind);
-    c.size = s.size;
-    c.batch = s.training.batch_size;
-    c.threads = s.training.threads;
-    c.step_s = t.step_s;
-    c.validation_image_s = t.validation_image_s;
-    c.evaluation_image_s = t.evaluation_image_s;
-    c.host = ProcessIdentity::self().host;
-    c.measured_at = utc_now_text();
-    // On a CPU the trainer computes in float32 whatever training.precision says.
-    c.precision = c.device.rfind("cuda", 0) == 0 ? choice_name(s.training.precision) : "fp32";
-    c.device_model = runner::device_model(c.device);
-    c.runs_per_gpu = runs_per_gpu;
-    store.upsert_calibration(c);
-    std::printf("%-20s %-4s %5lld %5lld %7lld %-10s %5s %4lld %10.1f ms %12.1f ms %12.1f ms\n", c.model.c_str(),
-                c.kind.c_str(), static_cast<long long>(c.size), static_cast<long long>(c.batch),
-                static_cast<long long>(c.threads), c.device.c_str(), c.precision.c_str(),
-                static_cast<long long>(c.runs_per_gpu), 1000 * c.step_s, 1000 * c.validation_image_s,
-                1000 * c.evaluation_image_s);
-    std::fflush(stdout);
+        o.runs_per_gpu > 1 ? time_packed(args, *run, o.runs_per_gpu, scratch.path, &device)
+                           : time_network(s, run->id, layout, scratch.path, o.warmup, o.steps, o.images, &device);
+    const Calibration row = calibration_row(s, t, device, o.runs_per_gpu);
+    CalibrationTable(store).upsert(row);
+    print_row(row);
   }
   std::printf("calibrate: %zu timing(s) stored in %s; orchestrator plan %s --estimate uses them\n", first.size(),
               layout.store().c_str(), c.exp_path.c_str());

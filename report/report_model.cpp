@@ -11,6 +11,7 @@
 #include "core/errors.h"
 #include "report/paper_tables.h"
 #include "report/stats.h"
+#include "storage/accounting_table.h"
 #include "storage/layout.h"
 #include "storage/run_state.h"
 
@@ -142,7 +143,7 @@ std::vector<CostRow> costs(Store& store, const std::vector<scheduler::PlannedRun
     c.gpu_hours += h * static_cast<double>(a.gpus);
     if (a.exit_status != 0) c.lost_hours += h;
   }
-  const auto accounts = store.job_accounts();
+  const auto accounts = AccountingTable(store).of();
   std::map<std::string, int> sharing;  // a packed job's row is repeated for each of its runs: they share its GPUs
   for (const auto& j : accounts) sharing[j.job_id + "|" + j.started]++;
   for (const auto& j : accounts) {

@@ -20,6 +20,7 @@
 #include "core/experiment.h"
 #include "core/job_environment.h"
 #include "scheduler/grid.h"
+#include "storage/accounting_table.h"
 #include "storage/store.h"
 
 namespace orch::scheduler {

@@ -15,6 +15,7 @@
 #include "core/progress.h"
 #include "core/synth/synth_dataset.h"
 #include "scheduler/resources.h"
+#include "storage/calibration_table.h"
 #include "storage/dataset_file.h"
 #include "storage/layout.h"
 #include "storage/run_state.h"
@@ -175,7 +176,7 @@ std::string calibration_basis(const Calibration& c, const CalibrationWant& want)
 
 std::vector<RunEstimate> estimate_runs(const Experiment& exp, const std::vector<PlannedRun>& runs, Store& store,
                                        const std::string& workspace, double margin) {
-  const auto cal = store.calibrations();
+  const auto cal = CalibrationTable(store).all();
   const auto finished = finished_run_times(store);
   std::map<std::string, SplitCounts> counts;
   for (const auto& d : exp.datasets) counts[d.name] = split_counts_for(d, workspace);

@@ -24,6 +24,7 @@
 #include "core/utc_time.h"
 #include "scheduler/resources.h"
 #include "scheduler/retry.h"
+#include "storage/accounting_table.h"
 #include "storage/layout.h"
 #include "storage/run_state.h"
 
@@ -516,7 +517,7 @@ void LocalBackend::run(Store& store, DispatchResult& res) {
   if (o_.binary.empty()) o_.binary = fs::read_symlink("/proc/self/exe").string();
   PoolRun(o_, settings_, identity_, runs_, prior_, store, res, accounts_).run();
   try {
-    store.upsert_job_accounts(accounts());
+    AccountingTable(store).upsert(accounts());
   } catch (const std::exception& e) {
     if (o_.on_event) o_.on_event(std::string("warning: could not record the pool's accounting: ") + e.what());
   }

@@ -7,6 +7,7 @@
 #include "core/control.h"
 #include "core/errors.h"
 #include "core/process_identity.h"
+#include "storage/accounting_table.h"
 #include "storage/layout.h"
 #include "storage/run_state.h"
 
@@ -100,7 +101,7 @@ namespace {
 std::vector<std::pair<std::string, BackendKind>> jobs_to_account(Store& store,
                                                                  const std::map<BackendKind, std::unique_ptr<Backend>>& backends) {
   std::map<std::string, JobAccount> newest;
-  for (auto& a : store.job_accounts())
+  for (auto& a : AccountingTable(store).of())
     if (!newest.count(a.job_id) || a.started >= newest[a.job_id].started) newest[a.job_id] = a;
   std::vector<std::pair<std::string, BackendKind>> out;
   for (const auto& j : store.jobs()) {
@@ -150,7 +151,7 @@ std::map<std::string, JobState> live_job_states(Store& store, const std::string&
         known.back().run_id = it->second;
       }
     try {
-      store.upsert_job_accounts(known);
+      AccountingTable(store).upsert(known);
     } catch (const Error&) {  // a read-only or full workspace: status still shows the states
     }
   }

@@ -18,6 +18,7 @@
 #include "scheduler/retry.h"
 #include "scheduler/slurm_arrays.h"
 #include "scheduler/slurm_template.h"
+#include "storage/accounting_table.h"
 #include "storage/layout.h"
 #include "storage/run_state.h"
 
@@ -189,7 +190,7 @@ SubmitContext submit_context(const DispatchOptions& o, const Experiment& exp) {
 GroupingInput grouping_input(const std::vector<DispatchItem>& items, Store& store, const ExperimentResources& xres) {
   GroupingInput in;
   in.oom_mem_factor = xres.oom_mem_factor;
-  for (const auto& a : store.job_accounts())  // sacct's state, recorded as accounting rows
+  for (const auto& a : AccountingTable(store).of())  // sacct's state, recorded as accounting rows
     if (choice_from<BackendKind>(a.backend) == BackendKind::kSlurm && a.state.rfind("OUT_OF_MEMORY", 0) == 0) ++in.oom_ends[a.run_id];
   std::set<std::string> in_set;
   for (const auto& it : items) in_set.insert(it.run.id);

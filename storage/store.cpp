@@ -867,69 +867,10 @@ std::map<std::string, std::string> Store::provenance_of_all(const std::string& k
   return out;
 }
 
-void Store::upsert_job_accounts(const std::vector<JobAccount>& rows) {
-  write([&] {
-    Stmt s(*db_, "INSERT OR REPLACE INTO job_accounts(job_id, run_id, backend, state, elapsed_s, gpus, started, ended) "
-           "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
-    for (const auto& r : rows) {
-      s.reset();
-      s.bind(1, r.job_id).bind(2, r.run_id).bind(3, r.backend).bind(4, r.state).bind(5, r.elapsed_s).bind(6, r.gpus)
-          .bind(7, r.started).bind(8, r.ended);
-      s.run();
-    }
-  });
-}
-
 std::vector<JobRecord> Store::jobs() {
   Stmt s(*db_, "SELECT run_id, backend, job_id FROM jobs ORDER BY submitted_at, job_id");
   std::vector<JobRecord> out;
   while (s.row()) out.push_back({s.text(0), s.text(1), s.text(2)});
-  return out;
-}
-
-std::vector<JobAccount> Store::job_accounts(const std::string& run_id) {
-  Stmt s(*db_, "SELECT job_id, run_id, backend, state, elapsed_s, gpus, started, ended FROM job_accounts "
-         "WHERE ? = '' OR run_id = ? ORDER BY started, job_id");
-  s.bind(1, run_id).bind(2, run_id);
-  std::vector<JobAccount> out;
-  while (s.row())
-    out.push_back({s.text(0), s.text(1), s.text(2), s.text(3), s.real_or(4, 0), s.real_or(5, 0), s.text(6), s.text(7)});
-  return out;
-}
-
-void Store::upsert_calibration(const Calibration& c) {
-  write([&] {
-    Stmt s(*db_, "INSERT OR REPLACE INTO calibration(model, kind, size, device, batch, threads, step_s, validation_image_s, "
-           "evaluation_image_s, host, precision, device_model, runs_per_gpu) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-    s.bind(1, c.model).bind(2, c.kind).bind(3, c.size).bind(4, c.device).bind(5, c.batch).bind(6, c.threads)
-        .bind(7, c.step_s).bind(8, c.validation_image_s).bind(9, c.evaluation_image_s).bind(10, c.host)
-        .bind(11, c.precision).bind(12, c.device_model).bind(13, c.runs_per_gpu);
-    s.run();
-  });
-}
-
-std::vector<Calibration> Store::calibrations() {
-  Stmt s(*db_, "SELECT model, kind, size, device, batch, threads, step_s, validation_image_s, evaluation_image_s, host, "
-         "measured_at, precision, device_model, runs_per_gpu FROM calibration ORDER BY model, kind, size");
-  std::vector<Calibration> out;
-  while (s.row()) {
-    Calibration c;
-    c.model = s.text(0);
-    c.kind = s.text(1);
-    c.size = s.integer(2);
-    c.device = s.text(3);
-    c.batch = s.integer(4);
-    c.threads = s.integer(5);
-    c.step_s = s.real_or(6, 0);
-    c.validation_image_s = s.real_or(7, 0);
-    c.evaluation_image_s = s.real_or(8, 0);
-    c.host = s.text(9);
-    c.measured_at = s.text(10);
-    c.precision = s.text(11);
-    c.device_model = s.text(12);
-    c.runs_per_gpu = s.integer(13);
-    out.push_back(c);
-  }
   return out;
 }
 

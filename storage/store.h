@@ -109,27 +109,6 @@ struct JobRecord {
   std::string run_id, backend, job_id;
 };
 
-// A job as the scheduler accounted it (Slurm: sacct's rows, requeues included; local: the pool's workers).
-struct JobAccount {
-  std::string job_id, run_id, backend, state;
-  double elapsed_s = 0;
-  double gpus = 0;  // the job's GPUs (Slurm), or the worker's share of its GPU (local pool)
-  std::string started, ended;
-};
-
-// Measured cost of one network's training step and validation pass on one kind of device.
-// One timing of `orchestrator calibrate` (or imported): keyed by network, data set kind, size, device, batch,
-// threads, precision ("tf32", "fp32", "bf16" on a GPU; "fp32" on a CPU; "" not recorded), device model (the GPU's
-// name, or the CPU's) and runs sharing the GPU while it was measured.
-struct Calibration {
-  std::string model, kind, device;
-  int64_t size = 0, batch = 0, threads = 0;
-  std::string precision, device_model;
-  int64_t runs_per_gpu = 1;
-  double step_s = 0, validation_image_s = 0, evaluation_image_s = 0;
-  std::string host, measured_at;
-};
-
 // What claim_run() is asked and what it answers.
 struct ClaimRequest {
   std::string run_id;
@@ -234,15 +213,15 @@ class Store {
   // One provenance key of every run that has it (run id -> value), in one query.
   std::map<std::string, std::string> provenance_of_all(const std::string& key);
 
-  // Accounting and calibration (the scheduler's estimates and the report's cost table).
-  void upsert_job_accounts(const std::vector<JobAccount>& rows);
   // Every job recorded for a run (a packed job holds several runs: one row each).
   std::vector<JobRecord> jobs();
-  std::vector<JobAccount> job_accounts(const std::string& run_id = "");
-  void upsert_calibration(const Calibration& c);
-  std::vector<Calibration> calibrations();
 
   int64_t count(const std::string& table);  // rows in a table of this schema (for checks and tests)
+
+  // For the store's parts (storage/calibration_table.h, storage/accounting_table.h): the connection, and a write
+  // transaction on it (BEGIN IMMEDIATE ... COMMIT; a lock is waited for up to the store wait, then BusyError).
+  sqlite::Database& database() { return *db_; }
+  void write(const std::function<void()>& body);
 
  private:
   void open_and_check();
@@ -250,8 +229,6 @@ class Store {
   void migrate(int64_t from_version);
   void add_column_if_missing(const std::string& table, const std::string& column, const std::string& type);
   void rekey_calibration();
-  // Runs `body` inside BEGIN IMMEDIATE ... COMMIT; a lock is waited for up to the store wait, then BusyError.
-  void write(const std::function<void()>& body);
   void exec(const char* sql);
   std::string path_;
   Mode mode_;

@@ -7,6 +7,7 @@
 
 #include "scheduler/estimate.h"
 #include "scheduler/grid.h"
+#include "storage/calibration_table.h"
 #include "test_util.h"
 
 using namespace orch;
@@ -216,9 +217,9 @@ RunEstimate estimate_one(const Experiment& exp, Store& store, const std::string&
 TEST(Estimate, CalibrationRowsKnowPrecisionDeviceModelAndPacking) {
   test::TempDir d;
   Store store(d / "orchestrator.db");
-  store.upsert_calibration(row("tf32", "NVIDIA H100 80GB HBM3", 1, 0.100));
-  store.upsert_calibration(row("bf16", "NVIDIA H100 80GB HBM3", 1, 0.040));
-  ASSERT_EQ(store.calibrations().size(), 2u) << "timing bf16 after tf32 keeps both";
+  CalibrationTable(store).upsert(row("tf32", "NVIDIA H100 80GB HBM3", 1, 0.100));
+  CalibrationTable(store).upsert(row("bf16", "NVIDIA H100 80GB HBM3", 1, 0.040));
+  ASSERT_EQ(CalibrationTable(store).all().size(), 2u) << "timing bf16 after tf32 keeps both";
 
   const RunEstimate tf32 = estimate_one(gpu_experiment("tf32", 1), store, d.path.string());
   const RunEstimate bf16 = estimate_one(gpu_experiment("bf16", 1), store, d.path.string());
@@ -233,14 +234,14 @@ TEST(Estimate, CalibrationRowsKnowPrecisionDeviceModelAndPacking) {
   EXPECT_EQ(fp32.seconds, 0);
   EXPECT_NE(fp32.basis.find("fp32"), std::string::npos) << fp32.basis;
   // A row whose precision was not recorded (an older store) serves when there is none of its own, and says so.
-  store.upsert_calibration(row("", "", 1, 0.2));
+  CalibrationTable(store).upsert(row("", "", 1, 0.2));
   const RunEstimate old = estimate_one(gpu_experiment("fp32", 1), store, d.path.string());
   EXPECT_GT(old.seconds, 0);
   EXPECT_NE(old.basis.find("not recorded"), std::string::npos) << old.basis;
 
   // An A100 grid does not use the H100's rows; with its own, it does.
   EXPECT_EQ(estimate_one(gpu_experiment("bf16", 1, "a100"), store, d.path.string()).seconds, 0);
-  store.upsert_calibration(row("bf16", "NVIDIA A100-SXM4-80GB", 1, 0.080));
+  CalibrationTable(store).upsert(row("bf16", "NVIDIA A100-SXM4-80GB", 1, 0.080));
   const RunEstimate a100 = estimate_one(gpu_experiment("bf16", 1, "a100"), store, d.path.string());
   EXPECT_NE(a100.basis.find("A100"), std::string::npos) << a100.basis;
   EXPECT_NEAR(a100.seconds - bf16.seconds, 70 * 0.040, 1e-6);
@@ -249,7 +250,7 @@ TEST(Estimate, CalibrationRowsKnowPrecisionDeviceModelAndPacking) {
   const RunEstimate solo = estimate_one(gpu_experiment("bf16", 4, "H100"), store, d.path.string());
   EXPECT_NEAR(solo.seconds, bf16.seconds, 1e-6);
   EXPECT_NE(solo.basis.find("--runs-per-gpu 4"), std::string::npos) << solo.basis;
-  store.upsert_calibration(row("bf16", "NVIDIA H100 80GB HBM3", 4, 0.110));
+  CalibrationTable(store).upsert(row("bf16", "NVIDIA H100 80GB HBM3", 4, 0.110));
   const RunEstimate packed = estimate_one(gpu_experiment("bf16", 4, "H100"), store, d.path.string());
   EXPECT_NEAR(packed.seconds - bf16.seconds, 70 * 0.070, 1e-6);
   EXPECT_EQ(packed.basis.find("--runs-per-gpu"), std::string::npos) << packed.basis;

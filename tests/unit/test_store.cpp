@@ -10,6 +10,7 @@
 #include "core/process_identity.h"
 #include "storage/run_ledger.h"
 #include "storage/run_state.h"
+#include "storage/calibration_table.h"
 #include "storage/store.h"
 #include "test_util.h"
 
@@ -163,7 +164,7 @@ TEST(Store, AVersionThreeStoreKeepsItsCalibrationUnderTheWiderKey) {
     sqlite3_close(db);
   }
   Store s(path);
-  auto rows = s.calibrations();
+  auto rows = CalibrationTable(s).all();
   ASSERT_EQ(rows.size(), 1u);
   EXPECT_EQ(rows[0].host, "h100");
   EXPECT_EQ(rows[0].step_s, 0.5);
@@ -172,10 +173,10 @@ TEST(Store, AVersionThreeStoreKeepsItsCalibrationUnderTheWiderKey) {
   Calibration c = rows[0];
   c.precision = "bf16";
   c.step_s = 0.2;
-  s.upsert_calibration(c);
+  CalibrationTable(s).upsert(c);
   c.precision = "tf32";
-  s.upsert_calibration(c);
-  EXPECT_EQ(s.calibrations().size(), 3u);
+  CalibrationTable(s).upsert(c);
+  EXPECT_EQ(CalibrationTable(s).all().size(), 3u);
 }
 
 // The compare-and-set that starts a run: one holder at a time; a dead holder (a reused pid, a silent host) is taken
