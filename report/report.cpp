@@ -12,6 +12,7 @@
 #include "report/sweep_report.h"
 #include "report/writers.h"
 #include "storage/layout.h"
+#include "storage/provenance_table.h"
 #include "storage/workspace_lock.h"
 
 namespace orch::report {
@@ -87,7 +88,7 @@ Report write_report(const Experiment& exp, const std::vector<scheduler::PlannedR
   const ReportModel& m = *model;
   rep.missing = m.missing;
   try {
-    store.set_median_models(median_key, m.medians);
+    ProvenanceTable(store).set_median_models(median_key, m.medians);
   } catch (const std::exception& e) {
     rep.warnings.push_back("median models not recorded in the store: " + brief_reason(e.what()));
   }

@@ -13,6 +13,7 @@
 #include "report/stats.h"
 #include "storage/accounting_table.h"
 #include "storage/layout.h"
+#include "storage/provenance_table.h"
 #include "storage/run_state.h"
 
 namespace orch::report {
@@ -189,7 +190,7 @@ std::vector<RunInfo> run_infos(Store& store, const std::vector<scheduler::Planne
     std::error_code ec;
     i.log = fs::relative(layout.run_log(r.id), report_dir, ec).string();
     if (ec || i.log.empty()) i.log = layout.run_log(r.id);
-    if (it != recorded.end()) i.provenance = store.provenance(r.id);
+    if (it != recorded.end()) i.provenance = ProvenanceTable(store).of(r.id);
     i.planned_epochs = r.settings.training.epochs;
     if (auto c = curves.find(r.id); c != curves.end()) {
       i.epochs = c->second.last_epoch;

@@ -24,6 +24,7 @@
 #include "core/plateau.h"
 #include "models/catalogue.h"
 #include "scheduler/grid.h"
+#include "storage/provenance_table.h"
 #include "storage/store.h"
 
 namespace orch::report {

@@ -25,6 +25,7 @@
 #include "runner/trainer.h"
 #include "storage/dataset_file.h"
 #include "storage/layout.h"
+#include "storage/provenance_table.h"
 #include "storage/run_ledger.h"
 #include "storage/run_state.h"
 #include "storage/store.h"
@@ -262,7 +263,7 @@ class Attempt {
     ledger_.started_at(trainer.start_epoch(), trainer.start_batch());
     position_epoch_ = trainer.start_epoch();
     position_batch_ = trainer.start_batch();
-    ledger_.store().set_provenance(opt_.run_id, provenance(s_, trainer, blas, content_digest, *opt_.job));
+    ProvenanceTable(ledger_.store()).set(opt_.run_id, provenance(s_, trainer, blas, content_digest, *opt_.job));
   }
 
   // Stopped by a signal at a checkpoint: requeue (75), or not when the run was cancelled or taken over meanwhile.

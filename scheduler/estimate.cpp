@@ -18,6 +18,7 @@
 #include "storage/calibration_table.h"
 #include "storage/dataset_file.h"
 #include "storage/layout.h"
+#include "storage/provenance_table.h"
 #include "storage/run_state.h"
 #include "storage/splits.h"
 #include "storage/workspace.h"
@@ -81,7 +82,7 @@ std::string measure_key(const RunSettings& s, const std::string& device) {
 // Mean seconds per epoch of finished runs, per measure_key(): every epoch of every finished run of a key pooled.
 // Three queries for the whole store, none per run.
 std::map<std::string, Measured> finished_run_times(Store& store) {
-  const auto devices = store.provenance_of_all("device");
+  const auto devices = ProvenanceTable(store).key_of_all("device");
   const auto epoch_sums = store.epoch_seconds_by_run();
   struct Pool {
     double epoch_sum = 0;

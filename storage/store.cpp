@@ -827,46 +827,6 @@ std::vector<MetricAggregate> Store::metric_aggregates(const std::vector<std::str
   return out;
 }
 
-void Store::set_median_models(const std::string& experiment, const std::vector<MedianModel>& rows) {
-  write([&] {
-    Stmt s(*db_, "INSERT OR REPLACE INTO median_models(experiment, dataset, model, run_id, metric, score, n_seeds) "
-           "VALUES (?, ?, ?, ?, ?, ?, ?)");
-    for (const auto& r : rows) {
-      s.reset();
-      s.bind(1, experiment).bind(2, r.dataset).bind(3, r.model).bind(4, r.run_id).bind(5, r.metric).bind(6, r.score)
-          .bind(7, static_cast<int64_t>(r.n_seeds));
-      s.run();
-    }
-  });
-}
-
-void Store::set_provenance(const std::string& run_id, const std::map<std::string, std::string>& values) {
-  write([&] {
-    Stmt s(*db_, "INSERT OR REPLACE INTO provenance(run_id, key, value) VALUES (?, ?, ?)");
-    for (const auto& [k, v] : values) {
-      s.reset();
-      s.bind(1, run_id).bind(2, k).bind(3, v);
-      s.run();
-    }
-  });
-}
-
-std::map<std::string, std::string> Store::provenance(const std::string& run_id) {
-  Stmt s(*db_, "SELECT key, value FROM provenance WHERE run_id = ?");
-  s.bind(1, run_id);
-  std::map<std::string, std::string> out;
-  while (s.row()) out[s.text(0)] = s.text(1);
-  return out;
-}
-
-std::map<std::string, std::string> Store::provenance_of_all(const std::string& key) {
-  Stmt s(*db_, "SELECT run_id, value FROM provenance WHERE key = ?");
-  s.bind(1, key);
-  std::map<std::string, std::string> out;
-  while (s.row()) out[s.text(0)] = s.text(1);
-  return out;
-}
-
 std::vector<JobRecord> Store::jobs() {
   Stmt s(*db_, "SELECT run_id, backend, job_id FROM jobs ORDER BY submitted_at, job_id");
   std::vector<JobRecord> out;

@@ -89,12 +89,6 @@ struct MetricAggregate {
   std::string device;
 };
 
-struct MedianModel {
-  std::string dataset, model, run_id, metric;
-  double score = 0;
-  int n_seeds = 0;
-};
-
 struct AttemptRow {
   int64_t attempt_id = 0;
   std::string run_id, started_at, ended_at, host, holder, job_id, backend, reason;
@@ -207,18 +201,14 @@ class Store {
   std::vector<TestMetric> test_metrics(const std::string& run_id);
   void replace_inference_times(const std::string& run_id, const std::vector<InferenceRow>& rows);
   std::vector<MetricAggregate> metric_aggregates(const std::vector<std::string>& run_ids);
-  void set_median_models(const std::string& experiment, const std::vector<MedianModel>& rows);
-  void set_provenance(const std::string& run_id, const std::map<std::string, std::string>& values);
-  std::map<std::string, std::string> provenance(const std::string& run_id);
-  // One provenance key of every run that has it (run id -> value), in one query.
-  std::map<std::string, std::string> provenance_of_all(const std::string& key);
 
   // Every job recorded for a run (a packed job holds several runs: one row each).
   std::vector<JobRecord> jobs();
 
   int64_t count(const std::string& table);  // rows in a table of this schema (for checks and tests)
 
-  // For the store's parts (storage/calibration_table.h, storage/accounting_table.h): the connection, and a write
+  // For the store's parts (storage/calibration_table.h, storage/accounting_table.h, storage/provenance_table.h):
+  // the connection, and a write
   // transaction on it (BEGIN IMMEDIATE ... COMMIT; a lock is waited for up to the store wait, then BusyError).
   sqlite::Database& database() { return *db_; }
   void write(const std::function<void()>& body);

@@ -31,6 +31,7 @@
 #include "storage/h5.h"
 #include "storage/layout.h"
 #include "storage/predictions.h"
+#include "storage/provenance_table.h"
 #include "storage/store.h"
 #include "storage/workspace.h"
 
@@ -253,7 +254,7 @@ TEST(Trainer, LearningRateFollowsTheReferenceScheduleUnlessOverridden) {
   ASSERT_EQ(em.size(), 3u);
   for (size_t i = 0; i < 3; ++i) EXPECT_DOUBLE_EQ(em[i].learning_rate, 1e-4 * std::pow(0.5, i)) << "epoch " << i + 1;
   // The worker records which BLAS LibTorch ran on (Debian's libtorch loads the libblas.so.3 alternative).
-  EXPECT_FALSE(st.provenance(chain.back().id)["blas"].empty());
+  EXPECT_FALSE(ProvenanceTable(st).of(chain.back().id)["blas"].empty());
 }
 
 // Metrics in the store equal metrics recomputed from predictions.h5 (points filled for point networks, the
@@ -300,7 +301,7 @@ TEST(Worker, StoreMatchesPredictionsAndDependenciesResolve) {
       }
     }
     total_images += p.ids.size();
-    auto prov = store.provenance(r.id);
+    auto prov = ProvenanceTable(store).of(r.id);
     EXPECT_EQ(prov["communicator"], "single");
     EXPECT_FALSE(prov["git_commit"].empty());
   }

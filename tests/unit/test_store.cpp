@@ -8,6 +8,7 @@
 
 #include "core/errors.h"
 #include "core/process_identity.h"
+#include "storage/provenance_table.h"
 #include "storage/run_ledger.h"
 #include "storage/run_state.h"
 #include "storage/calibration_table.h"
@@ -61,7 +62,7 @@ TEST(Store, RunsAttemptsMetricsAndProvenance) {
   EXPECT_EQ(s.run("r1")->state, "running");
   EXPECT_TRUE(s.add_epoch_metrics({"r1", c.attempt_id, 1, 1.5, 0.9, 1e-4, 2.0}));
   EXPECT_TRUE(s.add_epoch_metrics({"r1", c.attempt_id, 2, 1.2, 0.8, 1e-4, 2.1}));
-  s.set_provenance("r1", {{"git_commit", "abc"}, {"host", "node1"}});
+  ProvenanceTable(s).set("r1", {{"git_commit", "abc"}, {"host", "node1"}});
   ASSERT_TRUE(s.finish_done("r1", c.attempt_id,
                             {{"r1", "img1", "lungs", 0.9, 0.8, 3.5}, {"r1", "img1", "heart", 0.0, 0.0, std::nan("")}},
                             {{"img1", 0.12, 0.01, true, "cpu"}}, 2));
@@ -70,7 +71,7 @@ TEST(Store, RunsAttemptsMetricsAndProvenance) {
   auto tm = s.test_metrics("r1");
   ASSERT_EQ(tm.size(), 2u);
   EXPECT_TRUE(std::isnan(tm[0].hausdorff_mm));  // heart sorts first; NaN stored as NULL
-  EXPECT_EQ(s.provenance("r1").at("git_commit"), "abc");
+  EXPECT_EQ(ProvenanceTable(s).of("r1").at("git_commit"), "abc");
   auto attempts = s.attempts("r1");
   ASSERT_EQ(attempts.size(), 1u);
   EXPECT_EQ(attempts[0].exit_status, 0);
