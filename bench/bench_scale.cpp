@@ -13,6 +13,7 @@
 #include "report/report.h"
 #include "scheduler/grid.h"
 #include "scheduler/plan.h"
+#include "storage/metrics_table.h"
 #include "storage/store.h"
 
 using namespace orch;
@@ -66,7 +67,7 @@ int main(int argc, char** argv) {
       rows.push_back({r.id, img, "lungs", 0.9 + 0.05 * rnd(), 0.85 + 0.05 * rnd(), 10 + 5 * rnd()});
       if (lh) rows.push_back({r.id, img, "heart", 0.85 + 0.05 * rnd(), 0.8 + 0.05 * rnd(), 12 + 5 * rnd()});
     }
-    store.replace_test_metrics(r.id, rows);
+    MetricsTable(store).replace_test_metrics(r.id, rows);
     ids.push_back(r.id);
   }
   store.set_runs_state(ids, "done");

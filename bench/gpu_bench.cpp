@@ -55,6 +55,7 @@
 #include "storage/dataset_file.h"
 #include "storage/layout.h"
 #include "storage/loader.h"
+#include "storage/metrics_table.h"
 #include "storage/store.h"
 #include "storage/workspace.h"
 
@@ -398,7 +399,7 @@ json bf16_part(const Options& o) {
       runner::run_worker(wo, *comm);
     }
     Store st(WorkspaceLayout(ws).store());
-    curves[precision] = st.epoch_metrics(chain.back().id);
+    curves[precision] = MetricsTable(st).epoch_metrics(chain.back().id);
   }
   std::printf("  Ours at %d², %d epochs: %6s %12s %12s %12s %12s\n", size, epochs, "epoch", "loss fp32", "loss bf16",
               "val fp32", "val bf16");

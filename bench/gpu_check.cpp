@@ -25,6 +25,7 @@
 #include "scheduler/backend.h"
 #include "scheduler/plan.h"
 #include "storage/layout.h"
+#include "storage/metrics_table.h"
 #include "storage/store.h"
 #include "storage/workspace.h"
 
@@ -182,8 +183,8 @@ int main(int argc, char** argv) {
   std::vector<EpochMetrics> gpu_curve;
   {
     Store store(WorkspaceLayout(ws).store());
-    gpu_curve = store.epoch_metrics(chain.back().id);
-    auto tm = store.test_metrics(chain.back().id);
+    gpu_curve = MetricsTable(store).epoch_metrics(chain.back().id);
+    auto tm = MetricsTable(store).test_metrics(chain.back().id);
     double d = 0;
     int n = 0;
     for (auto& m : tm)
@@ -239,14 +240,14 @@ int main(int argc, char** argv) {
       wo.job = job.get();
       runner::run_worker(wo, *comm);
       Store store(WorkspaceLayout(ws2).store());
-      auto em = store.epoch_metrics(r.id);
+      auto em = MetricsTable(store).epoch_metrics(r.id);
       for (auto& m : em) {
         // 28 training images = 7 steps of 4; the paper's LH split has 267 = 67 steps.
         std::printf("%-10s epoch %lld: %.2f s for 7 steps (incl. validation of 6) -> %.1f s per 67-step epoch\n",
                     r.settings.model.c_str(), static_cast<long long>(m.epoch), m.seconds, m.seconds / 7 * 67);
         report["epoch_1024"].push_back({{"model", r.settings.model}, {"epoch", m.epoch}, {"seconds_7_steps", m.seconds}});
       }
-      auto it = store.test_metrics(r.id);
+      auto it = MetricsTable(store).test_metrics(r.id);
     }
   }
   std::ofstream(fs::path(out) / "gpu_check.json") << report.dump(1);

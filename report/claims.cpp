@@ -7,6 +7,7 @@
 #include "core/errors.h"
 #include "models/catalogue.h"
 #include "report/stats.h"
+#include "storage/metrics_table.h"
 
 namespace orch::report {
 
@@ -33,7 +34,7 @@ class ClaimValues {
  private:
   Units inference(const std::string& run) {
     Units u;
-    for (const auto& a : store_.metric_aggregates({run}))
+    for (const auto& a : MetricsTable(store_).metric_aggregates({run}))
       if (a.organ.empty()) u[""] = s_.inference == InferenceTiming::kReference ? a.inference_launch_all_s : a.inference_s;
     return u;
   }
@@ -42,7 +43,7 @@ class ClaimValues {
     const double scale = hausdorff_scale(s_, rs);
     const double diagonal = worst_hausdorff_mm(rs);
     std::map<std::string, std::vector<double>> organs;
-    for (const auto& t : store_.test_metrics(run)) {
+    for (const auto& t : MetricsTable(store_).test_metrics(run)) {
       double v = metric == "dice" ? t.dice : metric == "jaccard" ? t.jaccard : t.hausdorff_mm;
       if (metric == "hausdorff_mm") {
         if (std::isnan(v) && s_.empty_mask == EmptyMask::kExclude) continue;

@@ -12,6 +12,7 @@
 #include "report/sweep_report.h"
 #include "report/writers.h"
 #include "storage/layout.h"
+#include "storage/metrics_table.h"
 #include "storage/provenance_table.h"
 #include "storage/workspace_lock.h"
 
@@ -42,7 +43,7 @@ std::vector<FigureFile> draw_figures(const Experiment& exp, const ReportModel& m
         for (const auto& id : row.done_ids) {
           const auto info = runs.find(id);
           if (info == runs.end()) continue;
-          curves.push_back({row.network->id, row.network->paper_name, id, info->second->seed, store.epoch_metrics(id),
+          curves.push_back({row.network->id, row.network->paper_name, id, info->second->seed, MetricsTable(store).epoch_metrics(id),
                             info->second->plateau});
         }
       }

@@ -13,6 +13,7 @@
 #include "report/stats.h"
 #include "storage/accounting_table.h"
 #include "storage/layout.h"
+#include "storage/metrics_table.h"
 #include "storage/provenance_table.h"
 #include "storage/run_state.h"
 
@@ -43,7 +44,7 @@ class Values {
   Values(Store& store, const std::vector<std::string>& ids, const std::map<std::string, const scheduler::PlannedRun*>& runs,
          const ReportSettings& s)
       : runs_(runs), s_(s) {
-    for (auto& a : store.metric_aggregates(ids)) agg_[a.run_id][a.organ] = a;
+    for (auto& a : MetricsTable(store).metric_aggregates(ids)) agg_[a.run_id][a.organ] = a;
   }
   bool has(const std::string& id) const { return agg_.count(id) > 0; }
   const MetricAggregate* aggregate(const std::string& id, const std::string& organ) const {
@@ -105,7 +106,7 @@ void paired_tests(Table& t, Store& store) {
   if (!base) return;
   auto per_image = [&](const std::string& id) {
     std::map<std::string, std::vector<double>> m;
-    for (const auto& tm : store.test_metrics(id)) m[tm.image_id].push_back(tm.dice);
+    for (const auto& tm : MetricsTable(store).test_metrics(id)) m[tm.image_id].push_back(tm.dice);
     std::map<std::string, double> out;
     for (auto& [img, v] : m) out[img] = mean(v);
     return out;
@@ -174,7 +175,7 @@ std::vector<RunInfo> run_infos(Store& store, const std::vector<scheduler::Planne
     x.second += attempt_seconds(a) / 3600;
   }
   const WorkspaceLayout layout(workspace);
-  const auto curves = store.validation_curves();
+  const auto curves = MetricsTable(store).validation_curves();
   std::vector<RunInfo> out;
   for (const auto& r : grid) {
     RunInfo i;

@@ -18,6 +18,7 @@
 #include "storage/calibration_table.h"
 #include "storage/dataset_file.h"
 #include "storage/layout.h"
+#include "storage/metrics_table.h"
 #include "storage/provenance_table.h"
 #include "storage/run_state.h"
 #include "storage/splits.h"
@@ -83,7 +84,7 @@ std::string measure_key(const RunSettings& s, const std::string& device) {
 // Three queries for the whole store, none per run.
 std::map<std::string, Measured> finished_run_times(Store& store) {
   const auto devices = ProvenanceTable(store).key_of_all("device");
-  const auto epoch_sums = store.epoch_seconds_by_run();
+  const auto epoch_sums = MetricsTable(store).epoch_seconds_by_run();
   struct Pool {
     double epoch_sum = 0;
     int64_t epochs = 0;
@@ -112,7 +113,7 @@ std::map<std::string, Measured> finished_run_times(Store& store) {
     } catch (const std::exception&) {
     }
   }
-  for (const auto& a : store.metric_aggregates(done))
+  for (const auto& a : MetricsTable(store).metric_aggregates(done))
     if (a.organ.empty() && std::isfinite(a.inference_s)) pools[key_of[a.run_id]].inference.push_back(a.inference_s);
   std::map<std::string, Measured> out;
   for (auto& [key, p] : pools) {

@@ -1,3 +1,4 @@
+#include "storage/metrics_table.h"
 #include "storage/run_ledger.h"
 
 #include <chrono>
@@ -73,7 +74,7 @@ void RunLedger::started_at(int64_t epoch, int64_t batch) {
 }
 
 bool RunLedger::epoch(int64_t epoch, double train_loss, double val_criterion, double learning_rate, double seconds) {
-  return store_->add_epoch_metrics(EpochMetrics{run_id_, attempt_, epoch, train_loss, val_criterion, learning_rate, seconds});
+  return MetricsTable(*store_).add_epoch_metrics(EpochMetrics{run_id_, attempt_, epoch, train_loss, val_criterion, learning_rate, seconds});
 }
 
 bool RunLedger::done(const std::vector<TestMetric>& metrics, const std::vector<InferenceRow>& times, int64_t end_epoch) {

@@ -605,7 +605,7 @@ std::string Store::finish_attempt(const std::string& run_id, int64_t attempt_id,
   return final_state;
 }
 
-bool Store::finish_done(const std::string& run_id, int64_t attempt_id, const std::vector<TestMetric>& metrics,
+bool Store::finish_done(const std::string& run_id, int64_t attempt_id, const std::vector<TestMetric>& metrics_rows,
                         const std::vector<InferenceRow>& times, int64_t end_epoch) {
   bool held = false;
   write([&] {
@@ -613,29 +613,9 @@ bool Store::finish_done(const std::string& run_id, int64_t attempt_id, const std
     get.bind(1, run_id);
     if (!get.row() || get.integer_or(0, 0) != attempt_id) return;
     held = true;
-    {
-      Stmt del(*db_, "DELETE FROM test_metrics WHERE run_id = ?");
-      del.bind(1, run_id);
-      del.run();
-      Stmt ins(*db_, "INSERT INTO test_metrics(run_id, image_id, organ, dice, jaccard, hausdorff_mm) VALUES (?, ?, ?, ?, ?, ?)");
-      for (const auto& m : metrics) {
-        ins.reset();
-        ins.bind(1, run_id).bind(2, m.image_id).bind(3, m.organ).bind(4, m.dice).bind(5, m.jaccard).bind(6, m.hausdorff_mm);
-        ins.run();
-      }
-    }
-    {
-      Stmt del(*db_, "DELETE FROM inference_times WHERE run_id = ?");
-      del.bind(1, run_id);
-      del.run();
-      Stmt ins(*db_, "INSERT INTO inference_times(run_id, image_id, seconds, cold, device, launch_seconds) VALUES (?, ?, ?, ?, ?, ?)");
-      for (const auto& t : times) {
-        ins.reset();
-        ins.bind(1, run_id).bind(2, t.image_id).bind(3, t.seconds).bind(4, static_cast<int64_t>(t.cold)).bind(5, t.device)
-            .bind(6, t.launch_seconds);
-        ins.run();
-      }
-    }
+    MetricsTable metrics(*this);
+    metrics.put_test_metrics(run_id, metrics_rows);
+    metrics.put_inference_times(run_id, times);
     Stmt set(*db_, "UPDATE runs SET state = 'done', claim_attempt = NULL, updated_at = " + std::string(kNow) +
                              " WHERE run_id = ?");
     set.bind(1, run_id);
@@ -696,132 +676,6 @@ std::vector<AttemptRow> Store::attempts(const std::string& run_id) {
     a.end_epoch = s.integer_or(16, -1);
     a.end_batch = s.integer_or(17, -1);
     a.gpus = s.real_or(18, 0);
-    out.push_back(a);
-  }
-  return out;
-}
-
-bool Store::add_epoch_metrics(const EpochMetrics& m) {
-  bool written = false;
-  write([&] {
-    if (m.attempt_id != 0) {
-      Stmt get(*db_, "SELECT claim_attempt FROM runs WHERE run_id = ?");
-      get.bind(1, m.run_id);
-      if (!get.row() || get.integer_or(0, 0) != m.attempt_id) return;
-    }
-    Stmt s(*db_, "INSERT OR REPLACE INTO epoch_metrics(run_id, attempt_id, epoch, train_loss, val_criterion, learning_rate, "
-           "seconds) VALUES (?, ?, ?, ?, ?, ?, ?)");
-    s.bind(1, m.run_id).bind(2, m.attempt_id).bind(3, m.epoch).bind(4, m.train_loss).bind(5, m.val_criterion)
-        .bind(6, m.learning_rate).bind(7, m.seconds);
-    s.run();
-    written = true;
-  });
-  return written;
-}
-
-std::vector<EpochMetrics> Store::epoch_metrics(const std::string& run_id) {
-  Stmt s(*db_, "SELECT run_id, attempt_id, epoch, train_loss, val_criterion, learning_rate, seconds FROM epoch_metrics "
-         "WHERE run_id = ? ORDER BY epoch");
-  s.bind(1, run_id);
-  std::vector<EpochMetrics> out;
-  while (s.row()) out.push_back({s.text(0), s.integer_or(1, 0), s.integer(2), s.real(3), s.real(4), s.real(5), s.real(6)});
-  return out;
-}
-
-std::map<std::string, Store::ValidationCurve> Store::validation_curves() {
-  Stmt s(*db_, "SELECT run_id, epoch, val_criterion FROM epoch_metrics ORDER BY run_id, epoch");
-  std::map<std::string, ValidationCurve> out;
-  auto at = out.end();
-  while (s.row()) {
-    std::string run = s.text(0);
-    if (at == out.end() || at->first != run) at = out.emplace_hint(out.end(), std::move(run), ValidationCurve{});
-    at->second.last_epoch = s.integer(1);
-    const double v = s.real_or(2, NAN);
-    if (std::isfinite(v)) at->second.values.emplace_back(at->second.last_epoch, v);
-  }
-  return out;
-}
-
-std::map<std::string, std::pair<double, int64_t>> Store::epoch_seconds_by_run() {
-  Stmt s(*db_, "SELECT run_id, SUM(seconds), COUNT(*) FROM epoch_metrics WHERE seconds > 0 AND seconds < 1e300 GROUP BY run_id");
-  std::map<std::string, std::pair<double, int64_t>> out;
-  while (s.row()) out[s.text(0)] = {s.real(1), s.integer(2)};
-  return out;
-}
-
-void Store::replace_test_metrics(const std::string& run_id, const std::vector<TestMetric>& rows) {
-  write([&] {
-    {
-      Stmt del(*db_, "DELETE FROM test_metrics WHERE run_id = ?");
-      del.bind(1, run_id);
-      del.run();
-    }
-    Stmt s(*db_, "INSERT INTO test_metrics(run_id, image_id, organ, dice, jaccard, hausdorff_mm) VALUES (?, ?, ?, ?, ?, ?)");
-    for (const auto& r : rows) {
-      if (r.organ != "lungs" && r.organ != "heart")
-        throw InputError(path_, "organ", r.organ, "test metrics take organ 'lungs' or 'heart' (image " + r.image_id + ")");
-      s.reset();
-      s.bind(1, run_id).bind(2, r.image_id).bind(3, r.organ).bind(4, r.dice).bind(5, r.jaccard).bind(6, r.hausdorff_mm);
-      s.run();
-    }
-  });
-}
-
-std::vector<TestMetric> Store::test_metrics(const std::string& run_id) {
-  Stmt s(*db_, "SELECT run_id, image_id, organ, dice, jaccard, hausdorff_mm FROM test_metrics WHERE run_id = ? "
-         "ORDER BY image_id, organ");
-  s.bind(1, run_id);
-  std::vector<TestMetric> out;
-  while (s.row()) out.push_back({s.text(0), s.text(1), s.text(2), s.real(3), s.real(4), s.real(5)});
-  return out;
-}
-
-void Store::replace_inference_times(const std::string& run_id, const std::vector<InferenceRow>& rows) {
-  write([&] {
-    {
-      Stmt del(*db_, "DELETE FROM inference_times WHERE run_id = ?");
-      del.bind(1, run_id);
-      del.run();
-    }
-    Stmt s(*db_, "INSERT INTO inference_times(run_id, image_id, seconds, cold, device, launch_seconds) VALUES (?, ?, ?, ?, ?, ?)");
-    for (const auto& r : rows) {
-      s.reset();
-      s.bind(1, run_id).bind(2, r.image_id).bind(3, r.seconds).bind(4, static_cast<int64_t>(r.cold)).bind(5, r.device)
-          .bind(6, r.launch_seconds);
-      s.run();
-    }
-  });
-}
-
-std::vector<MetricAggregate> Store::metric_aggregates(const std::vector<std::string>& run_ids) {
-  std::vector<MetricAggregate> out;
-  std::set<std::string> wanted(run_ids.begin(), run_ids.end());
-  // Grouped over every run (one scan, no temporary table, so a read-only store works), filtered here.
-  Stmt s(*db_, "SELECT run_id, organ, AVG(dice), AVG(jaccard), AVG(hausdorff_mm), COUNT(*), COUNT(hausdorff_mm) "
-         "FROM test_metrics GROUP BY run_id, organ");
-  while (s.row()) {
-    if (!wanted.count(s.text(0))) continue;
-    MetricAggregate a;
-    a.run_id = s.text(0);
-    a.organ = s.text(1);
-    a.dice = s.real(2);
-    a.jaccard = s.real(3);
-    a.hausdorff_mm = s.real(4);
-    a.images = s.integer(5);
-    a.hausdorff_defined = s.integer(6);
-    out.push_back(a);
-  }
-  Stmt t(*db_, "SELECT run_id, AVG(CASE WHEN cold = 0 THEN seconds END), MAX(CASE WHEN cold = 1 THEN seconds END), "
-         "AVG(launch_seconds), MAX(device) FROM inference_times GROUP BY run_id");
-  while (t.row()) {
-    if (!wanted.count(t.text(0))) continue;
-    MetricAggregate a;
-    a.run_id = t.text(0);
-    a.organ = "";
-    a.inference_s = t.real(1);
-    a.inference_cold_s = t.real(2);
-    a.inference_launch_all_s = t.real(3);
-    a.device = t.text(4);
     out.push_back(a);
   }
   return out;

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "core/process_identity.h"
+#include "storage/metrics_table.h"
 #include "storage/sqlite.h"
 
 namespace orch {
@@ -42,25 +43,8 @@ struct RunRecord {
   std::string depends_on;       // space-separated run ids
 };
 
-struct EpochMetrics {
-  std::string run_id;
-  int64_t attempt_id = 0;
-  int64_t epoch = 0;
-  double train_loss = 0, val_criterion = 0, learning_rate = 0, seconds = 0;
-};
 
-struct TestMetric {
-  std::string run_id, image_id, organ;  // organ: "lungs" or "heart"
-  double dice = 0, jaccard = 0, hausdorff_mm = 0;  // hausdorff NaN is stored as NULL
-};
 
-struct InferenceRow {
-  std::string image_id;
-  double seconds = 0;         // synchronised forward pass
-  double launch_seconds = 0;  // until the call returned, without synchronising (the reference's way); NaN unknown
-  bool cold = false;
-  std::string device = "cpu";
-};
 
 // What status and plan need of a run beyond its record: attempts, the claim, epochs done, the last job.
 struct RunProgress {
@@ -81,13 +65,6 @@ struct RunProgress {
 
 // Per run and organ: the means over test images (Hausdorff over the images where it is defined); organ "" rows
 // carry the run's inference times (warm mean, the cold first call, and the same without synchronisation).
-struct MetricAggregate {
-  std::string run_id, organ;
-  double dice = 0, jaccard = 0, hausdorff_mm = 0;
-  int64_t images = 0, hausdorff_defined = 0;
-  double inference_s = 0, inference_cold_s = 0, inference_launch_all_s = 0;
-  std::string device;
-};
 
 struct AttemptRow {
   int64_t attempt_id = 0;
@@ -185,29 +162,13 @@ class Store {
   void end_attempt(int64_t attempt_id, int exit_status, const std::string& reason);
   std::vector<AttemptRow> attempts(const std::string& run_id = "");
 
-  // Metrics.
-  bool add_epoch_metrics(const EpochMetrics& m);  // fenced by m.attempt_id when it is not 0
-  std::vector<EpochMetrics> epoch_metrics(const std::string& run_id);
-  // Per run, its last recorded epoch and its validation criterion per validated epoch, in epoch order: one query
-  // for a whole grid (the report's plateau measure, core/plateau.h).
-  struct ValidationCurve {
-    int64_t last_epoch = 0;
-    std::vector<std::pair<int64_t, double>> values;
-  };
-  std::map<std::string, ValidationCurve> validation_curves();
-  // Per run, the sum and count of its epochs' positive, finite seconds: one query for a whole grid (estimates).
-  std::map<std::string, std::pair<double, int64_t>> epoch_seconds_by_run();
-  void replace_test_metrics(const std::string& run_id, const std::vector<TestMetric>& rows);  // one transaction
-  std::vector<TestMetric> test_metrics(const std::string& run_id);
-  void replace_inference_times(const std::string& run_id, const std::vector<InferenceRow>& rows);
-  std::vector<MetricAggregate> metric_aggregates(const std::vector<std::string>& run_ids);
-
   // Every job recorded for a run (a packed job holds several runs: one row each).
   std::vector<JobRecord> jobs();
 
   int64_t count(const std::string& table);  // rows in a table of this schema (for checks and tests)
 
-  // For the store's parts (storage/calibration_table.h, storage/accounting_table.h, storage/provenance_table.h):
+  // For the store's parts (storage/calibration_table.h, storage/accounting_table.h, storage/provenance_table.h,
+  // storage/metrics_table.h):
   // the connection, and a write
   // transaction on it (BEGIN IMMEDIATE ... COMMIT; a lock is waited for up to the store wait, then BusyError).
   sqlite::Database& database() { return *db_; }

@@ -22,6 +22,7 @@
 #include "scheduler/plan.h"
 #include "storage/dataset_file.h"
 #include "storage/layout.h"
+#include "storage/metrics_table.h"
 #include "storage/store.h"
 #include "storage/workspace.h"
 
@@ -107,7 +108,7 @@ std::vector<EpochMetrics> train_chain(const Experiment& exp, const std::string& 
   auto chain = test::prepared_chain(exp, model);
   for (const auto& r : chain) EXPECT_EQ(test::work(exp.workspace, r.id), 0) << r.id;
   Store st(WorkspaceLayout(exp.workspace).store());
-  return st.epoch_metrics(chain.back().id);
+  return MetricsTable(st).epoch_metrics(chain.back().id);
 }
 
 TEST(Precision, Bf16TrainingOfOursOnTheCpuLearnsAlongsideFloat32) {

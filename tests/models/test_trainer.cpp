@@ -30,6 +30,7 @@
 #include "storage/dataset_file.h"
 #include "storage/h5.h"
 #include "storage/layout.h"
+#include "storage/metrics_table.h"
 #include "storage/predictions.h"
 #include "storage/provenance_table.h"
 #include "storage/store.h"
@@ -218,10 +219,10 @@ TEST(Trainer, SameSeedSameWeightsAndStopResumeIsBitIdentical) {
   EXPECT_EQ(a.points, b.points);
   for (size_t i = 0; i < a.masks.size(); ++i) EXPECT_EQ(cv::countNonZero(a.masks[i] != b.masks[i]), 0);
   Store s1(store_of(ws1)), s2(store_of(ws2));
-  auto m1 = s1.test_metrics(c1.back().id), m2 = s2.test_metrics(c2.back().id);
+  auto m1 = MetricsTable(s1).test_metrics(c1.back().id), m2 = MetricsTable(s2).test_metrics(c2.back().id);
   ASSERT_EQ(m1.size(), m2.size());
   for (size_t i = 0; i < m1.size(); ++i) EXPECT_EQ(m1[i].dice, m2[i].dice);
-  auto e1m = s1.epoch_metrics(c1.back().id), e2m = s2.epoch_metrics(c2.back().id);
+  auto e1m = MetricsTable(s1).epoch_metrics(c1.back().id), e2m = MetricsTable(s2).epoch_metrics(c2.back().id);
   ASSERT_EQ(e1m.size(), 3u);
   ASSERT_EQ(e2m.size(), 3u);
   for (size_t i = 0; i < 3; ++i) {
@@ -250,7 +251,7 @@ TEST(Trainer, LearningRateFollowsTheReferenceScheduleUnlessOverridden) {
   auto chain = prepared_chain(e);
   ASSERT_EQ(work(ws, chain.back().id), 0);
   Store st(store_of(ws));
-  auto em = st.epoch_metrics(chain.back().id);
+  auto em = MetricsTable(st).epoch_metrics(chain.back().id);
   ASSERT_EQ(em.size(), 3u);
   for (size_t i = 0; i < 3; ++i) EXPECT_DOUBLE_EQ(em[i].learning_rate, 1e-4 * std::pow(0.5, i)) << "epoch " << i + 1;
   // The worker records which BLAS LibTorch ran on (Debian's libtorch loads the libblas.so.3 alternative).
@@ -284,7 +285,7 @@ TEST(Worker, StoreMatchesPredictionsAndDependenciesResolve) {
     EXPECT_EQ(p.evaluated, dense ? "dense" : "points");
     EXPECT_EQ(p.points.empty(), dense);
     std::map<std::pair<std::string, std::string>, TestMetric> stored;
-    for (const auto& m : store.test_metrics(r.id)) stored[{m.image_id, m.organ}] = m;
+    for (const auto& m : MetricsTable(store).test_metrics(r.id)) stored[{m.image_id, m.organ}] = m;
     ASSERT_EQ(stored.size(), p.ids.size() * 2);
     for (size_t i = 0; i < p.ids.size(); ++i) {
       Sample s = data.read(index_of.at(p.ids[i]));
@@ -395,7 +396,7 @@ class RowsBeforeCheckpoints : public FileSink {
     if (std::sscanf(fs::path(path).filename().string().c_str(), "ckpt-%lld-%lld.h5", &epoch, &batch) == 2 && batch == 0) {
       Store st(store_);
       std::set<int64_t> recorded;
-      for (const auto& m : st.epoch_metrics(run_)) recorded.insert(m.epoch);
+      for (const auto& m : MetricsTable(st).epoch_metrics(run_)) recorded.insert(m.epoch);
       checked.push_back(epoch);
       if (!recorded.count(epoch)) unrecorded.push_back(epoch);
     }
@@ -436,7 +437,7 @@ TEST(Trainer, TheBestCheckpointComesFromTheWindowAfterBestAfterEpoch) {
     h5::Handle f = h5::open_file((fs::path(WorkspaceLayout(ws).checkpoints(chain.back().id)) / kBestCheckpoint).string());
     const int64_t best_epoch = h5::get_attr_int(f, "best_epoch");
     Store st(store_of(ws));
-    auto em = st.epoch_metrics(chain.back().id);
+    auto em = MetricsTable(st).epoch_metrics(chain.back().id);
     ASSERT_EQ(em.size(), 3u);
     size_t best = after;  // the lowest validation MSE among the eligible epochs
     for (size_t i = after; i < em.size(); ++i)
@@ -464,8 +465,8 @@ TEST(Trainer, EarlyStopEndsTrainingWhereItWouldAndAResumedRunTrainsNoFurther) {
   ASSERT_EQ(work(ws2, id), 0);
   Store s1(store_of(ws1)), s2(store_of(ws2));
   EXPECT_EQ(s1.run(id)->state, "done");
-  EXPECT_FALSE(s1.test_metrics(id).empty());
-  auto e1 = s1.epoch_metrics(id), e2 = s2.epoch_metrics(id);
+  EXPECT_FALSE(MetricsTable(s1).test_metrics(id).empty());
+  auto e1 = MetricsTable(s1).epoch_metrics(id), e2 = MetricsTable(s2).epoch_metrics(id);
   ASSERT_EQ(e1.size(), 2u) << "early stop after epoch 2 of 6";
   ASSERT_EQ(e2.size(), 2u);
   for (size_t i = 0; i < 2; ++i) EXPECT_EQ(e1[i].val_criterion, e2[i].val_criterion) << "epoch " << i + 1;

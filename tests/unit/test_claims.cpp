@@ -11,6 +11,7 @@
 #include "report/writers.h"
 #include "scheduler/grid.h"
 #include "scheduler/plan.h"
+#include "storage/metrics_table.h"
 #include "storage/store.h"
 #include "test_util.h"
 
@@ -49,8 +50,8 @@ void fill(Store& store, const scheduler::PlannedRun& r) {
     if (r.settings.model == "no_joint") dice = 0.80 + 0.02 * (((i + s + 1) % 2) ? 1 : -1) + 0.001 * (i % 4), hd = 20;
     rows.push_back({r.id, "img" + std::to_string(i), "lungs", dice, dice / 2, hd});
   }
-  store.replace_test_metrics(r.id, rows);
-  store.replace_inference_times(r.id, {{"img0", 0.05, 0.05, true, "cpu"}, {"img1", 0.01, 0.01, false, "cpu"}});
+  MetricsTable(store).replace_test_metrics(r.id, rows);
+  MetricsTable(store).replace_inference_times(r.id, {{"img0", 0.05, 0.05, true, "cpu"}, {"img1", 0.01, 0.01, false, "cpu"}});
   store.set_run_state(r.id, "done");
 }
 

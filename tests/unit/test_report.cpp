@@ -15,6 +15,7 @@
 #include "report/stats.h"
 #include "scheduler/grid.h"
 #include "scheduler/plan.h"
+#include "storage/metrics_table.h"
 #include "storage/store.h"
 #include "test_util.h"
 
@@ -77,8 +78,8 @@ void fill(Store& store, const scheduler::PlannedRun& r, double base, bool lh) {
     rows.push_back({r.id, img, "lungs", base + 0.01 * i, (base + 0.01 * i) / 2, 10.0 + i});
     if (lh) rows.push_back({r.id, img, "heart", base - 0.1, (base - 0.1) / 2, 20.0});
   }
-  store.replace_test_metrics(r.id, rows);
-  store.replace_inference_times(r.id, {{"img0", 1.0, 0.9, true, "cpu"}, {"img1", 0.5, 0.4, false, "cpu"}});
+  MetricsTable(store).replace_test_metrics(r.id, rows);
+  MetricsTable(store).replace_inference_times(r.id, {{"img0", 1.0, 0.9, true, "cpu"}, {"img1", 0.5, 0.4, false, "cpu"}});
   store.set_run_state(r.id, "done");
 }
 
@@ -176,10 +177,10 @@ struct SmallReport {
     scheduler::record_runs(*store, grid);
     for (const auto& r : grid) {
       const bool empty = r.settings.seed == 2;
-      store->replace_test_metrics(r.id, {{r.id, "img0", "lungs", 0.9, 0.8, 2.0},
+      MetricsTable(*store).replace_test_metrics(r.id, {{r.id, "img0", "lungs", 0.9, 0.8, 2.0},
                                          {r.id, "img1", "lungs", empty ? 0.0 : 0.9, empty ? 0.0 : 0.8, empty ? std::nan("") : 4.0}});
       // warm 0.5 s synchronised; launches 0.01 s, the first (cold) call 0.2 s
-      store->replace_inference_times(r.id, {{"img0", 1.0, 0.2, true, "cuda:0"}, {"img1", 0.5, 0.01, false, "cuda:0"}});
+      MetricsTable(*store).replace_inference_times(r.id, {{"img0", 1.0, 0.2, true, "cuda:0"}, {"img1", 0.5, 0.01, false, "cuda:0"}});
       store->set_run_state(r.id, "done");
     }
   }

@@ -8,6 +8,7 @@
 
 #include "core/errors.h"
 #include "core/process_identity.h"
+#include "storage/metrics_table.h"
 #include "storage/provenance_table.h"
 #include "storage/run_ledger.h"
 #include "storage/run_state.h"
@@ -60,15 +61,15 @@ TEST(Store, RunsAttemptsMetricsAndProvenance) {
   ClaimResult c = s.claim_run(claim_by("r1", ProcessIdentity::self()));
   ASSERT_EQ(c.outcome, ClaimResult::kClaimed);
   EXPECT_EQ(s.run("r1")->state, "running");
-  EXPECT_TRUE(s.add_epoch_metrics({"r1", c.attempt_id, 1, 1.5, 0.9, 1e-4, 2.0}));
-  EXPECT_TRUE(s.add_epoch_metrics({"r1", c.attempt_id, 2, 1.2, 0.8, 1e-4, 2.1}));
+  EXPECT_TRUE(MetricsTable(s).add_epoch_metrics({"r1", c.attempt_id, 1, 1.5, 0.9, 1e-4, 2.0}));
+  EXPECT_TRUE(MetricsTable(s).add_epoch_metrics({"r1", c.attempt_id, 2, 1.2, 0.8, 1e-4, 2.1}));
   ProvenanceTable(s).set("r1", {{"git_commit", "abc"}, {"host", "node1"}});
   ASSERT_TRUE(s.finish_done("r1", c.attempt_id,
                             {{"r1", "img1", "lungs", 0.9, 0.8, 3.5}, {"r1", "img1", "heart", 0.0, 0.0, std::nan("")}},
                             {{"img1", 0.12, 0.01, true, "cpu"}}, 2));
   EXPECT_EQ(s.run("r1")->state, "done");
-  EXPECT_EQ(s.epoch_metrics("r1").size(), 2u);
-  auto tm = s.test_metrics("r1");
+  EXPECT_EQ(MetricsTable(s).epoch_metrics("r1").size(), 2u);
+  auto tm = MetricsTable(s).test_metrics("r1");
   ASSERT_EQ(tm.size(), 2u);
   EXPECT_TRUE(std::isnan(tm[0].hausdorff_mm));  // heart sorts first; NaN stored as NULL
   EXPECT_EQ(ProvenanceTable(s).of("r1").at("git_commit"), "abc");
@@ -78,9 +79,9 @@ TEST(Store, RunsAttemptsMetricsAndProvenance) {
   EXPECT_EQ(attempts[0].end_epoch, 2);
   EXPECT_EQ(attempts[0].holder, ProcessIdentity::self().str());
   // Re-running the evaluation replaces, never duplicates.
-  s.replace_test_metrics("r1", {{"r1", "img1", "lungs", 0.95, 0.9, 2.0}});
+  MetricsTable(s).replace_test_metrics("r1", {{"r1", "img1", "lungs", 0.95, 0.9, 2.0}});
   EXPECT_EQ(s.count("test_metrics"), 1);
-  EXPECT_THROW(s.replace_test_metrics("r1", {{"r1", "img1", "liver", 1, 1, 0}}), InputError);
+  EXPECT_THROW(MetricsTable(s).replace_test_metrics("r1", {{"r1", "img1", "liver", 1, 1, 0}}), InputError);
   EXPECT_EQ(s.count("test_metrics"), 1) << "a failed transaction left rows behind";
   EXPECT_THROW(s.set_run_state("nope", "done"), InputError);
 }
@@ -226,7 +227,7 @@ TEST(Store, WritesOfAnAttemptThatLostItsClaimAreFencedOff) {
   ClaimResult old = s.claim_run(claim_by("r", reused_pid()));
   ClaimResult now = s.claim_run(claim_by("r", ProcessIdentity::self()));
   ASSERT_EQ(now.outcome, ClaimResult::kClaimed);
-  EXPECT_FALSE(s.add_epoch_metrics({"r", old.attempt_id, 1, 9.0, 9.0, 1e-4, 1.0}));
+  EXPECT_FALSE(MetricsTable(s).add_epoch_metrics({"r", old.attempt_id, 1, 9.0, 9.0, 1e-4, 1.0}));
   EXPECT_EQ(s.heartbeat("r", old.attempt_id), ClaimStanding::kLost);
   EXPECT_EQ(s.finish_attempt("r", old.attempt_id, "queued", 75, "stopped", 1, 0), "");
   EXPECT_FALSE(s.finish_done("r", old.attempt_id, {}, {}, 1));

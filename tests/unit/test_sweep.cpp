@@ -12,6 +12,7 @@
 #include "report/report.h"
 #include "scheduler/grid.h"
 #include "scheduler/plan.h"
+#include "storage/metrics_table.h"
 #include "storage/store.h"
 #include "test_util.h"
 
@@ -149,8 +150,8 @@ TEST(Sweep, ReportWritesOneTableSetPerPointAndASummary) {
   scheduler::record_runs(store, grid);
   for (const auto& r : grid) {  // Dice: UNet 0.80; Ours 0.90 at latents 32, 0.85 at 64
     const double dice = r.settings.model == "unet" ? 0.80 : r.settings.model_options["latents"] == 32 ? 0.90 : 0.85;
-    store.replace_test_metrics(r.id, {{r.id, "img0", "lungs", dice, dice / 2, 10}, {r.id, "img1", "lungs", dice, dice / 2, 12}});
-    store.replace_inference_times(r.id, {{"img0", 0.1, 0.1, true, "cpu"}, {"img1", 0.1, 0.1, false, "cpu"}});
+    MetricsTable(store).replace_test_metrics(r.id, {{r.id, "img0", "lungs", dice, dice / 2, 10}, {r.id, "img1", "lungs", dice, dice / 2, 12}});
+    MetricsTable(store).replace_inference_times(r.id, {{"img0", 0.1, 0.1, true, "cpu"}, {"img1", 0.1, 0.1, false, "cpu"}});
     store.set_run_state(r.id, "done");
   }
   report::ReportOptions o;

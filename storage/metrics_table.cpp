@@ -1,0 +1,144 @@
+#include "storage/metrics_table.h"
+
+#include <cmath>
+#include <set>
+
+#include "core/errors.h"
+#include "storage/sqlite.h"
+#include "storage/store.h"
+
+namespace orch {
+
+bool MetricsTable::add_epoch_metrics(const EpochMetrics& m) {
+  bool written = false;
+  store_.write([&] {
+    if (m.attempt_id != 0) {
+      sqlite::Statement get(store_.database(), "SELECT claim_attempt FROM runs WHERE run_id = ?");
+      get.bind(1, m.run_id);
+      if (!get.row() || get.integer_or(0, 0) != m.attempt_id) return;
+    }
+    sqlite::Statement s(store_.database(), "INSERT OR REPLACE INTO epoch_metrics(run_id, attempt_id, epoch, train_loss, val_criterion, learning_rate, "
+           "seconds) VALUES (?, ?, ?, ?, ?, ?, ?)");
+    s.bind(1, m.run_id).bind(2, m.attempt_id).bind(3, m.epoch).bind(4, m.train_loss).bind(5, m.val_criterion)
+        .bind(6, m.learning_rate).bind(7, m.seconds);
+    s.run();
+    written = true;
+  });
+  return written;
+}
+
+std::vector<EpochMetrics> MetricsTable::epoch_metrics(const std::string& run_id) {
+  sqlite::Statement s(store_.database(), "SELECT run_id, attempt_id, epoch, train_loss, val_criterion, learning_rate, seconds FROM epoch_metrics "
+         "WHERE run_id = ? ORDER BY epoch");
+  s.bind(1, run_id);
+  std::vector<EpochMetrics> out;
+  while (s.row()) out.push_back({s.text(0), s.integer_or(1, 0), s.integer(2), s.real(3), s.real(4), s.real(5), s.real(6)});
+  return out;
+}
+
+std::map<std::string, MetricsTable::ValidationCurve> MetricsTable::validation_curves() {
+  sqlite::Statement s(store_.database(), "SELECT run_id, epoch, val_criterion FROM epoch_metrics ORDER BY run_id, epoch");
+  std::map<std::string, ValidationCurve> out;
+  auto at = out.end();
+  while (s.row()) {
+    std::string run = s.text(0);
+    if (at == out.end() || at->first != run) at = out.emplace_hint(out.end(), std::move(run), ValidationCurve{});
+    at->second.last_epoch = s.integer(1);
+    const double v = s.real_or(2, NAN);
+    if (std::isfinite(v)) at->second.values.emplace_back(at->second.last_epoch, v);
+  }
+  return out;
+}
+
+std::map<std::string, std::pair<double, int64_t>> MetricsTable::epoch_seconds_by_run() {
+  sqlite::Statement s(store_.database(), "SELECT run_id, SUM(seconds), COUNT(*) FROM epoch_metrics WHERE seconds > 0 AND seconds < 1e300 GROUP BY run_id");
+  std::map<std::string, std::pair<double, int64_t>> out;
+  while (s.row()) out[s.text(0)] = {s.real(1), s.integer(2)};
+  return out;
+}
+
+void MetricsTable::replace_test_metrics(const std::string& run_id, const std::vector<TestMetric>& rows) {
+  store_.write([&] { put_test_metrics(run_id, rows); });
+}
+
+void MetricsTable::put_test_metrics(const std::string& run_id, const std::vector<TestMetric>& rows) {
+  {
+    sqlite::Statement del(store_.database(), "DELETE FROM test_metrics WHERE run_id = ?");
+    del.bind(1, run_id);
+    del.run();
+  }
+  sqlite::Statement s(store_.database(),
+                      "INSERT INTO test_metrics(run_id, image_id, organ, dice, jaccard, hausdorff_mm) VALUES (?, ?, ?, ?, ?, ?)");
+  for (const auto& r : rows) {
+    if (r.organ != "lungs" && r.organ != "heart")
+      throw InputError(store_.path(), "organ", r.organ, "test metrics take organ 'lungs' or 'heart' (image " + r.image_id + ")");
+    s.reset();
+    s.bind(1, run_id).bind(2, r.image_id).bind(3, r.organ).bind(4, r.dice).bind(5, r.jaccard).bind(6, r.hausdorff_mm);
+    s.run();
+  }
+}
+
+std::vector<TestMetric> MetricsTable::test_metrics(const std::string& run_id) {
+  sqlite::Statement s(store_.database(), "SELECT run_id, image_id, organ, dice, jaccard, hausdorff_mm FROM test_metrics WHERE run_id = ? "
+         "ORDER BY image_id, organ");
+  s.bind(1, run_id);
+  std::vector<TestMetric> out;
+  while (s.row()) out.push_back({s.text(0), s.text(1), s.text(2), s.real(3), s.real(4), s.real(5)});
+  return out;
+}
+
+void MetricsTable::replace_inference_times(const std::string& run_id, const std::vector<InferenceRow>& rows) {
+  store_.write([&] { put_inference_times(run_id, rows); });
+}
+
+void MetricsTable::put_inference_times(const std::string& run_id, const std::vector<InferenceRow>& rows) {
+  {
+    sqlite::Statement del(store_.database(), "DELETE FROM inference_times WHERE run_id = ?");
+    del.bind(1, run_id);
+    del.run();
+  }
+  sqlite::Statement s(store_.database(), "INSERT INTO inference_times(run_id, image_id, seconds, cold, device, "
+                                         "launch_seconds) VALUES (?, ?, ?, ?, ?, ?)");
+  for (const auto& r : rows) {
+    s.reset();
+    s.bind(1, run_id).bind(2, r.image_id).bind(3, r.seconds).bind(4, static_cast<int64_t>(r.cold)).bind(5, r.device);
+    s.bind(6, r.launch_seconds);
+    s.run();
+  }
+}
+
+std::vector<MetricAggregate> MetricsTable::metric_aggregates(const std::vector<std::string>& run_ids) {
+  std::vector<MetricAggregate> out;
+  std::set<std::string> wanted(run_ids.begin(), run_ids.end());
+  // Grouped over every run (one scan, no temporary table, so a read-only store works), filtered here.
+  sqlite::Statement s(store_.database(), "SELECT run_id, organ, AVG(dice), AVG(jaccard), AVG(hausdorff_mm), COUNT(*), COUNT(hausdorff_mm) "
+         "FROM test_metrics GROUP BY run_id, organ");
+  while (s.row()) {
+    if (!wanted.count(s.text(0))) continue;
+    MetricAggregate a;
+    a.run_id = s.text(0);
+    a.organ = s.text(1);
+    a.dice = s.real(2);
+    a.jaccard = s.real(3);
+    a.hausdorff_mm = s.real(4);
+    a.images = s.integer(5);
+    a.hausdorff_defined = s.integer(6);
+    out.push_back(a);
+  }
+  sqlite::Statement t(store_.database(), "SELECT run_id, AVG(CASE WHEN cold = 0 THEN seconds END), MAX(CASE WHEN cold = 1 THEN seconds END), "
+         "AVG(launch_seconds), MAX(device) FROM inference_times GROUP BY run_id");
+  while (t.row()) {
+    if (!wanted.count(t.text(0))) continue;
+    MetricAggregate a;
+    a.run_id = t.text(0);
+    a.organ = "";
+    a.inference_s = t.real(1);
+    a.inference_cold_s = t.real(2);
+    a.inference_launch_all_s = t.real(3);
+    a.device = t.text(4);
+    out.push_back(a);
+  }
+  return out;
+}
+
+}  // namespace orch

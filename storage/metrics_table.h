@@ -1,0 +1,73 @@
+// The run store's measurements of each run: its epochs (training loss, validation criterion, learning rate,
+// seconds), its test metrics per image and organ, and its inference times per image. A part of the store
+// (storage/store.h): its SQL and its row mappers live here; the worker's final word (Store::finish_done) writes
+// test metrics and inference times through it inside its own fenced transaction. Shares the Store's connection:
+// use it from the thread that uses that Store.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace orch {
+
+class Store;
+
+struct EpochMetrics {
+  std::string run_id;
+  int64_t attempt_id = 0;
+  int64_t epoch = 0;
+  double train_loss = 0, val_criterion = 0, learning_rate = 0, seconds = 0;
+};
+struct TestMetric {
+  std::string run_id, image_id, organ;  // organ: "lungs" or "heart"
+  double dice = 0, jaccard = 0, hausdorff_mm = 0;  // hausdorff NaN is stored as NULL
+};
+struct InferenceRow {
+  std::string image_id;
+  double seconds = 0;         // synchronised forward pass
+  double launch_seconds = 0;  // until the call returned, without synchronising (the reference's way); NaN unknown
+  bool cold = false;
+  std::string device = "cpu";
+};
+struct MetricAggregate {
+  std::string run_id, organ;
+  double dice = 0, jaccard = 0, hausdorff_mm = 0;
+  int64_t images = 0, hausdorff_defined = 0;
+  double inference_s = 0, inference_cold_s = 0, inference_launch_all_s = 0;
+  std::string device;
+};
+
+class MetricsTable {
+ public:
+  explicit MetricsTable(Store& store) : store_(store) {}
+
+  bool add_epoch_metrics(const EpochMetrics& m);  // fenced by m.attempt_id when it is not 0 (false: not written)
+  std::vector<EpochMetrics> epoch_metrics(const std::string& run_id);
+  // Per run, its last recorded epoch and its validation criterion per validated epoch, in epoch order: one query
+  // for a whole grid (the report's plateau measure, core/plateau.h).
+  struct ValidationCurve {
+    int64_t last_epoch = 0;
+    std::vector<std::pair<int64_t, double>> values;
+  };
+  std::map<std::string, ValidationCurve> validation_curves();
+  // Per run, the sum and count of its epochs' positive, finite seconds: one query for a whole grid (estimates).
+  std::map<std::string, std::pair<double, int64_t>> epoch_seconds_by_run();
+
+  void replace_test_metrics(const std::string& run_id, const std::vector<TestMetric>& rows);  // one transaction
+  std::vector<TestMetric> test_metrics(const std::string& run_id);
+  void replace_inference_times(const std::string& run_id, const std::vector<InferenceRow>& rows);
+  // Per run and organ, the means over its test images; per run (organ ""), its inference times.
+  std::vector<MetricAggregate> metric_aggregates(const std::vector<std::string>& run_ids);
+
+  // The same replacements inside a write transaction the caller already holds (Store::finish_done).
+  void put_test_metrics(const std::string& run_id, const std::vector<TestMetric>& rows);
+  void put_inference_times(const std::string& run_id, const std::vector<InferenceRow>& rows);
+
+ private:
+  Store& store_;
+};
+
+}  // namespace orch
