@@ -28,16 +28,21 @@ std::vector<float> normalise_landmarks(const std::vector<Point2>& pts, int size)
   return out;
 }
 
-// scikit-image resize (order 1, anti_aliasing when shrinking with sigma = max(0, (1/s - 1)/2) per axis).
+// scikit-image's anti-aliasing sigma for an axis resized from `from` to `to` pixels: max(0, (1/s - 1)/2).
+double antialias_sigma(int from, int to) { return std::max(0.0, (static_cast<double>(from) / to - 1) / 2); }
+
+// scikit-image's anti-aliasing blur (a Gaussian of 4 sigma each side, reflecting at the border); `in` may be `out`.
+void antialias_blur(const cv::Mat& in, cv::Mat& out, double sig_x, double sig_y) {
+  auto ksize = [](double s) { return s > 0 ? 2 * static_cast<int>(std::ceil(4 * s)) + 1 : 1; };
+  cv::GaussianBlur(in, out, {ksize(sig_x), ksize(sig_y)}, std::max(sig_x, 1e-9), std::max(sig_y, 1e-9),
+                   cv::BORDER_REFLECT_101);
+}
+
+// scikit-image resize (order 1, anti_aliasing when shrinking).
 cv::Mat sk_resize(const cv::Mat& src, int new_h, int new_w, bool smooth) {
   cv::Mat in = src;
-  double sig_y = std::max(0.0, (static_cast<double>(src.rows) / new_h - 1) / 2);
-  double sig_x = std::max(0.0, (static_cast<double>(src.cols) / new_w - 1) / 2);
-  if (smooth && (sig_x > 0 || sig_y > 0)) {
-    auto ksize = [](double s) { return s > 0 ? 2 * static_cast<int>(std::ceil(4 * s)) + 1 : 1; };
-    cv::GaussianBlur(src, in, {ksize(sig_x), ksize(sig_y)}, std::max(sig_x, 1e-9), std::max(sig_y, 1e-9),
-                     cv::BORDER_REFLECT_101);
-  }
+  const double sig_y = antialias_sigma(src.rows, new_h), sig_x = antialias_sigma(src.cols, new_w);
+  if (smooth && (sig_x > 0 || sig_y > 0)) antialias_blur(src, in, sig_x, sig_y);
   cv::Mat out;
   cv::resize(in, out, {new_w, new_h}, 0, 0, smooth ? cv::INTER_LINEAR : cv::INTER_NEAREST);
   return out;
@@ -419,7 +424,7 @@ class FusedWarp {
     const int x0 = std::max(0, wx_), x1 = std::min(src.cols, wx_ + ww_);
     for (int y = std::max(0, wy_); y < std::min(src.rows, wy_ + wh_); ++y) {
       v4f* row = buf_.data() + static_cast<size_t>(y - wy_) * ww_ - wx_;
-      if (typed_ && planes_.size() == 4) {  // the usual layout, one v4f per pixel
+      if (typed_) {  // the usual layout, one v4f per pixel
         const uchar* im = planes_[0].m->ptr<uchar>(y);
         const uchar* ma = planes_[1].m->ptr<uchar>(y);
         const float* d0 = planes_[2].m->ptr<float>(y);
@@ -507,18 +512,15 @@ std::vector<Plane> fused_planes(const Sample& s, bool with_mask, const Geometry&
   std::vector<Plane> planes{{&s.image, 1.f / 255, 0.f}};
   if (with_mask) planes.push_back({&s.mask, 1.f, 0.f});
   for (const auto& d : s.dmaps) planes.push_back({&d, -1.f, 1.f});
-  const int size = s.image.rows;
-  const double sig_y = g.resized ? std::max(0.0, (static_cast<double>(size) / g.new_h - 1) / 2) : 0;
-  const double sig_x = g.resized ? std::max(0.0, (static_cast<double>(size) / g.new_w - 1) / 2) : 0;
+  const int size = s.image.rows;  // unresized, new_w and new_h are the size: no blur
+  const double sig_y = antialias_sigma(size, g.new_h), sig_x = antialias_sigma(size, g.new_w);
   auto matters = [](double sg) { return sg > 0 && std::exp(-1 / (2 * sg * sg)) > 1e-6; };
   if (!matters(sig_x) && !matters(sig_y)) return planes;
-  auto ksize = [](double sg) { return sg > 0 ? 2 * static_cast<int>(std::ceil(4 * sg)) + 1 : 1; };
   kept.reserve(planes.size());
   for (auto& p : planes) {
     cv::Mat f;
     p.m->convertTo(f, CV_32F, p.scale, p.offset);
-    cv::GaussianBlur(f, f, {ksize(sig_x), ksize(sig_y)}, std::max(sig_x, 1e-9), std::max(sig_y, 1e-9),
-                     cv::BORDER_REFLECT_101);
+    antialias_blur(f, f, sig_x, sig_y);
     kept.push_back(f);
     p = {&kept.back(), 1.f, 0.f};
   }
