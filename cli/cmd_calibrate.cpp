@@ -222,8 +222,7 @@ Calibration calibration_row(const RunSettings& s, const runner::StepTiming& t, c
   c.evaluation_image_s = t.evaluation_image_s;
   c.host = ProcessIdentity::self().host;
   c.measured_at = utc_now_text();
-  // On a CPU the trainer computes in float32 whatever training.precision says.
-  c.precision = device.rfind("cuda", 0) == 0 ? choice_name(s.training.precision) : "fp32";
+  c.precision = scheduler::measured_precision(device, s.training.precision);
   c.device_model = runner::device_model(device);
   c.runs_per_gpu = runs_per_gpu;
   return c;

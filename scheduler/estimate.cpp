@@ -70,14 +70,10 @@ struct Measured {
   int runs = 0;
 };
 
-// The precision a measurement on `device` (a class) depends on: the setting on a GPU; none on a CPU, which computes
-// in float32 whatever the setting says.
-std::string precision_on(const std::string& device, Precision p) { return device == "cuda" ? choice_name(p) : "fp32"; }
-
 // What finished runs are pooled by: network, data set kind, size, batch, device class and precision.
 std::string measure_key(const RunSettings& s, const std::string& device) {
   return s.model + "|" + kind_name(s.kind) + "|" + std::to_string(s.size) + "|" + std::to_string(s.training.batch_size) +
-         "|" + device + "|" + precision_on(device, s.training.precision);
+         "|" + device + "|" + measured_precision(device, s.training.precision);
 }
 
 // Mean seconds per epoch of finished runs, per measure_key(): every epoch of every finished run of a key pooled.
@@ -138,7 +134,7 @@ bool contains_nocase(const std::string& text, const std::string& part) {
 
 // What a run's estimate asks of a calibration row beyond its network, kind, size, batch and device class.
 struct CalibrationWant {
-  std::string device, precision, device_model;  // device class; precision_on(); "" = any model
+  std::string device, precision, device_model;  // device class; measured_precision(); "" = any model
   int threads = 1, runs_per_gpu = 1;
 };
 
@@ -176,6 +172,10 @@ std::string calibration_basis(const Calibration& c, const CalibrationWant& want)
 
 }  // namespace
 
+std::string measured_precision(const std::string& device, Precision p) {
+  return device.rfind("cuda", 0) == 0 ? choice_name(p) : "fp32";
+}
+
 std::vector<RunEstimate> estimate_runs(const Experiment& exp, const std::vector<PlannedRun>& runs, Store& store,
                                        const std::string& workspace, double margin) {
   const auto cal = CalibrationTable(store).all();
@@ -198,7 +198,7 @@ std::vector<RunEstimate> estimate_runs(const Experiment& exp, const std::vector<
     const std::string device = wanted_device(s, cal);
     const SplitCounts& n = counts[s.dataset];
     const TrainingSpec& t = s.training;
-    const CalibrationWant want{device, precision_on(device, t.precision), device_model, threads, std::max(1, res.runs_per_gpu)};
+    const CalibrationWant want{device, measured_precision(device, t.precision), device_model, threads, std::max(1, res.runs_per_gpu)};
     if (auto f = finished.find(measure_key(s, device)); f != finished.end() && n.known) {
       e.seconds = t.epochs * f->second.epoch_s + n.test * f->second.inference_s + kStartupSeconds;
       e.basis = std::to_string(f->second.runs) + " finished run(s) on " + device;

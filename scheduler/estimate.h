@@ -48,6 +48,10 @@ struct RunEstimate {
 // cpus, else the local pool's share of this machine's cores (what calibrate times with, what estimates match).
 int expected_threads(const Experiment& exp, const RunSettings& settings);
 
+// The precision a timing on `device` ("cpu", "cuda", "cuda:0") is measured in, as calibration rows record it: the
+// setting on a GPU; "fp32" on a CPU, which computes in float32 whatever the setting says.
+std::string measured_precision(const std::string& device, Precision p);
+
 std::vector<RunEstimate> estimate_runs(const Experiment& exp, const std::vector<PlannedRun>& runs, Store& store,
                                        const std::string& workspace, double margin);
 
