@@ -14,6 +14,7 @@
 #include "scheduler/grid.h"
 #include "scheduler/plan.h"
 #include "storage/metrics_table.h"
+#include "storage/runs_table.h"
 #include "storage/store.h"
 
 using namespace orch;
@@ -70,7 +71,7 @@ int main(int argc, char** argv) {
     MetricsTable(store).replace_test_metrics(r.id, rows);
     ids.push_back(r.id);
   }
-  store.set_runs_state(ids, "done");
+  RunsTable(store).set_runs_state(ids, "done");
   std::printf("filled a store with %zu runs and %lld test-metric rows in %.1f s\n", grid.size(),
               static_cast<long long>(store.count("test_metrics")), since(t0));
   for (int rep = 0; rep < 3; ++rep) {

@@ -40,7 +40,7 @@ int main(int argc, char** argv) {
                       {"training", {{"epochs", 1000}, {"threads", threads}, {"loader_threads", 1}, {"device", "cpu"},
                                     {"validate_every", 1000}}}};
   Experiment exp = parse_experiment(j, "bench");
-  auto comm = runner::make_communicator("auto", false);
+  auto comm = runner::make_communicator(CommunicatorKind::kAuto, false);
   if (comm->rank() == 0) ensure_dataset(exp, exp.datasets[0], dir, 2, true);
   comm->barrier();
   auto run = scheduler::chain_for(exp, "d", model, 1).back();

@@ -190,7 +190,7 @@ json epoch_part(const Options& o, const std::map<std::string, double>& step_ms) 
         ensure_dataset(exp, exp.datasets[0], ws, 0, true);
         const std::string scratch = o.out + "/epoch_run_" + model + "_" + precision + "_" + pipeline;
         fs::remove_all(scratch);
-        auto comm = runner::make_communicator("single", o.cuda);
+        auto comm = runner::make_communicator(CommunicatorKind::kSingle, o.cuda);
         std::vector<json> rows;
         runner::TrainStats before;
         const runner::Trainer* trp = nullptr;
@@ -273,7 +273,7 @@ int child(int argc, char** argv) {
   const std::string ws = fs::path(data).parent_path().parent_path().string();
   Experiment exp = bench_experiment(o, ws, size, count, 1, precision, "overlap", model);
   const std::string scratch = ws + "/child_" + std::to_string(::getpid());
-  auto comm = runner::make_communicator("single", o.cuda);
+  auto comm = runner::make_communicator(CommunicatorKind::kSingle, o.cuda);
   auto tr = timing_trainer(exp, model, scratch, *comm, threads);
   auto t0 = Clock::now();
   runner::StepTiming t = tr->time_steps(3, steps, 1);
@@ -388,7 +388,7 @@ json bf16_part(const Options& o) {
       Store st(WorkspaceLayout(ws).store());
       scheduler::record_runs(st, chain);
     }
-    auto comm = runner::make_communicator("single", o.cuda);
+    auto comm = runner::make_communicator(CommunicatorKind::kSingle, o.cuda);
     auto job = scheduler::detect_job_environment(false);
     for (const auto& r : chain) {
       runner::WorkerOptions wo;

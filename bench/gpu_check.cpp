@@ -167,7 +167,7 @@ int main(int argc, char** argv) {
     Store store(WorkspaceLayout(ws).store());
     scheduler::record_runs(store, chain);
   }
-  auto comm = runner::make_communicator("nccl", true);
+  auto comm = runner::make_communicator(CommunicatorKind::kNccl, true);
   auto job = scheduler::detect_job_environment(false);
   std::printf("\nB. communicator %s, rank %d of %d\n", comm->name().c_str(), comm->rank(), comm->world());
   for (const auto& r : chain) {
@@ -193,7 +193,7 @@ int main(int argc, char** argv) {
   }
   std::vector<runner::EpochRecord> cpu_curve;
   {
-    auto single = runner::make_communicator("single", false);
+    auto single = runner::make_communicator(CommunicatorKind::kSingle, false);
     runner::TrainerOptions to;
     to.settings = chain.back().settings;
     to.settings.training.device = DeviceChoice::kCpu;

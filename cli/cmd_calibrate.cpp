@@ -110,7 +110,7 @@ std::vector<Calibration> read_calibration_file(const std::string& path) {
 // Times one network of the grid here: a Trainer in calibration mode over the run's prepared data set.
 runner::StepTiming time_network(RunSettings s, const std::string& run_id, const WorkspaceLayout& layout,
                                 const std::string& scratch, int warmup, int steps, int images, std::string* device) {
-  auto comm = runner::make_communicator("single", runner::use_cuda(s.training));
+  auto comm = runner::make_communicator(CommunicatorKind::kSingle, runner::use_cuda(s.training));
   runner::TrainerOptions to;
   to.settings = s;
   to.run_id = run_id;
@@ -222,7 +222,7 @@ Calibration calibration_row(const RunSettings& s, const runner::StepTiming& t, c
   c.evaluation_image_s = t.evaluation_image_s;
   c.host = ProcessIdentity::self().host;
   c.measured_at = utc_now_text();
-  c.precision = scheduler::measured_precision(device, s.training.precision);
+  c.precision = scheduler::measured_precision(scheduler::device_class(device), s.training.precision);
   c.device_model = runner::device_model(device);
   c.runs_per_gpu = runs_per_gpu;
   return c;

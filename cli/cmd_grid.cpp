@@ -15,6 +15,7 @@
 #include "report/report.h"
 #include "scheduler/estimate.h"
 #include "scheduler/resources.h"
+#include "storage/claims_table.h"
 #include "storage/layout.h"
 #include "storage/run_state.h"
 #include "storage/workspace.h"
@@ -50,6 +51,7 @@ scheduler::GridRequest GridContext::request(const std::string& command) const {
 
 int tell_outcome(const scheduler::SubmitOutcome& out, const std::string& verb, const std::string& exp_path) {
   const auto& r = out.result;
+  const auto& p = out.trained;
   auto list = [](const std::vector<std::string>& ids) {
     std::string s;
     for (const auto& id : ids) s += (s.empty() ? "" : ", ") + id;
@@ -69,20 +71,20 @@ int tell_outcome(const scheduler::SubmitOutcome& out, const std::string& verb, c
                   verb.c_str(), out.held_back, out.queue_limit, exp_path.c_str());
     return kExitOk;
   }
-  if (r.interrupted_by) {
+  if (p.interrupted_by) {
     std::printf("%s: interrupted by %s: %d done, %d failed; stopped %zu run(s) at a checkpoint%s%s; %zu never started.\n"
                 "Continue with `orchestrator resume %s` (the stopped runs) or `orchestrator submit %s` (everything "
                 "not done).\n",
-                verb.c_str(), r.interrupted_by == 2 ? "SIGINT" : "SIGTERM", r.done, r.failed, r.stopped_ids.size(),
-                r.stopped_ids.empty() ? "" : ": ", list(r.stopped_ids).c_str(), r.not_started_ids.size(),
+                verb.c_str(), p.interrupted_by == 2 ? "SIGINT" : "SIGTERM", p.done, p.failed, p.stopped_ids.size(),
+                p.stopped_ids.empty() ? "" : ": ", list(p.stopped_ids).c_str(), p.not_started_ids.size(),
                 exp_path.c_str(), exp_path.c_str());
-    return exit_for_signal(r.interrupted_by);
+    return exit_for_signal(p.interrupted_by);
   }
-  std::printf("%s: %d done, %d failed, %zu not started", verb.c_str(), r.done, r.failed, r.not_started_ids.size());
-  if (r.cancelled) std::printf(", %d cancelled", r.cancelled);
-  if (r.elsewhere) std::printf(", %d held by another process", r.elsewhere);
+  std::printf("%s: %d done, %d failed, %zu not started", verb.c_str(), p.done, p.failed, p.not_started_ids.size());
+  if (p.cancelled) std::printf(", %d cancelled", p.cancelled);
+  if (p.elsewhere) std::printf(", %d held by another process", p.elsewhere);
   std::printf("\n");
-  return r.failed ? kExitFailure : kExitOk;
+  return p.failed ? kExitFailure : kExitOk;
 }
 
 void add_common(po::options_description& d, CommonOptions& c, po::positional_options_description& pos) {
@@ -101,7 +103,7 @@ std::map<std::string, nlohmann::json> attempt_histories(const std::string& works
   const std::string path = WorkspaceLayout(workspace).store();
   if (!fs::exists(path)) return out;
   Store store(path, Store::Mode::kRead);
-  for (const auto& a : store.attempts()) {
+  for (const auto& a : ClaimsTable(store).attempts()) {
     auto& list = out[a.run_id];
     if (list.is_null()) list = nlohmann::json::array();
     list.push_back({{"attempt", a.attempt_id}, {"host", a.host}, {"pid", a.pid}, {"started", a.started_at},

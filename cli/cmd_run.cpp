@@ -60,13 +60,13 @@ int cmd_run(const Args& args) {
   o.on_event = [](const std::string& l) { std::fprintf(stderr, "%s\n", l.c_str()); };
   auto out = scheduler::submit_grid(g.request("orchestrator run " + c.exp_path), o);
   const int code = tell_outcome(out, "run", c.exp_path);
-  if (out.result.interrupted_by) return code;
+  if (out.trained.interrupted_by) return code;
   Store store(layout.store());
   report::ReportOptions ro = report::report_options_from(g.exp);
   report::Report rep = report::make_report(g.exp, g.grid, store, g.workspace, ro);
   std::cout << "\n" << rep.markdown;
   double mins = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 60;
-  std::printf("run: %d run(s) trained now (%d failed), %.1f min. Report:\n", out.result.done, out.result.failed, mins);
+  std::printf("run: %d run(s) trained now (%d failed), %.1f min. Report:\n", out.trained.done, out.trained.failed, mins);
   for (const auto& f : rep.files) std::printf("  %s\n", f.c_str());
   std::printf("  %s (previews of the data sets)\n", layout.report_dir().c_str());
   std::printf("Runs and metrics: sqlite3 %s; status: orchestrator status %s\n", layout.store().c_str(), c.exp_path.c_str());

@@ -4,13 +4,10 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <filesystem>
 
 #include "cli/options.h"
-#include "core/control.h"
 #include "core/errors.h"
 #include "core/experiment.h"
-#include "core/process_identity.h"
 #include "core/run_settings.h"
 #include "models/model_config.h"
 #include "runner/communicator.h"
@@ -19,37 +16,27 @@
 #include "runner/worker.h"
 #include "scheduler/backend.h"
 #include "scheduler/grid.h"
-#include "scheduler/plan.h"
+#include "scheduler/submission.h"
 #include "storage/layout.h"
-#include "storage/run_state.h"
-#include "storage/store.h"
-#include "storage/workspace.h"
-#include "storage/workspace_lock.h"
 
 namespace orch::cli {
 
-namespace fs = std::filesystem;
-
 namespace {
 
-// Under the workspace lock: records the chain and dispatches its runs that are not done to this process (a
-// compare-and-set, as any backend's dispatch). A run another job has is an error naming that job.
+// The control plane's one sequence (scheduler/submission.h), dispatching the chain's runs that are not done to
+// this process. A run another job has is an error naming that job.
 void dispatch_to_self(const Experiment& exp, const std::vector<scheduler::PlannedRun>& chain, const std::string& workspace) {
-  const WorkspaceLayout layout(workspace);
-  FileLock lock(layout.lock(), "orchestrator train " + exp.path, control_timeouts().lock_wait_s);
-  Store store(layout.store());
-  scheduler::record_runs(store, chain);
-  auto plan = scheduler::plan(chain, store, scheduler::Filter{}, scheduler::PlanMode::kSubmit,
-                              scheduler::live_job_states(store, workspace));
-  std::vector<Store::Dispatch> todo;
-  for (const auto& st : plan) {
-    if (st.state == run_state::kDone) continue;
-    if (run_state::is_active(st.state))
-      throw BusyError("run " + st.run.id + " is " + st.why + "; wait for it (orchestrator status), or cancel it first");
-    todo.push_back({st.run.id, st.recorded_state, ProcessIdentity::self().str()});
-  }
-  auto done = store.dispatch_runs(todo, "local");
-  if (done.size() != todo.size()) throw BusyError("a run of the chain changed state while it was being dispatched; try again");
+  scheduler::GridRequest g;
+  g.exp = &exp;
+  g.grid = chain;
+  g.workspace = workspace;
+  g.command = "orchestrator train " + exp.path;
+  scheduler::SubmitOptions o;
+  o.in_this_process = true;
+  o.on_event = [](const std::string& line) { std::fprintf(stderr, "train: %s\n", line.c_str()); };
+  const scheduler::SubmitOutcome out = scheduler::submit_grid(g, o);
+  if (!out.result.skipped.empty())
+    throw BusyError("a run of the chain changed state while it was being dispatched; try again");
 }
 
 }  // namespace
@@ -82,11 +69,9 @@ int cmd_train(const Args& args) {
                      "key, or run the sweep's runs with `orchestrator submit " + exp_path + " --only KEY=VALUE`");
   if (workspace.empty()) workspace = exp.workspace;
   auto chain = scheduler::chain_for(exp, dataset, model, seed, choice_flag<Stage>("--stage", stage));
-  auto comm = runner::make_communicator(comm_kind, runner::use_cuda(exp.training));
+  auto comm = runner::make_communicator(choice_flag<CommunicatorKind>("--communicator", comm_kind), runner::use_cuda(exp.training));
   auto job = scheduler::detect_job_environment(true);
   if (comm->rank() == 0) {
-    fs::create_directories(workspace);
-    ensure_dataset(exp, exp.dataset(dataset), workspace);
     dispatch_to_self(exp, chain, workspace);
   }
   comm->barrier();
@@ -119,7 +104,7 @@ int cmd_worker(const Args& args) {
   if (!parse_options(args, desc, vm, "orchestrator worker --workspace DIR --run RUN_ID", nullptr)) return 0;
   if (!is_safe_run_id(run_id)) throw InputError("--run", "", run_id, "not a run id ([A-Za-z0-9_.-])");
   if (threads < 0 || threads > 1024) throw InputError("--threads", "", std::to_string(threads), "expected 0 to 1024");
-  auto comm = runner::make_communicator(comm_kind, runner::run_uses_cuda(workspace, run_id));
+  auto comm = runner::make_communicator(choice_flag<CommunicatorKind>("--communicator", comm_kind), runner::run_uses_cuda(workspace, run_id));
   auto job = scheduler::detect_job_environment(!no_requeue);
   runner::WorkerOptions wo;
   wo.workspace = workspace;

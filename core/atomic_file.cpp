@@ -11,23 +11,22 @@
 #include <filesystem>
 
 #include "core/errors.h"
-#include "core/file_io.h"
 
 namespace orch {
 
 namespace fs = std::filesystem;
 
-AtomicFile::AtomicFile(std::string target, bool overwrite) : target_(std::move(target)) {
+AtomicFile::AtomicFile(std::string target, bool overwrite, Env& env) : target_(std::move(target)), env_(&env) {
   if (!overwrite && fs::exists(target_))
     throw InputError(target_, "", "", "output already exists (remove it, or pass --force to replace it)");
   fs::path parent = fs::path(target_).parent_path();
   if (!parent.empty() && !fs::exists(parent)) fs::create_directories(parent);
   temp_ = target_ + ".tmp-" + std::to_string(::getpid());
-  std::remove(temp_.c_str());
+  env_->remove(temp_);
 }
 
 AtomicFile::~AtomicFile() {
-  if (!committed_) std::remove(temp_.c_str());
+  if (!committed_) env_->remove(temp_);
 }
 
 namespace {
@@ -42,28 +41,29 @@ bool is_temporary_name(const std::string& name, std::string* target = nullptr) {
   return true;
 }
 
-std::vector<std::string> remove_temporaries(const fs::path& dir, const std::string* only_target) {
+std::vector<std::string> remove_temporaries(Env& env, const fs::path& dir, const std::string* only_target) {
   std::vector<std::string> removed;
-  std::error_code ec;
-  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+  for (const std::string& name : env.list_files(dir.string())) {
     std::string target;
-    if (!is_temporary_name(it->path().filename().string(), &target)) continue;
+    if (!is_temporary_name(name, &target)) continue;
     if (only_target && target != *only_target) continue;
-    std::error_code rm;
-    if (it->is_regular_file(rm) && fs::remove(it->path(), rm)) removed.push_back(it->path().string());
+    const std::string path = (dir / name).string();
+    if (env.remove(path)) removed.push_back(path);
   }
   return removed;
 }
 
 }  // namespace
 
-std::vector<std::string> remove_stale_temporaries(const std::string& target) {
+std::vector<std::string> remove_stale_temporaries(const std::string& target, Env& env) {
   const fs::path t(target);
   const std::string name = t.filename().string();
-  return remove_temporaries(t.has_parent_path() ? t.parent_path() : fs::path("."), &name);
+  return remove_temporaries(env, t.has_parent_path() ? t.parent_path() : fs::path("."), &name);
 }
 
-std::vector<std::string> remove_stale_temporaries_in(const std::string& dir) { return remove_temporaries(dir, nullptr); }
+std::vector<std::string> remove_stale_temporaries_in(const std::string& dir, Env& env) {
+  return remove_temporaries(env, dir, nullptr);
+}
 
 void fsync_path(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY);
@@ -77,8 +77,7 @@ void fsync_path(const std::string& path) {
 void AtomicFile::commit(const PublishFence& fence) {
   fsync_path(temp_);
   auto publish = [this] {
-    if (std::rename(temp_.c_str(), target_.c_str()) != 0)
-      throw Error(target_ + ": cannot rename " + temp_ + " into place: " + std::strerror(errno));
+    env_->rename(temp_, target_);
     committed_ = true;
     fs::path parent = fs::path(target_).parent_path();
     fsync_path(parent.empty() ? "." : parent.string());
@@ -91,9 +90,9 @@ void AtomicFile::commit(const PublishFence& fence) {
   }
 }
 
-void write_file_atomically(const std::string& path, const std::string& text, const PublishFence& fence) {
-  AtomicFile f(path, true);
-  write_bytes(f.temp_path(), text.data(), text.size());
+void write_file_atomically(const std::string& path, const std::string& text, const PublishFence& fence, Env& env) {
+  AtomicFile f(path, true, env);
+  env.write_file(f.temp_path(), text.data(), text.size());
   f.commit(fence);
 }
 
@@ -101,13 +100,13 @@ void write_file_atomically(const std::string& path, const std::string& text, con
 
 namespace orch {
 
-void copy_file_atomically(const std::string& from, const std::string& to, const PublishFence& fence) {
+void copy_file_atomically(const std::string& from, const std::string& to, const PublishFence& fence, Env& env) {
   std::ifstream in(from, std::ios::binary);
   if (!in) throw Error(from + ": cannot read: " + std::strerror(errno));
   std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (in.bad()) throw Error(from + ": read failed");
-  AtomicFile f(to, true);
-  write_bytes(f.temp_path(), bytes.data(), bytes.size());
+  AtomicFile f(to, true, env);
+  env.write_file(f.temp_path(), bytes.data(), bytes.size());
   f.commit(fence);
 }
 

@@ -91,6 +91,13 @@ template <> struct ChoiceTable<EmptyMask> {
   static constexpr std::array<std::pair<EmptyMask, const char*>, 3> values{
       {{EmptyMask::kWorst, "worst"}, {EmptyMask::kExclude, "exclude"}, {EmptyMask::kFail, "fail"}}};
 };
+// train/worker --communicator: how ranks reduce gradients (runner/communicator.h).
+enum class CommunicatorKind { kAuto, kSingle, kMpi, kNccl };
+template <> struct ChoiceTable<CommunicatorKind> {
+  static constexpr std::array<std::pair<CommunicatorKind, const char*>, 4> values{
+      {{CommunicatorKind::kAuto, "auto"}, {CommunicatorKind::kSingle, "single"}, {CommunicatorKind::kMpi, "mpi"},
+       {CommunicatorKind::kNccl, "nccl"}}};
+};
 // A run's stage: a run of the grid, or the UNet the joint networks freeze trained as a run of its own.
 enum class Stage { kTrain, kPretrain };
 template <> struct ChoiceTable<Stage> {

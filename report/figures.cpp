@@ -141,7 +141,7 @@ bool draw_qualitative(const std::string& workspace, const DatasetSpec& ds, const
       if (it == index_of.end()) continue;
       Sample s = data.read(it->second);
       cv::Mat truth = organ_masks_from_labels(layout, s.mask)[0];
-      cv::Mat pred = p.evaluated == "points" ? organ_masks_from_points(layout, denormalise_points(p.points[i], p.size), p.size)[0]
+      cv::Mat pred = p.on_points() ? organ_masks_from_points(layout, denormalise_points(p.points[i], p.size), p.size)[0]
                                              : organ_masks_from_labels(layout, p.masks[i])[0];
       dice[p.ids[i]].push_back(compare_masks(pred, truth).dice);
     }
@@ -182,7 +182,7 @@ bool draw_qualitative(const std::string& workspace, const DatasetSpec& ds, const
       }
       size_t i = static_cast<size_t>(it - p.ids.begin());
       cairo_set_source_rgb(cr, 0.95, 0.15, 0.15);
-      if (p.evaluated == "points") {
+      if (p.on_points()) {
         auto px = denormalise_points(p.points[i], p.size);
         for (size_t o = 0; o < layout.organs.size(); ++o) stroke_polygon(cr, organ_points(layout, px, static_cast<int>(o)), x, y, tile / p.size);
       } else {
@@ -237,116 +237,133 @@ std::string tick_text(double v) {
 
 }  // namespace
 
+namespace {
+
+// One network's panel of the training-curves figure: where it lies on the page and how epochs and (log-scale)
+// values map to its plot area.
+struct CurvePanel {
+  static constexpr double kW = 300, kH = 200, kPad = 16;
+  static constexpr double kLeft = 46, kRight = 8, kTop = 22, kBottom = 30;  // room for the labels
+  double x0 = 0, y0 = 0, px0 = 0, px1 = 0, py0 = 0, py1 = 0;
+  double lo = 1e300, hi = -1e300, emax = 1;
+  CurvePanel(double x, double y) : x0(x), y0(y), px0(x + kLeft), px1(x + kW - kRight), py0(y + kTop), py1(y + kH - kBottom) {}
+  bool empty() const { return lo > hi; }
+  double px(double e) const { return px0 + (e - 1) / std::max(1.0, emax - 1) * (px1 - px0); }
+  double py(double v) const {
+    return py1 - (std::log10(v) - std::log10(lo)) / std::max(1e-12, std::log10(hi) - std::log10(lo)) * (py1 - py0);
+  }
+};
+
+bool plottable(double v) { return v > 0 && std::isfinite(v); }
+
+// The value range and last epoch of a network's runs (widened when narrower than 1.5x, so a flat curve shows).
+void fit_range(CurvePanel& p, const std::vector<const CurveRun*>& mine) {
+  for (const CurveRun* r : mine)
+    for (const auto& e : r->epochs) {
+      for (double v : {e.train_loss, e.val_criterion})
+        if (plottable(v)) p.lo = std::min(p.lo, v), p.hi = std::max(p.hi, v);
+      p.emax = std::max(p.emax, static_cast<double>(e.epoch));
+    }
+  if (!p.empty() && p.hi / p.lo < 1.5) p.lo /= 1.25, p.hi *= 1.25;
+}
+
+void draw_axes(cairo_t* cr, const CurvePanel& p) {
+  cairo_set_line_width(cr, 0.8);
+  cairo_set_source_rgb(cr, 0.3, 0.3, 0.3);
+  cairo_move_to(cr, p.px0, p.py0);
+  cairo_line_to(cr, p.px0, p.py1);
+  cairo_line_to(cr, p.px1, p.py1);
+  cairo_stroke(cr);
+  for (double e : linear_ticks(1, p.emax, 5)) {
+    if (e < 1) continue;
+    cairo_move_to(cr, p.px(e), p.py1);
+    cairo_line_to(cr, p.px(e), p.py1 + 3);
+    cairo_stroke(cr);
+    text(cr, p.px(e), p.py1 + 13, tick_text(e), 9, true);
+  }
+  text(cr, (p.px0 + p.px1) / 2, p.py1 + 25, "epoch", 9, true);
+  for (double v : log_ticks(p.lo, p.hi)) {
+    cairo_set_source_rgb(cr, 0.88, 0.88, 0.88);
+    cairo_move_to(cr, p.px0, p.py(v));
+    cairo_line_to(cr, p.px1, p.py(v));
+    cairo_stroke(cr);
+    cairo_set_source_rgb(cr, 0.3, 0.3, 0.3);
+    text(cr, p.x0 + 16, p.py(v) + 3, tick_text(v), 9);
+  }
+  cairo_save(cr);
+  cairo_translate(cr, p.x0 + 10, (p.py0 + p.py1) / 2 + 18);
+  cairo_rotate(cr, -M_PI / 2);
+  text(cr, 0, 0, "log scale", 8);
+  cairo_restore(cr);
+}
+
 // A dot on the validation curve at the epoch from which the run's criterion stayed flat (core/plateau.h).
-template <class X, class Y>
-void mark_plateau(cairo_t* cr, const CurveRun& run, const X& px, const Y& py) {
+void mark_plateau(cairo_t* cr, const CurveRun& run, const CurvePanel& p) {
   if (!run.plateau.measured || !run.plateau.reached) return;
   for (const auto& e : run.epochs)
-    if (e.epoch == run.plateau.flat_from && e.val_criterion > 0 && std::isfinite(e.val_criterion)) {
-      cairo_arc(cr, px(static_cast<double>(e.epoch)), py(e.val_criterion), 3.5, 0, 2 * M_PI);
+    if (e.epoch == run.plateau.flat_from && plottable(e.val_criterion)) {
+      cairo_arc(cr, p.px(static_cast<double>(e.epoch)), p.py(e.val_criterion), 3.5, 0, 2 * M_PI);
       cairo_fill(cr);
     }
 }
 
-void draw_curves(const std::string& dataset, const std::vector<CurveRun>& runs, const std::string& png) {
-  std::vector<std::string> models;
-  std::map<std::string, std::string> label;
-  for (const auto& r : runs)
-    if (!label.count(r.model)) {
-      models.push_back(r.model);
-      label[r.model] = r.label;
+// One run's two curves (train loss solid, validation criterion dashed), its plateau dot and its seed's label, in
+// the colour of its position `k` among the network's runs.
+void draw_run(cairo_t* cr, const CurvePanel& p, const CurveRun& run, size_t k) {
+  static const double colours[6][3] = {{0.12, 0.47, 0.71}, {1.0, 0.5, 0.05}, {0.17, 0.63, 0.17},
+                                       {0.84, 0.15, 0.16}, {0.58, 0.4, 0.74}, {0.55, 0.34, 0.29}};
+  const double* c = colours[k % 6];
+  cairo_set_source_rgb(cr, c[0], c[1], c[2]);
+  cairo_set_line_width(cr, 1.3);
+  for (int series = 0; series < 2; ++series) {
+    const double dash[] = {4, 3};
+    cairo_set_dash(cr, series == 1 ? dash : nullptr, series == 1 ? 2 : 0, 0);
+    bool started = false;
+    for (const auto& e : run.epochs) {
+      const double v = series == 0 ? e.train_loss : e.val_criterion;
+      if (!plottable(v)) continue;
+      if (!started) cairo_move_to(cr, p.px(static_cast<double>(e.epoch)), p.py(v));
+      else cairo_line_to(cr, p.px(static_cast<double>(e.epoch)), p.py(v));
+      started = true;
     }
+    cairo_stroke(cr);
+  }
+  cairo_set_dash(cr, nullptr, 0, 0);
+  mark_plateau(cr, run, p);
+  const std::string seed = "s" + std::to_string(run.seed) + (run.plateau.measured && !run.plateau.reached ? " improving" : "");
+  text(cr, p.px1 - 70, p.y0 + 14 + 10 * static_cast<double>(k), seed, 9);
+}
+
+}  // namespace
+
+void draw_curves(const std::string& dataset, const std::vector<CurveRun>& runs, const std::string& png) {
+  std::vector<std::string> models;  // in the order of their first run
+  std::map<std::string, std::vector<const CurveRun*>> of;
+  for (const auto& r : runs) {
+    if (!of.count(r.model)) models.push_back(r.model);
+    of[r.model].push_back(&r);
+  }
+  using P = CurvePanel;
   const int cols = 4, rows_n = static_cast<int>((models.size() + cols - 1) / cols);
-  const double W = 300, H = 200, pad = 16;
-  Surface S(static_cast<int>(cols * (W + pad) + pad), static_cast<int>(rows_n * (H + pad) + pad + 40));
+  Surface S(static_cast<int>(cols * (P::kW + P::kPad) + P::kPad), static_cast<int>(rows_n * (P::kH + P::kPad) + P::kPad + 40));
   cairo_t* cr = S.cr;
   cairo_set_source_rgb(cr, 0, 0, 0);
-  text(cr, pad, 20, "Training curves, " + dataset + ": train loss (solid) and validation criterion (dashed) per epoch, "
-                    "log scale; one colour per seed", 13);
-  text(cr, pad, 37, "a dot: where the criterion went flat (within 1 % of its final best); 'improving': not flat over the "
-                    "last fifth of the run's epochs", 11);
-  const double colours[6][3] = {{0.12, 0.47, 0.71}, {1.0, 0.5, 0.05}, {0.17, 0.63, 0.17}, {0.84, 0.15, 0.16}, {0.58, 0.4, 0.74}, {0.55, 0.34, 0.29}};
-  // Plot area inside a panel: room on the left for the y labels, below for the x labels.
-  const double left = 46, right = 8, top = 22, bottom = 30;
+  text(cr, P::kPad, 20, "Training curves, " + dataset + ": train loss (solid) and validation criterion (dashed) per "
+                        "epoch, log scale; one colour per seed", 13);
+  text(cr, P::kPad, 37, "a dot: where the criterion went flat (within 1 % of its final best); 'improving': not flat "
+                        "over the last fifth of the run's epochs", 11);
   for (size_t m = 0; m < models.size(); ++m) {
-    const double x0 = pad + (m % cols) * (W + pad), y0 = 40 + pad + (m / cols) * (H + pad);
-    double lo = 1e300, hi = -1e300, emax = 1;
-    std::vector<const CurveRun*> mine;
-    for (const auto& r : runs)
-      if (r.model == models[m]) {
-        mine.push_back(&r);
-        for (const auto& e : r.epochs) {
-          for (double v : {e.train_loss, e.val_criterion})
-            if (v > 0 && std::isfinite(v)) lo = std::min(lo, v), hi = std::max(hi, v);
-          emax = std::max(emax, static_cast<double>(e.epoch));
-        }
-      }
+    const auto& mine = of[models[m]];
+    CurvePanel p(P::kPad + (m % cols) * (P::kW + P::kPad), 40 + P::kPad + (m / cols) * (P::kH + P::kPad));
+    fit_range(p, mine);
     cairo_set_source_rgb(cr, 0.97, 0.97, 0.97);
-    cairo_rectangle(cr, x0, y0, W, H);
+    cairo_rectangle(cr, p.x0, p.y0, P::kW, P::kH);
     cairo_fill(cr);
     cairo_set_source_rgb(cr, 0, 0, 0);
-    text(cr, x0 + left, y0 + 14, label[models[m]], 12);
-    if (lo > hi) continue;
-    if (hi / lo < 1.5) lo /= 1.25, hi *= 1.25;
-    const double llo = std::log10(lo), lhi = std::log10(hi);
-    const double px0 = x0 + left, px1 = x0 + W - right, py0 = y0 + top, py1 = y0 + H - bottom;
-    auto px = [&](double e) { return px0 + (e - 1) / std::max(1.0, emax - 1) * (px1 - px0); };
-    auto py = [&](double v) { return py1 - (std::log10(v) - llo) / std::max(1e-12, lhi - llo) * (py1 - py0); };
-    // Axes, ticks and labels.
-    cairo_set_line_width(cr, 0.8);
-    cairo_set_source_rgb(cr, 0.3, 0.3, 0.3);
-    cairo_move_to(cr, px0, py0);
-    cairo_line_to(cr, px0, py1);
-    cairo_line_to(cr, px1, py1);
-    cairo_stroke(cr);
-    for (double e : linear_ticks(1, emax, 5)) {
-      if (e < 1) continue;
-      cairo_move_to(cr, px(e), py1);
-      cairo_line_to(cr, px(e), py1 + 3);
-      cairo_stroke(cr);
-      text(cr, px(e), py1 + 13, tick_text(e), 9, true);
-    }
-    text(cr, (px0 + px1) / 2, py1 + 25, "epoch", 9, true);
-    for (double v : log_ticks(lo, hi)) {
-      cairo_set_source_rgb(cr, 0.88, 0.88, 0.88);
-      cairo_move_to(cr, px0, py(v));
-      cairo_line_to(cr, px1, py(v));
-      cairo_stroke(cr);
-      cairo_set_source_rgb(cr, 0.3, 0.3, 0.3);
-      text(cr, x0 + 16, py(v) + 3, tick_text(v), 9);
-    }
-    cairo_save(cr);
-    cairo_translate(cr, x0 + 10, (py0 + py1) / 2 + 18);
-    cairo_rotate(cr, -M_PI / 2);
-    text(cr, 0, 0, "log scale", 8);
-    cairo_restore(cr);
-    for (size_t k = 0; k < mine.size(); ++k) {
-      const double* c = colours[k % 6];
-      cairo_set_source_rgb(cr, c[0], c[1], c[2]);
-      cairo_set_line_width(cr, 1.3);
-      for (int series = 0; series < 2; ++series) {
-        if (series == 1) {
-          double dash[] = {4, 3};
-          cairo_set_dash(cr, dash, 2, 0);
-        } else {
-          cairo_set_dash(cr, nullptr, 0, 0);
-        }
-        bool started = false;
-        for (const auto& e : mine[k]->epochs) {
-          double v = series == 0 ? e.train_loss : e.val_criterion;
-          if (!(v > 0 && std::isfinite(v))) continue;
-          if (!started) cairo_move_to(cr, px(static_cast<double>(e.epoch)), py(v));
-          else cairo_line_to(cr, px(static_cast<double>(e.epoch)), py(v));
-          started = true;
-        }
-        cairo_stroke(cr);
-      }
-      cairo_set_dash(cr, nullptr, 0, 0);
-      mark_plateau(cr, *mine[k], px, py);
-      const Plateau& p = mine[k]->plateau;
-      const std::string seed = "s" + std::to_string(mine[k]->seed) + (p.measured && !p.reached ? " improving" : "");
-      text(cr, px1 - 70, y0 + 14 + 10 * static_cast<double>(k), seed, 9);
-    }
+    text(cr, p.px0, p.y0 + 14, mine.front()->label, 12);
+    if (p.empty()) continue;
+    draw_axes(cr, p);
+    for (size_t k = 0; k < mine.size(); ++k) draw_run(cr, p, *mine[k], k);
   }
   S.save(png);
 }

@@ -12,7 +12,7 @@
 
 #include "core/experiment.h"
 #include "core/plateau.h"
-#include "storage/store.h"
+#include "storage/metrics_table.h"
 
 namespace orch::report {
 

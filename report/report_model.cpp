@@ -12,10 +12,12 @@
 #include "report/paper_tables.h"
 #include "report/stats.h"
 #include "storage/accounting_table.h"
+#include "storage/claims_table.h"
 #include "storage/layout.h"
 #include "storage/metrics_table.h"
 #include "storage/provenance_table.h"
 #include "storage/run_state.h"
+#include "storage/runs_table.h"
 
 namespace orch::report {
 
@@ -134,7 +136,7 @@ std::vector<CostRow> costs(Store& store, const std::vector<scheduler::PlannedRun
   for (const auto& r : grid) network_of[r.id] = r.settings.model;
   std::map<std::string, CostRow> by;
   std::map<std::string, std::set<std::string>> runs;
-  for (const auto& a : store.attempts()) {
+  for (const auto& a : ClaimsTable(store).attempts()) {
     auto it = network_of.find(a.run_id);
     if (it == network_of.end()) continue;
     CostRow& c = by[it->second];
@@ -167,9 +169,9 @@ std::vector<CostRow> costs(Store& store, const std::vector<scheduler::PlannedRun
 std::vector<RunInfo> run_infos(Store& store, const std::vector<scheduler::PlannedRun>& grid, const std::string& workspace,
                                const std::string& report_dir) {
   std::map<std::string, RunRecord> recorded;
-  for (auto& r : store.runs()) recorded[r.run_id] = r;
+  for (auto& r : RunsTable(store).runs()) recorded[r.run_id] = r;
   std::map<std::string, std::pair<int, double>> attempts;  // run -> (count, wall hours)
-  for (const auto& a : store.attempts()) {
+  for (const auto& a : ClaimsTable(store).attempts()) {
     auto& x = attempts[a.run_id];
     ++x.first;
     x.second += attempt_seconds(a) / 3600;
@@ -259,7 +261,7 @@ ReportModel build_report_model(const Experiment& exp, const std::vector<schedule
   m.paper_source = paper.value("source", std::string());
 
   std::map<std::string, RunRecord> recorded;
-  for (auto& r : store.runs()) recorded[r.run_id] = r;
+  for (auto& r : RunsTable(store).runs()) recorded[r.run_id] = r;
   std::vector<std::string> ids;
   std::map<std::string, const scheduler::PlannedRun*> by_id;
   std::map<std::pair<std::string, std::string>, std::vector<const scheduler::PlannedRun*>> runs_of;  // (dataset, model)

@@ -164,7 +164,7 @@ void claims_markdown(std::ostringstream& md, const ReportModel& m) {
          << x.images << " | " << choice_name(x.verdict) << " |\n";
 }
 
-void claims_html(std::ostringstream& h, const ReportModel& m) {
+void claims_html(std::ostream& h, const ReportModel& m) {
   if (m.claims.empty()) return;
   h << "<h2>The paper's claims on this grid</h2>\n<p class=\"caption\">" << html_escape(kClaimsMethod)
     << "</p>\n<table class=\"claims\"><tr><th>Claim</th><th>Verdict</th><th>Comparisons</th><th>Source</th></tr>\n";
@@ -370,8 +370,9 @@ std::string to_latex(const ReportModel& m) {
   return tex.str();
 }
 
-std::string to_html(const ReportModel& m, const std::vector<FigureFile>& figures, const std::vector<std::string>& warnings) {
-  std::ostringstream h;
+namespace {
+
+void html_head(std::ostream& h, const ReportModel& m) {
   h << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>" << html_escape(m.experiment)
     << ": Tables 1-2</title>\n<style>\nbody{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;"
        "margin:1em 0}th,td{border:1px solid #bbb;padding:4px 8px;text-align:right;vertical-align:top}th:first-child,"
@@ -380,28 +381,31 @@ std::string to_html(const ReportModel& m, const std::vector<FigureFile>& figures
   h << "<h1>" << html_escape(m.experiment) << ": Tables 1-2</h1>\n<p class=\"caption\">This grid: mean ± std over "
     << m.seeds << " seed" << (m.seeds == 1 ? "" : "s") << " per network and data set. Paper values beside them: "
     << html_escape(m.paper_source) << "</p>\n";
-  const std::string base = baseline_name(m);
-  for (const auto& t : m.tables) {
-    h << "<h2>" << html_escape(title(t)) << "</h2>\n<table class=\"results\"><tr><th>Network</th><th>Predict</th><th>Supervision</th>";
-    for (const auto& c : t.columns) h << "<th>" << html_escape(c.label) << "</th>";
-    h << "<th>seeds</th><th>median run</th><th>Wilcoxon p vs " << html_escape(base) << "</th></tr>\n";
-    for (const auto& r : t.rows) {
-      h << "<tr><td>" << html_escape(r.network->paper_name) << "</td><td>" << r.network->predicts << "</td><td>"
-        << r.network->supervision << "</td>";
-      for (size_t c = 0; c < t.columns.size(); ++c) {
-        const Cell& cell = r.cells[c];
-        const int dg = t.columns[c].digits;
-        h << "<td" << (cell.best ? " class=\"best\"" : "") << ">" << html_escape(cell_text(cell, dg, " ± "));
-        if (!std::isnan(cell.paper))
-          h << "<br><span class=\"paper\">paper " << fmt(cell.paper, dg) << (std::isnan(cell.mean) ? "" : " (" + difference(cell, dg) + ")") << "</span>";
-        h << "</td>";
-      }
-      h << "<td>" << r.done_ids.size() << "</td><td>" << (r.median.empty() ? "–" : "<a href=\"#" + html_escape(r.median) + "\">" + html_escape(r.median) + "</a>")
-        << "</td><td>" << (std::isnan(r.p_vs_baseline) ? "–" : fmt(r.p_vs_baseline, 4) + " (n=" + std::to_string(r.n_pairs) + ")")
-        << "</td></tr>\n";
+}
+
+void html_results_table(std::ostream& h, const ReportModel& m, const Table& t, const std::string& base) {
+  h << "<h2>" << html_escape(title(t)) << "</h2>\n<table class=\"results\"><tr><th>Network</th><th>Predict</th><th>Supervision</th>";
+  for (const auto& c : t.columns) h << "<th>" << html_escape(c.label) << "</th>";
+  h << "<th>seeds</th><th>median run</th><th>Wilcoxon p vs " << html_escape(base) << "</th></tr>\n";
+  for (const auto& r : t.rows) {
+    h << "<tr><td>" << html_escape(r.network->paper_name) << "</td><td>" << r.network->predicts << "</td><td>"
+      << r.network->supervision << "</td>";
+    for (size_t c = 0; c < t.columns.size(); ++c) {
+      const Cell& cell = r.cells[c];
+      const int dg = t.columns[c].digits;
+      h << "<td" << (cell.best ? " class=\"best\"" : "") << ">" << html_escape(cell_text(cell, dg, " ± "));
+      if (!std::isnan(cell.paper))
+        h << "<br><span class=\"paper\">paper " << fmt(cell.paper, dg) << (std::isnan(cell.mean) ? "" : " (" + difference(cell, dg) + ")") << "</span>";
+      h << "</td>";
     }
-    h << "</table>\n<p class=\"caption\">" << html_escape(caption(m, t)) << "</p>\n";
+    h << "<td>" << r.done_ids.size() << "</td><td>" << (r.median.empty() ? "–" : "<a href=\"#" + html_escape(r.median) + "\">" + html_escape(r.median) + "</a>")
+      << "</td><td>" << (std::isnan(r.p_vs_baseline) ? "–" : fmt(r.p_vs_baseline, 4) + " (n=" + std::to_string(r.n_pairs) + ")")
+      << "</td></tr>\n";
   }
+  h << "</table>\n<p class=\"caption\">" << html_escape(caption(m, t)) << "</p>\n";
+}
+
+void html_notes(std::ostream& h, const ReportModel& m, const std::vector<std::string>& warnings) {
   if (!m.missing.empty() || !m.notes.empty() || !warnings.empty()) {
     h << "<h2>Notes</h2>\n<ul>\n";
     for (const auto& x : m.missing) h << "<li>not done: " << html_escape(x) << "</li>\n";
@@ -409,6 +413,10 @@ std::string to_html(const ReportModel& m, const std::vector<FigureFile>& figures
     for (const auto& w : warnings) h << "<li>warning: " << html_escape(w) << "</li>\n";
     h << "</ul>\n";
   }
+}
+
+// Each figure inlined as a data: URL, so report.html is one file that can be mailed or moved.
+void html_figures(std::ostream& h, const std::vector<FigureFile>& figures) {
   for (const auto& f : figures) {
     std::ifstream in(f.path, std::ios::binary);
     if (!in) continue;
@@ -416,7 +424,9 @@ std::string to_html(const ReportModel& m, const std::vector<FigureFile>& figures
     h << "<h2>" << html_escape(f.title) << "</h2>\n<img alt=\"" << html_escape(f.title) << "\" src=\"data:image/png;base64,"
       << base64(bytes) << "\">\n";
   }
-  claims_html(h, m);
+}
+
+void html_cost(std::ostream& h, const ReportModel& m) {
   if (!m.cost.empty()) {
     h << "<h2>Cost per network</h2>\n<table class=\"cost\"><tr><th>Network</th><th>runs</th><th>attempts</th><th>wall h</th>"
          "<th>GPU h</th><th>lost h</th><th>Slurm GPU h (sacct)</th></tr>\n";
@@ -426,6 +436,9 @@ std::string to_html(const ReportModel& m, const std::vector<FigureFile>& figures
         << hours(c.slurm_gpu_hours) << "</td></tr>\n";
     h << "</table>\n<p class=\"caption\">lost: attempts that did not finish their run (failed, requeued, killed, lost).</p>\n";
   }
+}
+
+void html_runs(std::ostream& h, const ReportModel& m) {
   h << "<h2>Runs</h2>\n<table class=\"runs\"><tr><th>Run</th><th>Network</th><th>Data set</th><th>Seed</th><th>State</th>"
        "<th>Attempts</th><th>Wall h</th><th>Epochs</th><th>Plateau</th><th>Log</th></tr>\n";
   for (const auto& r : m.runs) {
@@ -438,12 +451,30 @@ std::string to_html(const ReportModel& m, const std::vector<FigureFile>& figures
       << html_escape(path_href(r.log)) << "\">log</a></td></tr>\n";
   }
   h << "</table>\n";
-  // For a reader that checks the page rendered (the browser test): how many tables and whether every image decoded.
+}
+
+// For a reader that checks the page rendered (the browser test): how many tables and whether every image decoded.
+void html_render_check(std::ostream& h) {
   h << "<script>\nwindow.addEventListener('load', function () {\n  var imgs = Array.prototype.slice.call(document.images);\n"
        "  var ok = imgs.every(function (i) { return i.complete && i.naturalWidth > 0; });\n"
        "  document.body.setAttribute('data-images', String(imgs.length));\n"
        "  document.body.setAttribute('data-images-ok', ok ? 'yes' : 'no');\n"
        "  document.body.setAttribute('data-tables', String(document.querySelectorAll('table.results').length));\n});\n</script>\n";
+}
+
+}  // namespace
+
+std::string to_html(const ReportModel& m, const std::vector<FigureFile>& figures, const std::vector<std::string>& warnings) {
+  std::ostringstream h;
+  html_head(h, m);
+  const std::string base = baseline_name(m);
+  for (const auto& t : m.tables) html_results_table(h, m, t, base);
+  html_notes(h, m, warnings);
+  html_figures(h, figures);
+  claims_html(h, m);
+  html_cost(h, m);
+  html_runs(h, m);
+  html_render_check(h);
   h << "</body></html>\n";
   return h.str();
 }

@@ -225,8 +225,8 @@ Loaded read_all(const std::string& path, torch::nn::Module& module, torch::optim
 }  // namespace
 
 void save_checkpoint(const std::string& path, torch::nn::Module& module, torch::optim::Adam& opt,
-                     const CheckpointState& s, const PublishFence& fence) {
-  AtomicFile out(path, true);
+                     const CheckpointState& s, const PublishFence& fence, Env& env) {
+  AtomicFile out(path, true, env);
   {
     h5::Handle f = h5::create_memory_file();  // written out in one go below (storage/h5.h)
     {
@@ -270,7 +270,7 @@ void save_checkpoint(const std::string& path, torch::nn::Module& module, torch::
     h5::set_attr(f, "config_hash", s.config_hash);
     h5::set_attr(f, "extra", s.extra);
     h5::set_attr(f, "checksum", file_digest(f, path));
-    h5::save_memory_file(f, out.temp_path());
+    h5::save_memory_file(f, out.temp_path(), out.env());
   }
   out.commit(fence);
 }
@@ -347,10 +347,10 @@ bool verify_checkpoint(const std::string& path, std::string* why) {
   }
 }
 
-CheckpointSeries::CheckpointSeries(std::string dir, int keep, PublishFence fence)
-    : dir_(std::move(dir)), keep_(std::max(1, keep)), fence_(std::move(fence)) {
+CheckpointSeries::CheckpointSeries(std::string dir, int keep, PublishFence fence, Env& env)
+    : dir_(std::move(dir)), keep_(std::max(1, keep)), fence_(std::move(fence)), env_(&env) {
   fs::create_directories(dir_);
-  remove_stale_temporaries_in(dir_);  // of writers that died before their rename: never valid
+  remove_stale_temporaries_in(dir_, *env_);  // of writers that died before their rename: never valid
 }
 
 std::vector<std::string> CheckpointSeries::list() const {
@@ -372,15 +372,15 @@ std::string CheckpointSeries::save(torch::nn::Module& m, torch::optim::Adam& o, 
   char name[64];
   std::snprintf(name, sizeof name, "ckpt-%08lld-%06lld.h5", static_cast<long long>(s.epoch), static_cast<long long>(s.batch));
   std::string path = (fs::path(dir_) / name).string();
-  save_checkpoint(path, m, o, s, fence_);
+  save_checkpoint(path, m, o, s, fence_, *env_);
   auto all = list();
-  for (size_t i = 0; i + keep_ < all.size(); ++i) fs::remove(all[i]);
+  for (size_t i = 0; i + keep_ < all.size(); ++i) env_->remove(all[i]);
   return path;
 }
 
 void CheckpointSeries::save_best(torch::nn::Module& m, torch::optim::Adam& o, const CheckpointState& s) {
-  save_checkpoint(best_path(), m, o, s, fence_);
-  copy_file_atomically(best_path(), best_copy_path(), fence_);
+  save_checkpoint(best_path(), m, o, s, fence_, *env_);
+  copy_file_atomically(best_path(), best_copy_path(), fence_, *env_);
 }
 
 std::string CheckpointSeries::best_path() const { return (fs::path(dir_) / kBestCheckpoint).string(); }
@@ -391,7 +391,7 @@ std::optional<std::string> CheckpointSeries::verified_best(std::vector<std::stri
   if (verify_checkpoint(best_path(), &why)) return best_path();
   const bool missing = !fs::exists(best_path());
   if (verify_checkpoint(best_copy_path(), &why_copy)) {
-    copy_file_atomically(best_copy_path(), best_path(), fence_);
+    copy_file_atomically(best_copy_path(), best_path(), fence_, *env_);
     if (warnings)
       warnings->push_back(best_path() + (missing ? " was missing" : " was damaged (" + why + ")") + "; restored from " +
                           best_copy_path());

@@ -38,7 +38,7 @@ struct CheckpointState {
 // Writes module parameters and buffers, the Adam state, torch's CPU RNG state and `state` to `path`
 // (temporary file, fsync, rename).
 void save_checkpoint(const std::string& path, torch::nn::Module& module, torch::optim::Adam& optimizer,
-                     const CheckpointState& state, const PublishFence& fence = nullptr);
+                     const CheckpointState& state, const PublishFence& fence = nullptr, Env& env = Env::system());
 
 // Reads a checkpoint into `module` and `optimizer` (whose parameter list must match the one saved) and restores
 // torch's CPU RNG. Throws orch::Error when the file is unreadable, its checksum does not match, or its shapes do
@@ -59,8 +59,9 @@ bool verify_checkpoint(const std::string& path, std::string* why = nullptr);
 class CheckpointSeries {
  public:
   // Every file it publishes (numbered, best, best's copy, a restored best) is published through `fence`
-  // (core/atomic_file.h); a refused publication throws FencedError and removes nothing.
-  CheckpointSeries(std::string dir, int keep = 3, PublishFence fence = nullptr);
+  // (core/atomic_file.h); a refused publication throws FencedError and removes nothing. Files are written,
+  // renamed and removed through `env` (core/env.h).
+  CheckpointSeries(std::string dir, int keep = 3, PublishFence fence = nullptr, Env& env = Env::system());
   std::string save(torch::nn::Module& module, torch::optim::Adam& optimizer, const CheckpointState& state);
   // Writes best.h5, then copies it to best.copy.h5 (each atomically).
   void save_best(torch::nn::Module& module, torch::optim::Adam& optimizer, const CheckpointState& state);
@@ -77,6 +78,7 @@ class CheckpointSeries {
   std::string dir_;
   int keep_;
   PublishFence fence_;
+  Env* env_;
 };
 
 }  // namespace orch::runner

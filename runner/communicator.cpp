@@ -76,36 +76,32 @@ bool built_with_nccl() {
 #endif
 }
 
-std::unique_ptr<Communicator> make_communicator(const std::string& kind, bool cuda) {
-  std::string k = kind;
-  if (k == "auto") {
-    if (cuda && built_with_nccl()) k = "nccl";
-    else if (launch_info().world > 1) k = "mpi";
-    else k = "single";
-  }
-  if (k == "single") {
-    if (launch_info().world > 1)
-      throw Error("communicator single: launched as " + std::to_string(launch_info().world) +
-                  " ranks; use mpi or nccl (or auto)");
-    return std::make_unique<SingleCommunicator>();
-  }
-  if (k == "mpi") {
+std::unique_ptr<Communicator> make_communicator(CommunicatorKind kind, bool cuda) {
+  using K = CommunicatorKind;
+  if (kind == K::kAuto) kind = cuda && built_with_nccl() ? K::kNccl : launch_info().world > 1 ? K::kMpi : K::kSingle;
+  switch (kind) {
+    case K::kSingle:
+      if (launch_info().world > 1)
+        throw Error("communicator single: launched as " + std::to_string(launch_info().world) +
+                    " ranks; use mpi or nccl (or auto)");
+      return std::make_unique<SingleCommunicator>();
+    case K::kMpi:
 #ifdef ORCH_HAVE_MPI
-    if (cuda) throw Error("communicator mpi reduces CPU tensors; with a CUDA device use nccl (or auto)");
-    return make_mpi_communicator();
+      if (cuda) throw Error("communicator mpi reduces CPU tensors; with a CUDA device use nccl (or auto)");
+      return make_mpi_communicator();
 #else
-    throw Error("communicator mpi: this build has no MPI (CMake did not find it)");
+      throw Error("communicator mpi: this build has no MPI (CMake did not find it)");
 #endif
-  }
-  if (k == "nccl") {
+    case K::kNccl:
 #ifdef ORCH_HAVE_NCCL
-    if (!cuda) throw Error("communicator nccl needs a CUDA device; none is in use (device cpu, or no GPU found)");
-    return make_nccl_communicator();
+      if (!cuda) throw Error("communicator nccl needs a CUDA device; none is in use (device cpu, or no GPU found)");
+      return make_nccl_communicator();
 #else
-    throw Error("communicator nccl: this build has no NCCL (CMake found no CUDA toolkit with nccl.h)");
+      throw Error("communicator nccl: this build has no NCCL (CMake found no CUDA toolkit with nccl.h)");
 #endif
+    case K::kAuto: break;
   }
-  throw Error("communicator: unknown kind \"" + kind + "\" (expected auto, single, mpi or nccl)");
+  throw Error("communicator: no kind chosen");
 }
 
 }  // namespace orch::runner

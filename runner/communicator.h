@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "core/choices.h"
+
 namespace orch::runner {
 
 class Communicator {
@@ -37,9 +39,9 @@ class Communicator {
   virtual void barrier() = 0;
 };
 
-// kind: "auto" (nccl when `cuda` and built with NCCL, mpi when launched by mpirun or srun with more than one
-// task, else single), "single", "mpi" or "nccl". Throws orch::Error when the kind is not built in or cannot run.
-std::unique_ptr<Communicator> make_communicator(const std::string& kind, bool cuda);
+// kAuto: nccl when `cuda` and built with NCCL, mpi when launched by mpirun or srun with more than one task, else
+// single. Throws orch::Error when the kind is not built in or cannot run.
+std::unique_ptr<Communicator> make_communicator(CommunicatorKind kind, bool cuda);
 
 // Rank and world size from the launcher's environment (OpenMPI, PMIx, Slurm), without initialising MPI.
 struct LaunchInfo {

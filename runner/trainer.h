@@ -32,10 +32,11 @@
 
 #include "core/errors.h"
 #include "core/atomic_file.h"
+#include "core/env.h"
 #include "core/run_settings.h"
 #include "runner/communicator.h"
 #include "runner/training_hooks.h"
-#include "storage/store.h"
+#include "storage/metrics_table.h"
 
 namespace orch::runner {
 
@@ -65,6 +66,9 @@ struct TrainerOptions {
   // Every checkpoint and predictions file is published through it (rank 0; core/atomic_file.h): the worker's claim
   // check. A refused publication throws FencedError out of train() or evaluate().
   PublishFence publish_fence;
+  // What checkpoints and predictions are written, renamed and removed through (core/env.h): the system's unless
+  // a test gives its own (a full disk, a failed rename). Outlives the Trainer.
+  Env* env = &Env::system();
   // Timing only (orchestrator calibrate): the dependency's part stays random (no trained weights needed) and no
   // checkpoint is read; use time_steps(), not train().
   bool calibration = false;

@@ -3,7 +3,8 @@
 // StepFaults directly; process tests preload tests/faults/training_faults.cpp (LD_PRELOAD), which defines
 // `orch_test_training_hooks`, found by preloaded_training_hooks(). Production never installs hooks: with none, the
 // trainer behaves as if every hook said no. (A diverged loss and a signal at an exact step are the two faults no
-// outside injector can time; file writes and renames are faulted from outside: core/file_io.h, tests/faults/.)
+// outside injector can time; file writes, renames, locks and the clock go through core/env.h, and kills at a
+// chosen rename come from tests/faults/.)
 // A hook is called on every rank from the training thread.
 #pragma once
 

@@ -23,11 +23,13 @@
 #include "runner/environment.h"
 #include "runner/signals.h"
 #include "runner/trainer.h"
+#include "storage/claims_table.h"
 #include "storage/dataset_file.h"
 #include "storage/layout.h"
 #include "storage/provenance_table.h"
 #include "storage/run_ledger.h"
 #include "storage/run_state.h"
+#include "storage/runs_table.h"
 #include "storage/store.h"
 
 
@@ -56,7 +58,7 @@ class RunLog {
 };
 
 RunSettings load_settings(Store& store, const std::string& run_id) {
-  auto run = store.run(run_id);
+  auto run = RunsTable(store).run(run_id);
   if (!run) throw InputError(store.path(), "run", run_id, "no such run in the store (plan or submit the experiment first)");
   nlohmann::json j = nlohmann::json::parse(run->settings_json, nullptr, false);
   if (j.is_discarded()) throw InputError(store.path(), "runs.settings_json", run_id, "not valid JSON");
@@ -99,7 +101,7 @@ std::string check_dataset(const std::string& data, const RunSettings& s, const s
 
 // The verified best checkpoint of the dependency run.
 std::string dependency_checkpoint(Store& store, const WorkspaceLayout& layout, const RunSettings& s, const std::string& run_id) {
-  auto dep = store.run(s.dependency);
+  auto dep = RunsTable(store).run(s.dependency);
   if (!dep || dep->state != run_state::kDone)
     throw InputError(store.path(), "dependency", s.dependency,
                      "run " + run_id + " needs it finished first (its state: " + (dep ? dep->state : "absent") + ")");
@@ -178,7 +180,7 @@ class Attempt {
   // The run's folder and log, the stop signals, and (rank 0) the heartbeat that learns of a cancel or a takeover.
   void open_log() {
     fs::create_directories(layout_.run_dir(opt_.run_id));
-    if (rank0_) remove_stale_temporaries(layout_.predictions(opt_.run_id));  // the claim makes this the one writer
+    if (rank0_) remove_stale_temporaries(layout_.predictions(opt_.run_id), *opt_.env);  // the claim makes this the one writer
     log_ = std::make_unique<RunLog>(layout_.run_log(opt_.run_id), rank0_);
     clear_stop();  // a request seen by an earlier run of this process (train runs dependencies first) is done with
     install_stop_signals();
@@ -240,6 +242,7 @@ class Attempt {
     to.comm = &comm_;
     to.progress_bar = opt_.progress_bar;
     to.hooks = opt_.hooks ? opt_.hooks : preloaded_training_hooks();
+    to.env = opt_.env;
     to.abandoned = [this] { return claim_lost_.load(); };
     if (rank0_) to.publish_fence = ledger_.fence();
     to.log = [this](const std::string& l) { log_->line(l); };

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <string>
 
+#include "core/env.h"
 #include "core/job_environment.h"
 #include "runner/communicator.h"
 #include "runner/training_hooks.h"
@@ -28,6 +29,7 @@ struct WorkerOptions {
   bool progress_bar = true;
   JobEnvironment* job = nullptr;  // the job it runs in (required)
   TrainingHooks* hooks = nullptr; // tests only (runner/training_hooks.h); none: a preloaded test library's, if any
+  Env* env = &Env::system();      // file writes, renames, removals (core/env.h); tests give their own
   int threads = 0;                // > 0: overrides training.threads (the local pool shares the cores out)
 };
 

@@ -59,12 +59,16 @@ struct DispatchOptions {
   std::function<std::string(const PlannedRun&)> estimated_time_limit;
 };
 
+// What dispatch() handed over, whatever the backend.
 struct DispatchResult {
   int dispatched = 0;                  // runs handed over
   std::vector<std::string> skipped;    // runs whose state changed between plan and dispatch
-  std::vector<std::string> jobs;       // Slurm array jobs submitted
-  // A backend that trains in this process (local) fills these in run():
-  int done = 0, failed = 0, cancelled = 0, elsewhere = 0;
+  std::vector<std::string> jobs;       // jobs submitted to a scheduler (Slurm: array jobs; the local pool: none)
+};
+
+// What run() trained in this process (the local pool); empty for a backend whose jobs run elsewhere.
+struct PoolOutcome {
+  int done = 0, failed = 0, cancelled = 0, elsewhere = 0;  // elsewhere: held or taken over by another process
   std::vector<std::string> failed_ids, stopped_ids, not_started_ids;
   int interrupted_by = 0;              // SIGINT/SIGTERM that stopped it, 0 if none
 };
@@ -77,7 +81,7 @@ class Backend {
   // Called with the workspace lock held.
   virtual DispatchResult dispatch(const std::vector<DispatchItem>& runs, Store& store, const Experiment& exp) = 0;
   // Called after the lock is released; returns when what dispatch() started here is over (at once if nothing).
-  virtual void run(Store& store, DispatchResult& result) {}
+  virtual PoolOutcome run(Store& store) { return {}; }
   virtual void cancel(const std::vector<std::string>& jobs) = 0;
   // Jobs an interrupted dispatch left with a placeholder id: finds and records them. Returns the runs fixed.
   virtual int reconcile(Store& store) { return 0; }

@@ -21,6 +21,7 @@
 #include "storage/metrics_table.h"
 #include "storage/provenance_table.h"
 #include "storage/run_state.h"
+#include "storage/runs_table.h"
 #include "storage/splits.h"
 #include "storage/workspace.h"
 
@@ -54,15 +55,13 @@ SplitCounts split_counts_for(const DatasetSpec& spec, const std::string& workspa
 
 namespace {
 
-std::string device_class(const std::string& device) { return device.rfind("cuda", 0) == 0 ? "cuda" : "cpu"; }
-
 // The device kind a run's estimate should assume: its training.device, or for "auto" the GPU when calibrations
 // from one exist.
-std::string wanted_device(const RunSettings& s, const std::vector<Calibration>& cal) {
-  if (s.training.device != DeviceChoice::kAuto) return choice_name(s.training.device);
+DeviceChoice wanted_device(const RunSettings& s, const std::vector<Calibration>& cal) {
+  if (s.training.device != DeviceChoice::kAuto) return s.training.device;
   for (const auto& c : cal)
-    if (device_class(c.device) == "cuda") return "cuda";
-  return "cpu";
+    if (device_class(c.device) == DeviceChoice::kCuda) return DeviceChoice::kCuda;
+  return DeviceChoice::kCpu;
 }
 
 struct Measured {
@@ -71,9 +70,9 @@ struct Measured {
 };
 
 // What finished runs are pooled by: network, data set kind, size, batch, device class and precision.
-std::string measure_key(const RunSettings& s, const std::string& device) {
+std::string measure_key(const RunSettings& s, DeviceChoice device) {
   return s.model + "|" + kind_name(s.kind) + "|" + std::to_string(s.size) + "|" + std::to_string(s.training.batch_size) +
-         "|" + device + "|" + measured_precision(device, s.training.precision);
+         "|" + choice_name(device) + "|" + measured_precision(device, s.training.precision);
 }
 
 // Mean seconds per epoch of finished runs, per measure_key(): every epoch of every finished run of a key pooled.
@@ -90,7 +89,7 @@ std::map<std::string, Measured> finished_run_times(Store& store) {
   std::map<std::string, Pool> pools;
   std::vector<std::string> done;
   std::unordered_map<std::string, std::string> key_of;
-  for (const auto& r : store.runs()) {
+  for (const auto& r : RunsTable(store).runs()) {
     if (r.state != run_state::kDone) continue;
     auto j = nlohmann::json::parse(r.settings_json, nullptr, false);
     if (!j.is_object()) continue;
@@ -134,7 +133,8 @@ bool contains_nocase(const std::string& text, const std::string& part) {
 
 // What a run's estimate asks of a calibration row beyond its network, kind, size, batch and device class.
 struct CalibrationWant {
-  std::string device, precision, device_model;  // device class; measured_precision(); "" = any model
+  DeviceChoice device = DeviceChoice::kCpu;       // the class: kCpu or kCuda
+  std::string precision, device_model;            // measured_precision(); "" = any model
   int threads = 1, runs_per_gpu = 1;
 };
 
@@ -151,7 +151,7 @@ const Calibration* find_calibration(const std::vector<Calibration>& cal, const R
     if (c.model != s.model || c.kind != kind_name(s.kind) || c.size != s.size || c.batch != s.training.batch_size ||
         device_class(c.device) != want.device)
       continue;
-    if (want.device == "cuda" && !c.precision.empty() && c.precision != want.precision) continue;
+    if (want.device == DeviceChoice::kCuda && !c.precision.empty() && c.precision != want.precision) continue;
     if (!want.device_model.empty() && !contains_nocase(c.device_model, want.device_model)) continue;
     if (c.runs_per_gpu != want.runs_per_gpu && c.runs_per_gpu != 1) continue;
     if (!best || rank(c) > rank(*best)) best = &c;
@@ -163,7 +163,7 @@ const Calibration* find_calibration(const std::vector<Calibration>& cal, const R
 std::string calibration_basis(const Calibration& c, const CalibrationWant& want) {
   std::string b = "calibration (" + c.host + ", " + (c.device_model.empty() ? "" : c.device_model + ", ") + c.device +
                   (c.precision.empty() ? "" : ", " + c.precision) + ", " + std::to_string(c.threads) + " thread(s))";
-  if (want.device == "cuda" && c.precision.empty()) b += "; its precision was not recorded";
+  if (want.device == DeviceChoice::kCuda && c.precision.empty()) b += "; its precision was not recorded";
   if (c.runs_per_gpu != want.runs_per_gpu)
     b += "; a solo step time for a run sharing its GPU with " + std::to_string(want.runs_per_gpu - 1) +
          " other(s): it runs longer (orchestrator calibrate EXP --runs-per-gpu " + std::to_string(want.runs_per_gpu) + ")";
@@ -172,8 +172,12 @@ std::string calibration_basis(const Calibration& c, const CalibrationWant& want)
 
 }  // namespace
 
-std::string measured_precision(const std::string& device, Precision p) {
-  return device.rfind("cuda", 0) == 0 ? choice_name(p) : "fp32";
+DeviceChoice device_class(const std::string& device) {
+  return device.rfind("cuda", 0) == 0 ? DeviceChoice::kCuda : DeviceChoice::kCpu;
+}
+
+std::string measured_precision(DeviceChoice device_class, Precision p) {
+  return device_class == DeviceChoice::kCuda ? choice_name(p) : "fp32";
 }
 
 std::vector<RunEstimate> estimate_runs(const Experiment& exp, const std::vector<PlannedRun>& runs, Store& store,
@@ -195,13 +199,13 @@ std::vector<RunEstimate> estimate_runs(const Experiment& exp, const std::vector<
     const RunResources& res = resources.of(s.dataset, s.model);
     e.gpus = res.gpus;
     const int threads = s.training.threads > 0 ? s.training.threads : slurm ? res.cpus : local_share;  // expected_threads
-    const std::string device = wanted_device(s, cal);
+    const DeviceChoice device = wanted_device(s, cal);
     const SplitCounts& n = counts[s.dataset];
     const TrainingSpec& t = s.training;
     const CalibrationWant want{device, measured_precision(device, t.precision), device_model, threads, std::max(1, res.runs_per_gpu)};
     if (auto f = finished.find(measure_key(s, device)); f != finished.end() && n.known) {
       e.seconds = t.epochs * f->second.epoch_s + n.test * f->second.inference_s + kStartupSeconds;
-      e.basis = std::to_string(f->second.runs) + " finished run(s) on " + device;
+      e.basis = std::to_string(f->second.runs) + " finished run(s) on " + choice_name(device);
     } else if (const Calibration* c = find_calibration(cal, s, want); c && n.known) {
       const double steps = std::ceil(static_cast<double>(n.train) / t.batch_size);
       const double validations = std::ceil(static_cast<double>(t.epochs) / t.validate_every);
@@ -211,7 +215,7 @@ std::vector<RunEstimate> estimate_runs(const Experiment& exp, const std::vector<
     } else {
       e.basis = !n.known ? "no estimate: the data set's size is unknown (prepare it first)"
                          : "no estimate: no finished run or calibration of " + s.model + " at " + std::to_string(s.size) +
-                               " px on " + device + (device == "cuda" ? " in " + want.precision : "") +
+                               " px on " + choice_name(device) + (device == DeviceChoice::kCuda ? " in " + want.precision : "") +
                                (device_model.empty() ? "" : " (" + device_model + ")") + " (orchestrator calibrate EXP)";
     }
     if (e.seconds > 0) e.time_limit = slurm_time(e.seconds * margin);

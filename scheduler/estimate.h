@@ -48,9 +48,11 @@ struct RunEstimate {
 // cpus, else the local pool's share of this machine's cores (what calibrate times with, what estimates match).
 int expected_threads(const Experiment& exp, const RunSettings& settings);
 
-// The precision a timing on `device` ("cpu", "cuda", "cuda:0") is measured in, as calibration rows record it: the
-// setting on a GPU; "fp32" on a CPU, which computes in float32 whatever the setting says.
-std::string measured_precision(const std::string& device, Precision p);
+// The class of a device as timings and provenance record it ("cpu", "cuda", "cuda:0"): kCuda or kCpu.
+DeviceChoice device_class(const std::string& device);
+// The precision a timing on a device of `device_class` is measured in, as calibration rows record it: the setting
+// on a GPU; "fp32" on a CPU, which computes in float32 whatever the setting says.
+std::string measured_precision(DeviceChoice device_class, Precision p);
 
 std::vector<RunEstimate> estimate_runs(const Experiment& exp, const std::vector<PlannedRun>& runs, Store& store,
                                        const std::string& workspace, double margin);

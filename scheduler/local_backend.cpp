@@ -25,8 +25,10 @@
 #include "scheduler/resources.h"
 #include "scheduler/retry.h"
 #include "storage/accounting_table.h"
+#include "storage/claims_table.h"
 #include "storage/layout.h"
 #include "storage/run_state.h"
+#include "storage/runs_table.h"
 
 extern char** environ;
 
@@ -72,7 +74,7 @@ class PoolHeartbeat {
             l.unlock();
             try {
               if (!s) s = std::make_unique<Store>(store_path);
-              s->touch_job(job);
+              RunsTable(*s).touch_job(job);
             } catch (const std::exception&) {
               s.reset();
             }
@@ -173,9 +175,9 @@ DispatchResult LocalBackend::dispatch(const std::vector<DispatchItem>& items, St
     settings_.runs_per_gpu = resources_for(exp, "", "").runs_per_gpu;
   }
   settings_.max_attempts = experiment_resources(exp).max_attempts;
-  std::vector<Store::Dispatch> d;
+  std::vector<RunsTable::Dispatch> d;
   for (const auto& it : items) d.push_back({it.run.id, it.recorded_state, identity_});
-  auto accepted = store.dispatch_runs(d, "local");
+  auto accepted = RunsTable(store).dispatch_runs(d, "local");
   std::set<std::string> ok(accepted.begin(), accepted.end());
   for (const auto& it : items) {
     if (!ok.count(it.run.id)) {
@@ -205,12 +207,12 @@ std::vector<JobAccount> LocalBackend::accounts() {
 namespace {
 
 // One LocalBackend::run(): the runs still to start, the workers running in their slots, and what became of each
-// worker (counted in the DispatchResult, one accounting row each).
+// worker (counted in the PoolOutcome, one accounting row each).
 class PoolRun {
  public:
   PoolRun(const DispatchOptions& o, const LocalPoolSettings& settings, const std::string& identity,
           const std::vector<PlannedRun>& runs, const std::map<std::string, std::string>& prior, Store& store,
-          DispatchResult& res, std::vector<JobAccount>& accounts)
+          PoolOutcome& res, std::vector<JobAccount>& accounts)
       : o_(o), settings_(settings), identity_(identity), runs_(runs), prior_(prior), store_(store), res_(res),
         accounts_(accounts), layout_(o.workspace) {
     fs::create_directories(layout_.local_logs_dir());
@@ -254,7 +256,7 @@ class PoolRun {
       settle(pid, status);
     }
     for (const auto& entry : pending_) {
-      store_.transition_runs({entry.first}, {rs::kQueued}, prior_.at(entry.first));
+      RunsTable(store_).transition_runs({entry.first}, {rs::kQueued}, prior_.at(entry.first));
       res_.not_started_ids.push_back(entry.first);
     }
   }
@@ -275,7 +277,7 @@ class PoolRun {
     if (o_.on_event) o_.on_event(line);
   }
   std::string state_of(const std::string& id) const {
-    auto r = store_.run(id);
+    auto r = RunsTable(store_).run(id);
     return r ? r->state : rs::kNew;
   }
   bool running_here(const std::string& id) const {
@@ -332,7 +334,7 @@ class PoolRun {
         continue;
       }
       event("not started: " + r.id + " (a run it needs did not finish)");
-      store_.transition_runs({r.id}, {rs::kQueued}, prior_.at(r.id));
+      RunsTable(store_).transition_runs({r.id}, {rs::kQueued}, prior_.at(r.id));
       res_.not_started_ids.push_back(r.id);
       return Readiness::kDropped;
     }
@@ -397,7 +399,7 @@ class PoolRun {
       return "CANCELLED";
     }
     if (stopping_) {
-      store_.transition_runs({w.run_id}, {rs::kQueued}, rs::kInterrupted);
+      RunsTable(store_).transition_runs({w.run_id}, {rs::kQueued}, rs::kInterrupted);
       res_.stopped_ids.push_back(w.run_id);
       event("stopped " + w.run_id + " (checkpointed; resume continues it)");
     } else if (st == rs::kQueued && requeues_[w.run_id] < settings_.max_requeues) {
@@ -410,7 +412,7 @@ class PoolRun {
       const std::string head = progress_head();
       ++res_.failed;
       res_.failed_ids.push_back(w.run_id);
-      store_.transition_runs({w.run_id}, {rs::kQueued}, rs::kFailed);
+      RunsTable(store_).transition_runs({w.run_id}, {rs::kQueued}, rs::kFailed);
       event(head + "FAILED " + w.run_id + " (stopped " + std::to_string(requeues_[w.run_id] + 1) +
             " times without finishing; log " + layout_.local_log(w.run_id) + ")");
     }
@@ -426,7 +428,7 @@ class PoolRun {
     std::string note;
     const bool retry = should_retry(end, attempts_of(w.run_id), settings_.max_attempts, &note);
     const std::string reason = "the worker died (" + end.cause + "); " + note + "; see " + log;
-    if (!store_.abandon_claim(w.run_id, w.identity, retry ? rs::kQueued : rs::kFailed, code, reason) && taken_over(w)) {
+    if (!ClaimsTable(store_).abandon_claim(w.run_id, w.identity, retry ? rs::kQueued : rs::kFailed, code, reason) && taken_over(w)) {
       // It had claimed the run and lost the claim before it died (judged hung, killed by a `resume` that took the
       // run over): the run is its new holder's, not a failure of this pool.
       ++res_.elsewhere;
@@ -444,14 +446,14 @@ class PoolRun {
     const std::string head = progress_head();
     ++res_.failed;
     res_.failed_ids.push_back(w.run_id);
-    store_.transition_runs({w.run_id}, {rs::kQueued}, rs::kFailed);  // failed before it claimed
+    RunsTable(store_).transition_runs({w.run_id}, {rs::kQueued}, rs::kFailed);  // failed before it claimed
     event(head + "FAILED " + w.run_id + " (" + end.cause + "; " + note + "; log " + log + ")");
     return "FAILED";
   }
 
   // Attempts made at a run: those the store recorded, or the pool's own count when workers died before claiming.
   int attempts_of(const std::string& id) {
-    return std::max(static_cast<int>(store_.attempts(id).size()), retries_[id] + 1);
+    return std::max(static_cast<int>(ClaimsTable(store_).attempts(id).size()), retries_[id] + 1);
   }
 
   // Every ORCH_HEARTBEAT_S: a running worker whose claim has not beaten for ORCH_LOST_AFTER_S is hung (stopped, or
@@ -461,10 +463,10 @@ class PoolRun {
     if (now_steady < next_hang_check_) return;
     next_hang_check_ = now_steady + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                                         std::chrono::duration<double>(std::max(0.2, control_timeouts().heartbeat_s)));
-    const double now = unix_now(), bound = control_timeouts().lost_after_s;
+    const double now = store_.env().now(), bound = control_timeouts().lost_after_s;
     for (const auto& [pid, w] : running_) {
       if (hung_.count(pid)) continue;
-      for (const auto& a : store_.attempts(w.run_id)) {
+      for (const auto& a : ClaimsTable(store_).attempts(w.run_id)) {
         if (a.holder != w.identity || !a.ended_at.empty() || a.heartbeat_unix <= 0) continue;
         if (now - a.heartbeat_unix <= bound) continue;
         hung_[pid] = {now - a.heartbeat_unix};
@@ -478,7 +480,7 @@ class PoolRun {
   // Whether the worker's claim was taken over before it died: its attempt was closed as lost by another process
   // (a claim that took the run over, or `resume` killing it as hung), not by its own final word.
   bool taken_over(const Running& w) const {
-    for (const auto& a : store_.attempts(w.run_id))
+    for (const auto& a : ClaimsTable(store_).attempts(w.run_id))
       if (a.holder == w.identity && !a.ended_at.empty() && a.reason.rfind("lost:", 0) == 0) return true;
     return false;
   }
@@ -494,7 +496,7 @@ class PoolRun {
   const std::vector<PlannedRun>& runs_;
   const std::map<std::string, std::string>& prior_;
   Store& store_;
-  DispatchResult& res_;
+  PoolOutcome& res_;
   std::vector<JobAccount>& accounts_;
   const WorkspaceLayout layout_;
   std::vector<int> slot_gpu_;       // per slot: its GPU index, or -1
@@ -512,8 +514,9 @@ class PoolRun {
 
 }  // namespace
 
-void LocalBackend::run(Store& store, DispatchResult& res) {
-  if (runs_.empty()) return;
+PoolOutcome LocalBackend::run(Store& store) {
+  PoolOutcome res;
+  if (runs_.empty()) return res;
   if (o_.binary.empty()) o_.binary = fs::read_symlink("/proc/self/exe").string();
   PoolRun(o_, settings_, identity_, runs_, prior_, store, res, accounts_).run();
   try {
@@ -521,6 +524,7 @@ void LocalBackend::run(Store& store, DispatchResult& res) {
   } catch (const std::exception& e) {
     if (o_.on_event) o_.on_event(std::string("warning: could not record the pool's accounting: ") + e.what());
   }
+  return res;
 }
 
 LocalJobEnvironment::LocalJobEnvironment() {

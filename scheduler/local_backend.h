@@ -36,7 +36,7 @@ class LocalBackend : public Backend {
   std::string name() const override { return "local"; }
   std::map<std::string, JobState> job_states(const std::vector<std::string>& jobs) override;
   DispatchResult dispatch(const std::vector<DispatchItem>& runs, Store& store, const Experiment& exp) override;
-  void run(Store& store, DispatchResult& result) override;
+  PoolOutcome run(Store& store) override;
   // Sends SIGTERM to each job that is a live process of this host (verified by identity, never a reused pid).
   void cancel(const std::vector<std::string>& jobs) override;
   std::vector<JobAccount> accounts() override;

@@ -10,6 +10,7 @@
 #include "storage/accounting_table.h"
 #include "storage/layout.h"
 #include "storage/run_state.h"
+#include "storage/runs_table.h"
 
 namespace orch::scheduler {
 
@@ -104,7 +105,7 @@ std::vector<std::pair<std::string, BackendKind>> jobs_to_account(Store& store,
   for (auto& a : AccountingTable(store).of())
     if (!newest.count(a.job_id) || a.started >= newest[a.job_id].started) newest[a.job_id] = a;
   std::vector<std::pair<std::string, BackendKind>> out;
-  for (const auto& j : store.jobs()) {
+  for (const auto& j : RunsTable(store).jobs()) {
     auto kind = choice_from<BackendKind>(j.backend);
     if (!kind || j.job_id.empty()) continue;  // a backend this build does not know
     auto it = newest.find(j.job_id);
@@ -125,8 +126,8 @@ std::map<std::string, JobState> live_job_states(Store& store, const std::string&
   auto add = [&](const std::string& backend, const std::string& job) {
     if (auto kind = choice_from<BackendKind>(backend)) by_backend[*kind].push_back(job);  // else unknown here
   };
-  auto progress = store.progress();
-  for (const auto& r : store.runs()) {
+  auto progress = RunsTable(store).progress();
+  for (const auto& r : RunsTable(store).runs()) {
     if (!rs::is_active(r.state)) continue;
     const RunProgress& p = progress[r.run_id];
     if (!p.job.empty()) add(p.backend, p.job);
@@ -143,7 +144,7 @@ std::map<std::string, JobState> live_job_states(Store& store, const std::string&
   }
   if (!accounts.empty()) {
     std::multimap<std::string, std::string> runs_of;  // job -> its runs, from every job recorded
-    for (const auto& j : store.jobs()) runs_of.emplace(j.job_id, j.run_id);
+    for (const auto& j : RunsTable(store).jobs()) runs_of.emplace(j.job_id, j.run_id);
     std::vector<JobAccount> known;
     for (const auto& a : accounts)
       for (auto [it, end] = runs_of.equal_range(a.job_id); it != end; ++it) {
@@ -172,7 +173,7 @@ void record_runs(Store& store, const std::vector<PlannedRun>& runs) {
     for (const auto& d : r.depends_on) rec.depends_on += (rec.depends_on.empty() ? "" : " ") + d;
     recs.push_back(rec);
   }
-  store.upsert_runs(recs);
+  RunsTable(store).upsert_runs(recs);
 }
 
 std::string missing_artefacts(const std::string& workspace, const std::string& run_id) {
@@ -190,9 +191,9 @@ std::string missing_artefacts(const std::string& workspace, const std::string& r
 std::vector<RunStatus> plan(const std::vector<PlannedRun>& grid, Store& store, const Filter& only, PlanMode mode,
                             const std::map<std::string, JobState>& jobs, const PlanOptions& options) {
   std::map<std::string, RunRecord> recorded;
-  for (auto& r : store.runs()) recorded[r.run_id] = r;
-  auto progress = store.progress();
-  const double now = unix_now();
+  for (auto& r : RunsTable(store).runs()) recorded[r.run_id] = r;
+  auto progress = RunsTable(store).progress();
+  const double now = store.env().now();
   const double lost_after = control_timeouts().lost_after_s;
   std::map<std::string, Judgement> shown;  // recorded id -> what it is
   for (const auto& [id, rec] : recorded) shown[id] = judge(rec.state, progress[id], jobs, now, lost_after);

@@ -18,6 +18,7 @@
 #include "core/process_identity.h"
 #include "scheduler/backend.h"
 #include "scheduler/grid.h"
+#include "storage/runs_table.h"
 #include "storage/store.h"
 
 namespace orch::scheduler {

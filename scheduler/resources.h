@@ -18,6 +18,7 @@ namespace orch::scheduler {
 struct RunResources {
   std::string partition, mem, constraint;
   std::string time;          // Slurm time limit ("2-00:00:00", "90"), "auto" (from the estimate), or "" (none)
+  bool time_from_estimate() const { return time == "auto"; }
   int gpus = 0;              // per task
   int cpus = 1;              // per task; also the worker's torch threads
   int ranks = 1;             // tasks per run (several: the worker runs through srun)

@@ -86,7 +86,7 @@ std::vector<ArrayGroup> group_into_arrays(const std::vector<DispatchItem>& items
 
 std::string array_time_limit(const ArrayGroup& g, const std::function<std::string(const PlannedRun&)>& estimate,
                              const std::string& exp_path) {
-  if (g.res.time != "auto") return g.res.time;
+  if (!g.res.time_from_estimate()) return g.res.time;
   std::string time;
   for (const auto* it : g.items) {  // the longest estimate of the group ("D-HH:MM:SS" compares by length, then text)
     const std::string t = estimate ? estimate(it->run) : "";

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -21,6 +22,7 @@
 #include "storage/accounting_table.h"
 #include "storage/layout.h"
 #include "storage/run_state.h"
+#include "storage/runs_table.h"
 
 namespace orch::scheduler {
 
@@ -86,65 +88,82 @@ bool SlurmBackend::accounting_open(const std::string& job, const JobAccount* new
   return phase == JobPhase::kPending || phase == JobPhase::kRunning;  // a state the job leaves again
 }
 
+namespace {
+
+// The state of a job id that never reached Slurm (a placeholder recorded before or instead of sbatch's answer).
+std::optional<JobState> placeholder_state(const std::string& j) {
+  if (j.rfind(kPendingSubmission, 0) == 0)
+    return JobState{JobPhase::kUnknown, "submission in progress or interrupted (reconciled by the next submit)"};
+  if (j.rfind(kFailedSubmission, 0) == 0) return JobState{JobPhase::kGone, "sbatch failed"};
+  if (j.rfind(kNeverSubmitted, 0) == 0) return JobState{JobPhase::kGone, "its submission never reached Slurm"};
+  return std::nullopt;
+}
+
+// One sacct or squeue row's state on every array task it names: "12_3", or a pending range "12_[3-5%2]".
+void put_task_state(std::map<std::string, JobState>& out, const std::string& id, const std::string& state) {
+  auto us = id.find('_');
+  if (us == std::string::npos) return;
+  std::string a = id.substr(0, us), rest = id.substr(us + 1);
+  JobState js{job_phase_from_slurm(state), "Slurm: " + state};
+  if (rest.empty() || rest[0] != '[') {
+    out[id] = js;
+    return;
+  }
+  std::stringstream ss(rest.substr(1, rest.find_first_of("%]") - 1));
+  std::string part;
+  while (std::getline(ss, part, ',')) {
+    auto dash = part.find('-');
+    int lo = std::atoi(part.c_str()), hi = dash == std::string::npos ? lo : std::atoi(part.c_str() + dash + 1);
+    for (int i = lo; i <= hi && i - lo < 100000; ++i) out[a + "_" + std::to_string(i)] = js;
+  }
+}
+
+// sacct's rows for the arrays in `list`: each task's state, and an accounting row for each task that started.
+// -D: requeued runs too (their history rows come first, the current row last). False when sacct failed.
+bool states_from_sacct(const std::string& list, std::map<std::string, JobState>& out, std::vector<JobAccount>& accounts) {
+  CommandResult r = run_command({"sacct", "-D", "-X", "-P", "-n", "-j", list, "-o", "JobID,State,ElapsedRaw,Start,End,AllocTRES"});
+  if (r.rc != 0) return false;
+  std::stringstream ss(r.out);
+  std::string line;
+  while (std::getline(ss, line)) {
+    std::vector<std::string> f;
+    std::stringstream ls(line);
+    std::string part;
+    while (std::getline(ls, part, '|')) f.push_back(part);
+    if (f.size() < 2) continue;
+    put_task_state(out, f[0], f[1]);
+    if (f.size() >= 6 && f[0].find('[') == std::string::npos && f[3] != "Unknown" && f[3] != "None")
+      accounts.push_back({f[0], "", "slurm", f[1].substr(0, f[1].find(' ')), std::atof(f[2].c_str()),
+                          static_cast<double>(gpus_from_tres(f[5])), f[3], f[4]});
+  }
+  return true;
+}
+
+// squeue's view when sacct cannot answer (no accounting storage): the tasks it still knows. False when it failed.
+bool states_from_squeue(const std::string& list, std::map<std::string, JobState>& out) {
+  CommandResult r = run_command({"squeue", "-h", "-r", "-t", "all", "-j", list, "-o", "%i %T"});
+  std::stringstream ss(r.out);
+  std::string id, state;
+  while (ss >> id >> state) put_task_state(out, id, state);
+  return r.rc == 0;
+}
+
+}  // namespace
+
 std::map<std::string, JobState> SlurmBackend::job_states(const std::vector<std::string>& jobs) {
   std::map<std::string, JobState> out;
   std::set<std::string> arrays;
   for (const auto& j : jobs) {
-    if (j.rfind(kPendingSubmission, 0) == 0) {
-      out[j] = {JobPhase::kUnknown, "submission in progress or interrupted (reconciled by the next submit)"};
-      continue;
-    }
-    if (j.rfind(kFailedSubmission, 0) == 0 || j.rfind(kNeverSubmitted, 0) == 0) {
-      out[j] = {JobPhase::kGone, j.rfind(kFailedSubmission, 0) == 0 ? "sbatch failed" : "its submission never reached Slurm"};
-      continue;
-    }
-    if (safe_word(array_of(j))) arrays.insert(array_of(j));
+    if (auto p = placeholder_state(j)) out[j] = *p;
+    else if (safe_word(array_of(j))) arrays.insert(array_of(j));
   }
   if (arrays.empty()) return out;
   std::string list;
   for (const auto& a : arrays) list += (list.empty() ? "" : ",") + a;
-  auto put = [&](const std::string& id, const std::string& state) {
-    auto us = id.find('_');
-    if (us == std::string::npos) return;
-    std::string a = id.substr(0, us), rest = id.substr(us + 1);
-    JobState js{job_phase_from_slurm(state), "Slurm: " + state};
-    if (!rest.empty() && rest[0] == '[') {  // a pending range: 12_[3-5%2]
-      std::stringstream ss(rest.substr(1, rest.find_first_of("%]") - 1));
-      std::string part;
-      while (std::getline(ss, part, ',')) {
-        auto dash = part.find('-');
-        int lo = std::atoi(part.c_str()), hi = dash == std::string::npos ? lo : std::atoi(part.c_str() + dash + 1);
-        for (int i = lo; i <= hi && i - lo < 100000; ++i) out[a + "_" + std::to_string(i)] = js;
-      }
-    } else {
-      out[id] = js;
-    }
-  };
-  // -D: requeued runs too (their history rows come first, the current row last), for the accounting.
-  CommandResult r = run_command({"sacct", "-D", "-X", "-P", "-n", "-j", list, "-o", "JobID,State,ElapsedRaw,Start,End,AllocTRES"});
-  if (r.rc == 0) {
-    std::stringstream ss(r.out);
-    std::string line;
-    while (std::getline(ss, line)) {
-      std::vector<std::string> f;
-      std::stringstream ls(line);
-      std::string part;
-      while (std::getline(ls, part, '|')) f.push_back(part);
-      if (f.size() < 2) continue;
-      put(f[0], f[1]);
-      if (f.size() >= 6 && f[0].find('[') == std::string::npos && f[3] != "Unknown" && f[3] != "None")
-        accounts_.push_back({f[0], "", "slurm", f[1].substr(0, f[1].find(' ')), std::atof(f[2].c_str()), static_cast<double>(gpus_from_tres(f[5])),
-                             f[3], f[4]});
-    }
-  } else {
-    r = run_command({"squeue", "-h", "-r", "-t", "all", "-j", list, "-o", "%i %T"});
-    std::stringstream ss(r.out);
-    std::string id, state;
-    while (ss >> id >> state) put(id, state);
-  }
+  const bool answered = states_from_sacct(list, out, accounts_) || states_from_squeue(list, out);
   // Jobs of arrays Slurm no longer knows at all (purged, or another cluster's): gone.
   for (const auto& j : jobs)
-    if (!out.count(j) && arrays.count(array_of(j)) && r.rc == 0) out[j] = {JobPhase::kUnknown, "Slurm has no record of it yet"};
+    if (!out.count(j) && arrays.count(array_of(j)) && answered) out[j] = {JobPhase::kUnknown, "Slurm has no record of it yet"};
   return out;
 }
 
@@ -194,11 +213,11 @@ GroupingInput grouping_input(const std::vector<DispatchItem>& items, Store& stor
     if (choice_from<BackendKind>(a.backend) == BackendKind::kSlurm && a.state.rfind("OUT_OF_MEMORY", 0) == 0) ++in.oom_ends[a.run_id];
   std::set<std::string> in_set;
   for (const auto& it : items) in_set.insert(it.run.id);
-  auto progress = store.progress();
+  auto progress = RunsTable(store).progress();
   for (const auto& it : items)
     for (const auto& dep : it.run.depends_on) {
       if (in_set.count(dep) || in.outside_tasks.count(dep)) continue;
-      auto rec = store.run(dep);
+      auto rec = RunsTable(store).run(dep);
       const RunProgress& p = progress[dep];
       if (rec && run_state::is_active(rec->state) && choice_from<BackendKind>(p.backend) == BackendKind::kSlurm &&
           p.job.rfind(kPendingSubmission, 0) != 0)
@@ -214,13 +233,13 @@ std::vector<std::string> take_runs(const ArrayGroup& g, const std::string& base,
                                    Store& store, const std::string& exp_path, std::vector<std::string>& skipped) {
   const bool missing = std::any_of(g.deps_inside.begin(), g.deps_inside.end(),
                                    [&](const std::string& d) { return !task_of.count(d); });
-  std::vector<Store::Dispatch> cas;
+  std::vector<RunsTable::Dispatch> cas;
   for (const auto* it : g.items) {
     if (!safe_word(it->run.id)) throw InputError(exp_path, "run id", it->run.id, "not safe for a job script");
     if (missing) skipped.push_back(it->run.id); else cas.push_back({it->run.id, it->recorded_state, kPendingSubmission + base});
   }
   if (cas.empty()) return {};
-  const auto accepted = store.dispatch_runs(cas, choice_name(BackendKind::kSlurm));
+  const auto accepted = RunsTable(store).dispatch_runs(cas, choice_name(BackendKind::kSlurm));
   std::set<std::string> ok(accepted.begin(), accepted.end());
   std::vector<std::string> ids;
   for (const auto& c : cas) (ok.count(c.run_id) ? ids : skipped).push_back(c.run_id);
@@ -298,8 +317,8 @@ void SlurmBackend::submit_array(const ArrayGroup& g, const std::string& base, co
   std::string job = r.out.substr(0, r.out.find_first_of(";\n"));
   const std::string slurm = choice_name(BackendKind::kSlurm);
   if (r.rc != 0 || !safe_word(job)) {
-    store.transition_runs(ids, {run_state::kQueued}, run_state::kFailed);  // nothing was queued for them
-    for (const auto& id : ids) store.replace_jobs({{id, kFailedSubmission + base}}, kPendingSubmission + base, slurm);
+    RunsTable(store).transition_runs(ids, {run_state::kQueued}, run_state::kFailed);  // nothing was queued for them
+    for (const auto& id : ids) RunsTable(store).replace_jobs({{id, kFailedSubmission + base}}, kPendingSubmission + base, slurm);
     throw Error("sbatch " + script_path + " failed (exit " + std::to_string(r.rc) + "): " + r.err + r.out);
   }
   std::vector<std::pair<std::string, std::string>> jobs;
@@ -308,7 +327,7 @@ void SlurmBackend::submit_array(const ArrayGroup& g, const std::string& base, co
     jobs.push_back({ids[i], task});
     task_of[ids[i]] = task;
   }
-  store.replace_jobs(jobs, kPendingSubmission + base, slurm);
+  RunsTable(store).replace_jobs(jobs, kPendingSubmission + base, slurm);
   out.jobs.push_back(job);
   out.dispatched += static_cast<int>(ids.size());
 }
@@ -337,7 +356,7 @@ void SlurmBackend::cancel(const std::vector<std::string>& jobs) {
 
 int SlurmBackend::reconcile(Store& store) {
   const WorkspaceLayout layout(o_.workspace);
-  auto progress = store.progress();
+  auto progress = RunsTable(store).progress();
   std::map<std::string, std::vector<std::string>> waiting;  // placeholder -> runs
   for (const auto& [run, p] : progress)
     if (choice_from<BackendKind>(p.backend) == BackendKind::kSlurm && p.job.rfind(kPendingSubmission, 0) == 0) waiting[p.job].push_back(run);
@@ -369,7 +388,7 @@ int SlurmBackend::reconcile(Store& store) {
     std::vector<std::pair<std::string, std::string>> jobs;
     for (const auto& run : runs)
       jobs.push_back({run, safe_word(job) && task.count(run) ? job + "_" + std::to_string(task[run]) : kNeverSubmitted + base});
-    store.replace_jobs(jobs, placeholder, "slurm");
+    RunsTable(store).replace_jobs(jobs, placeholder, "slurm");
     n += static_cast<int>(runs.size());
   }
   return n;

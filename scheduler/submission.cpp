@@ -8,6 +8,7 @@
 #include <set>
 
 #include "core/control.h"
+#include "core/env.h"
 #include "core/errors.h"
 #include "core/process_identity.h"
 #include "core/progress.h"
@@ -15,8 +16,10 @@
 #include "scheduler/local_backend.h"
 #include "scheduler/resources.h"
 #include "scheduler/slurm_backend.h"
+#include "storage/claims_table.h"
 #include "storage/layout.h"
 #include "storage/run_state.h"
+#include "storage/runs_table.h"
 #include "storage/workspace.h"
 #include "storage/workspace_lock.h"
 
@@ -66,7 +69,7 @@ std::map<std::string, std::string> auto_time_limits(const Experiment& exp, const
                                                     Store& store, const std::string& workspace) {
   std::vector<PlannedRun> wanted;
   for (const auto& it : items)
-    if (it.run.resources->time == "auto") wanted.push_back(it.run);
+    if (it.run.resources->time_from_estimate()) wanted.push_back(it.run);
   std::map<std::string, std::string> limits;
   if (wanted.empty()) return limits;
   for (const auto& e : estimate_runs(exp, wanted, store, workspace, experiment_resources(exp).time_margin)) {
@@ -93,7 +96,7 @@ void stop_hung_workers(Store& store, std::vector<RunStatus>& plan, const std::st
       stale_jobs[*claim_backend].push_back(st.progress.claim_job);
     auto holder = ProcessIdentity::parse(st.progress.claim_holder);
     if (!holder || liveness(*holder) != Liveness::kAlive) continue;
-    if (store.abandon_claim(st.run.id, st.progress.claim_holder, run_state::kLost, 128 + SIGKILL,
+    if (ClaimsTable(store).abandon_claim(st.run.id, st.progress.claim_holder, run_state::kLost, 128 + SIGKILL,
                             "lost: " + st.progress.last_reason + "; killed by " + command))
       st.recorded_state = run_state::kLost;
     if (signal_process(*holder, SIGKILL))
@@ -116,7 +119,7 @@ void stop_hung_workers(Store& store, std::vector<RunStatus>& plan, const std::st
 // aside (kept, never deleted) so that the worker starts afresh instead of resuming at their last epoch.
 void set_aside_checkpoints(const WorkspaceLayout& layout, const std::vector<RunStatus>& plan,
                            const std::function<void(const std::string&)>& event) {
-  const auto stamp = static_cast<long long>(unix_now());
+  const auto stamp = static_cast<long long>(Env::system().now());
   for (const auto& st : plan) {
     if (!st.submit || !st.retrain_from_scratch || !fs::exists(layout.checkpoints(st.run.id))) continue;
     const std::string aside = layout.replaced_checkpoints(st.run.id, stamp);
@@ -167,9 +170,16 @@ static int hold_back(std::vector<DispatchItem>& items, const std::vector<RunStat
   return held;
 }
 
+// For `train`: a run it would train that another process has is an error (it would wait on the claim forever).
+static void refuse_active_runs(const std::vector<RunStatus>& plan) {
+  for (const auto& st : plan)
+    if (st.state != run_state::kDone && run_state::is_active(st.state))
+      throw BusyError("run " + st.run.id + " is " + st.why + "; wait for it (orchestrator status), or cancel it first");
+}
+
 SubmitOutcome submit_grid(const GridRequest& g, const SubmitOptions& o) {
   SubmitOutcome out;
-  out.backend = o.backend.value_or(g.exp->backend);
+  out.backend = o.in_this_process ? BackendKind::kLocal : o.backend.value_or(g.exp->backend);
   out.workers = local_workers_for(*g.exp, o.workers);
   const WorkspaceLayout layout(g.workspace);
   fs::create_directories(g.workspace);
@@ -196,10 +206,11 @@ SubmitOutcome submit_grid(const GridRequest& g, const SubmitOptions& o) {
   PlanOptions po;
   po.workspace = g.workspace;
   po.rebuild_damaged = o.rebuild_damaged && o.mode == PlanMode::kResume;
-  out.queue_limit = make_backend(out.backend, d)->queue_limit(*g.exp);
+  out.queue_limit = o.in_this_process ? 0 : make_backend(out.backend, d)->queue_limit(*g.exp);
   // A resume tops up what the user's own limit held back (with Slurm's MaxJobCount alone, submit does).
   po.submit_recorded_new = out.queue_limit > 0 && experiment_resources(*g.exp).max_queued > 0;
   out.plan = plan(g.grid, store, g.only, o.mode, live_job_states(store, g.workspace), po);
+  if (o.in_this_process) refuse_active_runs(out.plan);
   stop_hung_workers(store, out.plan, g.command, d, event);
   set_aside_checkpoints(layout, out.plan, event);
   ensure_datasets(*g.exp, out.plan, g.workspace, o.quiet);  // quick: up to date unless the spec changed meanwhile
@@ -222,8 +233,8 @@ SubmitOutcome submit_grid(const GridRequest& g, const SubmitOptions& o) {
   out.result = backend->dispatch(items, store, *g.exp);
   lock.release();
 
-  // 4. What the backend trains here (the local pool); Slurm's jobs are already queued.
-  backend->run(store, out.result);
+  // 4. What the backend trains here (the local pool); Slurm's jobs are already queued; train trains its own.
+  if (!o.in_this_process) out.trained = backend->run(store);
   return out;
 }
 
@@ -248,7 +259,7 @@ std::vector<std::string> cancel_grid(const GridRequest& g) {
     else if (queued_on == BackendKind::kSlurm) jobs[*queued_on].push_back(p.job);
     // A local pool's pending run needs no signal: the pool sees the state before it starts it.
   }
-  std::vector<std::string> cancelled = store.cancel_runs(ids);
+  std::vector<std::string> cancelled = RunsTable(store).cancel_runs(ids);
   for (auto& [kind, list] : jobs) make_backend(kind, d)->cancel(list);
   return cancelled;
 }

@@ -1,6 +1,6 @@
 // Users' documentation: docs/control-plane.md.
-// The control plane's one sequence for the commands that plan and dispatch (run, submit, resume, cancel, train),
-// whatever the backend:
+// The control plane's one sequence for the commands that plan and dispatch (run, submit, resume, cancel, and train,
+// which dispatches to itself: SubmitOptions::in_this_process), whatever the backend:
 //   1. plan, without the lock, to learn which data sets the runs to submit need; build those (each under its
 //      own lock, storage/workspace.h);
 //   2. take the workspace lock (storage/workspace_lock.h; another command waits up to ORCH_LOCK_WAIT_S, then is
@@ -41,6 +41,10 @@ struct SubmitOptions {
   // when a best checkpoint is lost.
   bool rebuild_damaged = false;
   std::function<void(const std::string&)> on_event;  // progress lines (waits, starts, finishes)
+  // `train`: the runs are dispatched to this process (the local backend, its identity as their job) and trained by
+  // the caller once submit_grid() returns, on every rank; nothing is held back and no pool starts. A run of the
+  // request that is queued or running elsewhere is a BusyError, raised under the lock before anything is dispatched.
+  bool in_this_process = false;
 };
 
 struct SubmitOutcome {
@@ -53,6 +57,7 @@ struct SubmitOutcome {
   int held_back = 0;
   int queue_limit = 0;
   DispatchResult result;
+  PoolOutcome trained;  // what this process trained after the lock was released (the local pool)
 };
 
 SubmitOutcome submit_grid(const GridRequest& request, const SubmitOptions& options);

@@ -11,7 +11,7 @@
 
 #include "core/digest.h"
 #include "core/errors.h"
-#include "core/file_io.h"
+#include "core/env.h"
 
 namespace orch::h5 {
 
@@ -86,7 +86,7 @@ Handle create_memory_file() {
   return Handle(f, H5Fclose);
 }
 
-void save_memory_file(hid_t file, const std::string& path) {
+void save_memory_file(hid_t file, const std::string& path, Env& env) {
   if (H5Fflush(file, H5F_SCOPE_GLOBAL) < 0) fail(path, "flush failed");
   // The image starts at the superblock; the user block (the superblock's base address) goes in front of it.
   const ssize_t size = H5Fget_file_image(file, nullptr, 0);
@@ -98,7 +98,7 @@ void save_memory_file(hid_t file, const std::string& path) {
   std::memcpy(image.data(), kSumMagic, 8);
   std::memcpy(image.data() + 8, &length, 8);
   std::memcpy(image.data() + 16, &sum, 8);
-  write_bytes(path, image.data(), image.size());
+  env.write_file(path, image.data(), image.size());
 }
 
 void check_file_sum(const std::string& path) {

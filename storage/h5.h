@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "core/env.h"
+
 namespace orch::h5 {
 
 class Handle {
@@ -55,11 +57,11 @@ void quiet_errors();
 // all carry checksums.
 Handle create_file(const std::string& path);
 // A file built in memory (HDF5's core driver, no backing store), written out in one go by save_memory_file()
-// through core/file_io.h: a full disk is then an ordinary Error of that write, never a half-written HDF5 file the
+// through an Env (core/env.h): a full disk is then an ordinary Error of that write, never a half-written HDF5 file the
 // library cannot close (which made it crash at exit). For files of bounded size: checkpoints, predictions. Its
 // 512-byte user block holds a checksum of the rest, which open_file() verifies before the library parses a byte.
 Handle create_memory_file();
-void save_memory_file(hid_t file, const std::string& path);
+void save_memory_file(hid_t file, const std::string& path, Env& env = Env::system());
 Handle open_file(const std::string& path, bool write = false);
 
 // Creates a chunked dataset of `type` with `dims`, chunk `chunk`, optional deflate level (0: none).

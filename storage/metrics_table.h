@@ -1,6 +1,6 @@
 // The run store's measurements of each run: its epochs (training loss, validation criterion, learning rate,
 // seconds), its test metrics per image and organ, and its inference times per image. A part of the store
-// (storage/store.h): its SQL and its row mappers live here; the worker's final word (Store::finish_done) writes
+// (storage/store.h): its SQL and its row mappers live here; the worker's final word (ClaimsTable::finish_done) writes
 // test metrics and inference times through it inside its own fenced transaction. Shares the Store's connection:
 // use it from the thread that uses that Store.
 #pragma once
@@ -62,7 +62,7 @@ class MetricsTable {
   // Per run and organ, the means over its test images; per run (organ ""), its inference times.
   std::vector<MetricAggregate> metric_aggregates(const std::vector<std::string>& run_ids);
 
-  // The same replacements inside a write transaction the caller already holds (Store::finish_done).
+  // The same replacements inside a write transaction the caller already holds (ClaimsTable::finish_done).
   void put_test_metrics(const std::string& run_id, const std::vector<TestMetric>& rows);
   void put_inference_times(const std::string& run_id, const std::vector<InferenceRow>& rows);
 

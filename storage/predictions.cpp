@@ -7,10 +7,10 @@
 
 namespace orch {
 
-void write_predictions(const std::string& path, const Predictions& p, const PublishFence& fence) {
+void write_predictions(const std::string& path, const Predictions& p, const PublishFence& fence, Env& env) {
   const hsize_t n = p.ids.size(), s = static_cast<hsize_t>(p.size);
   if (p.masks.size() != n) throw Error(path + ": " + std::to_string(p.masks.size()) + " masks for " + std::to_string(n) + " ids");
-  AtomicFile out(path, true);
+  AtomicFile out(path, true, env);
   {
     h5::Handle f = h5::create_memory_file();  // written out in one go below (storage/h5.h)
     h5::write_strings(f, "ids", p.ids, path);
@@ -41,7 +41,7 @@ void write_predictions(const std::string& path, const Predictions& p, const Publ
     h5::set_attr(f, "kind", p.kind);
     h5::set_attr(f, "size", static_cast<int64_t>(p.size));
     h5::set_attr(f, "evaluated", p.evaluated);
-    h5::save_memory_file(f, out.temp_path());
+    h5::save_memory_file(f, out.temp_path(), out.env());
   }
   out.commit(fence);
 }
@@ -73,7 +73,7 @@ Predictions read_predictions(const std::string& path) {
     }
   }
   const bool has_points = H5Lexists(f, "points", H5P_DEFAULT) > 0;
-  if (p.evaluated == "points" && !has_points)
+  if (p.on_points() && !has_points)
     throw InputError(path, "/points", "", "missing (the file says its metrics come from points)");
   if (has_points) {
     const int64_t np = layout.total_points();

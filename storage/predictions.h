@@ -19,6 +19,7 @@ namespace orch {
 
 struct Predictions {
   std::string run_id, model, dataset, kind, evaluated = "dense";
+  bool on_points() const { return evaluated == "points"; }  // the network's points were evaluated, not a dense output
   int size = 0;
   std::vector<std::string> ids;
   std::vector<cv::Mat> masks;                // CV_8UC1 size x size
@@ -26,7 +27,8 @@ struct Predictions {
 };
 
 // Published through `fence` when one is given (core/atomic_file.h: FencedError when it refuses).
-void write_predictions(const std::string& path, const Predictions& p, const PublishFence& fence = nullptr);
+void write_predictions(const std::string& path, const Predictions& p, const PublishFence& fence = nullptr,
+                       Env& env = Env::system());
 Predictions read_predictions(const std::string& path);  // throws InputError naming the file
 
 }  // namespace orch

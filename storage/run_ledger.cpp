@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "core/errors.h"
+#include "storage/claims_table.h"
 #include "storage/run_state.h"
 
 namespace orch {
@@ -22,7 +23,7 @@ ClaimResult RunLedger::claim(const ProcessIdentity& holder, const std::string& j
   q.backend = backend;
   q.gpus = gpus;
   q.lost_after_s = lost_after_s;
-  ClaimResult r = store_->claim_run(q);
+  ClaimResult r = ClaimsTable(*store_).claim_run(q);
   if (r.outcome == ClaimResult::kClaimed) attempt_ = r.attempt_id;
   return r;
 }
@@ -38,7 +39,7 @@ void RunLedger::start_heartbeat(double interval_s, std::function<void(ClaimStand
       lock.unlock();
       try {
         if (!own) own = std::make_unique<Store>(store_path_);
-        ClaimStanding s = own->heartbeat(run_id_, attempt_);
+        ClaimStanding s = ClaimsTable(*own).heartbeat(run_id_, attempt_);
         if (s == ClaimStanding::kCancelled && !told_cancel) {
           told_cancel = true;
           on_change(s);
@@ -65,12 +66,12 @@ void RunLedger::stop_heartbeat() {
 
 PublishFence RunLedger::fence() {
   return [this](const std::function<void()>& publish) {
-    return attempt_ != 0 && store_->publish_if_claim_held(run_id_, attempt_, publish);
+    return attempt_ != 0 && ClaimsTable(*store_).publish_if_claim_held(run_id_, attempt_, publish);
   };
 }
 
 void RunLedger::started_at(int64_t epoch, int64_t batch) {
-  if (attempt_) store_->set_attempt_start(attempt_, epoch, batch);
+  if (attempt_) ClaimsTable(*store_).set_attempt_start(attempt_, epoch, batch);
 }
 
 bool RunLedger::epoch(int64_t epoch, double train_loss, double val_criterion, double learning_rate, double seconds) {
@@ -78,15 +79,15 @@ bool RunLedger::epoch(int64_t epoch, double train_loss, double val_criterion, do
 }
 
 bool RunLedger::done(const std::vector<TestMetric>& metrics, const std::vector<InferenceRow>& times, int64_t end_epoch) {
-  return store_->finish_done(run_id_, attempt_, metrics, times, end_epoch);
+  return ClaimsTable(*store_).finish_done(run_id_, attempt_, metrics, times, end_epoch);
 }
 
 std::string RunLedger::stopped(int exit_status, const std::string& reason, int64_t end_epoch, int64_t end_batch) {
-  return store_->finish_attempt(run_id_, attempt_, run_state::kQueued, exit_status, reason, end_epoch, end_batch);
+  return ClaimsTable(*store_).finish_attempt(run_id_, attempt_, run_state::kQueued, exit_status, reason, end_epoch, end_batch);
 }
 
 void RunLedger::failed(const std::string& reason, int64_t end_epoch, int64_t end_batch) {
-  if (attempt_) store_->finish_attempt(run_id_, attempt_, run_state::kFailed, kExitFailure, reason, end_epoch, end_batch);
+  if (attempt_) ClaimsTable(*store_).finish_attempt(run_id_, attempt_, run_state::kFailed, kExitFailure, reason, end_epoch, end_batch);
 }
 
 }  // namespace orch

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/atomic_file.h"
+#include "storage/claims_table.h"
 #include "storage/store.h"
 
 namespace orch {
@@ -35,7 +36,7 @@ class RunLedger {
   const std::string& run_id() const { return run_id_; }
   int64_t attempt() const { return attempt_; }
 
-  // The compare-and-set that starts the run (Store::claim_run). On kClaimed the ledger holds the attempt.
+  // The compare-and-set that starts the run (ClaimsTable::claim_run). On kClaimed the ledger holds the attempt.
   ClaimResult claim(const ProcessIdentity& holder, const std::string& job_id, const std::string& backend, double gpus,
                     double lost_after_s);
   // Heartbeats every `interval_s` until stop_heartbeat(); calls `on_change` (from the heartbeat thread) once when
@@ -44,7 +45,7 @@ class RunLedger {
   void stop_heartbeat();
 
   // The fence for this attempt's file publications (core/atomic_file.h): a rename runs only while the claim is
-  // held (Store::publish_if_claim_held). Call from the thread that owns the ledger.
+  // held (ClaimsTable::publish_if_claim_held). Call from the thread that owns the ledger.
   PublishFence fence();
 
   void started_at(int64_t epoch, int64_t batch);

@@ -2,7 +2,7 @@
 // (Database) that opens a file read-write, read-only or immutable, runs write transactions that wait for another
 // process's lock up to a bound, and maps every failure to an Error that says what it means for the user (busy,
 // damaged, full, read-only, cannot open, I/O) and names the file; a prepared Statement whose every step is checked.
-// Schema and queries belong to storage/store.cpp. A Database is one connection: use it from one thread at a time.
+// Schema and migrations belong to storage/store.cpp, each table's queries to its part (storage/*_table.h). A Database is one connection: use it from one thread at a time.
 #pragma once
 
 #include <cstdint>
@@ -13,6 +13,9 @@ struct sqlite3;
 struct sqlite3_stmt;
 
 namespace orch::sqlite {
+
+// The store's timestamps in SQL: UTC, ISO 8601 with milliseconds ("2026-12-03T20:29:39.123Z").
+constexpr const char* kNowUtc = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 
 class Database {
  public:

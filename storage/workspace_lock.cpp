@@ -28,7 +28,7 @@ std::string lock_holder(const std::string& path) {
 }
 
 FileLock::FileLock(const std::string& path, const std::string& purpose, double wait_s,
-                   const std::function<void(const std::string&)>& on_wait)
+                   const std::function<void(const std::string&)>& on_wait, Env& env)
     : path_(path) {
   std::error_code ec;
   fs::create_directories(fs::path(path).parent_path(), ec);
@@ -37,9 +37,8 @@ FileLock::FileLock(const std::string& path, const std::string& purpose, double w
   if (fd_ < 0) throw Error(path + ": cannot open the lock file: " + std::strerror(errno));
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(wait_s);
   bool told = false;
-  while (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
-    if (errno != EWOULDBLOCK && errno != EINTR) {
-      int err = errno;
+  for (int err; (err = env.try_lock(fd_)) != 0;) {
+    if (err != EWOULDBLOCK && err != EINTR) {
       ::close(fd_);
       fd_ = -1;
       throw Error(path + ": cannot lock: " + std::strerror(err));

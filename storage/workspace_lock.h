@@ -10,14 +10,17 @@
 #include <functional>
 #include <string>
 
+#include "core/env.h"
+
 namespace orch {
 
 class FileLock {
  public:
   // Waits up to `wait_s` seconds; `on_wait` (if set) is called once, with the holder's description, when the
-  // lock is not free at once. Throws BusyError after the wait, Error if the file cannot be opened.
+  // lock is not free at once. Throws BusyError after the wait, Error if the file cannot be opened. The lock is
+  // taken through `env` (core/env.h).
   FileLock(const std::string& path, const std::string& purpose, double wait_s,
-           const std::function<void(const std::string& holder)>& on_wait = nullptr);
+           const std::function<void(const std::string& holder)>& on_wait = nullptr, Env& env = Env::system());
   ~FileLock();
   FileLock(const FileLock&) = delete;
   FileLock& operator=(const FileLock&) = delete;

@@ -31,8 +31,9 @@ inline std::vector<scheduler::PlannedRun> prepared_chain(const Experiment& e, co
 
 // One run's worker in this process on one rank; its exit code (core/exit_codes.h). The two testing options stand
 // in for SIGTERM after that many steps and a non-finite loss at that step (-1: off).
-inline int work(const std::string& ws, const std::string& id, int64_t stop_after = -1, int64_t nan_after = -1) {
-  auto comm = runner::make_communicator("single", false);
+inline int work(const std::string& ws, const std::string& id, int64_t stop_after = -1, int64_t nan_after = -1,
+                Env* env = &Env::system()) {
+  auto comm = runner::make_communicator(CommunicatorKind::kSingle, false);
   scheduler::LocalJobEnvironment job;
   runner::WorkerOptions wo;
   wo.workspace = ws;
@@ -41,6 +42,7 @@ inline int work(const std::string& ws, const std::string& id, int64_t stop_after
   wo.job = &job;
   runner::StepFaults faults(stop_after, nan_after);
   wo.hooks = &faults;
+  wo.env = env;
   return runner::run_worker(wo, *comm);
 }
 

@@ -10,12 +10,12 @@
 #include <set>
 
 #include "../unit/test_util.h"
-#include "in_process.h"
 #include "core/errors.h"
-#include "core/file_io.h"
 #include "core/experiment.h"
+#include "core/env.h"
 #include "core/mask.h"
 #include "core/metrics.h"
+#include "in_process.h"
 #include "models/catalogue.h"
 #include "models/registry.h"
 #include "report/report.h"
@@ -25,14 +25,16 @@
 #include "runner/trainer.h"
 #include "runner/worker.h"
 #include "scheduler/grid.h"
-#include "scheduler/plan.h"
 #include "scheduler/local_backend.h"
+#include "scheduler/plan.h"
+#include "storage/claims_table.h"
 #include "storage/dataset_file.h"
 #include "storage/h5.h"
 #include "storage/layout.h"
 #include "storage/metrics_table.h"
 #include "storage/predictions.h"
 #include "storage/provenance_table.h"
+#include "storage/runs_table.h"
 #include "storage/store.h"
 #include "storage/workspace.h"
 
@@ -205,7 +207,7 @@ TEST(Trainer, SameSeedSameWeightsAndStopResumeIsBitIdentical) {
   ASSERT_EQ(work(ws2, c2.back().id, 3), kExitRequeue);
   {
     Store s(store_of(ws2));
-    EXPECT_EQ(s.run(c2.back().id)->state, "queued");
+    EXPECT_EQ(RunsTable(s).run(c2.back().id)->state, "queued");
   }
   ASSERT_EQ(work(ws2, c2.back().id, 5), kExitRequeue);
   ASSERT_EQ(work(ws2, c2.back().id), 0);
@@ -353,13 +355,13 @@ TEST(Checkpoint, DependencyWeightsLoadWithPrefix) {
 }
 
 
-// A disk that fills up: every write of a checkpoint fails as a full file system does (the seam of core/file_io.h).
-class FullDisk : public FileSink {
+// A disk that fills up: every write of a checkpoint fails as a full file system does (the Env of core/env.h).
+class FullDisk : public Env {
  public:
-  void write(const std::string& path, const void* data, size_t size) override {
+  void write_file(const std::string& path, const void* data, size_t size) override {
     if (path.find("/checkpoints/") != std::string::npos && ++checkpoints > allowed)
       throw Error(path + ": write failed: No space left on device");
-    system_file_sink().write(path, data, size);
+    Env::write_file(path, data, size);
   }
   int allowed = 0, checkpoints = 0;
 };
@@ -371,12 +373,10 @@ TEST(Worker, AFullDiskDuringACheckpointFailsTheRunWithItsReasonAndLeavesNoTempor
   auto chain = prepared_chain(e);
   FullDisk disk;
   disk.allowed = 2;  // best.h5 and its copy of epoch 1 fit; the numbered checkpoint after it does not
-  FileSink* previous = set_file_sink_for_tests(&disk);
-  EXPECT_THROW(work(ws, chain.back().id), Error);
-  set_file_sink_for_tests(previous);
+  EXPECT_THROW(work(ws, chain.back().id, -1, -1, &disk), Error);
   Store st(store_of(ws));
-  EXPECT_EQ(st.run(chain.back().id)->state, "failed");
-  auto attempts = st.attempts(chain.back().id);
+  EXPECT_EQ(RunsTable(st).run(chain.back().id)->state, "failed");
+  auto attempts = ClaimsTable(st).attempts(chain.back().id);
   ASSERT_EQ(attempts.size(), 1u);
   EXPECT_NE(attempts[0].reason.find("No space left on device"), std::string::npos) << attempts[0].reason;
   for (const auto& f : fs::directory_iterator(WorkspaceLayout(ws).checkpoints(chain.back().id)))
@@ -388,10 +388,10 @@ TEST(Worker, AFullDiskDuringACheckpointFailsTheRunWithItsReasonAndLeavesNoTempor
 // Write-ahead order: when the numbered checkpoint of an epoch is written, that epoch's row is already in the store.
 // A worker killed between the two then resumes from the previous checkpoint and records the epoch again (one row
 // per epoch); the other order lost the row of an epoch its checkpoint said was done (CI stop 17: 5 rows of 6).
-class RowsBeforeCheckpoints : public FileSink {
+class RowsBeforeCheckpoints : public Env {
  public:
   RowsBeforeCheckpoints(std::string store, std::string run) : store_(std::move(store)), run_(std::move(run)) {}
-  void write(const std::string& path, const void* data, size_t size) override {
+  void write_file(const std::string& path, const void* data, size_t size) override {
     long long epoch = 0, batch = 0;
     if (std::sscanf(fs::path(path).filename().string().c_str(), "ckpt-%lld-%lld.h5", &epoch, &batch) == 2 && batch == 0) {
       Store st(store_);
@@ -400,7 +400,7 @@ class RowsBeforeCheckpoints : public FileSink {
       checked.push_back(epoch);
       if (!recorded.count(epoch)) unrecorded.push_back(epoch);
     }
-    system_file_sink().write(path, data, size);
+    Env::write_file(path, data, size);
   }
   std::vector<int64_t> checked, unrecorded;
 
@@ -414,9 +414,7 @@ TEST(Worker, AnEpochIsRecordedBeforeItsCheckpointIsWritten) {
   Experiment e = tiny_experiment(ws, 3);
   auto chain = prepared_chain(e);
   RowsBeforeCheckpoints sink(store_of(ws), chain.back().id);
-  FileSink* previous = set_file_sink_for_tests(&sink);
-  const int code = work(ws, chain.back().id);
-  set_file_sink_for_tests(previous);
+  const int code = work(ws, chain.back().id, -1, -1, &sink);
   ASSERT_EQ(code, 0);
   EXPECT_EQ(sink.checked, (std::vector<int64_t>{1, 2, 3}));
   EXPECT_TRUE(sink.unrecorded.empty()) << "checkpoints written before their epoch's row: " << sink.unrecorded.size();
@@ -464,7 +462,7 @@ TEST(Trainer, EarlyStopEndsTrainingWhereItWouldAndAResumedRunTrainsNoFurther) {
   ASSERT_EQ(work(ws2, id, 6), kExitRequeue);  // 4 steps per epoch: stopped in epoch 2
   ASSERT_EQ(work(ws2, id), 0);
   Store s1(store_of(ws1)), s2(store_of(ws2));
-  EXPECT_EQ(s1.run(id)->state, "done");
+  EXPECT_EQ(RunsTable(s1).run(id)->state, "done");
   EXPECT_FALSE(MetricsTable(s1).test_metrics(id).empty());
   auto e1 = MetricsTable(s1).epoch_metrics(id), e2 = MetricsTable(s2).epoch_metrics(id);
   ASSERT_EQ(e1.size(), 2u) << "early stop after epoch 2 of 6";
@@ -473,7 +471,7 @@ TEST(Trainer, EarlyStopEndsTrainingWhereItWouldAndAResumedRunTrainsNoFurther) {
   auto p1 = best_parameters(ws1, c1.back()), p2 = best_parameters(ws2, c2.back());
   for (size_t i = 0; i < p1.size(); ++i) EXPECT_TRUE(torch::equal(p1[i], p2[i])) << "parameter " << i;
 
-  auto comm = runner::make_communicator("single", false);
+  auto comm = runner::make_communicator(CommunicatorKind::kSingle, false);
   const WorkspaceLayout layout(ws1);
   runner::TrainerOptions to;
   to.settings = c1.back().settings;

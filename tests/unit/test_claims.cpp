@@ -12,6 +12,7 @@
 #include "scheduler/grid.h"
 #include "scheduler/plan.h"
 #include "storage/metrics_table.h"
+#include "storage/runs_table.h"
 #include "storage/store.h"
 #include "test_util.h"
 
@@ -52,7 +53,7 @@ void fill(Store& store, const scheduler::PlannedRun& r) {
   }
   MetricsTable(store).replace_test_metrics(r.id, rows);
   MetricsTable(store).replace_inference_times(r.id, {{"img0", 0.05, 0.05, true, "cpu"}, {"img1", 0.01, 0.01, false, "cpu"}});
-  store.set_run_state(r.id, "done");
+  RunsTable(store).set_run_state(r.id, "done");
 }
 
 struct Grid {

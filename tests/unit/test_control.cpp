@@ -9,6 +9,7 @@
 #include <chrono>
 #include <thread>
 
+#include "core/env.h"
 #include "core/errors.h"
 #include "core/experiment.h"
 #include "core/process_identity.h"
@@ -17,6 +18,7 @@
 #include "scheduler/resources.h"
 #include "scheduler/retry.h"
 #include "scheduler/slurm_backend.h"
+#include "storage/runs_table.h"
 #include "storage/store.h"
 #include "storage/workspace_lock.h"
 #include "test_util.h"
@@ -122,7 +124,7 @@ RunProgress running_by(const ProcessIdentity& holder, double heartbeat, const st
 }  // namespace
 
 TEST(Judge, WhatARunReallyIsFollowsItsJobAndItsHeartbeat) {
-  const double now = unix_now(), bound = 600;
+  const double now = Env::system().now(), bound = 600;
   const std::map<std::string, JobState> none;
   ProcessIdentity me = ProcessIdentity::self(), reused = me, remote = me;
   reused.start_ticks += 1;

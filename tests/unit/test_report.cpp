@@ -11,11 +11,12 @@
 #include "core/experiment.h"
 #include "report/figures.h"
 #include "report/report.h"
-#include "report/writers.h"
 #include "report/stats.h"
+#include "report/writers.h"
 #include "scheduler/grid.h"
 #include "scheduler/plan.h"
 #include "storage/metrics_table.h"
+#include "storage/runs_table.h"
 #include "storage/store.h"
 #include "test_util.h"
 
@@ -80,7 +81,7 @@ void fill(Store& store, const scheduler::PlannedRun& r, double base, bool lh) {
   }
   MetricsTable(store).replace_test_metrics(r.id, rows);
   MetricsTable(store).replace_inference_times(r.id, {{"img0", 1.0, 0.9, true, "cpu"}, {"img1", 0.5, 0.4, false, "cpu"}});
-  store.set_run_state(r.id, "done");
+  RunsTable(store).set_run_state(r.id, "done");
 }
 
 TEST(Report, GoldenTablesMediansAndMissingRuns) {
@@ -181,7 +182,7 @@ struct SmallReport {
                                          {r.id, "img1", "lungs", empty ? 0.0 : 0.9, empty ? 0.0 : 0.8, empty ? std::nan("") : 4.0}});
       // warm 0.5 s synchronised; launches 0.01 s, the first (cold) call 0.2 s
       MetricsTable(*store).replace_inference_times(r.id, {{"img0", 1.0, 0.2, true, "cuda:0"}, {"img1", 0.5, 0.01, false, "cuda:0"}});
-      store->set_run_state(r.id, "done");
+      RunsTable(*store).set_run_state(r.id, "done");
     }
   }
   std::string csv(report::ReportOptions o) {

@@ -8,11 +8,13 @@
 
 #include "core/errors.h"
 #include "core/process_identity.h"
+#include "storage/calibration_table.h"
+#include "storage/claims_table.h"
 #include "storage/metrics_table.h"
 #include "storage/provenance_table.h"
 #include "storage/run_ledger.h"
 #include "storage/run_state.h"
-#include "storage/calibration_table.h"
+#include "storage/runs_table.h"
 #include "storage/store.h"
 #include "test_util.h"
 
@@ -57,23 +59,23 @@ ProcessIdentity other_host() {
 TEST(Store, RunsAttemptsMetricsAndProvenance) {
   test::TempDir d;
   Store s(d / "orchestrator.db");
-  s.upsert_run(run("r1"));
-  ClaimResult c = s.claim_run(claim_by("r1", ProcessIdentity::self()));
+  RunsTable(s).upsert_run(run("r1"));
+  ClaimResult c = ClaimsTable(s).claim_run(claim_by("r1", ProcessIdentity::self()));
   ASSERT_EQ(c.outcome, ClaimResult::kClaimed);
-  EXPECT_EQ(s.run("r1")->state, "running");
+  EXPECT_EQ(RunsTable(s).run("r1")->state, "running");
   EXPECT_TRUE(MetricsTable(s).add_epoch_metrics({"r1", c.attempt_id, 1, 1.5, 0.9, 1e-4, 2.0}));
   EXPECT_TRUE(MetricsTable(s).add_epoch_metrics({"r1", c.attempt_id, 2, 1.2, 0.8, 1e-4, 2.1}));
   ProvenanceTable(s).set("r1", {{"git_commit", "abc"}, {"host", "node1"}});
-  ASSERT_TRUE(s.finish_done("r1", c.attempt_id,
+  ASSERT_TRUE(ClaimsTable(s).finish_done("r1", c.attempt_id,
                             {{"r1", "img1", "lungs", 0.9, 0.8, 3.5}, {"r1", "img1", "heart", 0.0, 0.0, std::nan("")}},
                             {{"img1", 0.12, 0.01, true, "cpu"}}, 2));
-  EXPECT_EQ(s.run("r1")->state, "done");
+  EXPECT_EQ(RunsTable(s).run("r1")->state, "done");
   EXPECT_EQ(MetricsTable(s).epoch_metrics("r1").size(), 2u);
   auto tm = MetricsTable(s).test_metrics("r1");
   ASSERT_EQ(tm.size(), 2u);
   EXPECT_TRUE(std::isnan(tm[0].hausdorff_mm));  // heart sorts first; NaN stored as NULL
   EXPECT_EQ(ProvenanceTable(s).of("r1").at("git_commit"), "abc");
-  auto attempts = s.attempts("r1");
+  auto attempts = ClaimsTable(s).attempts("r1");
   ASSERT_EQ(attempts.size(), 1u);
   EXPECT_EQ(attempts[0].exit_status, 0);
   EXPECT_EQ(attempts[0].end_epoch, 2);
@@ -83,15 +85,15 @@ TEST(Store, RunsAttemptsMetricsAndProvenance) {
   EXPECT_EQ(s.count("test_metrics"), 1);
   EXPECT_THROW(MetricsTable(s).replace_test_metrics("r1", {{"r1", "img1", "liver", 1, 1, 0}}), InputError);
   EXPECT_EQ(s.count("test_metrics"), 1) << "a failed transaction left rows behind";
-  EXPECT_THROW(s.set_run_state("nope", "done"), InputError);
+  EXPECT_THROW(RunsTable(s).set_run_state("nope", "done"), InputError);
 }
 
 TEST(Store, SchemaVersionIsCheckedAndKept) {
   test::TempDir d;
-  { Store s(d / "a.db"); s.upsert_run(run("r1")); }
+  { Store s(d / "a.db"); RunsTable(s).upsert_run(run("r1")); }
   {
     Store again(d / "a.db");
-    EXPECT_EQ(again.runs().size(), 1u);
+    EXPECT_EQ(RunsTable(again).runs().size(), 1u);
   }
   {
     sqlite3* db;
@@ -134,15 +136,15 @@ TEST(Store, AVersionTwoStoreIsUpgradedKeepingItsRows) {
     sqlite3_close(db);
   }
   Store s(path);
-  ASSERT_EQ(s.runs().size(), 1u);
-  EXPECT_EQ(s.run("old-run")->state, "done");
-  auto a = s.attempts("old-run");
+  ASSERT_EQ(RunsTable(s).runs().size(), 1u);
+  EXPECT_EQ(RunsTable(s).run("old-run")->state, "done");
+  auto a = ClaimsTable(s).attempts("old-run");
   ASSERT_EQ(a.size(), 1u);
   EXPECT_EQ(a[0].reason, "done");
   EXPECT_EQ(a[0].holder, "");
-  EXPECT_EQ(s.progress()["old-run"].job, "local:7@h");
-  s.upsert_run(run("new-run"));
-  EXPECT_EQ(s.claim_run(claim_by("new-run", ProcessIdentity::self())).outcome, ClaimResult::kClaimed);
+  EXPECT_EQ(RunsTable(s).progress()["old-run"].job, "local:7@h");
+  RunsTable(s).upsert_run(run("new-run"));
+  EXPECT_EQ(ClaimsTable(s).claim_run(claim_by("new-run", ProcessIdentity::self())).outcome, ClaimResult::kClaimed);
 }
 
 // A version-3 store's calibration table (keyed without precision, device model and packing) is rebuilt with its
@@ -186,59 +188,59 @@ TEST(Store, AVersionThreeStoreKeepsItsCalibrationUnderTheWiderKey) {
 TEST(Store, AClaimIsHeldOnceAndTakenOverOnlyFromTheDead) {
   test::TempDir d;
   Store s(d / "orchestrator.db");
-  for (const char* id : {"a", "b", "c", "d"}) s.upsert_run(run(id));
+  for (const char* id : {"a", "b", "c", "d"}) RunsTable(s).upsert_run(run(id));
 
-  ClaimResult first = s.claim_run(claim_by("a", ProcessIdentity::self()));
+  ClaimResult first = ClaimsTable(s).claim_run(claim_by("a", ProcessIdentity::self()));
   ASSERT_EQ(first.outcome, ClaimResult::kClaimed);
-  ClaimResult second = s.claim_run(claim_by("a", ProcessIdentity::self()));
+  ClaimResult second = ClaimsTable(s).claim_run(claim_by("a", ProcessIdentity::self()));
   EXPECT_EQ(second.outcome, ClaimResult::kHeld);
   EXPECT_NE(second.detail.find(ProcessIdentity::self().str()), std::string::npos) << second.detail;
-  EXPECT_EQ(s.attempts("a").size(), 1u) << "a refused claim opens no attempt";
+  EXPECT_EQ(ClaimsTable(s).attempts("a").size(), 1u) << "a refused claim opens no attempt";
 
   // Held by a process whose pid now belongs to someone else: dead, taken over; its attempt is closed as lost.
-  ASSERT_EQ(s.claim_run(claim_by("b", reused_pid())).outcome, ClaimResult::kClaimed);
-  ClaimResult over = s.claim_run(claim_by("b", ProcessIdentity::self()));
+  ASSERT_EQ(ClaimsTable(s).claim_run(claim_by("b", reused_pid())).outcome, ClaimResult::kClaimed);
+  ClaimResult over = ClaimsTable(s).claim_run(claim_by("b", ProcessIdentity::self()));
   ASSERT_EQ(over.outcome, ClaimResult::kClaimed);
   EXPECT_NE(over.detail.find("is gone"), std::string::npos) << over.detail;
-  auto ab = s.attempts("b");
+  auto ab = ClaimsTable(s).attempts("b");
   ASSERT_EQ(ab.size(), 2u);
   EXPECT_NE(ab[0].reason.find("lost"), std::string::npos);
   EXPECT_FALSE(ab[0].ended_at.empty());
 
   // Held from another host: alive while its heartbeat is fresh, dead once it is older than the bound.
-  ASSERT_EQ(s.claim_run(claim_by("c", other_host())).outcome, ClaimResult::kClaimed);
-  EXPECT_EQ(s.claim_run(claim_by("c", ProcessIdentity::self(), 600)).outcome, ClaimResult::kHeld);
+  ASSERT_EQ(ClaimsTable(s).claim_run(claim_by("c", other_host())).outcome, ClaimResult::kClaimed);
+  EXPECT_EQ(ClaimsTable(s).claim_run(claim_by("c", ProcessIdentity::self(), 600)).outcome, ClaimResult::kHeld);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  EXPECT_EQ(s.claim_run(claim_by("c", ProcessIdentity::self(), 0.1)).outcome, ClaimResult::kClaimed);
+  EXPECT_EQ(ClaimsTable(s).claim_run(claim_by("c", ProcessIdentity::self(), 0.1)).outcome, ClaimResult::kClaimed);
 
   // Cancelled and done runs are not started.
-  s.set_run_state("d", "cancelled");
-  EXPECT_EQ(s.claim_run(claim_by("d", ProcessIdentity::self())).outcome, ClaimResult::kCancelled);
-  s.set_run_state("d", "done");
-  EXPECT_EQ(s.claim_run(claim_by("d", ProcessIdentity::self())).outcome, ClaimResult::kAlreadyDone);
-  EXPECT_EQ(s.claim_run(claim_by("nope", ProcessIdentity::self())).outcome, ClaimResult::kMissing);
+  RunsTable(s).set_run_state("d", "cancelled");
+  EXPECT_EQ(ClaimsTable(s).claim_run(claim_by("d", ProcessIdentity::self())).outcome, ClaimResult::kCancelled);
+  RunsTable(s).set_run_state("d", "done");
+  EXPECT_EQ(ClaimsTable(s).claim_run(claim_by("d", ProcessIdentity::self())).outcome, ClaimResult::kAlreadyDone);
+  EXPECT_EQ(ClaimsTable(s).claim_run(claim_by("nope", ProcessIdentity::self())).outcome, ClaimResult::kMissing);
 }
 
 // After a takeover the old holder's writes change nothing: epochs, heartbeats, its final word.
 TEST(Store, WritesOfAnAttemptThatLostItsClaimAreFencedOff) {
   test::TempDir d;
   Store s(d / "orchestrator.db");
-  s.upsert_run(run("r"));
-  ClaimResult old = s.claim_run(claim_by("r", reused_pid()));
-  ClaimResult now = s.claim_run(claim_by("r", ProcessIdentity::self()));
+  RunsTable(s).upsert_run(run("r"));
+  ClaimResult old = ClaimsTable(s).claim_run(claim_by("r", reused_pid()));
+  ClaimResult now = ClaimsTable(s).claim_run(claim_by("r", ProcessIdentity::self()));
   ASSERT_EQ(now.outcome, ClaimResult::kClaimed);
   EXPECT_FALSE(MetricsTable(s).add_epoch_metrics({"r", old.attempt_id, 1, 9.0, 9.0, 1e-4, 1.0}));
-  EXPECT_EQ(s.heartbeat("r", old.attempt_id), ClaimStanding::kLost);
-  EXPECT_EQ(s.finish_attempt("r", old.attempt_id, "queued", 75, "stopped", 1, 0), "");
-  EXPECT_FALSE(s.finish_done("r", old.attempt_id, {}, {}, 1));
-  EXPECT_EQ(s.run("r")->state, "running");
+  EXPECT_EQ(ClaimsTable(s).heartbeat("r", old.attempt_id), ClaimStanding::kLost);
+  EXPECT_EQ(ClaimsTable(s).finish_attempt("r", old.attempt_id, "queued", 75, "stopped", 1, 0), "");
+  EXPECT_FALSE(ClaimsTable(s).finish_done("r", old.attempt_id, {}, {}, 1));
+  EXPECT_EQ(RunsTable(s).run("r")->state, "running");
   EXPECT_EQ(s.count("epoch_metrics"), 0);
-  EXPECT_EQ(s.heartbeat("r", now.attempt_id), ClaimStanding::kHeld);
+  EXPECT_EQ(ClaimsTable(s).heartbeat("r", now.attempt_id), ClaimStanding::kHeld);
   // A cancel while it runs: the heartbeat says so, and a requeue becomes "cancelled" (exit kExitNotClaimed).
-  EXPECT_EQ(s.cancel_runs({"r"}), std::vector<std::string>{"r"});
-  EXPECT_EQ(s.heartbeat("r", now.attempt_id), ClaimStanding::kCancelled);
-  EXPECT_EQ(s.finish_attempt("r", now.attempt_id, "queued", 75, "stopped by SIGTERM", 1, 3), "cancelled");
-  auto a = s.attempts("r");
+  EXPECT_EQ(RunsTable(s).cancel_runs({"r"}), std::vector<std::string>{"r"});
+  EXPECT_EQ(ClaimsTable(s).heartbeat("r", now.attempt_id), ClaimStanding::kCancelled);
+  EXPECT_EQ(ClaimsTable(s).finish_attempt("r", now.attempt_id, "queued", 75, "stopped by SIGTERM", 1, 3), "cancelled");
+  auto a = ClaimsTable(s).attempts("r");
   EXPECT_EQ(a.back().exit_status, kExitNotClaimed);
   EXPECT_NE(a.back().reason.find("cancelled"), std::string::npos);
 }
@@ -247,21 +249,21 @@ TEST(Store, WritesOfAnAttemptThatLostItsClaimAreFencedOff) {
 TEST(Store, DispatchLeavesRunsWhoseStateChangedAlone) {
   test::TempDir d;
   Store s(d / "orchestrator.db");
-  s.upsert_run(run("x"));
-  s.upsert_run(run("y"));
-  s.set_run_state("y", "failed");
-  auto done = s.dispatch_runs({{"x", "new", "pool-1"}, {"y", "new", "pool-1"}}, "local");
+  RunsTable(s).upsert_run(run("x"));
+  RunsTable(s).upsert_run(run("y"));
+  RunsTable(s).set_run_state("y", "failed");
+  auto done = RunsTable(s).dispatch_runs({{"x", "new", "pool-1"}, {"y", "new", "pool-1"}}, "local");
   EXPECT_EQ(done, std::vector<std::string>{"x"});
-  EXPECT_EQ(s.run("x")->state, "queued");
-  EXPECT_EQ(s.run("y")->state, "failed");
-  EXPECT_EQ(s.progress()["x"].job, "pool-1");
-  EXPECT_GT(s.progress()["x"].job_heartbeat, 0);
+  EXPECT_EQ(RunsTable(s).run("x")->state, "queued");
+  EXPECT_EQ(RunsTable(s).run("y")->state, "failed");
+  EXPECT_EQ(RunsTable(s).progress()["x"].job, "pool-1");
+  EXPECT_GT(RunsTable(s).progress()["x"].job_heartbeat, 0);
 }
 
 TEST(Store, ADamagedStoreIsAnErrorNamingTheFileNeverAnEmptyView) {
   test::TempDir d;
   const std::string path = d / "orchestrator.db";
-  { Store s(path); s.upsert_run(run("r1")); }
+  { Store s(path); RunsTable(s).upsert_run(run("r1")); }
   {
     std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
     f.seekp(0);
@@ -269,7 +271,7 @@ TEST(Store, ADamagedStoreIsAnErrorNamingTheFileNeverAnEmptyView) {
   }
   try {
     Store s(path);
-    auto runs = s.runs();
+    auto runs = RunsTable(s).runs();
     FAIL() << "read " << runs.size() << " runs from a damaged store";
   } catch (const InputError&) {
     FAIL() << "a damaged store is not bad input";
@@ -285,7 +287,7 @@ TEST(Store, ADamagedStoreIsAnErrorNamingTheFileNeverAnEmptyView) {
 TEST(Store, ALockedStoreIsABusyErrorAfterABoundedWait) {
   test::TempDir d;
   const std::string path = d / "orchestrator.db";
-  { Store s(path); s.upsert_run(run("r1")); }
+  { Store s(path); RunsTable(s).upsert_run(run("r1")); }
   int ready[2];
   ASSERT_EQ(pipe(ready), 0);
   pid_t holder = fork();
@@ -303,7 +305,7 @@ TEST(Store, ALockedStoreIsABusyErrorAfterABoundedWait) {
   auto t0 = std::chrono::steady_clock::now();
   try {
     Store s(path, Store::Mode::kReadWrite, 0.5);
-    s.set_run_state("r1", "done");
+    RunsTable(s).set_run_state("r1", "done");
     ADD_FAILURE() << "wrote through another process's exclusive lock";
   } catch (const BusyError& e) {
     EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
@@ -313,7 +315,7 @@ TEST(Store, ALockedStoreIsABusyErrorAfterABoundedWait) {
   kill(holder, SIGKILL);
   waitpid(holder, nullptr, 0);
   Store s(path);
-  EXPECT_EQ(s.run("r1")->state, "new") << "the holder's transaction died with it";
+  EXPECT_EQ(RunsTable(s).run("r1")->state, "new") << "the holder's transaction died with it";
 }
 
 TEST(Store, SixteenProcessesWritingAtOnceLoseNothing) {
@@ -321,7 +323,7 @@ TEST(Store, SixteenProcessesWritingAtOnceLoseNothing) {
   const std::string path = d / "orchestrator.db";
   {
     Store s(path);
-    for (int p = 0; p < 16; ++p) s.upsert_run(run("run" + std::to_string(p)));
+    for (int p = 0; p < 16; ++p) RunsTable(s).upsert_run(run("run" + std::to_string(p)));
   }
   constexpr int kProcs = 16, kEpochs = 60, kImages = 20;
   std::vector<pid_t> kids;
@@ -361,5 +363,5 @@ TEST(Store, SixteenProcessesWritingAtOnceLoseNothing) {
   EXPECT_EQ(s.count("epoch_metrics"), kProcs * kEpochs);
   EXPECT_EQ(s.count("test_metrics"), kProcs * kImages * 2);
   EXPECT_EQ(s.count("attempts"), kProcs);
-  for (const auto& r : s.runs("demo")) EXPECT_EQ(r.state, "done") << r.run_id;
+  for (const auto& r : RunsTable(s).runs("demo")) EXPECT_EQ(r.state, "done") << r.run_id;
 }

@@ -13,6 +13,7 @@
 #include "scheduler/grid.h"
 #include "scheduler/plan.h"
 #include "storage/metrics_table.h"
+#include "storage/runs_table.h"
 #include "storage/store.h"
 #include "test_util.h"
 
@@ -152,7 +153,7 @@ TEST(Sweep, ReportWritesOneTableSetPerPointAndASummary) {
     const double dice = r.settings.model == "unet" ? 0.80 : r.settings.model_options["latents"] == 32 ? 0.90 : 0.85;
     MetricsTable(store).replace_test_metrics(r.id, {{r.id, "img0", "lungs", dice, dice / 2, 10}, {r.id, "img1", "lungs", dice, dice / 2, 12}});
     MetricsTable(store).replace_inference_times(r.id, {{"img0", 0.1, 0.1, true, "cpu"}, {"img1", 0.1, 0.1, false, "cpu"}});
-    store.set_run_state(r.id, "done");
+    RunsTable(store).set_run_state(r.id, "done");
   }
   report::ReportOptions o;
   o.out_dir = t / "out";
