@@ -56,8 +56,11 @@ int cmd_report(const Args& args) {
     throw InputError(layout.store(), "", "", "no run store in the workspace: nothing has been submitted yet");
   report::ReportOptions o = report::report_options_from(g.exp);
   o.out_dir = out;
-  if (vm.count("format")) o.formats = split_commas(formats);
-  if (vm.count("median-metric")) o.settings.median_metric = median;
+  if (vm.count("format")) {
+    o.formats.clear();
+    for (const auto& f : split_commas(formats)) o.formats.push_back(choice_flag<ReportFormat>("--format", f));
+  }
+  if (vm.count("median-metric")) o.settings.median_metric = choice_flag<Metric>("--median-metric", median);
   if (vm.count("hausdorff")) o.settings.hausdorff = choice_flag<HausdorffScale>("--hausdorff", hausdorff);
   if (vm.count("inference")) o.settings.inference = choice_flag<InferenceTiming>("--inference", inference);
   if (vm.count("empty-mask")) o.settings.empty_mask = choice_flag<EmptyMask>("--empty-mask", empty_mask);

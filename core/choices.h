@@ -91,6 +91,22 @@ template <> struct ChoiceTable<EmptyMask> {
   static constexpr std::array<std::pair<EmptyMask, const char*>, 3> values{
       {{EmptyMask::kWorst, "worst"}, {EmptyMask::kExclude, "exclude"}, {EmptyMask::kFail, "fail"}}};
 };
+// A metric of the report: per test image and organ (dice, jaccard, hausdorff_mm), or per run (inference_s).
+// report.median_metric chooses among the first three; claims may name all four.
+enum class Metric { kDice, kJaccard, kHausdorff, kInference };
+template <> struct ChoiceTable<Metric> {
+  static constexpr std::array<std::pair<Metric, const char*>, 4> values{
+      {{Metric::kDice, "dice"}, {Metric::kJaccard, "jaccard"}, {Metric::kHausdorff, "hausdorff_mm"},
+       {Metric::kInference, "inference_s"}}};
+};
+// Whether higher values of `m` are better (Dice, Jaccard) or lower (Hausdorff distance, inference time).
+constexpr bool higher_is_better(Metric m) { return m == Metric::kDice || m == Metric::kJaccard; }
+// report.formats, report --format: the files the report writes.
+enum class ReportFormat { kMd, kCsv, kTex, kHtml };
+template <> struct ChoiceTable<ReportFormat> {
+  static constexpr std::array<std::pair<ReportFormat, const char*>, 4> values{
+      {{ReportFormat::kMd, "md"}, {ReportFormat::kCsv, "csv"}, {ReportFormat::kTex, "tex"}, {ReportFormat::kHtml, "html"}}};
+};
 // train/worker --communicator: how ranks reduce gradients (runner/communicator.h).
 enum class CommunicatorKind { kAuto, kSingle, kMpi, kNccl };
 template <> struct ChoiceTable<CommunicatorKind> {

@@ -11,7 +11,6 @@ using nlohmann::json;
 
 namespace {
 
-const std::set<std::string> kMetrics = {"dice", "jaccard", "hausdorff_mm", "inference_s"};
 
 [[noreturn]] void fail(const std::string& file, const std::string& field, const json& v, const std::string& problem) {
   std::string text = v.is_null() ? "" : v.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -62,28 +61,29 @@ ClaimSpec claim_from_json(const json& c, const std::string& file, const std::str
   }
   s.better = names(c, "better", file, w, true);
   s.than = names(c, "than", file, w, true);
-  s.metrics = names(c, "metrics", file, w, true);
-  for (const auto& m : s.metrics)
-    if (!is_claim_metric(m)) fail(file, w + ".metrics", m, "expected dice, jaccard, hausdorff_mm or inference_s");
+  for (const auto& m : names(c, "metrics", file, w, true)) {
+    auto metric = choice_from<Metric>(m);
+    if (!metric) fail(file, w + ".metrics", m, choice_expectation<Metric>());
+    s.metrics.push_back(*metric);
+  }
   s.datasets = names(c, "datasets", file, w, false);
   if (c.contains("margin")) {
     if (!c["margin"].is_object()) fail(file, w + ".margin", c["margin"], "expected an object metric -> margin");
     for (auto it = c["margin"].begin(); it != c["margin"].end(); ++it) {
-      if (!is_claim_metric(it.key())) fail(file, w + ".margin." + it.key(), it.value(), "not a metric");
+      auto metric = choice_from<Metric>(it.key());
+      if (!metric) fail(file, w + ".margin." + it.key(), it.value(), "not a metric");
       if (!it.value().is_number() || !(it.value().get<double>() >= 0)) fail(file, w + ".margin." + it.key(), it.value(), "expected a number >= 0");
-      s.margin[it.key()] = it.value();
+      s.margin[*metric] = it.value();
     }
   }
   if (s.kind == ClaimKind::kSimilar)
     for (const auto& m : s.metrics)
-      if (!s.margin.count(m)) fail(file, w + ".margin", c.value("margin", json()), "a \"similar\" claim needs a margin for " + m);
+      if (!s.margin.count(m))
+        fail(file, w + ".margin", c.value("margin", json()), std::string("a \"similar\" claim needs a margin for ") + choice_name(m));
   return s;
 }
 
 }  // namespace
-
-bool is_claim_metric(const std::string& metric) { return kMetrics.count(metric) > 0; }
-bool higher_is_better(const std::string& metric) { return metric == "dice" || metric == "jaccard"; }
 
 std::vector<ClaimSpec> claims_from_json(const json& list, const std::string& file, const std::string& where) {
   if (!list.is_array()) fail(file, where, list, "expected a list of claims");

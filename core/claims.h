@@ -21,14 +21,10 @@ struct ClaimSpec {
   std::string source;  // where it comes from (the paper's sentence or table), or the user's note
   ClaimKind kind = ClaimKind::kBetter;
   std::vector<std::string> better, than;  // network ids: each of `better` against each of `than`
-  std::vector<std::string> metrics;       // dice, jaccard, hausdorff_mm (per test image), inference_s (per run)
+  std::vector<Metric> metrics;            // per test image (dice, jaccard, hausdorff_mm) or per run (inference_s)
   std::vector<std::string> datasets;      // empty: every data set of the grid
-  std::map<std::string, double> margin;   // kind "similar": per metric, the largest difference still "similar"
+  std::map<Metric, double> margin;        // kind "similar": per metric, the largest difference still "similar"
 };
-
-// Whether a metric is one a claim can name; whether higher values are better for it.
-bool is_claim_metric(const std::string& metric);
-bool higher_is_better(const std::string& metric);
 
 // A list of claims ([{...}, ...]); InputError naming `file` and the field under `where` (e.g. report.claims[2].than).
 std::vector<ClaimSpec> claims_from_json(const nlohmann::json& list, const std::string& file, const std::string& where);

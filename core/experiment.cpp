@@ -304,15 +304,9 @@ json to_json(const EvaluationSpec& e) {
   return j;
 }
 
-namespace {
-
-bool is_median_metric(const std::string& m) { return m == "dice" || m == "jaccard" || m == "hausdorff_mm"; }
-
-}  // namespace
-
 void ReportSettings::validate() const {
-  if (!is_median_metric(median_metric))
-    throw InputError("report.median_metric", "", median_metric, "expected dice, jaccard or hausdorff_mm");
+  if (median_metric == Metric::kInference)
+    throw InputError("report.median_metric", "", choice_name(median_metric), "expected dice, jaccard or hausdorff_mm");
 }
 
 namespace {
@@ -324,8 +318,8 @@ ReportSpec report_from_json(const json& j, const std::string& path) {
   c.only(j, w, {"formats", "median_metric", "hausdorff", "inference", "empty_mask", "figure_images", "claims"});
   ReportSpec r;
   if (j.contains("claims")) r.claims = claims_from_json(j["claims"], path, "report.claims");
-  r.settings.median_metric = c.str(j, "median_metric", w, r.settings.median_metric);
-  if (!is_median_metric(r.settings.median_metric))
+  r.settings.median_metric = c.pick(j, "median_metric", w, r.settings.median_metric);
+  if (r.settings.median_metric == Metric::kInference)
     c.fail("report.median_metric", j["median_metric"], "expected dice, jaccard or hausdorff_mm");
   r.settings.hausdorff = c.pick(j, "hausdorff", w, r.settings.hausdorff);
   r.settings.inference = c.pick(j, "inference", w, r.settings.inference);
@@ -336,8 +330,9 @@ ReportSpec report_from_json(const json& j, const std::string& path) {
     if (!f.is_array()) c.fail("report.formats", f, "expected a list such as [\"md\", \"html\"]");
     r.formats.clear();
     for (const auto& v : f) {
-      if (!v.is_string()) c.fail("report.formats", v, "expected format names");
-      r.formats.push_back(v);
+      auto format = v.is_string() ? choice_from<ReportFormat>(v.get<std::string>()) : std::nullopt;
+      if (!format) c.fail("report.formats", v, choice_expectation<ReportFormat>());
+      r.formats.push_back(*format);
     }
   }
   return r;

@@ -98,16 +98,16 @@ struct EvaluationSpec {
 // How the report computes values (the experiment's "report" block; `orchestrator report`'s flags override it).
 // report/report_model.h says what each means.
 struct ReportSettings {
-  std::string median_metric = "dice";  // dice, jaccard or hausdorff_mm
+  Metric median_metric = Metric::kDice;  // dice, jaccard or hausdorff_mm (not inference_s)
   HausdorffScale hausdorff = HausdorffScale::kPaper;
   InferenceTiming inference = InferenceTiming::kSynchronized;
   EmptyMask empty_mask = EmptyMask::kWorst;
   void validate() const;  // InputError naming the setting
 };
 
-// The "report" block: formats written (checked against the writers by the report), settings, figure images.
+// The "report" block: formats written, settings, figure images.
 struct ReportSpec {
-  std::vector<std::string> formats{"md", "csv", "tex", "html"};
+  std::vector<ReportFormat> formats{ReportFormat::kMd, ReportFormat::kCsv, ReportFormat::kTex, ReportFormat::kHtml};
   ReportSettings settings;
   int figure_images = 3;  // test images in the qualitative figure
   std::vector<ClaimSpec> claims;  // the experiment's own claims, checked beside the paper's (core/claims.h)

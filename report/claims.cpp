@@ -24,10 +24,10 @@ class ClaimValues {
   ClaimValues(Store& store, const std::vector<scheduler::PlannedRun>& grid, const ReportSettings& s) : store_(store), s_(s) {
     for (const auto& r : grid) settings_[r.id] = &r.settings;
   }
-  const Units& of(const std::string& run, const std::string& metric) {
-    auto key = run + "|" + metric;
+  const Units& of(const std::string& run, Metric metric) {
+    auto key = std::make_pair(run, metric);
     auto it = cache_.find(key);
-    if (it == cache_.end()) it = cache_.emplace(key, metric == "inference_s" ? inference(run) : per_image(run, metric)).first;
+    if (it == cache_.end()) it = cache_.emplace(key, metric == Metric::kInference ? inference(run) : per_image(run, metric)).first;
     return it->second;
   }
 
@@ -38,14 +38,14 @@ class ClaimValues {
       if (a.organ.empty()) u[""] = s_.inference == InferenceTiming::kReference ? a.inference_launch_all_s : a.inference_s;
     return u;
   }
-  Units per_image(const std::string& run, const std::string& metric) {
+  Units per_image(const std::string& run, Metric metric) {
     const RunSettings& rs = *settings_.at(run);
     const double scale = hausdorff_scale(s_, rs);
     const double diagonal = worst_hausdorff_mm(rs);
     std::map<std::string, std::vector<double>> organs;
     for (const auto& t : MetricsTable(store_).test_metrics(run)) {
-      double v = metric == "dice" ? t.dice : metric == "jaccard" ? t.jaccard : t.hausdorff_mm;
-      if (metric == "hausdorff_mm") {
+      double v = metric == Metric::kDice ? t.dice : metric == Metric::kJaccard ? t.jaccard : t.hausdorff_mm;
+      if (metric == Metric::kHausdorff) {
         if (std::isnan(v) && s_.empty_mask == EmptyMask::kExclude) continue;
         v = (std::isnan(v) ? diagonal : v) * scale;
       }
@@ -58,7 +58,7 @@ class ClaimValues {
   Store& store_;
   const ReportSettings& s_;
   std::map<std::string, const RunSettings*> settings_;
-  std::map<std::string, Units> cache_;
+  std::map<std::pair<std::string, Metric>, Units> cache_;
 };
 
 struct Side {
@@ -74,7 +74,7 @@ uint64_t seed_of(const std::string& text) {  // FNV-1a: the same comparison resa
 
 // values[run][unit] for the units every run of both sides has.
 std::vector<std::vector<double>> matrix(ClaimValues& values, const std::vector<std::string>& runs,
-                                        const std::vector<std::string>& units, const std::string& metric) {
+                                        const std::vector<std::string>& units, Metric metric) {
   std::vector<std::vector<double>> m;
   for (const auto& r : runs) {
     const Units& u = values.of(r, metric);
@@ -84,7 +84,7 @@ std::vector<std::vector<double>> matrix(ClaimValues& values, const std::vector<s
   return m;
 }
 
-std::vector<std::string> common_units(ClaimValues& values, const Side& a, const Side& b, const std::string& metric) {
+std::vector<std::string> common_units(ClaimValues& values, const Side& a, const Side& b, Metric metric) {
   std::vector<std::string> out;
   const Units& first = values.of(a.runs.front(), metric);
   for (const auto& [k, v] : first) {
@@ -123,7 +123,7 @@ void bootstrap(ClaimComparison& c, const std::vector<std::vector<double>>& a, co
                double sign) {
   const size_t na = a.size(), nb = b.size(), nu = a.front().size();
   c.effect = sign * advantage(a, b, iota(na), iota(nb), iota(nu));
-  std::mt19937_64 rng(seed_of(c.dataset + "|" + c.metric + "|" + c.better + "|" + c.than));
+  std::mt19937_64 rng(seed_of(c.dataset + "|" + choice_name(c.metric) + "|" + c.better + "|" + c.than));
   auto pick = [&](size_t n) {
     std::vector<size_t> v(n);
     std::uniform_int_distribution<size_t> d(0, n - 1);
@@ -138,7 +138,7 @@ void bootstrap(ClaimComparison& c, const std::vector<std::vector<double>>& a, co
   c.hi = draws[static_cast<size_t>(std::ceil(0.975 * (kResamples - 1)))];
 }
 
-ClaimComparison compare(ClaimValues& values, const ClaimSpec& spec, const std::string& dataset, const std::string& metric,
+ClaimComparison compare(ClaimValues& values, const ClaimSpec& spec, const std::string& dataset, Metric metric,
                         const std::string& better, const Side* a, const std::string& than, const Side* b) {
   ClaimComparison c;
   c.dataset = dataset;
@@ -153,7 +153,7 @@ ClaimComparison compare(ClaimValues& values, const ClaimSpec& spec, const std::s
   const auto ma = matrix(values, a->runs, units, metric), mb = matrix(values, b->runs, units, metric);
   c.seeds_better = static_cast<int>(a->runs.size());
   c.seeds_than = static_cast<int>(b->runs.size());
-  c.images = metric == "inference_s" ? 0 : static_cast<int>(units.size());
+  c.images = metric == Metric::kInference ? 0 : static_cast<int>(units.size());
   bootstrap(c, ma, mb, sign);
   const auto med = matrix(values, {a->median, b->median}, units, metric);
   c.median_effect = sign * advantage({med[0]}, {med[1]}, {0}, {0}, iota(units.size()));

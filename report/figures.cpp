@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <set>
 
@@ -102,19 +103,14 @@ void stroke_mask(cairo_t* cr, const cv::Mat& binary, double x, double y, double 
 
 }  // namespace
 
-bool draw_qualitative(const std::string& workspace, const DatasetSpec& ds, const std::vector<FigureRun>& runs,
-                      int images, const std::string& png, std::vector<std::string>* warnings) {
-  const std::string data_path = dataset_path(workspace, ds.name);
-  if (!fs::exists(data_path)) return false;
-  DatasetReader data(data_path);
-  const OrganLayout layout = OrganLayout::of(data.info().kind);
-  std::map<std::string, int> index_of;
-  for (int i = 0; i < data.info().count; ++i) index_of[data.info().ids[i]] = i;
-  std::vector<Predictions> preds;
-  std::vector<const FigureRun*> shown;
-  auto warn = [&](const std::string& w) {
-    if (warnings) warnings->push_back(w);
-  };
+namespace {
+
+// The median models' predictions that can be shown over this data set (a missing or foreign file: a warning).
+std::vector<std::pair<Predictions, const FigureRun*>> readable_predictions(const std::string& workspace,
+                                                                          const DatasetReader& data,
+                                                                          const std::vector<FigureRun>& runs,
+                                                                          const std::function<void(const std::string&)>& warn) {
+  std::vector<std::pair<Predictions, const FigureRun*>> out;
   for (const auto& r : runs) {
     std::string p = WorkspaceLayout(workspace).predictions(r.run_id);
     if (!fs::exists(p)) {
@@ -126,70 +122,90 @@ bool draw_qualitative(const std::string& workspace, const DatasetSpec& ds, const
       if (pr.kind != kind_name(data.info().kind) || pr.size != data.info().size || pr.run_id != r.run_id)
         throw InputError(p, "", "", "belongs to another run, data set kind or size (" + pr.run_id + ", " + pr.kind + ", " +
                                         std::to_string(pr.size) + " px)");
-      preds.push_back(std::move(pr));
-      shown.push_back(&r);
+      out.emplace_back(std::move(pr), &r);
     } catch (const std::exception& e) {
       warn(r.label + " (" + r.run_id + ") left out of the qualitative figure: " + brief_reason(e.what()));
     }
   }
-  if (preds.empty()) return false;
-  // Images where the networks differ most: the spread of their lung Dice.
+  return out;
+}
+
+// The test images where the networks differ most (the spread of their lung Dice), most first.
+std::vector<std::string> most_disputed(const std::vector<std::pair<Predictions, const FigureRun*>>& preds,
+                                       const DatasetReader& data, const std::map<std::string, int>& index_of) {
+  const OrganLayout layout = OrganLayout::of(data.info().kind);
   std::map<std::string, std::vector<double>> dice;
-  for (const auto& p : preds)
+  for (const auto& [p, run] : preds)
     for (size_t i = 0; i < p.ids.size(); ++i) {
       auto it = index_of.find(p.ids[i]);
       if (it == index_of.end()) continue;
       Sample s = data.read(it->second);
       cv::Mat truth = organ_masks_from_labels(layout, s.mask)[0];
       cv::Mat pred = p.on_points() ? organ_masks_from_points(layout, denormalise_points(p.points[i], p.size), p.size)[0]
-                                             : organ_masks_from_labels(layout, p.masks[i])[0];
+                                   : organ_masks_from_labels(layout, p.masks[i])[0];
       dice[p.ids[i]].push_back(compare_masks(pred, truth).dice);
     }
   std::vector<std::pair<double, std::string>> spread;
-  for (auto& [id, v] : dice) {
-    double lo = *std::min_element(v.begin(), v.end()), hi = *std::max_element(v.begin(), v.end());
-    spread.push_back({hi - lo, id});
-  }
+  for (auto& [id, v] : dice) spread.push_back({*std::max_element(v.begin(), v.end()) - *std::min_element(v.begin(), v.end()), id});
   std::sort(spread.begin(), spread.end(), [](auto& a, auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
-  const int n_img = std::min<int>(images, static_cast<int>(spread.size()));
+  std::vector<std::string> out;
+  for (auto& [d, id] : spread) out.push_back(id);
+  return out;
+}
+
+// One tile: the image, its ground truth (green) and the prediction for it (red), clipped to the tile.
+void draw_tile(cairo_t* cr, const Sample& s, const std::vector<cv::Mat>& truth, const Predictions& p,
+               const OrganLayout& layout, double x, double y, double tile) {
+  cairo_save(cr);
+  cairo_rectangle(cr, x, y, tile, tile);
+  cairo_clip(cr);  // predictions far off the image stay inside their tile
+  paint_image(cr, s.image, x, y, tile);
+  cairo_set_line_width(cr, 1.4);
+  cairo_set_source_rgb(cr, 0.1, 0.85, 0.2);
+  for (const auto& m : truth) stroke_mask(cr, m, x, y, tile / s.image.cols);
+  auto it = std::find(p.ids.begin(), p.ids.end(), s.id);
+  if (it != p.ids.end()) {
+    const size_t i = static_cast<size_t>(it - p.ids.begin());
+    cairo_set_source_rgb(cr, 0.95, 0.15, 0.15);
+    if (p.on_points()) {
+      auto px = denormalise_points(p.points[i], p.size);
+      for (size_t o = 0; o < layout.organs.size(); ++o) stroke_polygon(cr, organ_points(layout, px, static_cast<int>(o)), x, y, tile / p.size);
+    } else {
+      for (const auto& m : organ_masks_from_labels(layout, p.masks[i])) stroke_mask(cr, m, x, y, tile / p.size);
+    }
+  }
+  cairo_restore(cr);
+}
+
+}  // namespace
+
+bool draw_qualitative(const std::string& workspace, const DatasetSpec& ds, const std::vector<FigureRun>& runs,
+                      int images, const std::string& png, std::vector<std::string>* warnings) {
+  const std::string data_path = dataset_path(workspace, ds.name);
+  if (!fs::exists(data_path)) return false;
+  DatasetReader data(data_path);
+  const OrganLayout layout = OrganLayout::of(data.info().kind);
+  std::map<std::string, int> index_of;
+  for (int i = 0; i < data.info().count; ++i) index_of[data.info().ids[i]] = i;
+  const auto preds = readable_predictions(workspace, data, runs, [&](const std::string& w) {
+    if (warnings) warnings->push_back(w);
+  });
+  if (preds.empty()) return false;
+  const std::vector<std::string> chosen = most_disputed(preds, data, index_of);
+  const int n_img = std::min<int>(images, static_cast<int>(chosen.size()));
   const double tile = 180, pad = 6, head = 34, left = 90;
   Surface S(static_cast<int>(left + preds.size() * (tile + pad)), static_cast<int>(head + n_img * (tile + pad) + 24));
   cairo_t* cr = S.cr;
   cairo_set_source_rgb(cr, 0, 0, 0);
-  for (size_t c = 0; c < preds.size(); ++c) text(cr, left + c * (tile + pad) + tile / 2, 22, shown[c]->label, 13, true);
+  for (size_t c = 0; c < preds.size(); ++c) text(cr, left + c * (tile + pad) + tile / 2, 22, preds[c].second->label, 13, true);
   for (int r = 0; r < n_img; ++r) {
-    const std::string& id = spread[static_cast<size_t>(r)].second;
+    const std::string& id = chosen[static_cast<size_t>(r)];
     Sample s = data.read(index_of.at(id));
     const double y = head + r * (tile + pad);
     cairo_set_source_rgb(cr, 0, 0, 0);
     text(cr, 6, y + tile / 2, id, 11);
-    auto truth = organ_masks_from_labels(layout, s.mask);
-    for (size_t c = 0; c < preds.size(); ++c) {
-      const double x = left + c * (tile + pad);
-      const Predictions& p = preds[c];
-      cairo_save(cr);
-      cairo_rectangle(cr, x, y, tile, tile);
-      cairo_clip(cr);  // predictions far off the image stay inside their tile
-      paint_image(cr, s.image, x, y, tile);
-      const double scale = tile / s.image.cols;
-      cairo_set_line_width(cr, 1.4);
-      cairo_set_source_rgb(cr, 0.1, 0.85, 0.2);
-      for (const auto& m : truth) stroke_mask(cr, m, x, y, scale);
-      auto it = std::find(p.ids.begin(), p.ids.end(), id);
-      if (it == p.ids.end()) {
-        cairo_restore(cr);
-        continue;
-      }
-      size_t i = static_cast<size_t>(it - p.ids.begin());
-      cairo_set_source_rgb(cr, 0.95, 0.15, 0.15);
-      if (p.on_points()) {
-        auto px = denormalise_points(p.points[i], p.size);
-        for (size_t o = 0; o < layout.organs.size(); ++o) stroke_polygon(cr, organ_points(layout, px, static_cast<int>(o)), x, y, tile / p.size);
-      } else {
-        for (const auto& m : organ_masks_from_labels(layout, p.masks[i])) stroke_mask(cr, m, x, y, tile / p.size);
-      }
-      cairo_restore(cr);
-    }
+    const auto truth = organ_masks_from_labels(layout, s.mask);
+    for (size_t c = 0; c < preds.size(); ++c) draw_tile(cr, s, truth, preds[c].first, layout, left + c * (tile + pad), y, tile);
   }
   cairo_set_source_rgb(cr, 0, 0, 0);
   text(cr, 6, head + n_img * (tile + pad) + 14,

@@ -21,7 +21,7 @@ namespace orch::report {
 
 struct ReportOptions {
   std::string out_dir;                                     // default: the workspace's report folder
-  std::vector<std::string> formats{"md", "csv", "tex", "html"};
+  std::vector<ReportFormat> formats{ReportFormat::kMd, ReportFormat::kCsv, ReportFormat::kTex, ReportFormat::kHtml};
   ReportSettings settings;
   bool figures = true;
   int figure_images = 3;                                   // test images in the qualitative figure

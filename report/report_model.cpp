@@ -32,11 +32,11 @@ std::vector<Column> columns_of(bool lh) {
   std::vector<Column> cols;
   for (const std::string& organ : lh ? std::vector<std::string>{"lungs", "heart"} : std::vector<std::string>{"lungs"}) {
     const std::string prefix = lh ? (organ == "lungs" ? "Lungs " : "Heart ") : "";
-    cols.push_back({organ, "dice", prefix + "DC↑", true, 4});
-    cols.push_back({organ, "hausdorff_mm", prefix + "HD↓", false, 2});
-    cols.push_back({organ, "jaccard", prefix + "JC↑", true, 4});
+    cols.push_back({organ, Metric::kDice, prefix + "DC↑", true, 4});
+    cols.push_back({organ, Metric::kHausdorff, prefix + "HD↓", false, 2});
+    cols.push_back({organ, Metric::kJaccard, prefix + "JC↑", true, 4});
   }
-  if (!lh) cols.push_back({"", "inference_s", "Inference (s)", false, 4});
+  if (!lh) cols.push_back({"", Metric::kInference, "Inference (s)", false, 4});
   return cols;
 }
 
@@ -55,13 +55,16 @@ class Values {
     auto o = it->second.find(organ);
     return o == it->second.end() ? nullptr : &o->second;
   }
-  double operator()(const std::string& id, const std::string& organ, const std::string& metric) const {
+  double operator()(const std::string& id, const std::string& organ, Metric metric) const {
     const MetricAggregate* a = aggregate(id, organ);
-    if (metric == "dice") return a ? a->dice : kNaN;
-    if (metric == "jaccard") return a ? a->jaccard : kNaN;
-    if (metric == "hausdorff_mm") return a ? hausdorff(id, *a) : kNaN;
-    if (metric == "inference_s") return a ? (s_.inference == InferenceTiming::kReference ? a->inference_launch_all_s : a->inference_s) : kNaN;
-    throw Error("report: unknown metric '" + metric + "'");
+    if (!a) return kNaN;
+    switch (metric) {
+      case Metric::kDice: return a->dice;
+      case Metric::kJaccard: return a->jaccard;
+      case Metric::kHausdorff: return hausdorff(id, *a);
+      case Metric::kInference: return s_.inference == InferenceTiming::kReference ? a->inference_launch_all_s : a->inference_s;
+    }
+    return kNaN;
   }
 
  private:
@@ -83,8 +86,8 @@ class Values {
 double paper_value(const nlohmann::json& table, const std::string& network, const Column& c) {
   if (!table.contains(network)) return kNaN;
   const auto& pe = table[network];
-  if (c.metric == "inference_s") return pe.value("inference_s", kNaN);
-  return pe.contains(c.organ) ? pe[c.organ].value(c.metric, kNaN) : kNaN;
+  if (c.metric == Metric::kInference) return pe.value(choice_name(c.metric), kNaN);
+  return pe.contains(c.organ) ? pe[c.organ].value(choice_name(c.metric), kNaN) : kNaN;
 }
 
 void mark_best(Table& t) {
@@ -250,6 +253,124 @@ std::string empty_mask_description(const ReportSettings& s) {
   return "counted as the image's diagonal (the worst case)";
 }
 
+namespace {
+
+// The grid's table runs by (data set, network), and each run by id; runs not done are noted as missing.
+struct TableRuns {
+  std::map<std::string, RunRecord> recorded;
+  std::map<std::string, const scheduler::PlannedRun*> by_id;
+  std::map<std::pair<std::string, std::string>, std::vector<const scheduler::PlannedRun*>> of;  // (dataset, model)
+  std::vector<std::string> ids;
+};
+
+TableRuns table_runs(const std::vector<scheduler::PlannedRun>& grid, Store& store, std::vector<std::string>& missing) {
+  TableRuns t;
+  for (auto& r : RunsTable(store).runs()) t.recorded[r.run_id] = r;
+  for (const auto& r : grid) {
+    t.by_id[r.id] = &r;
+    if (r.settings.stage != Stage::kTrain) continue;  // a separate pretraining run is not a table run
+    t.of[{r.settings.dataset, r.settings.model}].push_back(&r);
+    t.ids.push_back(r.id);
+    auto it = t.recorded.find(r.id);
+    const std::string state = it == t.recorded.end() ? run_state::kNew : it->second.state;
+    if (state != run_state::kDone) missing.push_back(r.id + " (" + state + ")");
+  }
+  return t;
+}
+
+// Builds each data set's table: rows of done runs' means, the paper's values, median models, empty-mask notes.
+class TableBuilder {
+ public:
+  TableBuilder(const Experiment& exp, const TableRuns& runs, const Values& value, const ReportSettings& settings, ReportModel& m)
+      : runs_(runs), value_(value), settings_(settings), m_(m) {
+    n_lh_ = static_cast<int>(std::count_if(exp.datasets.begin(), exp.datasets.end(),
+                                           [](auto& d) { return d.kind == DatasetKind::kLungsHeart; }));
+    n_l_ = static_cast<int>(exp.datasets.size()) - n_lh_;
+  }
+
+  Table table(const DatasetSpec& ds, const nlohmann::json& paper) {
+    Table t;
+    t.dataset = &ds;
+    t.lungs_and_heart = ds.kind == DatasetKind::kLungsHeart;
+    t.number = t.lungs_and_heart ? "1" : "2";
+    if (t.lungs_and_heart && n_lh_ > 1) t.number += std::string(1, static_cast<char>('a' + lh_tables_++));
+    if (!t.lungs_and_heart && n_l_ > 1) t.number += std::string(1, static_cast<char>('a' + l_tables_++));
+    t.columns = columns_of(t.lungs_and_heart);
+    const nlohmann::json& ptab = paper.at(t.lungs_and_heart ? "table1" : "table2");
+    t.paper_dataset = ptab.value("dataset", std::string());
+    for (const auto& network : models::network_catalogue()) {
+      auto it = runs_.of.find({ds.name, network.id});
+      if (it != runs_.of.end()) t.rows.push_back(row(t, network, it->second, ptab));
+    }
+    return t;
+  }
+
+  const std::vector<std::string>& failing() const { return failing_; }
+
+ private:
+  bool done(const std::string& id) const {
+    auto it = runs_.recorded.find(id);
+    return it != runs_.recorded.end() && it->second.state == run_state::kDone && value_.has(id);
+  }
+  std::vector<std::string> organs(const Table& t) const {
+    return t.lungs_and_heart ? std::vector<std::string>{"lungs", "heart"} : std::vector<std::string>{"lungs"};
+  }
+
+  Row row(Table& t, const models::NetworkInfo& network, const std::vector<const scheduler::PlannedRun*>& runs,
+          const nlohmann::json& ptab) {
+    Row row;
+    row.network = &network;
+    row.p_vs_baseline = kNaN;
+    for (const auto* r : runs)
+      if (done(r->id)) row.done_ids.push_back(r->id);
+    for (const auto& c : t.columns) {
+      std::vector<double> v;
+      for (const auto& id : row.done_ids)
+        if (double x = value_(id, c.organ, c.metric); !std::isnan(x)) v.push_back(x);
+      row.cells.push_back({mean(v), stddev(v), paper_value(ptab, network.id, c), static_cast<int>(v.size()), false});
+    }
+    if (!row.done_ids.empty()) pick_median(row, t);
+    note_empty_masks(row, t);
+    return row;
+  }
+
+  // The median model: the run whose mean over organs of the median metric is the median of the row's runs.
+  void pick_median(Row& row, const Table& t) {
+    std::vector<double> scores;
+    for (const auto& id : row.done_ids) {
+      std::vector<double> per_organ;
+      for (const auto& organ : organs(t)) per_organ.push_back(value_(id, organ, settings_.median_metric));
+      scores.push_back(mean(per_organ));
+    }
+    const size_t k = median_index(scores);
+    row.median = row.done_ids[k];
+    m_.medians.push_back({t.dataset->name, row.network->id, row.median, choice_name(settings_.median_metric), scores[k],
+                          static_cast<int>(row.done_ids.size())});
+  }
+
+  void note_empty_masks(const Row& row, Table& t) {
+    for (const auto& id : row.done_ids)
+      for (const auto& organ : organs(t)) {
+        const MetricAggregate* a = value_.aggregate(id, organ);
+        if (!a || a->hausdorff_defined == a->images) continue;
+        const int64_t n = a->images - a->hausdorff_defined;
+        t.empty_mask_images += static_cast<int>(n);
+        if (settings_.empty_mask == EmptyMask::kFail) failing_.push_back(id + " (" + organ + ", " + std::to_string(n) + " images)");
+        m_.notes.push_back(id + ": " + std::to_string(n) + " of " + std::to_string(a->images) + " test images (" + organ +
+                           ") have no Hausdorff distance (an empty mask): " + empty_mask_description(settings_));
+      }
+  }
+
+  const TableRuns& runs_;
+  const Values& value_;
+  const ReportSettings& settings_;
+  ReportModel& m_;
+  int n_lh_ = 0, n_l_ = 0, lh_tables_ = 0, l_tables_ = 0;
+  std::vector<std::string> failing_;
+};
+
+}  // namespace
+
 ReportModel build_report_model(const Experiment& exp, const std::vector<scheduler::PlannedRun>& grid, Store& store,
                                const std::string& workspace, const std::string& report_dir, const ReportSettings& settings) {
   settings.validate();
@@ -259,86 +380,18 @@ ReportModel build_report_model(const Experiment& exp, const std::vector<schedule
   m.settings = settings;
   const nlohmann::json& paper = paper_tables();
   m.paper_source = paper.value("source", std::string());
-
-  std::map<std::string, RunRecord> recorded;
-  for (auto& r : RunsTable(store).runs()) recorded[r.run_id] = r;
-  std::vector<std::string> ids;
-  std::map<std::string, const scheduler::PlannedRun*> by_id;
-  std::map<std::pair<std::string, std::string>, std::vector<const scheduler::PlannedRun*>> runs_of;  // (dataset, model)
-  for (const auto& r : grid) {
-    by_id[r.id] = &r;
-    if (r.settings.stage != Stage::kTrain) continue;  // a separate pretraining run is not a table run
-    runs_of[{r.settings.dataset, r.settings.model}].push_back(&r);
-    ids.push_back(r.id);
-    auto it = recorded.find(r.id);
-    const std::string state = it == recorded.end() ? run_state::kNew : it->second.state;
-    if (state != run_state::kDone) m.missing.push_back(r.id + " (" + state + ")");
-  }
-  const Values value(store, ids, by_id, settings);
-  auto done = [&](const std::string& id) {
-    auto it = recorded.find(id);
-    return it != recorded.end() && it->second.state == run_state::kDone && value.has(id);
-  };
-
-  int lh_tables = 0, l_tables = 0;
-  const int n_lh = static_cast<int>(std::count_if(exp.datasets.begin(), exp.datasets.end(), [](auto& d) { return d.kind == DatasetKind::kLungsHeart; }));
-  const int n_l = static_cast<int>(exp.datasets.size()) - n_lh;
-  std::vector<std::string> failing;
+  const TableRuns runs = table_runs(grid, store, m.missing);
+  const Values value(store, runs.ids, runs.by_id, settings);
+  TableBuilder tables(exp, runs, value, settings, m);
   for (const auto& ds : exp.datasets) {
-    Table t;
-    t.dataset = &ds;
-    t.lungs_and_heart = ds.kind == DatasetKind::kLungsHeart;
-    t.number = t.lungs_and_heart ? "1" : "2";
-    if (t.lungs_and_heart && n_lh > 1) t.number += std::string(1, static_cast<char>('a' + lh_tables++));
-    if (!t.lungs_and_heart && n_l > 1) t.number += std::string(1, static_cast<char>('a' + l_tables++));
-    t.columns = columns_of(t.lungs_and_heart);
-    const nlohmann::json& ptab = paper.at(t.lungs_and_heart ? "table1" : "table2");
-    t.paper_dataset = ptab.value("dataset", std::string());
-    const std::vector<std::string> organs = t.lungs_and_heart ? std::vector<std::string>{"lungs", "heart"} : std::vector<std::string>{"lungs"};
-    for (const auto& network : models::network_catalogue()) {
-      auto it = runs_of.find({ds.name, network.id});
-      if (it == runs_of.end()) continue;
-      Row row;
-      row.network = &network;
-      row.p_vs_baseline = kNaN;
-      for (const auto* r : it->second)
-        if (done(r->id)) row.done_ids.push_back(r->id);
-      for (const auto& c : t.columns) {
-        std::vector<double> v;
-        for (const auto& id : row.done_ids)
-          if (double x = value(id, c.organ, c.metric); !std::isnan(x)) v.push_back(x);
-        row.cells.push_back({mean(v), stddev(v), paper_value(ptab, network.id, c), static_cast<int>(v.size()), false});
-      }
-      if (!row.done_ids.empty()) {
-        std::vector<double> scores;
-        for (const auto& id : row.done_ids) {
-          std::vector<double> per_organ;
-          for (const auto& organ : organs) per_organ.push_back(value(id, organ, settings.median_metric));
-          scores.push_back(mean(per_organ));
-        }
-        const size_t k = median_index(scores);
-        row.median = row.done_ids[k];
-        m.medians.push_back({ds.name, network.id, row.median, settings.median_metric, scores[k], static_cast<int>(row.done_ids.size())});
-      }
-      for (const auto& id : row.done_ids)
-        for (const auto& organ : organs) {
-          const MetricAggregate* a = value.aggregate(id, organ);
-          if (!a || a->hausdorff_defined == a->images) continue;
-          const int64_t n = a->images - a->hausdorff_defined;
-          t.empty_mask_images += static_cast<int>(n);
-          if (settings.empty_mask == EmptyMask::kFail) failing.push_back(id + " (" + organ + ", " + std::to_string(n) + " images)");
-          m.notes.push_back(id + ": " + std::to_string(n) + " of " + std::to_string(a->images) + " test images (" + organ +
-                            ") have no Hausdorff distance (an empty mask): " + empty_mask_description(settings));
-        }
-      t.rows.push_back(std::move(row));
-    }
+    Table t = tables.table(ds, paper);
     mark_best(t);
     paired_tests(t, store);
     m.tables.push_back(std::move(t));
   }
-  if (!failing.empty()) {
+  if (!tables.failing().empty()) {
     std::string list;
-    for (const auto& f : failing) list += (list.empty() ? "" : ", ") + f;
+    for (const auto& f : tables.failing()) list += (list.empty() ? "" : ", ") + f;
     throw Error("report: images with an empty mask and report.empty_mask \"fail\": " + list);
   }
   m.cost = costs(store, grid);

@@ -30,7 +30,9 @@
 namespace orch::report {
 
 struct Column {
-  std::string organ, metric, label;  // organ "" for the inference time
+  std::string organ;                 // "" for the inference time
+  Metric metric = Metric::kDice;
+  std::string label;
   bool higher_better = true;
   int digits = 4;
 };
@@ -83,7 +85,9 @@ struct RunInfo {
 
 // A claim checked on the grid (report/claims.h says how).
 struct ClaimComparison {
-  std::string dataset, metric, better, than;  // network ids
+  std::string dataset;
+  Metric metric = Metric::kDice;
+  std::string better, than;                   // network ids
   double effect = 0, lo = 0, hi = 0;          // all seeds: the advantage and its 95 % interval (NaN: not evaluated)
   double median_effect = 0, p_value = 0;      // the median models (NaN when not tested)
   int seeds_better = 0, seeds_than = 0, images = 0;

@@ -12,7 +12,7 @@ namespace {
 
 std::string value_text(const SweepCell& c, int digits) { return fmt(c.value, digits); }
 
-int digits_of(const SweepTable& t) { return t.metric == "hausdorff_mm" ? 2 : 4; }
+int digits_of(const SweepTable& t) { return t.metric == Metric::kHausdorff ? 2 : 4; }
 
 std::string tex_escape(const std::string& s) {
   std::string out;
@@ -23,7 +23,7 @@ std::string tex_escape(const std::string& s) {
   return out;
 }
 
-SweepTable& table_for(SweepSummary& s, const std::string& dataset, const std::string& metric, bool higher) {
+SweepTable& table_for(SweepSummary& s, const std::string& dataset, Metric metric, bool higher) {
   for (auto& t : s.tables)
     if (t.dataset == dataset) return t;
   s.tables.push_back({dataset, metric, higher, {}});
@@ -49,7 +49,7 @@ std::string sweep_point_dir(size_t index, const SweepPoint& point) {
 }
 
 void add_sweep_point(SweepSummary& s, const ReportModel& m, size_t point) {
-  const std::string& metric = m.settings.median_metric;
+  const Metric metric = m.settings.median_metric;
   for (const auto& t : m.tables) {
     bool higher = true;
     for (const auto& c : t.columns)
@@ -88,7 +88,7 @@ std::string sweep_markdown(const SweepSummary& s) {
   for (size_t p = 0; p < s.points.size(); ++p)
     md << "- point " << p + 1 << ": `" << s.points[p].label() << "`: `" << s.point_dirs[p] << "/tables.md`\n";
   for (const auto& t : s.tables) {
-    md << "\n## " << md_escape(t.dataset) << ": " << t.metric << " (mean over organs and seeds; " << (t.higher_better ? "higher" : "lower")
+    md << "\n## " << md_escape(t.dataset) << ": " << choice_name(t.metric) << " (mean over organs and seeds; " << (t.higher_better ? "higher" : "lower")
        << " is better; bold: each network's best point)\n\n| Network |";
     for (size_t p = 0; p < s.points.size(); ++p) md << " " << md_escape(s.points[p].label()) << " |";
     md << "\n|---|" << [&] { std::string d; for (size_t p = 0; p < s.points.size(); ++p) d += "---|"; return d; }() << "\n";
@@ -115,7 +115,7 @@ std::string sweep_csv(const SweepSummary& s) {
         csv << t.dataset << "," << r.network << "," << p + 1;
         for (const auto& a : s.axes) csv << "," << csv_field(s.points[p].value_text(a));
         const SweepCell& c = r.cells[p];
-        csv << "," << t.metric << "," << csv_num(c.value) << "," << c.seeds << "," << (c.best ? 1 : 0) << "\n";
+        csv << "," << choice_name(t.metric) << "," << csv_num(c.value) << "," << c.seeds << "," << (c.best ? 1 : 0) << "\n";
       }
   return csv.str();
 }
@@ -123,7 +123,7 @@ std::string sweep_csv(const SweepSummary& s) {
 std::string sweep_latex(const SweepSummary& s) {
   std::ostringstream tex;
   for (const auto& t : s.tables) {
-    tex << "% " << s.experiment << ", sweep summary, " << t.dataset << ": " << t.metric
+    tex << "% " << s.experiment << ", sweep summary, " << t.dataset << ": " << choice_name(t.metric)
         << " (mean over organs and seeds); bold: each network's best point\n\\begin{tabular}{l"
         << std::string(s.points.size(), 'r') << "}\n\\hline\nNetwork";
     for (const auto& p : s.points) tex << " & " << tex_escape(p.label());
@@ -154,7 +154,7 @@ std::string sweep_html(const SweepSummary& s) {
       << html_escape(s.points[p].label()) << "</a></li>\n";
   h << "</ul>\n";
   for (const auto& t : s.tables) {
-    h << "<h2>" << html_escape(t.dataset) << ": " << html_escape(t.metric) << "</h2>\n<table class=\"sweep\"><tr><th>Network</th>";
+    h << "<h2>" << html_escape(t.dataset) << ": " << choice_name(t.metric) << "</h2>\n<table class=\"sweep\"><tr><th>Network</th>";
     for (const auto& p : s.points) h << "<th>" << html_escape(p.label()) << "</th>";
     h << "</tr>\n";
     for (const auto& r : t.rows) {

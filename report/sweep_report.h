@@ -27,7 +27,8 @@ struct SweepRow {
 };
 
 struct SweepTable {
-  std::string dataset, metric;    // the headline metric (median_metric over organs)
+  std::string dataset;
+  Metric metric = Metric::kDice;  // the headline metric (median_metric over organs)
   bool higher_better = true;
   std::vector<SweepRow> rows;
 };

@@ -158,7 +158,7 @@ void claims_markdown(std::ostringstream& md, const ReportModel& m) {
      << "|---|---|---|---|---|---|---|---|---|---|---|\n";
   for (const auto& c : m.claims)
     for (const auto& x : c.comparisons)
-      md << "| " << md_escape(c.spec.id) << " | " << md_escape(x.dataset) << " | " << x.metric << " | " << md_escape(x.better)
+      md << "| " << md_escape(c.spec.id) << " | " << md_escape(x.dataset) << " | " << choice_name(x.metric) << " | " << md_escape(x.better)
          << " | " << md_escape(x.than) << " | " << fmt(x.effect, 4) << " [" << fmt(x.lo, 4) << ", " << fmt(x.hi, 4) << "] | "
          << fmt(x.median_effect, 4) << " | " << fmt(x.p_value, 4) << " | " << x.seeds_better << "/" << x.seeds_than << " | "
          << x.images << " | " << choice_name(x.verdict) << " |\n";
@@ -176,7 +176,7 @@ void claims_html(std::ostream& h, const ReportModel& m) {
        "<th>seeds</th><th>images</th><th>Verdict</th></tr>\n";
   for (const auto& c : m.claims)
     for (const auto& x : c.comparisons)
-      h << "<tr><td>" << html_escape(c.spec.id) << "</td><td>" << html_escape(x.dataset) << "</td><td>" << x.metric << "</td><td>"
+      h << "<tr><td>" << html_escape(c.spec.id) << "</td><td>" << html_escape(x.dataset) << "</td><td>" << choice_name(x.metric) << "</td><td>"
         << html_escape(x.better) << "</td><td>" << html_escape(x.than) << "</td><td>" << fmt(x.effect, 4) << " [" << fmt(x.lo, 4)
         << ", " << fmt(x.hi, 4) << "]</td><td>" << fmt(x.median_effect, 4) << "</td><td>" << fmt(x.p_value, 4) << "</td><td>"
         << x.seeds_better << "/" << x.seeds_than << "</td><td>" << x.images << "</td><td>" << choice_name(x.verdict) << "</td></tr>\n";
@@ -271,7 +271,7 @@ std::string to_claims_csv(const ReportModel& m) {
   for (const auto& c : m.claims)
     for (const auto& x : c.comparisons)
       csv << c.spec.id << "," << (c.from_paper ? "paper" : "experiment") << "," << choice_name(c.spec.kind) << ","
-          << choice_name(c.verdict) << "," << x.dataset << "," << x.metric << "," << x.better << "," << x.than << ","
+          << choice_name(c.verdict) << "," << x.dataset << "," << choice_name(x.metric) << "," << x.better << "," << x.than << ","
           << v(x.effect) << "," << v(x.lo) << "," << v(x.hi) << "," << v(x.median_effect) << "," << v(x.p_value) << ","
           << x.seeds_better << "," << x.seeds_than << "," << x.images << "," << choice_name(x.verdict) << "\n";
   return csv.str();
@@ -324,7 +324,7 @@ std::string to_csv(const ReportModel& m) {
     for (const auto& r : t.rows)
       for (size_t c = 0; c < t.columns.size(); ++c)
         csv << t.number << "," << t.dataset->name << "," << r.network->id << "," << t.columns[c].organ << ","
-            << t.columns[c].metric << "," << csv_num(r.cells[c].mean) << "," << csv_num(r.cells[c].std) << ","
+            << choice_name(t.columns[c].metric) << "," << csv_num(r.cells[c].mean) << "," << csv_num(r.cells[c].std) << ","
             << r.cells[c].n << "\n";
   return csv.str();
 }
@@ -337,7 +337,7 @@ std::string to_paper_comparison_csv(const ReportModel& m) {
       for (size_t c = 0; c < t.columns.size(); ++c) {
         const Cell& cell = r.cells[c];
         csv << t.number << "," << t.dataset->name << "," << r.network->id << "," << t.columns[c].organ << ","
-            << t.columns[c].metric << "," << csv_num(cell.mean) << "," << csv_num(cell.paper) << ","
+            << choice_name(t.columns[c].metric) << "," << csv_num(cell.mean) << "," << csv_num(cell.paper) << ","
             << csv_num(cell.mean - cell.paper) << "\n";
       }
   return csv.str();

@@ -224,102 +224,140 @@ std::vector<RunEstimate> estimate_runs(const Experiment& exp, const std::vector<
   return out;
 }
 
-double simulate_makespan(const std::vector<PlannedRun>& runs, const std::map<std::string, double>& seconds,
-                         const std::map<std::string, int>& gpus, int slots, SchedulePolicy policy) {
-  // Event-driven list scheduling over integer run indices: O(n log n) in the runs (it rescanned every pending run
-  // at every event through string-keyed maps: 100k runs took minutes).
-  const int n = static_cast<int>(runs.size());
-  if (n == 0 || slots < 1) return 0;
+namespace {
+
+// The runs as integer-indexed nodes: duration, GPUs needed (capped at the slots), dependencies left, dependents.
+struct RunGraph {
+  int n = 0;
+  std::vector<double> dur;
+  std::vector<int> need, deps_left;
+  std::vector<std::vector<int>> dependents;
+};
+
+RunGraph run_graph(const std::vector<PlannedRun>& runs, const std::map<std::string, double>& seconds,
+                   const std::map<std::string, int>& gpus, int slots) {
+  RunGraph g;
+  g.n = static_cast<int>(runs.size());
+  const size_t n = runs.size();
   std::unordered_map<std::string, int> index;
-  index.reserve(static_cast<size_t>(n));
-  for (int i = 0; i < n; ++i) index.emplace(runs[static_cast<size_t>(i)].id, i);
-  std::vector<double> dur(static_cast<size_t>(n), 0.0);
-  std::vector<int> need(static_cast<size_t>(n), 1), deps_left(static_cast<size_t>(n), 0), level(static_cast<size_t>(n), 0);
-  std::vector<std::vector<int>> dependents(static_cast<size_t>(n));
-  for (int i = 0; i < n; ++i) {
-    const PlannedRun& r = runs[static_cast<size_t>(i)];
-    if (auto it = seconds.find(r.id); it != seconds.end()) dur[static_cast<size_t>(i)] = it->second;
-    if (auto it = gpus.find(r.id); it != gpus.end()) need[static_cast<size_t>(i)] = std::min(slots, std::max(1, it->second));
+  index.reserve(n);
+  for (size_t i = 0; i < n; ++i) index.emplace(runs[i].id, static_cast<int>(i));
+  g.dur.assign(n, 0.0);
+  g.need.assign(n, 1);
+  g.deps_left.assign(n, 0);
+  g.dependents.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    const PlannedRun& r = runs[i];
+    if (auto it = seconds.find(r.id); it != seconds.end()) g.dur[i] = it->second;
+    if (auto it = gpus.find(r.id); it != gpus.end()) g.need[i] = std::min(slots, std::max(1, it->second));
     for (const auto& d : r.depends_on)
       if (auto it = index.find(d); it != index.end()) {
-        dependents[static_cast<size_t>(it->second)].push_back(i);
-        ++deps_left[static_cast<size_t>(i)];
+        g.dependents[static_cast<size_t>(it->second)].push_back(static_cast<int>(i));
+        ++g.deps_left[i];
       }
   }
-  // A topological order (Kahn), for each run's level and its longest path to the end (its priority).
-  std::vector<int> order, indegree = deps_left;
-  order.reserve(static_cast<size_t>(n));
-  for (int i = 0; i < n; ++i)
+  return g;
+}
+
+// A topological order (Kahn) and each run's level (its depth in the dependency graph).
+std::vector<int> topological_order(const RunGraph& g, std::vector<int>& level) {
+  std::vector<int> order, indegree = g.deps_left;
+  order.reserve(static_cast<size_t>(g.n));
+  level.assign(static_cast<size_t>(g.n), 0);
+  for (int i = 0; i < g.n; ++i)
     if (indegree[static_cast<size_t>(i)] == 0) order.push_back(i);
-  for (size_t k = 0; k < order.size(); ++k)
-    for (int c : dependents[static_cast<size_t>(order[k])]) {
-      level[static_cast<size_t>(c)] = std::max(level[static_cast<size_t>(c)], level[static_cast<size_t>(order[k])] + 1);
+  for (size_t k = 0; k < order.size(); ++k) {
+    const size_t u = static_cast<size_t>(order[k]);
+    for (int c : g.dependents[u]) {
+      level[static_cast<size_t>(c)] = std::max(level[static_cast<size_t>(c)], level[u] + 1);
       if (--indegree[static_cast<size_t>(c)] == 0) order.push_back(c);
     }
-  if (static_cast<int>(order.size()) != n) throw Error("makespan: the runs' dependencies form a cycle");
-  std::vector<double> tail(static_cast<size_t>(n), 0.0);
+  }
+  if (static_cast<int>(order.size()) != g.n) throw Error("makespan: the runs' dependencies form a cycle");
+  return order;
+}
+
+// Each run's rank by its longest path to the end (0: the longest), ties in run order.
+std::vector<int> priorities(const RunGraph& g, const std::vector<int>& order) {
+  const size_t n = static_cast<size_t>(g.n);
+  std::vector<double> tail(n, 0.0);
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
     double t = 0;
-    for (int c : dependents[static_cast<size_t>(*it)]) t = std::max(t, tail[static_cast<size_t>(c)]);
-    tail[static_cast<size_t>(*it)] = t + dur[static_cast<size_t>(*it)];
+    for (int c : g.dependents[static_cast<size_t>(*it)]) t = std::max(t, tail[static_cast<size_t>(c)]);
+    tail[static_cast<size_t>(*it)] = t + g.dur[static_cast<size_t>(*it)];
   }
-  std::vector<int> by_priority(static_cast<size_t>(n));
+  std::vector<int> by_priority(n);
   std::iota(by_priority.begin(), by_priority.end(), 0);
   std::stable_sort(by_priority.begin(), by_priority.end(),
                    [&](int a, int b) { return tail[static_cast<size_t>(a)] > tail[static_cast<size_t>(b)]; });
-  std::vector<int> priority(static_cast<size_t>(n));
-  for (int k = 0; k < n; ++k) priority[static_cast<size_t>(by_priority[static_cast<size_t>(k)])] = k;
+  std::vector<int> priority(n);
+  for (size_t k = 0; k < n; ++k) priority[static_cast<size_t>(by_priority[k])] = static_cast<int>(k);
+  return priority;
+}
 
+// List scheduling: at each event, start the ready runs that fit, best priority first; a run becomes ready when its
+// dependencies ended (kPerRun) or when the whole level before it did (kPerLevel).
+double list_schedule(RunGraph g, const std::vector<int>& level, const std::vector<int>& priority, int slots,
+                     SchedulePolicy policy) {
   const int levels = 1 + *std::max_element(level.begin(), level.end());
   std::vector<std::vector<int>> of_level(static_cast<size_t>(levels));
   std::vector<int> level_left(static_cast<size_t>(levels), 0);
-  for (int i = 0; i < n; ++i) {
+  for (int i = 0; i < g.n; ++i) {
     of_level[static_cast<size_t>(level[static_cast<size_t>(i)])].push_back(i);
     ++level_left[static_cast<size_t>(level[static_cast<size_t>(i)])];
   }
   std::set<std::pair<int, int>> ready;  // (priority, run): startable now, best first
   auto make_ready = [&](int i) { ready.insert({priority[static_cast<size_t>(i)], i}); };
-  if (policy == SchedulePolicy::kPerLevel) {
-    for (int i : of_level[0]) make_ready(i);
-  } else {
-    for (int i = 0; i < n; ++i)
-      if (deps_left[static_cast<size_t>(i)] == 0) make_ready(i);
-  }
+  for (int i = 0; i < g.n; ++i)
+    if (policy == SchedulePolicy::kPerLevel ? level[static_cast<size_t>(i)] == 0 : g.deps_left[static_cast<size_t>(i)] == 0)
+      make_ready(i);
   using Event = std::pair<double, int>;  // (end time, run)
   std::priority_queue<Event, std::vector<Event>, std::greater<Event>> running;
   double now = 0, makespan = 0;
   int free = slots, finished = 0;
-  while (finished < n) {
+  while (finished < g.n) {
     for (auto it = ready.begin(); it != ready.end() && free > 0;) {  // start what fits, best first
-      const int i = it->second;
-      if (need[static_cast<size_t>(i)] > free) {
+      const size_t i = static_cast<size_t>(it->second);
+      if (g.need[i] > free) {
         ++it;
         continue;
       }
-      const double end = now + dur[static_cast<size_t>(i)];
-      running.push({end, i});
-      free -= need[static_cast<size_t>(i)];
-      makespan = std::max(makespan, end);
+      running.push({now + g.dur[i], it->second});
+      free -= g.need[i];
+      makespan = std::max(makespan, now + g.dur[i]);
       it = ready.erase(it);
     }
     if (running.empty()) throw Error("makespan: a run can never start (it needs more GPUs than there are)");
     now = running.top().first;  // advance to the next end; every run ending then frees its slots
     while (!running.empty() && running.top().first <= now + 1e-9) {
-      const int i = running.top().second;
+      const size_t i = static_cast<size_t>(running.top().second);
       running.pop();
-      free += need[static_cast<size_t>(i)];
+      free += g.need[i];
       ++finished;
       if (policy == SchedulePolicy::kPerLevel) {
-        const int l = level[static_cast<size_t>(i)];
+        const int l = level[i];
         if (--level_left[static_cast<size_t>(l)] == 0 && l + 1 < levels)
           for (int c : of_level[static_cast<size_t>(l + 1)]) make_ready(c);
       } else {
-        for (int c : dependents[static_cast<size_t>(i)])
-          if (--deps_left[static_cast<size_t>(c)] == 0) make_ready(c);
+        for (int c : g.dependents[i])
+          if (--g.deps_left[static_cast<size_t>(c)] == 0) make_ready(c);
       }
     }
   }
   return makespan;
+}
+
+}  // namespace
+
+// Event-driven list scheduling over integer run indices: O(n log n) in the runs (it rescanned every pending run at
+// every event through string-keyed maps: 100k runs took minutes).
+double simulate_makespan(const std::vector<PlannedRun>& runs, const std::map<std::string, double>& seconds,
+                         const std::map<std::string, int>& gpus, int slots, SchedulePolicy policy) {
+  if (runs.empty() || slots < 1) return 0;
+  const RunGraph g = run_graph(runs, seconds, gpus, slots);
+  std::vector<int> level;
+  const std::vector<int> order = topological_order(g, level);
+  return list_schedule(g, level, priorities(g, order), slots, policy);
 }
 
 int expected_threads(const Experiment& exp, const RunSettings& s) {

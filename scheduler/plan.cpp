@@ -188,120 +188,156 @@ std::string missing_artefacts(const std::string& workspace, const std::string& r
   return missing;
 }
 
-std::vector<RunStatus> plan(const std::vector<PlannedRun>& grid, Store& store, const Filter& only, PlanMode mode,
-                            const std::map<std::string, JobState>& jobs, const PlanOptions& options) {
+namespace {
+
+// What the store and the jobs say of the grid's runs, read once for a plan.
+struct StoreView {
   std::map<std::string, RunRecord> recorded;
-  for (auto& r : RunsTable(store).runs()) recorded[r.run_id] = r;
-  auto progress = RunsTable(store).progress();
+  std::map<std::string, RunProgress> progress;
+  std::map<std::string, Judgement> shown;                  // recorded id -> what it is
+  std::map<std::string, std::vector<std::string>> by_key;  // recorded ids not in the grid, by dataset/model/seed/stage
+  std::map<std::string, bool> lost_best;                   // damaged id -> its best checkpoint is among what is missing
+
+  std::string state(const std::string& id) const {
+    auto it = shown.find(id);
+    return it == shown.end() ? rs::kNew : it->second.state;
+  }
+};
+
+StoreView read_view(const std::vector<PlannedRun>& grid, const std::map<std::string, const PlannedRun*>& by_id,
+                    Store& store, const std::map<std::string, JobState>& jobs, const PlanOptions& options) {
+  StoreView v;
+  for (auto& r : RunsTable(store).runs()) v.recorded[r.run_id] = r;
+  v.progress = RunsTable(store).progress();
   const double now = store.env().now();
   const double lost_after = control_timeouts().lost_after_s;
-  std::map<std::string, Judgement> shown;  // recorded id -> what it is
-  for (const auto& [id, rec] : recorded) shown[id] = judge(rec.state, progress[id], jobs, now, lost_after);
-
-  std::map<std::string, const PlannedRun*> by_id;
-  for (const auto& r : grid) by_id[r.id] = &r;
-  std::map<std::string, std::vector<std::string>> by_key;  // recorded ids of the same dataset/model/seed/stage
-  for (const auto& [id, rec] : recorded) {
+  for (const auto& [id, rec] : v.recorded) v.shown[id] = judge(rec.state, v.progress[id], jobs, now, lost_after);
+  for (const auto& [id, rec] : v.recorded) {  // runs an earlier version of the experiment recorded
     if (by_id.count(id)) continue;
     nlohmann::json j = nlohmann::json::parse(rec.settings_json, nullptr, false);
     if (!j.is_object()) continue;
     try {
-      by_key[key_of(RunSettings::from_json(j, id))].push_back(id);
+      v.by_key[key_of(RunSettings::from_json(j, id))].push_back(id);
     } catch (const std::exception&) {
     }
   }
   // Done runs of this grid whose artefacts are gone: shown as damaged (what is missing in `why`).
-  std::map<std::string, bool> lost_best;  // damaged id -> its best checkpoint is among what is missing
   if (!options.workspace.empty())
     for (const auto& r : grid) {
-      auto it = shown.find(r.id);
-      if (it == shown.end() || it->second.state != rs::kDone) continue;
+      auto it = v.shown.find(r.id);
+      if (it == v.shown.end() || it->second.state != rs::kDone) continue;
       const std::string missing = missing_artefacts(options.workspace, r.id);
       if (missing.empty()) continue;
       it->second = {rs::kDamaged, "missing: " + missing};
-      lost_best[r.id] = missing.rfind("best checkpoint", 0) == 0;
+      v.lost_best[r.id] = missing.rfind("best checkpoint", 0) == 0;
     }
-  auto shown_state = [&](const std::string& id) {
-    auto it = shown.find(id);
-    return it == shown.end() ? rs::kNew : it->second.state;
-  };
+  return v;
+}
 
-  // Listed runs: those the filter keeps, plus their unfinished dependencies.
+// The runs a plan lists: those the filter keeps, plus their unfinished dependencies.
+std::set<std::string> listed_runs(const std::vector<PlannedRun>& grid, const std::map<std::string, const PlannedRun*>& by_id,
+                                  const Filter& only, const StoreView& v) {
   std::set<std::string> listed;
   std::function<void(const std::string&)> add = [&](const std::string& id) {
     if (!listed.insert(id).second) return;
     for (const auto& d : by_id.at(id)->depends_on)
-      if (shown_state(d) != rs::kDone) add(d);
+      if (v.state(d) != rs::kDone) add(d);
   };
   for (const auto& r : grid)
     if (only.matches(r)) add(r.id);
+  return listed;
+}
 
+// A run's state as recorded and as shown, with why it is what it is (a job's end, a failed dependency).
+RunStatus status_of(const PlannedRun& r, const StoreView& v) {
+  RunStatus st;
+  st.run = r;
+  auto it = v.recorded.find(r.id);
+  st.recorded_state = it == v.recorded.end() ? rs::kNew : it->second.state;
+  st.state = v.state(r.id);
+  if (auto p = v.progress.find(r.id); p != v.progress.end()) st.progress = p->second;
+  const std::string inferred = it == v.recorded.end() ? "" : v.shown.at(r.id).why;
+  if (!inferred.empty()) st.progress.last_reason = inferred + (st.progress.last_reason.empty() ? "" : "; " + st.progress.last_reason);
+  if (st.recorded_state == rs::kQueued && !inferred.empty() && st.progress.attempts == 0)
+    for (const auto& d : r.depends_on)  // Slurm cancels the job of a run whose dependency failed (afterok)
+      if (const std::string ds = v.state(d); ds != rs::kDone && !rs::is_active(ds) && ds != rs::kNew) {
+        st.progress.last_reason = "its dependency " + d + " ended " + ds + ", so it never started (" + inferred + ")";
+        break;
+      }
+  return st;
+}
+
+// What to do with the run, by its state: submit it or not, and why. `changed_input`: a dependency rebuilt without
+// its best checkpoint ("" when none).
+void decide(RunStatus& st, const StoreView& v, PlanMode mode, const PlanOptions& options, const std::string& changed_input) {
+  const PlannedRun& r = st.run;
+  if (st.state == rs::kDone && !changed_input.empty()) {
+    st.submit = st.retrain_from_scratch = true;
+    st.why = "done, but " + changed_input + " is rebuilt without its best checkpoint: retrained from scratch";
+  } else if (st.state == rs::kDone) {
+    st.why = "already done";
+  } else if (st.state == rs::kDamaged) {
+    st.submit = options.rebuild_damaged && mode == PlanMode::kResume;
+    st.why = "damaged: " + v.shown.at(r.id).why.substr(std::string("missing: ").size()) +
+             (st.submit ? "; rebuilt (--rebuild-damaged)" : " (resume --rebuild-damaged rebuilds it)");
+  } else if (rs::is_active(st.state)) {
+    std::string job = st.state == rs::kRunning && !st.progress.claim_job.empty() ? st.progress.claim_job : st.progress.job;
+    st.why = "already " + st.state + (job.empty() ? "" : " (job " + job + ")");
+  } else if (st.state == rs::kNew) {
+    const bool recorded = v.recorded.count(r.id) > 0;
+    if (mode == PlanMode::kResume && options.submit_recorded_new && recorded) {
+      st.submit = true;
+      st.why = "held back by the queue limit";
+    } else if (mode == PlanMode::kResume) {
+      st.why = "never submitted (use submit)";
+    } else {
+      st.submit = true;
+      auto old = v.by_key.find(key_of(r.settings));
+      st.why = old == v.by_key.end() ? "new" : "settings changed (replaces " + old->second.back() + ")";
+    }
+  } else {  // failed, cancelled, timeout, lost, interrupted
+    st.submit = true;
+    st.why = st.state + (st.progress.last_reason.empty() ? "" : ": " + st.progress.last_reason);
+  }
+}
+
+// A run to submit whose dependency will neither be done nor run waits for it instead.
+void wait_for_dependencies(RunStatus& st, const StoreView& v, const std::map<std::string, bool>& will_be_done) {
+  for (const auto& d : st.run.depends_on) {
+    auto w = will_be_done.find(d);
+    const bool dep_ok = (w != will_be_done.end() && w->second) || v.state(d) == rs::kDone;
+    if (st.submit && !dep_ok && !rs::is_active(v.state(d))) {
+      st.submit = false;
+      st.why = "waits for " + d + ", which " +
+               (v.state(d) == rs::kDamaged ? "is damaged (resume --rebuild-damaged rebuilds it)" : "will not run");
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<RunStatus> plan(const std::vector<PlannedRun>& grid, Store& store, const Filter& only, PlanMode mode,
+                            const std::map<std::string, JobState>& jobs, const PlanOptions& options) {
+  std::map<std::string, const PlannedRun*> by_id;
+  for (const auto& r : grid) by_id[r.id] = &r;
+  const StoreView v = read_view(grid, by_id, store, jobs, options);
+  const std::set<std::string> listed = listed_runs(grid, by_id, only, v);
   std::vector<RunStatus> out;
   std::map<std::string, bool> will_be_done;  // id -> done now, active, or submitted by this plan
-  std::set<std::string> retrained;  // submitted runs whose best checkpoint changes (rebuilt or retrained)
-  auto rebuilt_dependency = [](const PlannedRun& r, const std::set<std::string>& changed) {
-    for (const auto& d : r.depends_on)
-      if (changed.count(d)) return d;
-    return std::string();
-  };
+  std::set<std::string> retrained;           // submitted runs whose best checkpoint changes (rebuilt or retrained)
   for (const auto& r : grid) {
     if (!listed.count(r.id)) continue;
-    RunStatus st;
-    st.run = r;
-    auto it = recorded.find(r.id);
-    st.recorded_state = it == recorded.end() ? rs::kNew : it->second.state;
-    st.state = shown_state(r.id);
-    if (auto p = progress.find(r.id); p != progress.end()) st.progress = p->second;
-    const std::string inferred = it == recorded.end() ? "" : shown[r.id].why;
-    if (!inferred.empty()) st.progress.last_reason = inferred + (st.progress.last_reason.empty() ? "" : "; " + st.progress.last_reason);
-    if (st.recorded_state == rs::kQueued && !inferred.empty() && st.progress.attempts == 0)
-      for (const auto& d : r.depends_on)  // Slurm cancels the job of a run whose dependency failed (afterok)
-        if (const std::string ds = shown_state(d); ds != rs::kDone && !rs::is_active(ds) && ds != rs::kNew) {
-          st.progress.last_reason = "its dependency " + d + " ended " + ds + ", so it never started (" + inferred + ")";
-          break;
-        }
-    const bool active = rs::is_active(st.state);
-    const std::string changed_input = options.rebuild_damaged ? rebuilt_dependency(r, retrained) : "";
-    if (st.state == rs::kDone && !changed_input.empty()) {
-      st.submit = st.retrain_from_scratch = true;
-      st.why = "done, but " + changed_input + " is rebuilt without its best checkpoint: retrained from scratch";
-    } else if (st.state == rs::kDone) {
-      st.why = "already done";
-    } else if (st.state == rs::kDamaged) {
-      st.submit = options.rebuild_damaged && mode == PlanMode::kResume;
-      st.why = "damaged: " + shown[r.id].why.substr(std::string("missing: ").size()) +
-               (st.submit ? "; rebuilt (--rebuild-damaged)" : " (resume --rebuild-damaged rebuilds it)");
-    } else if (active) {
-      std::string job = st.state == rs::kRunning && !st.progress.claim_job.empty() ? st.progress.claim_job : st.progress.job;
-      st.why = "already " + st.state + (job.empty() ? "" : " (job " + job + ")");
-    } else if (st.state == rs::kNew) {
-      if (mode == PlanMode::kResume && options.submit_recorded_new && it != recorded.end()) {
-        st.submit = true;
-        st.why = "held back by the queue limit";
-      } else if (mode == PlanMode::kResume) {
-        st.why = "never submitted (use submit)";
-      } else {
-        st.submit = true;
-        auto old = by_key.find(key_of(r.settings));
-        st.why = old == by_key.end() ? "new" : "settings changed (replaces " + old->second.back() + ")";
-      }
-    } else {  // failed, cancelled, timeout, lost, interrupted
-      st.submit = true;
-      st.why = st.state + (st.progress.last_reason.empty() ? "" : ": " + st.progress.last_reason);
-    }
-    for (const auto& d : r.depends_on) {
-      auto w = will_be_done.find(d);
-      bool dep_ok = (w != will_be_done.end() && w->second) || shown_state(d) == rs::kDone;
-      bool dep_active = rs::is_active(shown_state(d));
-      if (st.submit && !dep_ok && !dep_active) {
-        st.submit = false;
-        st.why = "waits for " + d + ", which " +
-                 (shown_state(d) == rs::kDamaged ? "is damaged (resume --rebuild-damaged rebuilds it)" : "will not run");
-      }
-    }
-    will_be_done[r.id] = st.state == rs::kDone || st.submit || active;
-    if (st.submit && (lost_best[r.id] || st.retrain_from_scratch)) retrained.insert(r.id);
-    out.push_back(st);
+    RunStatus st = status_of(r, v);
+    std::string changed_input;
+    if (options.rebuild_damaged)
+      for (const auto& d : r.depends_on)
+        if (retrained.count(d)) changed_input = changed_input.empty() ? d : changed_input;
+    decide(st, v, mode, options, changed_input);
+    wait_for_dependencies(st, v, will_be_done);
+    will_be_done[r.id] = st.state == rs::kDone || st.submit || rs::is_active(st.state);
+    auto lost = v.lost_best.find(r.id);
+    if (st.submit && ((lost != v.lost_best.end() && lost->second) || st.retrain_from_scratch)) retrained.insert(r.id);
+    out.push_back(std::move(st));
   }
   return out;
 }

@@ -514,7 +514,7 @@ TEST(Catalogue, ATwelfthNetworkNeedsOnlyACatalogueRowAndARegistryEntry) {
   Store st(store_of(ws));
   report::ReportOptions o;
   o.figures = false;
-  o.formats = {"md"};
+  o.formats = {ReportFormat::kMd};
   report::Report rep = report::make_report(e, grid, st, ws, o);
   EXPECT_NE(rep.markdown.find("| HybridGNet (wide) | point | point |"), std::string::npos) << rep.markdown;
   EXPECT_NE(rep.markdown.find("| HybridGNet | point | point |"), std::string::npos);

@@ -95,7 +95,7 @@ TEST(Claims, EachVerdictWhereItIsKnown) {
   EXPECT_EQ(sup.verdict, Verdict::kSupported);
   ASSERT_EQ(sup.comparisons.size(), 3u);
   for (const auto& c : sup.comparisons) {
-    EXPECT_EQ(c.verdict, Verdict::kSupported) << c.metric;
+    EXPECT_EQ(c.verdict, Verdict::kSupported) << choice_name(c.metric);
     EXPECT_EQ(c.seeds_better, 3);
     EXPECT_EQ(c.images, 12);
     EXPECT_LE(c.lo, c.effect);

@@ -188,7 +188,7 @@ struct SmallReport {
   std::string csv(report::ReportOptions o) {
     o.out_dir = t / "out";
     o.figures = false;
-    o.formats = {"csv"};
+    o.formats = {ReportFormat::kCsv};
     report::make_report(exp, grid, *store, t / "ws", o);
     return read(t / "out/tables.csv");
   }
@@ -212,7 +212,7 @@ TEST(Report, AnEmptyMaskCountsAsTheWorstCaseByDefaultAndIsNeverHidden) {
   EXPECT_NE(r.csv(o).find("2,b,unet,lungs,hausdorff_mm,7.61306396"), std::string::npos) << r.csv(o);
   o.out_dir = r.t / "out";
   o.figures = false;
-  o.formats = {"md"};
+  o.formats = {ReportFormat::kMd};
   report::Report rep = report::make_report(r.exp, r.grid, *r.store, r.t / "ws", o);
   EXPECT_NE(rep.markdown.find("1 of 2 test images (lungs) have no Hausdorff distance"), std::string::npos) << rep.markdown;
   EXPECT_NE(rep.markdown.find("1 image(s) without a Hausdorff distance"), std::string::npos) << rep.markdown;
@@ -236,7 +236,7 @@ TEST(Report, InferenceAsSynchronisedOrAsTheReferenceTimedIt) {
 TEST(Report, UnknownSettingsAndMetricsAreErrors) {
   SmallReport r;
   report::ReportOptions o;
-  o.settings.median_metric = "speed";
+  o.settings.median_metric = Metric::kInference;
   EXPECT_THROW(r.csv(o), InputError);
   nlohmann::json j = r.exp.raw;
   j["report"] = {{"empty_mask", "hide"}};
@@ -250,7 +250,7 @@ TEST(Report, HtmlPageCarriesTablesRunsAndLinksToLogs) {
   report::ReportOptions o;
   o.out_dir = r.t / "out";
   o.figures = false;
-  o.formats = {"html"};
+  o.formats = {ReportFormat::kHtml};
   report::make_report(r.exp, r.grid, *r.store, r.t / "ws", o);
   const std::string h = read(r.t / "out/report.html");
   EXPECT_NE(h.find("<table class=\"results\">"), std::string::npos);
