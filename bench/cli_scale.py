@@ -1,16 +1,21 @@
 #!/usr/bin/python3
-"""The grid commands as a user runs them, at the sizes sweeps reach: `plan` and `status` (which estimates the time
-left and simulates the makespan) of experiments/demo.json widened to many seeds, each command a separate process,
-timed with its peak RSS. Several binaries (say, the previous commit's and this one's) are run back to back on the
-same workspaces, so both sides of a comparison come from one run.
+"""The grid commands as a user runs them, at the sizes sweeps reach, each command a separate process, timed with its
+peak RSS. experiments/demo.json widened to many seeds, on the Slurm backend; several binaries (say, the previous
+commit's and this one's) run back to back on the same workspaces, so both sides of a comparison come from one run.
 
   bench/cli_scale.py --bin new=build/cli/orchestrator [--bin old=/path/to/old/orchestrator] \
-      [--runs 1000,10000,100000] [--skip old:100000] [--timeout 600]
+      [--runs 1000,10000,100000] [--skip old:100000] [--timeout 600] [--filled]
 
-Each workspace holds the experiment's store with calibration rows of every network (so `status` has estimates);
-no run is done or dispatched (a grid just planned). A command past --timeout is reported as such."""
+Each workspace holds calibration rows of every network (so `status` estimates the time left). First, with nothing
+submitted: `plan`, `plan --estimate`, `status`, `status --json`. With --filled, then: `submit` to a fake Slurm
+(sbatch, sacct, squeue and scontrol stand-ins on PATH that answer at once: every task pending), `status` and
+`status --json` with every run queued, `cancel`, and, after every run is marked done with per-image test metrics
+written straight into the store (48 test images, two organs), `status`, `status --json` and `report --no-figures`.
+A command past --timeout is reported as such."""
 import argparse
 import json
+import shutil
+import sqlite3
 import os
 import subprocess
 import sys
@@ -29,6 +34,7 @@ def experiment(tmp, runs):
     seeds = max(1, round(runs / per_seed))
     doc["seeds"] = list(range(1, seeds + 1))
     doc["workspace"] = os.path.join(tmp, f"ws{runs}")
+    doc["backend"] = "slurm"
     path = os.path.join(tmp, f"exp{runs}.json")
     with open(path, "w") as f:
         json.dump(doc, f)
@@ -45,11 +51,11 @@ def calibration(tmp):
     return path
 
 
-def run_measured(cmd, timeout):
+def run_measured(cmd, timeout, env=None):
     """Runs `cmd` under /usr/bin/time for its peak RSS."""
     t0 = time.time()
     p = subprocess.Popen(["/usr/bin/time", "-f", "%M", *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                         text=True, start_new_session=True)
+                         text=True, start_new_session=True, env=env)
     try:
         _, err = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -63,34 +69,101 @@ def run_measured(cmd, timeout):
     return wall, rss_kib / 1024
 
 
+FAKE_SBATCH = """#!/usr/bin/python3
+import os, sys
+d = os.environ["FAKE_SLURM_DIR"]
+n = len(os.listdir(d))
+open(os.path.join(d, str(9000 + n)), "w").write(sys.argv[-1])
+print(9000 + n)
+"""
+# Every task of every array the fake sbatch accepted: pending (sacct -P format, or squeue's).
+FAKE_SACCT = """#!/usr/bin/python3
+import os, sys
+d = os.environ["FAKE_SLURM_DIR"]
+wanted = set(sys.argv[sys.argv.index("-j") + 1].split(",")) if "-j" in sys.argv else None
+out = []
+for job in os.listdir(d):
+    if wanted is not None and job not in wanted:
+        continue
+    tasks = len(open(open(os.path.join(d, job)).read()).read().splitlines())
+    out.extend(f"{job}_{i}|PENDING|0|Unknown|Unknown|" for i in range(tasks))
+print("\\n".join(out))
+"""
+FAKE_QUIET = "#!/bin/sh\nexit 0\n"
+
+
+def fake_slurm(tmp):
+    bin_dir, state = os.path.join(tmp, "fakebin"), os.path.join(tmp, "fakestate")
+    os.makedirs(bin_dir, exist_ok=True)
+    os.makedirs(state, exist_ok=True)
+    for name, text in (("sbatch", FAKE_SBATCH), ("sacct", FAKE_SACCT), ("squeue", FAKE_QUIET), ("scontrol", FAKE_QUIET),
+                       ("scancel", FAKE_QUIET)):
+        path = os.path.join(bin_dir, name)
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, 0o755)
+    return dict(os.environ, PATH=bin_dir + ":" + os.environ["PATH"], FAKE_SLURM_DIR=state)
+
+
+def mark_done(ws, images=48):
+    """Every run of the store done, with per-image test metrics and inference times, as workers would leave them."""
+    db = sqlite3.connect(os.path.join(ws, "orchestrator.db"))
+    ids = [r[0] for r in db.execute("SELECT run_id FROM runs")]
+    db.execute("UPDATE runs SET state = 'done', claim_attempt = NULL")
+    rows = ((r, f"img{i:03d}", organ, 0.9 + (hash((r, i)) % 100) / 2000, 0.8, 5.0 + i % 7)
+            for r in ids for i in range(images) for organ in ("lungs", "heart"))
+    db.executemany("INSERT OR REPLACE INTO test_metrics VALUES (?, ?, ?, ?, ?, ?)", rows)
+    db.executemany("INSERT INTO inference_times(run_id, image_id, seconds) VALUES (?, ?, ?)",
+                   ((r, f"img{i:03d}", 0.01) for r in ids for i in range(images)))
+    db.commit()
+    db.close()
+
+
+def timed(label, n, name, cmd, timeout, env=None):
+    wall, rss = run_measured(cmd, timeout, env)
+    shown = f"{'>' + str(int(timeout)):>8}" if wall is None else f"{wall:>8.2f} {rss:>9.0f}"
+    print(f"{n:>8} {name:>6} {label:>24} {shown}")
+    sys.stdout.flush()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", action="append", required=True, help="name=path of an orchestrator binary")
     ap.add_argument("--runs", default="1000,10000,100000")
     ap.add_argument("--skip", action="append", default=[], help="name:runs pairs not to run (known too slow)")
     ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--filled", action="store_true", help="also submit, cancel, fill the store and report")
     a = ap.parse_args()
     bins = [b.split("=", 1) for b in a.bin]
     sizes = [int(x) for x in a.runs.split(",")]
     skip = {tuple(s.split(":")) for s in a.skip}
-    print(f"{'runs':>8} {'binary':>6} {'command':>8} {'wall s':>8} {'peak MiB':>9}")
+    print(f"{'runs':>8} {'binary':>6} {'command':>24} {'wall s':>8} {'peak MiB':>9}")
     with tempfile.TemporaryDirectory(prefix="orch-bench-") as tmp:
         cal = calibration(tmp)
         for size in sizes:
-            exp, ws, n = experiment(tmp, size)
-            first = bins[0][1]
-            subprocess.run([first, "calibrate", exp, "--import", cal], check=True, capture_output=True)
             for name, path in bins:
-                for command in ("plan", "status"):
-                    if (name, str(size)) in skip:
-                        print(f"{n:>8} {name:>6} {command:>8} {'skipped':>8}")
-                        continue
-                    wall, rss = run_measured([path, command, exp], a.timeout)
-                    if wall is None:
-                        print(f"{n:>8} {name:>6} {command:>8} {'>' + str(int(a.timeout)):>8}")
-                    else:
-                        print(f"{n:>8} {name:>6} {command:>8} {wall:>8.2f} {rss:>9.0f}")
-                    sys.stdout.flush()
+                if (name, str(size)) in skip:
+                    print(f"{size:>8} {name:>6} {'(skipped)':>24}")
+                    continue
+                run_dir = os.path.join(tmp, f"{name}-{size}")
+                os.makedirs(run_dir)
+                exp, ws, n = experiment(run_dir, size)
+                subprocess.run([path, "calibrate", exp, "--import", cal], check=True, capture_output=True)
+                for label, extra in (("plan", []), ("plan --estimate", ["--estimate"]), ("status", []),
+                                     ("status --json", ["--json"])):
+                    timed(label, n, name, [path, label.split()[0], exp, *extra], a.timeout)
+                if not a.filled:
+                    continue
+                env = fake_slurm(run_dir)
+                timed("submit (fake Slurm)", n, name, [path, "submit", exp], a.timeout, env)
+                timed("status, all queued", n, name, [path, "status", exp], a.timeout, env)
+                timed("status --json, all queued", n, name, [path, "status", exp, "--json"], a.timeout, env)
+                timed("cancel", n, name, [path, "cancel", exp], a.timeout, env)
+                mark_done(ws)
+                timed("status, all done", n, name, [path, "status", exp], a.timeout, env)
+                timed("status --json, all done", n, name, [path, "status", exp, "--json"], a.timeout, env)
+                timed("report --no-figures", n, name, [path, "report", exp, "--no-figures"], a.timeout, env)
+                shutil.rmtree(run_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -27,13 +27,47 @@ json RunSettings::identity() const {
   return j;
 }
 
-std::string RunSettings::id() const {
+namespace {
+
+// The id from the settings' name parts and their identity text (identity().dump()).
+std::string id_of(const RunSettings& s, const std::string& identity_text) {
   Digest d;
-  d.add("run-v1").add(identity().dump());
-  std::string name = model + "." + dataset + ".s" + std::to_string(seed) + (stage == Stage::kPretrain ? ".pretrain" : "");
+  d.add("run-v1").add(identity_text);
+  std::string name = s.model + "." + s.dataset + ".s" + std::to_string(s.seed) + (s.stage == Stage::kPretrain ? ".pretrain" : "");
   for (char& c : name)
     if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-')) c = '_';
   return name + "-" + d.hex().substr(0, 10);
+}
+
+}  // namespace
+
+std::string RunSettings::id() const { return id_of(*this, identity().dump()); }
+
+std::string RunIdCache::id(const RunSettings& s, const std::string& shape) {
+  auto it = cuts_.find(shape);
+  if (it == cuts_.end()) {
+    // The identity with seed 0 and no dependency, cut where their values go. Its keys are sorted (dataset,
+    // dependency, evaluation, model, seed, stage, training); names hold no quotes (core/names.h), so the first
+    // `"dependency":""` and the last `"seed":0,"stage":` are the top-level ones.
+    RunSettings blank = s;
+    blank.seed = 0;
+    blank.dependency.clear();
+    const std::string text = blank.identity().dump();
+    const std::string dep = "\"dependency\":\"", seed = "\"seed\":0,\"stage\":";
+    Cut c;
+    const size_t d = text.find(dep + "\""), k = text.rfind(seed);
+    if (d != std::string::npos && k != std::string::npos && d < k) {
+      c.to_dependency = text.substr(0, d + dep.size());
+      c.to_seed = text.substr(d + dep.size(), k + 7 - (d + dep.size()));  // from the closing quote to `"seed":`
+      c.rest = text.substr(k + 8);                                       // after the 0
+      c.usable = true;
+    }
+    it = cuts_.emplace(shape, std::move(c)).first;
+    if (it->second.usable && id(s, shape) != s.id()) it->second.usable = false;  // checked once per shape
+  }
+  const Cut& c = it->second;
+  if (!c.usable || (!s.dependency.empty() && !is_safe_run_id(s.dependency))) return s.id();
+  return id_of(s, c.to_dependency + s.dependency + c.to_seed + std::to_string(s.seed) + c.rest);
 }
 
 RunSettings RunSettings::from_json(const json& j, const std::string& where) {

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <unordered_map>
 
 #include "core/experiment.h"
 #include "core/organs.h"
@@ -37,6 +38,28 @@ struct RunSettings {
   nlohmann::json identity() const;
   // "<model>.<dataset>.s<seed>[.pretrain]-<10 hex digits>", characters outside [A-Za-z0-9_.-] replaced by '_'.
   std::string id() const;
+};
+
+// Run ids of many runs that differ only in their seed and dependency (a grid's seeds), made without serialising
+// each run's settings again: the identity text of the first run of a shape is cut around its seed and dependency
+// and checked against RunSettings::id() once; later runs of the shape only fill them in. The caller names the
+// shape and guarantees that runs given the same shape differ in nothing else (scheduler/grid.cpp: data set,
+// network and stage of one experiment). Ids are those of RunSettings::id(). Not thread-safe.
+class RunIdCache {
+ public:
+  std::string id(const RunSettings& s, const std::string& shape);
+  // Whether ids of `shape` are made from its cut text (false: not seen yet, or the full computation is used).
+  bool cut(const std::string& shape) const {
+    auto it = cuts_.find(shape);
+    return it != cuts_.end() && it->second.usable;
+  }
+
+ private:
+  struct Cut {
+    std::string to_dependency, to_seed, rest;  // the identity text around the dependency's and the seed's values
+    bool usable = false;                        // the cut text reproduced the full computation
+  };
+  std::unordered_map<std::string, Cut> cuts_;
 };
 
 // True when `id` is safe to place in a path or a shell word: [A-Za-z0-9_.-]+, not starting with '-' or '.'.

@@ -21,11 +21,21 @@ struct Builder {
   std::vector<std::string> order;            // ids in dependency order
   std::map<std::string, std::string> digests;
   ResourceCache resources;
+  std::map<std::string, TrainingSpec> trainings;  // per data set, network and stage: merged once, not per seed
+  RunIdCache ids;                                 // per data set, network and stage
 
-  TrainingSpec training_of(const std::string& model, const std::string& dataset) const {
+  const TrainingSpec& training_of(const std::string& model, const std::string& dataset, Stage stage) {
+    const std::string key = dataset + "/" + model + "/" + choice_name(stage);
+    auto it = trainings.find(key);
+    if (it != trainings.end()) return it->second;
+    TrainingSpec t = exp.training;
     for (const auto& n : exp.networks)
-      if (n.id == model) return n.training_for(exp.training, exp.path, dataset);
-    return exp.training;
+      if (n.id == model) {
+        t = n.training_for(exp.training, exp.path, dataset);
+        break;
+      }
+    if (stage == Stage::kPretrain) t = exp.pretraining_recipe(t);
+    return trainings.emplace(key, std::move(t)).first->second;
   }
   bool in_grid(const std::string& model) const {
     return std::any_of(exp.networks.begin(), exp.networks.end(), [&](const NetworkSpec& n) { return n.id == model; });
@@ -64,15 +74,14 @@ struct Builder {
     r.settings.model_options = options_of(model);
     r.settings.seed = seed;
     r.settings.stage = stage;
-    r.settings.training = training_of(model, d.name);
-    if (stage == Stage::kPretrain) r.settings.training = exp.pretraining_recipe(r.settings.training);
+    r.settings.training = training_of(model, d.name, stage);
     r.settings.evaluation = exp.evaluation;
     const models::NetworkInfo& info = models::network_info(model);
     if (info.role == models::DependencyRole::kFrozenPretrained) r.settings.dependency = pretrained(d, info.dependency);
     else if (info.role == models::DependencyRole::kFineTuneFrom)
       r.settings.dependency = add(d, info.dependency, exp.rasterize_init == RasterizeInit::kShared ? exp.seeds.front() : seed, Stage::kTrain);
     if (!r.settings.dependency.empty()) r.depends_on.push_back(r.settings.dependency);
-    r.id = r.settings.id();
+    r.id = ids.id(r.settings, d.name + "/" + model + "/" + choice_name(stage));
     r.resources = resources.shared(d.name, model);
     order.push_back(key);
     by_key.emplace(key, r);

@@ -8,6 +8,7 @@
 
 #include "core/errors.h"
 #include "core/experiment.h"
+#include "core/run_settings.h"
 #include "models/model_config.h"
 #include "report/report.h"
 #include "scheduler/grid.h"
@@ -177,6 +178,54 @@ TEST(Sweep, ReportWritesOneTableSetPerPointAndASummary) {
   const std::string html = read(t / "out/sweep.html");
   EXPECT_NE(html.find("<b>0.9000</b>"), std::string::npos) << html;
   EXPECT_NE(html.find("./sweep/01-networks.ours.latents%3D32/report.html"), std::string::npos) << html;
+}
+
+}  // namespace
+}  // namespace orch
+
+namespace orch {
+namespace {
+
+// The grid's ids come from RunIdCache (the identity text cut around seed and dependency): they must equal
+// RunSettings::id() for every run, with per-network and per-data-set training, dependencies and a pretraining stage.
+TEST(RunIdCache, EveryIdEqualsTheFullComputation) {
+  json doc = base_doc();
+  doc["seeds"] = {1, 2, 3, 17, 123456789};
+  doc["networks"] = {{"unet", {{"training", {{"epochs", 3}}}}},
+                     {"ours", {{"latents", 64}}},
+                     {"rasterize", json::object()},
+                     {"hybridgnet", {{"datasets", {{"a", {{"training", {{"learning_rate", 0.0005}}}}}}}}}};
+  doc["pretrain"] = "separate";
+  const Experiment e = parse_experiment(doc, "x.json");
+  const auto grid = scheduler::expand(e);
+  ASSERT_GT(grid.size(), 20u);
+  int with_dependency = 0;
+  for (const auto& r : grid) {
+    EXPECT_EQ(r.id, r.settings.id()) << r.id;
+    with_dependency += !r.settings.dependency.empty();
+  }
+  EXPECT_GT(with_dependency, 5);
+}
+
+// Options whose keys look like the identity's own ("seed", "stage", "dependency") and a dependency that is not a
+// safe run id: still the full computation's id.
+TEST(RunIdCache, LookalikeKeysAndUnsafeDependenciesKeepTheId) {
+  RunSettings s;
+  s.experiment = "x";
+  s.dataset = "a";
+  s.kind = DatasetKind::kLungs;
+  s.size = 64;
+  s.model = "ours";
+  s.model_options = {{"seed", 0}, {"stage", "train"}, {"dependency", ""}};
+  RunIdCache ids;
+  for (int64_t seed : {1, 2, 40}) {
+    s.seed = seed;
+    for (const std::string dep : {"", "unet.a.s1-0123456789", "odd\"dep\\"}) {
+      s.dependency = dep;
+      EXPECT_EQ(ids.id(s, "a/ours/train"), s.id()) << seed << " " << dep;
+    }
+  }
+  EXPECT_TRUE(ids.cut("a/ours/train")) << "the ids were not made from the cut text";
 }
 
 }  // namespace
