@@ -243,6 +243,31 @@ def test_two_rank_mpi_run_trains_and_evaluates():
         assert db.execute("SELECT count(*) FROM attempts").fetchone()[0] == 1, "rank 1 must not write the store"
 
 
+def test_train_refuses_a_run_another_process_is_training():
+    """train dispatches to itself through the grid commands' sequence (scheduler/submission.h): a run of its chain
+    that another process holds is refused under the lock (exit 4, naming the run), before anything is dispatched,
+    and the holder trains on undisturbed."""
+    with scratch() as tmp:
+        exp, ws = setup(tmp, "held")
+        args = train_args(exp, ws, "--set", "training.epochs=40")
+        first = subprocess.Popen([BIN, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for_log(ws, "epoch 1/40", first)
+            second = orch(*args, check=False)
+            assert second.returncode == 4, (second.returncode, second.stderr)
+            assert "hybridgnet.d.s1-" in second.stderr and "cancel it first" in second.stderr, second.stderr
+            assert first.poll() is None, "the holder stopped"
+            first.send_signal(signal.SIGTERM)  # checkpoints and stops: the test need not wait for 40 epochs
+            first.wait(timeout=120)
+            assert first.returncode == REQUEUE, (first.returncode, first.stderr.read())
+        finally:
+            if first.poll() is None:
+                first.kill()
+        db = sqlite3.connect(os.path.join(ws, "orchestrator.db"))
+        assert db.execute("SELECT count(*) FROM attempts").fetchone()[0] == 1, "the refused train must not claim"
+        assert db.execute("SELECT count(*) FROM jobs").fetchone()[0] == 1, "nor record a job"
+
+
 def test_bad_input_names_what_is_wrong():
     with scratch() as tmp:
         exp, ws = setup(tmp, "bad")
@@ -268,5 +293,6 @@ if __name__ == "__main__":
         test_corrupted_newest_checkpoint_falls_back_with_a_warning,
         test_signal_checkpoints_and_exits_with_requeue_code,
         test_two_rank_mpi_run_trains_and_evaluates,
+        test_train_refuses_a_run_another_process_is_training,
         test_bad_input_names_what_is_wrong,
     ])
