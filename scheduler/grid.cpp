@@ -24,9 +24,9 @@ struct Builder {
   std::map<std::string, TrainingSpec> trainings;  // per data set, network and stage: merged once, not per seed
   RunIdCache ids;                                 // per data set, network and stage
 
-  const TrainingSpec& training_of(const std::string& model, const std::string& dataset, Stage stage) {
-    const std::string key = dataset + "/" + model + "/" + choice_name(stage);
-    auto it = trainings.find(key);
+  // `shape`: "dataset/model/stage", the key of both caches.
+  const TrainingSpec& training_of(const std::string& model, const std::string& dataset, Stage stage, const std::string& shape) {
+    auto it = trainings.find(shape);
     if (it != trainings.end()) return it->second;
     TrainingSpec t = exp.training;
     for (const auto& n : exp.networks)
@@ -35,7 +35,7 @@ struct Builder {
         break;
       }
     if (stage == Stage::kPretrain) t = exp.pretraining_recipe(t);
-    return trainings.emplace(key, std::move(t)).first->second;
+    return trainings.emplace(shape, std::move(t)).first->second;
   }
   bool in_grid(const std::string& model) const {
     return std::any_of(exp.networks.begin(), exp.networks.end(), [&](const NetworkSpec& n) { return n.id == model; });
@@ -74,14 +74,15 @@ struct Builder {
     r.settings.model_options = options_of(model);
     r.settings.seed = seed;
     r.settings.stage = stage;
-    r.settings.training = training_of(model, d.name, stage);
+    const std::string shape = d.name + "/" + model + "/" + choice_name(stage);
+    r.settings.training = training_of(model, d.name, stage, shape);
     r.settings.evaluation = exp.evaluation;
     const models::NetworkInfo& info = models::network_info(model);
     if (info.role == models::DependencyRole::kFrozenPretrained) r.settings.dependency = pretrained(d, info.dependency);
     else if (info.role == models::DependencyRole::kFineTuneFrom)
       r.settings.dependency = add(d, info.dependency, exp.rasterize_init == RasterizeInit::kShared ? exp.seeds.front() : seed, Stage::kTrain);
     if (!r.settings.dependency.empty()) r.depends_on.push_back(r.settings.dependency);
-    r.id = ids.id(r.settings, d.name + "/" + model + "/" + choice_name(stage));
+    r.id = ids.id(r.settings, shape);
     r.resources = resources.shared(d.name, model);
     order.push_back(key);
     by_key.emplace(key, r);

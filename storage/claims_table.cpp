@@ -132,12 +132,16 @@ ClaimStanding ClaimsTable::heartbeat(const std::string& run_id, int64_t attempt_
   return standing;
 }
 
+bool ClaimsTable::held_by(const std::string& run_id, int64_t attempt_id) {
+  Stmt get(store_.database(), "SELECT claim_attempt FROM runs WHERE run_id = ?");
+  get.bind(1, run_id);
+  return get.row() && get.integer_or(0, 0) == attempt_id;
+}
+
 bool ClaimsTable::publish_if_claim_held(const std::string& run_id, int64_t attempt_id, const std::function<void()>& publish) {
   bool held = false;
   store_.write([&] {
-    Stmt get(store_.database(), "SELECT claim_attempt FROM runs WHERE run_id = ?");
-    get.bind(1, run_id);
-    held = get.row() && get.integer_or(0, 0) == attempt_id;
+    held = held_by(run_id, attempt_id);
     if (held) publish();
   });
   return held;
@@ -190,9 +194,7 @@ bool ClaimsTable::finish_done(const std::string& run_id, int64_t attempt_id, con
                         const std::vector<InferenceRow>& times, int64_t end_epoch) {
   bool held = false;
   store_.write([&] {
-    Stmt get(store_.database(), "SELECT claim_attempt FROM runs WHERE run_id = ?");
-    get.bind(1, run_id);
-    if (!get.row() || get.integer_or(0, 0) != attempt_id) return;
+    if (!held_by(run_id, attempt_id)) return;
     held = true;
     MetricsTable metrics(store_);
     metrics.put_test_metrics(run_id, metrics_rows);

@@ -56,6 +56,9 @@ class ClaimsTable {
   // transaction that checked it, so no takeover can come between the check and the rename. False (and `publish`
   // not run) when the claim is gone.
   bool publish_if_claim_held(const std::string& run_id, int64_t attempt_id, const std::function<void()>& publish);
+  // Whether `attempt_id` holds the run's claim now: the fence's check, for a write transaction the caller already
+  // holds (Store::write), so that nothing can take the claim between the check and the write.
+  bool held_by(const std::string& run_id, int64_t attempt_id);
   void set_attempt_start(int64_t attempt_id, int64_t epoch, int64_t batch);
   // The run's final word, fenced: only while `attempt_id` holds the claim. `state` is the run's new state and the
   // attempt is closed with `exit_status` and `reason`, except that a run cancelled meanwhile stays cancelled (its

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "core/errors.h"
+#include "storage/claims_table.h"
 #include "storage/sqlite.h"
 #include "storage/store.h"
 
@@ -12,11 +13,7 @@ namespace orch {
 bool MetricsTable::add_epoch_metrics(const EpochMetrics& m) {
   bool written = false;
   store_.write([&] {
-    if (m.attempt_id != 0) {
-      sqlite::Statement get(store_.database(), "SELECT claim_attempt FROM runs WHERE run_id = ?");
-      get.bind(1, m.run_id);
-      if (!get.row() || get.integer_or(0, 0) != m.attempt_id) return;
-    }
+    if (m.attempt_id != 0 && !ClaimsTable(store_).held_by(m.run_id, m.attempt_id)) return;  // fenced
     sqlite::Statement s(store_.database(), "INSERT OR REPLACE INTO epoch_metrics(run_id, attempt_id, epoch, train_loss, val_criterion, learning_rate, "
            "seconds) VALUES (?, ?, ?, ?, ?, ?, ?)");
     s.bind(1, m.run_id).bind(2, m.attempt_id).bind(3, m.epoch).bind(4, m.train_loss).bind(5, m.val_criterion)
