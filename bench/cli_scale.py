@@ -10,7 +10,8 @@ Each workspace holds calibration rows of every network (so `status` estimates th
 submitted: `plan`, `plan --estimate`, `status`, `status --json`. With --filled, then: `submit` to a fake Slurm
 (sbatch, sacct, squeue and scontrol stand-ins on PATH that answer at once: every task pending), `status` and
 `status --json` with every run queued, `cancel`, and, after every run is marked done with per-image test metrics
-written straight into the store (48 test images, two organs), `status`, `status --json` and `report --no-figures`.
+written straight into the store (48 test images, two organs; every epoch's row; empty artefact files),
+`status`, `status --json` and `report --no-figures`.
 A command past --timeout is reported as such."""
 import argparse
 import json
@@ -106,17 +107,38 @@ def fake_slurm(tmp):
 
 
 def mark_done(ws, images=48):
-    """Every run of the store done, with per-image test metrics and inference times, as workers would leave them."""
+    """Every run of the store done as workers leave them: its epochs' rows (training loss, validation criterion,
+    seconds), per-image test metrics and inference times, the metric aggregates a worker writes with them (schema 5
+    on), and its best checkpoint and predictions as files (empty: `status` checks that they exist, the report reads
+    the store)."""
     db = sqlite3.connect(os.path.join(ws, "orchestrator.db"))
-    ids = [r[0] for r in db.execute("SELECT run_id FROM runs")]
+    runs = [(r, json.loads(s).get("training", {}).get("epochs", 1)) for r, s in db.execute("SELECT run_id, settings_json FROM runs")]
+    ids = [r for r, _ in runs]
     db.execute("UPDATE runs SET state = 'done', claim_attempt = NULL")
+    db.executemany("INSERT OR REPLACE INTO epoch_metrics(run_id, attempt_id, epoch, train_loss, val_criterion, "
+                   "learning_rate, seconds) VALUES (?, 0, ?, ?, ?, 1e-4, 2.5)",
+                   ((r, e, 1.0 / e, 1.0 / e + 0.01) for r, epochs in runs for e in range(1, epochs + 1)))
     rows = ((r, f"img{i:03d}", organ, 0.9 + (hash((r, i)) % 100) / 2000, 0.8, 5.0 + i % 7)
             for r in ids for i in range(images) for organ in ("lungs", "heart"))
     db.executemany("INSERT OR REPLACE INTO test_metrics VALUES (?, ?, ?, ?, ?, ?)", rows)
     db.executemany("INSERT INTO inference_times(run_id, image_id, seconds) VALUES (?, ?, ?)",
                    ((r, f"img{i:03d}", 0.01) for r in ids for i in range(images)))
+    if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'metric_aggregates'").fetchone():
+        # What MetricsTable writes with a run's rows (storage/metrics_table.cpp), for every run at once.
+        db.execute("INSERT OR REPLACE INTO metric_aggregates(run_id, organ, dice, jaccard, hausdorff_mm, images, "
+                   "hausdorff_defined) SELECT run_id, organ, AVG(dice), AVG(jaccard), AVG(hausdorff_mm), COUNT(*), "
+                   "COUNT(hausdorff_mm) FROM test_metrics GROUP BY run_id, organ")
+        db.execute("INSERT OR REPLACE INTO metric_aggregates(run_id, organ, inference_s, inference_cold_s, "
+                   "inference_launch_all_s, device) SELECT run_id, '', AVG(CASE WHEN cold = 0 THEN seconds END), "
+                   "MAX(CASE WHEN cold = 1 THEN seconds END), AVG(launch_seconds), MAX(device) FROM inference_times "
+                   "GROUP BY run_id")
     db.commit()
     db.close()
+    for r in ids:
+        run_dir = os.path.join(ws, "runs", r)
+        os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
+        for name in (os.path.join("checkpoints", "best.h5"), "predictions.h5"):
+            open(os.path.join(run_dir, name), "w").close()
 
 
 def timed(label, n, name, cmd, timeout, env=None):

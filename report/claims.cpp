@@ -1,8 +1,10 @@
 #include "report/claims.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <random>
+#include <set>
 
 #include "core/errors.h"
 #include "models/catalogue.h"
@@ -16,59 +18,91 @@ namespace {
 const double kNaN = std::nan("");
 constexpr int kResamples = 2000;
 
-// Per run, per test image ("" for the per-run inference time): the metric as the report's settings count it.
-using Units = std::map<std::string, double>;
+// Per run, the metric at each unit: the grid's test images in image-id order (ClaimValues::units), or the run's one
+// inference time. NaN: not measured (or excluded, as the report's settings count it).
+using Units = std::vector<double>;
 
+// Every table run's values, read in one pass over the store's rows the first time one is asked for (a query per run
+// and metric took minutes at 100,000 runs, and a map per run and metric held gigabytes).
 class ClaimValues {
  public:
   ClaimValues(Store& store, const std::vector<scheduler::PlannedRun>& grid, const ReportSettings& s) : store_(store), s_(s) {
     for (const auto& r : grid) settings_[r.id] = &r.settings;
   }
   const Units& of(const std::string& run, Metric metric) {
-    auto key = std::make_pair(run, metric);
-    auto it = cache_.find(key);
-    if (it == cache_.end()) it = cache_.emplace(key, metric == Metric::kInference ? inference(run) : per_image(run, metric)).first;
-    return it->second;
+    read();
+    static const Units none;
+    auto it = values_.find(run);
+    return it == values_.end() ? none : it->second[static_cast<size_t>(metric)];
+  }
+  size_t units(Metric metric) {  // the number of units of a metric (images, or 1 for inference)
+    read();
+    return metric == Metric::kInference ? 1 : images_;
   }
 
  private:
-  // Every run's inference time, read in one query the first time one is asked for (one query per run took
-  // minutes over a 1,000-run grid).
-  Units inference(const std::string& run) {
-    if (!inference_read_) {
-      std::vector<std::string> ids;
-      for (const auto& [id, s] : settings_) ids.push_back(id);
-      for (const auto& a : MetricsTable(store_).metric_aggregates(ids))
-        if (a.organ.empty()) inference_[a.run_id] = s_.inference == InferenceTiming::kReference ? a.inference_launch_all_s : a.inference_s;
-      inference_read_ = true;
+  // A run's per-image sums while its rows are read (an image's organs are averaged).
+  struct Pending {
+    std::map<std::string, std::array<std::vector<double>, 3>> images;  // image id -> values per image metric
+  };
+
+  void read() {
+    if (read_) return;
+    read_ = true;
+    std::map<std::string, Pending> pending;
+    std::set<std::string> image_ids;
+    read_test_rows(pending, image_ids);
+    images_ = image_ids.size();
+    std::map<std::string, size_t> index;
+    for (const auto& id : image_ids) index.emplace(id, index.size());
+    for (auto& [run, p] : pending) {
+      auto& units = values_[run];
+      for (size_t m = 0; m < 3; ++m) units[m].assign(images_, kNaN);
+      for (const auto& [img, metrics] : p.images)
+        for (size_t m = 0; m < 3; ++m)
+          if (!metrics[m].empty()) units[m][index.at(img)] = mean(metrics[m]);
     }
-    Units u;
-    if (auto it = inference_.find(run); it != inference_.end()) u[""] = it->second;
-    return u;
+    read_inference();
   }
-  Units per_image(const std::string& run, Metric metric) {
-    const RunSettings& rs = *settings_.at(run);
-    const double scale = hausdorff_scale(s_, rs);
-    const double diagonal = worst_hausdorff_mm(rs);
-    std::map<std::string, std::vector<double>> organs;
-    for (const auto& t : MetricsTable(store_).test_metrics(run)) {
-      double v = metric == Metric::kDice ? t.dice : metric == Metric::kJaccard ? t.jaccard : t.hausdorff_mm;
-      if (metric == Metric::kHausdorff) {
-        if (std::isnan(v) && s_.empty_mask == EmptyMask::kExclude) continue;
-        v = (std::isnan(v) ? diagonal : v) * scale;
+  // One pass over every test-metric row (the store's order: no sort), keeping this grid's runs.
+  void read_test_rows(std::map<std::string, Pending>& pending, std::set<std::string>& image_ids) {
+    Pending* p = nullptr;  // the current row's run, or null: not a run of this grid
+    std::string last_run;
+    bool first = true;
+    double scale = 1, diagonal = 0;
+    MetricsTable(store_).each_test_metric([&](const TestMetric& t) {
+      if (first || t.run_id != last_run) {
+        first = false;
+        last_run = t.run_id;
+        auto it = settings_.find(t.run_id);
+        p = it == settings_.end() ? nullptr : &pending[t.run_id];
+        if (p) scale = hausdorff_scale(s_, *it->second), diagonal = worst_hausdorff_mm(*it->second);
       }
-      organs[t.image_id].push_back(v);
-    }
-    Units u;
-    for (const auto& [img, v] : organs) u[img] = mean(v);
-    return u;
+      if (!p) return;
+      image_ids.insert(t.image_id);
+      auto& metrics = p->images[t.image_id];
+      metrics[0].push_back(t.dice);
+      metrics[1].push_back(t.jaccard);
+      const double hd = t.hausdorff_mm;
+      if (std::isnan(hd) && s_.empty_mask == EmptyMask::kExclude) return;
+      metrics[2].push_back((std::isnan(hd) ? diagonal : hd) * scale);
+    });
   }
+  void read_inference() {
+    std::vector<std::string> ids;
+    for (const auto& [id, s] : settings_) ids.push_back(id);
+    for (const auto& a : MetricsTable(store_).metric_aggregates(ids))
+      if (a.organ.empty())
+        values_[a.run_id][static_cast<size_t>(Metric::kInference)] =
+            Units{s_.inference == InferenceTiming::kReference ? a.inference_launch_all_s : a.inference_s};
+  }
+
   Store& store_;
   const ReportSettings& s_;
   std::map<std::string, const RunSettings*> settings_;
-  std::map<std::pair<std::string, Metric>, Units> cache_;
-  std::map<std::string, double> inference_;
-  bool inference_read_ = false;
+  std::map<std::string, std::array<Units, 4>> values_;  // run -> Units per Metric
+  size_t images_ = 0;
+  bool read_ = false;
 };
 
 struct Side {
@@ -84,42 +118,47 @@ uint64_t seed_of(const std::string& text) {  // FNV-1a: the same comparison resa
 
 // values[run][unit] for the units every run of both sides has.
 std::vector<std::vector<double>> matrix(ClaimValues& values, const std::vector<std::string>& runs,
-                                        const std::vector<std::string>& units, Metric metric) {
+                                        const std::vector<size_t>& units, Metric metric) {
   std::vector<std::vector<double>> m;
   for (const auto& r : runs) {
     const Units& u = values.of(r, metric);
     m.emplace_back();
-    for (const auto& k : units) m.back().push_back(u.at(k));
+    m.back().reserve(units.size());
+    for (size_t k : units) m.back().push_back(u.at(k));
   }
   return m;
 }
 
-std::vector<std::string> common_units(ClaimValues& values, const Side& a, const Side& b, Metric metric) {
-  std::vector<std::string> out;
-  const Units& first = values.of(a.runs.front(), metric);
-  for (const auto& [k, v] : first) {
-    bool everywhere = std::isfinite(v);
-    for (const auto* side : {&a, &b})
-      for (const auto& r : side->runs) {
-        const Units& u = values.of(r, metric);
-        auto it = u.find(k);
-        everywhere = everywhere && it != u.end() && std::isfinite(it->second);
-      }
+std::vector<size_t> common_units(ClaimValues& values, const Side& a, const Side& b, Metric metric) {
+  std::vector<const Units*> rows;
+  for (const auto* side : {&a, &b})
+    for (const auto& r : side->runs) rows.push_back(&values.of(r, metric));
+  std::vector<size_t> out;
+  for (size_t k = 0; k < values.units(metric); ++k) {
+    bool everywhere = true;
+    for (const Units* u : rows) everywhere = everywhere && k < u->size() && std::isfinite((*u)[k]);
     if (everywhere) out.push_back(k);
   }
   return out;
 }
 
+// The sum over picked runs of each unit's value, runs in pick order (row by row, so it vectorises: a bootstrap over
+// thousands of seeds reads each picked row once rather than each picked unit's column).
+std::vector<double> column_sums(const std::vector<std::vector<double>>& m, const std::vector<size_t>& rows) {
+  std::vector<double> sums(m.front().size(), 0.0);
+  for (size_t r : rows) {
+    const double* row = m[r].data();
+    for (size_t u = 0; u < sums.size(); ++u) sums[u] += row[u];
+  }
+  return sums;
+}
+
 // The mean over units of (mean over a's picked runs - mean over b's), with runs and units picked by index.
 double advantage(const std::vector<std::vector<double>>& a, const std::vector<std::vector<double>>& b,
                  const std::vector<size_t>& ra, const std::vector<size_t>& rb, const std::vector<size_t>& units) {
+  const std::vector<double> sa = column_sums(a, ra), sb = column_sums(b, rb);
   double sum = 0;
-  for (size_t u : units) {
-    double ma = 0, mb = 0;
-    for (size_t r : ra) ma += a[r][u];
-    for (size_t r : rb) mb += b[r][u];
-    sum += ma / static_cast<double>(ra.size()) - mb / static_cast<double>(rb.size());
-  }
+  for (size_t u : units) sum += sa[u] / static_cast<double>(ra.size()) - sb[u] / static_cast<double>(rb.size());
   return sum / static_cast<double>(units.size());
 }
 
@@ -157,7 +196,7 @@ ClaimComparison compare(ClaimValues& values, const ClaimSpec& spec, const std::s
   c.than = than;
   c.effect = c.lo = c.hi = c.median_effect = c.p_value = kNaN;
   if (!a || !b || a->runs.empty() || b->runs.empty()) return c;
-  const std::vector<std::string> units = common_units(values, *a, *b, metric);
+  const std::vector<size_t> units = common_units(values, *a, *b, metric);
   if (units.empty()) return c;
   const double sign = higher_is_better(metric) ? 1.0 : -1.0;
   const auto ma = matrix(values, a->runs, units, metric), mb = matrix(values, b->runs, units, metric);

@@ -182,6 +182,7 @@ std::string measured_precision(DeviceChoice device_class, Precision p) {
 
 std::vector<RunEstimate> estimate_runs(const Experiment& exp, const std::vector<PlannedRun>& runs, Store& store,
                                        const std::string& workspace, double margin) {
+  if (runs.empty()) return {};  // a finished grid: nothing to pool finished runs for
   const auto cal = CalibrationTable(store).all();
   const auto finished = finished_run_times(store);
   std::map<std::string, SplitCounts> counts;

@@ -126,13 +126,7 @@ std::map<std::string, JobState> live_job_states(Store& store, const std::string&
   auto add = [&](const std::string& backend, const std::string& job) {
     if (auto kind = choice_from<BackendKind>(backend)) by_backend[*kind].push_back(job);  // else unknown here
   };
-  auto progress = RunsTable(store).progress();
-  for (const auto& r : RunsTable(store).runs()) {
-    if (!rs::is_active(r.state)) continue;
-    const RunProgress& p = progress[r.run_id];
-    if (!p.job.empty()) add(p.backend, p.job);
-    if (!p.claim_job.empty() && !p.claim_backend.empty()) add(p.claim_backend, p.claim_job);
-  }
+  for (const auto& [backend, job] : RunsTable(store).active_jobs()) add(backend, job);
   // Jobs whose accounting is not final yet (a run may finish between two looks): asked once more, for the rows.
   for (const auto& [job, kind] : jobs_to_account(store, backends)) by_backend[kind].push_back(job);
   std::map<std::string, JobState> out;

@@ -73,6 +73,7 @@ void MetricsTable::put_test_metrics(const std::string& run_id, const std::vector
     s.bind(1, run_id).bind(2, r.image_id).bind(3, r.organ).bind(4, r.dice).bind(5, r.jaccard).bind(6, r.hausdorff_mm);
     s.run();
   }
+  aggregate_run(run_id, true);
 }
 
 std::vector<TestMetric> MetricsTable::test_metrics(const std::string& run_id) {
@@ -82,6 +83,20 @@ std::vector<TestMetric> MetricsTable::test_metrics(const std::string& run_id) {
   std::vector<TestMetric> out;
   while (s.row()) out.push_back({s.text(0), s.text(1), s.text(2), s.real(3), s.real(4), s.real(5)});
   return out;
+}
+
+void MetricsTable::each_test_metric(const std::function<void(const TestMetric&)>& visit) {
+  sqlite::Statement s(store_.database(), "SELECT run_id, image_id, organ, dice, jaccard, hausdorff_mm FROM test_metrics");
+  TestMetric t;
+  while (s.row()) {
+    t.run_id = s.text(0);
+    t.image_id = s.text(1);
+    t.organ = s.text(2);
+    t.dice = s.real(3);
+    t.jaccard = s.real(4);
+    t.hausdorff_mm = s.real(5);
+    visit(t);
+  }
 }
 
 void MetricsTable::replace_inference_times(const std::string& run_id, const std::vector<InferenceRow>& rows) {
@@ -102,37 +117,63 @@ void MetricsTable::put_inference_times(const std::string& run_id, const std::vec
     s.bind(6, r.launch_seconds);
     s.run();
   }
+  aggregate_run(run_id, false);
+}
+
+namespace {
+
+// The aggregate rows of test metrics (per run and organ) and of inference times (per run, organ ''), from the rows
+// of the runs `where` selects: written with a run's rows, and for every run when an older store is upgraded.
+std::string test_aggregates_from(const std::string& where) {
+  return "INSERT OR REPLACE INTO metric_aggregates(run_id, organ, dice, jaccard, hausdorff_mm, images, hausdorff_defined) "
+         "SELECT run_id, organ, AVG(dice), AVG(jaccard), AVG(hausdorff_mm), COUNT(*), COUNT(hausdorff_mm) "
+         "FROM test_metrics " + where + " GROUP BY run_id, organ";
+}
+std::string inference_aggregates_from(const std::string& where) {
+  return "INSERT OR REPLACE INTO metric_aggregates(run_id, organ, inference_s, inference_cold_s, inference_launch_all_s, device) "
+         "SELECT run_id, '', AVG(CASE WHEN cold = 0 THEN seconds END), MAX(CASE WHEN cold = 1 THEN seconds END), "
+         "AVG(launch_seconds), MAX(device) FROM inference_times " + where + " GROUP BY run_id";
+}
+
+}  // namespace
+
+void MetricsTable::aggregate_all() {
+  store_.database().exec(test_aggregates_from("").c_str());
+  store_.database().exec(inference_aggregates_from("").c_str());
+}
+
+void MetricsTable::aggregate_run(const std::string& run_id, bool test) {
+  sqlite::Statement del(store_.database(), test ? "DELETE FROM metric_aggregates WHERE run_id = ? AND organ <> ''"
+                                                : "DELETE FROM metric_aggregates WHERE run_id = ? AND organ = ''");
+  del.bind(1, run_id);
+  del.run();
+  sqlite::Statement s(store_.database(), test ? test_aggregates_from("WHERE run_id = ?") : inference_aggregates_from("WHERE run_id = ?"));
+  s.bind(1, run_id);
+  s.run();
 }
 
 std::vector<MetricAggregate> MetricsTable::metric_aggregates(const std::vector<std::string>& run_ids) {
   std::vector<MetricAggregate> out;
   std::set<std::string> wanted(run_ids.begin(), run_ids.end());
-  // Grouped over every run (one scan, no temporary table, so a read-only store works), filtered here.
-  sqlite::Statement s(store_.database(), "SELECT run_id, organ, AVG(dice), AVG(jaccard), AVG(hausdorff_mm), COUNT(*), COUNT(hausdorff_mm) "
-         "FROM test_metrics GROUP BY run_id, organ");
+  sqlite::Statement s(store_.database(), "SELECT run_id, organ, dice, jaccard, hausdorff_mm, images, hausdorff_defined, inference_s, "
+         "inference_cold_s, inference_launch_all_s, device FROM metric_aggregates");
   while (s.row()) {
     if (!wanted.count(s.text(0))) continue;
     MetricAggregate a;
     a.run_id = s.text(0);
     a.organ = s.text(1);
-    a.dice = s.real(2);
-    a.jaccard = s.real(3);
-    a.hausdorff_mm = s.real(4);
-    a.images = s.integer(5);
-    a.hausdorff_defined = s.integer(6);
-    out.push_back(a);
-  }
-  sqlite::Statement t(store_.database(), "SELECT run_id, AVG(CASE WHEN cold = 0 THEN seconds END), MAX(CASE WHEN cold = 1 THEN seconds END), "
-         "AVG(launch_seconds), MAX(device) FROM inference_times GROUP BY run_id");
-  while (t.row()) {
-    if (!wanted.count(t.text(0))) continue;
-    MetricAggregate a;
-    a.run_id = t.text(0);
-    a.organ = "";
-    a.inference_s = t.real(1);
-    a.inference_cold_s = t.real(2);
-    a.inference_launch_all_s = t.real(3);
-    a.device = t.text(4);
+    if (a.organ.empty()) {
+      a.inference_s = s.real(7);
+      a.inference_cold_s = s.real(8);
+      a.inference_launch_all_s = s.real(9);
+      a.device = s.text(10);
+    } else {
+      a.dice = s.real(2);
+      a.jaccard = s.real(3);
+      a.hausdorff_mm = s.real(4);
+      a.images = s.integer(5);
+      a.hausdorff_defined = s.integer(6);
+    }
     out.push_back(a);
   }
   return out;

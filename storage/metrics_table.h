@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <utility>
@@ -58,15 +59,21 @@ class MetricsTable {
 
   void replace_test_metrics(const std::string& run_id, const std::vector<TestMetric>& rows);  // one transaction
   std::vector<TestMetric> test_metrics(const std::string& run_id);
+  // Every run's test metrics in one pass, in the store's order (no sort: runs and images in no set order).
+  void each_test_metric(const std::function<void(const TestMetric&)>& visit);
   void replace_inference_times(const std::string& run_id, const std::vector<InferenceRow>& rows);
-  // Per run and organ, the means over its test images; per run (organ ""), its inference times.
+  // Per run and organ, the means over its test images; per run (organ ""), its inference times. Read from the
+  // table of aggregates that the writes below keep (one row per run and organ), not by grouping every image's row.
   std::vector<MetricAggregate> metric_aggregates(const std::vector<std::string>& run_ids);
+  // Recomputes every run's aggregates from its rows, inside a write transaction the caller holds (Store::migrate).
+  void aggregate_all();
 
   // The same replacements inside a write transaction the caller already holds (ClaimsTable::finish_done).
   void put_test_metrics(const std::string& run_id, const std::vector<TestMetric>& rows);
   void put_inference_times(const std::string& run_id, const std::vector<InferenceRow>& rows);
 
  private:
+  void aggregate_run(const std::string& run_id, bool test);  // test metrics' rows (true) or inference times' (false)
   Store& store_;
 };
 

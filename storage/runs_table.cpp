@@ -212,10 +212,13 @@ std::map<std::string, RunProgress> RunsTable::progress(const std::string& experi
     }
   }
   {
-    Stmt s(store_.database(), "SELECT run_id, MAX(epoch) FROM epoch_metrics GROUP BY run_id");
+    // One index seek per run for its last epoch, not a pass over every epoch's row (millions in a large sweep).
+    Stmt s(store_.database(), "SELECT r.run_id, (SELECT MAX(e.epoch) FROM epoch_metrics e WHERE e.run_id = r.run_id) FROM runs r "
+           "WHERE ? = '' OR r.experiment = ?");
+    s.bind(1, experiment).bind(2, experiment);
     while (s.row()) {
       auto it = out.find(s.text(0));
-      if (it != out.end()) it->second.epochs_done = s.integer(1);
+      if (it != out.end()) it->second.epochs_done = s.integer_or(1, 0);
     }
   }
   {
@@ -230,6 +233,18 @@ std::map<std::string, RunProgress> RunsTable::progress(const std::string& experi
       }
     }
   }
+  return out;
+}
+
+std::vector<std::pair<std::string, std::string>> RunsTable::active_jobs() {
+  Stmt s(store_.database(),
+         "SELECT j.backend, j.job_id FROM runs r JOIN jobs j ON j.rowid = (SELECT MAX(rowid) FROM jobs WHERE run_id = r.run_id) "
+         "WHERE r.state IN (?, ?) "
+         "UNION ALL SELECT a.backend, a.job_id FROM runs r JOIN attempts a ON a.attempt_id = r.claim_attempt "
+         "WHERE r.state IN (?, ?) AND a.job_id <> '' AND a.backend <> ''");
+  s.bind(1, run_state::kQueued).bind(2, run_state::kRunning).bind(3, run_state::kQueued).bind(4, run_state::kRunning);
+  std::vector<std::pair<std::string, std::string>> out;
+  while (s.row()) out.emplace_back(s.text(0), s.text(1));
   return out;
 }
 

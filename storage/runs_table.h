@@ -59,6 +59,9 @@ class RunsTable {
   std::optional<RunRecord> run(const std::string& run_id);
   std::vector<RunRecord> runs(const std::string& experiment = "");
   std::map<std::string, RunProgress> progress(const std::string& experiment = "");
+  // The jobs a backend should be asked about: each queued or running run's latest submission and its claim's job,
+  // as (backend, job id) pairs. Reads only those runs' rows (a finished grid of any size: nothing).
+  std::vector<std::pair<std::string, std::string>> active_jobs();
 
   // Dispatch, a compare-and-set per run: each run whose state is still `expected` becomes queued with `job`
   // recorded as its latest submission (and any stale claim cleared), all in one transaction. Returns the ids

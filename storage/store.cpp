@@ -2,6 +2,7 @@
 
 #include "core/control.h"
 #include "core/errors.h"
+#include "storage/metrics_table.h"
 
 namespace orch {
 
@@ -75,6 +76,20 @@ CREATE TABLE IF NOT EXISTS inference_times (
   launch_seconds REAL
 );
 CREATE INDEX IF NOT EXISTS inference_by_run ON inference_times(run_id);
+CREATE TABLE IF NOT EXISTS metric_aggregates (
+  run_id TEXT NOT NULL REFERENCES runs(run_id),
+  organ TEXT NOT NULL,
+  dice REAL,
+  jaccard REAL,
+  hausdorff_mm REAL,
+  images INTEGER NOT NULL DEFAULT 0,
+  hausdorff_defined INTEGER NOT NULL DEFAULT 0,
+  inference_s REAL,
+  inference_cold_s REAL,
+  inference_launch_all_s REAL,
+  device TEXT NOT NULL DEFAULT '',
+  PRIMARY KEY (run_id, organ)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS jobs (
   run_id TEXT NOT NULL REFERENCES runs(run_id),
   backend TEXT NOT NULL,
@@ -201,6 +216,7 @@ void Store::migrate(int64_t from) {
       exec("CREATE INDEX IF NOT EXISTS jobs_by_job ON jobs(job_id)");
     }
     if (from == 3) rekey_calibration();
+    if (from > 0 && from < 5) MetricsTable(*this).aggregate_all();
     exec(("PRAGMA user_version=" + std::to_string(kStoreSchemaVersion)).c_str());
   });
 }
@@ -223,7 +239,7 @@ void Store::write(const std::function<void()>& body) {
 
 int64_t Store::count(const std::string& table) {
   static const char* known[] = {"runs", "attempts", "epoch_metrics", "test_metrics", "inference_times", "provenance",
-                                "jobs", "job_accounts", "calibration"};
+                                "metric_aggregates", "jobs", "job_accounts", "calibration"};
   bool ok = false;
   for (const char* k : known) ok |= table == k;
   if (!ok) throw Error("Store::count: unknown table " + table);

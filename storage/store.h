@@ -28,8 +28,10 @@ namespace orch {
 
 // 3 added claims, heartbeats, attempt positions, job accounting, calibration, launch times (opening a version-1
 // or -2 store for writing adds them). 4 keyed calibration rows by precision, device model and runs per GPU too
-// (older rows keep precision and device model empty: "not recorded", and runs per GPU 1).
-constexpr int kStoreSchemaVersion = 4;
+// (older rows keep precision and device model empty: "not recorded", and runs per GPU 1). 5 added
+// metric_aggregates, each run's means over its test images and inference times, written with them (an older store's
+// are computed from its rows when it is upgraded), so a grid's table is read without grouping millions of rows.
+constexpr int kStoreSchemaVersion = 5;
 
 class Store {
  public:

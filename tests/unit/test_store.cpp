@@ -183,6 +183,65 @@ TEST(Store, AVersionThreeStoreKeepsItsCalibrationUnderTheWiderKey) {
   EXPECT_EQ(CalibrationTable(s).all().size(), 3u);
 }
 
+// Each run's means over its images are kept beside its rows: a rewrite replaces them (an organ no longer measured
+// leaves no stale row), NULL Hausdorff distances are not averaged, and inference is its own row (organ "").
+TEST(Store, MetricAggregatesFollowEachRewriteOfARunsRows) {
+  test::TempDir d;
+  Store s(d / "orchestrator.db");
+  RunsTable(s).upsert_run(run("r1"));
+  MetricsTable m(s);
+  m.replace_test_metrics("r1", {{"r1", "a", "lungs", 0.9, 0.8, 4}, {"r1", "b", "lungs", 0.7, 0.6, NAN},
+                                {"r1", "a", "heart", 0.5, 0.4, 9}});
+  m.replace_test_metrics("r1", {{"r1", "a", "lungs", 0.8, 0.7, 2}, {"r1", "b", "lungs", 0.6, 0.5, NAN}});
+  m.replace_inference_times("r1", {{"a", 0.5, 0.1, true, "cpu"}, {"b", 0.2, 0.1, false, "cpu"}, {"c", 0.4, 0.1, false, "cpu"}});
+  auto rows = m.metric_aggregates({"r1"});
+  ASSERT_EQ(rows.size(), 2u);
+  const MetricAggregate& lungs = rows[0].organ == "lungs" ? rows[0] : rows[1];
+  const MetricAggregate& times = rows[0].organ.empty() ? rows[0] : rows[1];
+  EXPECT_EQ(lungs.organ, "lungs");
+  EXPECT_DOUBLE_EQ(lungs.dice, 0.7);
+  EXPECT_DOUBLE_EQ(lungs.jaccard, 0.6);
+  EXPECT_DOUBLE_EQ(lungs.hausdorff_mm, 2);
+  EXPECT_EQ(lungs.images, 2);
+  EXPECT_EQ(lungs.hausdorff_defined, 1);
+  EXPECT_DOUBLE_EQ(times.inference_s, 0.3);  // warm passes only
+  EXPECT_DOUBLE_EQ(times.inference_cold_s, 0.5);
+  EXPECT_TRUE(m.metric_aggregates({"other"}).empty());
+}
+
+// A version-4 store (no aggregates) gets them from its rows when a writing command upgrades it.
+TEST(Store, AVersionFourStoreGetsTheAggregatesOfItsRows) {
+  test::TempDir d;
+  const std::string path = d / "v4.db";
+  {
+    Store fresh(path);
+    RunsTable(fresh).upsert_run(run("r1"));
+    MetricsTable(fresh).replace_test_metrics("r1", {{"r1", "a", "lungs", 0.9, 0.8, 4}, {"r1", "b", "lungs", 0.5, 0.4, 6}});
+    MetricsTable(fresh).replace_inference_times("r1", {{"a", 0.25, 0.1, false, "cuda:0"}});
+  }
+  {
+    sqlite3* db;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "DROP TABLE metric_aggregates; PRAGMA user_version=4;", nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(db);
+  }
+  EXPECT_THROW(Store(path, Store::Mode::kRead), InputError) << "read-only: not upgraded";
+  Store s(path);
+  auto rows = MetricsTable(s).metric_aggregates({"r1"});
+  ASSERT_EQ(rows.size(), 2u);
+  for (const auto& a : rows) {
+    if (a.organ == "lungs") {
+      EXPECT_DOUBLE_EQ(a.dice, 0.7);
+      EXPECT_DOUBLE_EQ(a.hausdorff_mm, 5);
+      EXPECT_EQ(a.images, 2);
+    } else {
+      EXPECT_EQ(a.organ, "");
+      EXPECT_DOUBLE_EQ(a.inference_s, 0.25);
+      EXPECT_EQ(a.device, "cuda:0");
+    }
+  }
+}
+
 // The compare-and-set that starts a run: one holder at a time; a dead holder (a reused pid, a silent host) is taken
 // over; done and cancelled runs are never started.
 TEST(Store, AClaimIsHeldOnceAndTakenOverOnlyFromTheDead) {
