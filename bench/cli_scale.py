@@ -129,9 +129,11 @@ def mark_done(ws, images=48):
                    "hausdorff_defined) SELECT run_id, organ, AVG(dice), AVG(jaccard), AVG(hausdorff_mm), COUNT(*), "
                    "COUNT(hausdorff_mm) FROM test_metrics GROUP BY run_id, organ")
         db.execute("INSERT OR REPLACE INTO metric_aggregates(run_id, organ, inference_s, inference_cold_s, "
-                   "inference_launch_all_s, device) SELECT run_id, '', AVG(CASE WHEN cold = 0 THEN seconds END), "
-                   "MAX(CASE WHEN cold = 1 THEN seconds END), AVG(launch_seconds), MAX(device) FROM inference_times "
-                   "GROUP BY run_id")
+                   "inference_launch_all_s, device, epoch_seconds, epochs_timed) SELECT i.run_id, '', "
+                   "AVG(CASE WHEN i.cold = 0 THEN i.seconds END), MAX(CASE WHEN i.cold = 1 THEN i.seconds END), "
+                   "AVG(i.launch_seconds), MAX(i.device), e.total, COALESCE(e.n, 0) FROM inference_times i LEFT JOIN "
+                   "(SELECT run_id, SUM(seconds) AS total, COUNT(*) AS n FROM epoch_metrics WHERE seconds > 0 AND "
+                   "seconds < 1e300 GROUP BY run_id) e ON e.run_id = i.run_id GROUP BY i.run_id")
     db.commit()
     db.close()
     for r in ids:

@@ -79,7 +79,6 @@ std::string measure_key(const RunSettings& s, DeviceChoice device) {
 // Three queries for the whole store, none per run.
 std::map<std::string, Measured> finished_run_times(Store& store) {
   const auto devices = ProvenanceTable(store).key_of_all("device");
-  const auto epoch_sums = MetricsTable(store).epoch_seconds_by_run();
   struct Pool {
     double epoch_sum = 0;
     int64_t epochs = 0;
@@ -99,17 +98,18 @@ std::map<std::string, Measured> finished_run_times(Store& store) {
       const std::string key = measure_key(s, device_class(dev == devices.end() ? "cpu" : dev->second));
       key_of[r.run_id] = key;
       done.push_back(r.run_id);
-      Pool& p = pools[key];
-      ++p.runs;
-      if (auto e = epoch_sums.find(r.run_id); e != epoch_sums.end()) {
-        p.epoch_sum += e->second.first;
-        p.epochs += e->second.second;
-      }
+      ++pools[key].runs;
     } catch (const std::exception&) {
     }
   }
-  for (const auto& a : MetricsTable(store).metric_aggregates(done))
-    if (a.organ.empty() && std::isfinite(a.inference_s)) pools[key_of[a.run_id]].inference.push_back(a.inference_s);
+  // A done run's own row of aggregates: its epochs' seconds and its inference time (storage/metrics_table.h).
+  for (const auto& a : MetricsTable(store).metric_aggregates(done)) {
+    if (!a.organ.empty()) continue;
+    Pool& p = pools[key_of[a.run_id]];
+    p.epoch_sum += a.epoch_seconds;
+    p.epochs += a.epochs_timed;
+    if (std::isfinite(a.inference_s)) p.inference.push_back(a.inference_s);
+  }
   std::map<std::string, Measured> out;
   for (auto& [key, p] : pools) {
     if (p.epochs == 0) continue;

@@ -47,13 +47,6 @@ std::map<std::string, MetricsTable::ValidationCurve> MetricsTable::validation_cu
   return out;
 }
 
-std::map<std::string, std::pair<double, int64_t>> MetricsTable::epoch_seconds_by_run() {
-  sqlite::Statement s(store_.database(), "SELECT run_id, SUM(seconds), COUNT(*) FROM epoch_metrics WHERE seconds > 0 AND seconds < 1e300 GROUP BY run_id");
-  std::map<std::string, std::pair<double, int64_t>> out;
-  while (s.row()) out[s.text(0)] = {s.real(1), s.integer(2)};
-  return out;
-}
-
 void MetricsTable::replace_test_metrics(const std::string& run_id, const std::vector<TestMetric>& rows) {
   store_.write([&] { put_test_metrics(run_id, rows); });
 }
@@ -129,10 +122,14 @@ std::string test_aggregates_from(const std::string& where) {
          "SELECT run_id, organ, AVG(dice), AVG(jaccard), AVG(hausdorff_mm), COUNT(*), COUNT(hausdorff_mm) "
          "FROM test_metrics " + where + " GROUP BY run_id, organ";
 }
+// The run's row also sums its epochs' positive, finite seconds: a run is evaluated after its last epoch.
 std::string inference_aggregates_from(const std::string& where) {
-  return "INSERT OR REPLACE INTO metric_aggregates(run_id, organ, inference_s, inference_cold_s, inference_launch_all_s, device) "
-         "SELECT run_id, '', AVG(CASE WHEN cold = 0 THEN seconds END), MAX(CASE WHEN cold = 1 THEN seconds END), "
-         "AVG(launch_seconds), MAX(device) FROM inference_times " + where + " GROUP BY run_id";
+  return "INSERT OR REPLACE INTO metric_aggregates(run_id, organ, inference_s, inference_cold_s, inference_launch_all_s, device, "
+         "epoch_seconds, epochs_timed) "
+         "SELECT i.run_id, '', AVG(CASE WHEN i.cold = 0 THEN i.seconds END), MAX(CASE WHEN i.cold = 1 THEN i.seconds END), "
+         "AVG(i.launch_seconds), MAX(i.device), e.total, COALESCE(e.n, 0) FROM inference_times i "
+         "LEFT JOIN (SELECT run_id, SUM(seconds) AS total, COUNT(*) AS n FROM epoch_metrics WHERE seconds > 0 AND seconds < 1e300 "
+         "GROUP BY run_id) e ON e.run_id = i.run_id " + where + " GROUP BY i.run_id";
 }
 
 }  // namespace
@@ -147,7 +144,7 @@ void MetricsTable::aggregate_run(const std::string& run_id, bool test) {
                                                 : "DELETE FROM metric_aggregates WHERE run_id = ? AND organ = ''");
   del.bind(1, run_id);
   del.run();
-  sqlite::Statement s(store_.database(), test ? test_aggregates_from("WHERE run_id = ?") : inference_aggregates_from("WHERE run_id = ?"));
+  sqlite::Statement s(store_.database(), test ? test_aggregates_from("WHERE run_id = ?") : inference_aggregates_from("WHERE i.run_id = ?"));
   s.bind(1, run_id);
   s.run();
 }
@@ -156,7 +153,7 @@ std::vector<MetricAggregate> MetricsTable::metric_aggregates(const std::vector<s
   std::vector<MetricAggregate> out;
   std::set<std::string> wanted(run_ids.begin(), run_ids.end());
   sqlite::Statement s(store_.database(), "SELECT run_id, organ, dice, jaccard, hausdorff_mm, images, hausdorff_defined, inference_s, "
-         "inference_cold_s, inference_launch_all_s, device FROM metric_aggregates");
+         "inference_cold_s, inference_launch_all_s, device, epoch_seconds, epochs_timed FROM metric_aggregates");
   while (s.row()) {
     if (!wanted.count(s.text(0))) continue;
     MetricAggregate a;
@@ -167,6 +164,8 @@ std::vector<MetricAggregate> MetricsTable::metric_aggregates(const std::vector<s
       a.inference_cold_s = s.real(8);
       a.inference_launch_all_s = s.real(9);
       a.device = s.text(10);
+      a.epoch_seconds = s.real_or(11, 0);
+      a.epochs_timed = s.integer(12);
     } else {
       a.dice = s.real(2);
       a.jaccard = s.real(3);

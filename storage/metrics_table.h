@@ -39,6 +39,8 @@ struct MetricAggregate {
   int64_t images = 0, hausdorff_defined = 0;
   double inference_s = 0, inference_cold_s = 0, inference_launch_all_s = 0;
   std::string device;
+  double epoch_seconds = 0;  // the run's row: the sum and count of its epochs' positive, finite seconds (estimates)
+  int64_t epochs_timed = 0;
 };
 
 class MetricsTable {
@@ -54,15 +56,14 @@ class MetricsTable {
     std::vector<std::pair<int64_t, double>> values;
   };
   std::map<std::string, ValidationCurve> validation_curves();
-  // Per run, the sum and count of its epochs' positive, finite seconds: one query for a whole grid (estimates).
-  std::map<std::string, std::pair<double, int64_t>> epoch_seconds_by_run();
 
   void replace_test_metrics(const std::string& run_id, const std::vector<TestMetric>& rows);  // one transaction
   std::vector<TestMetric> test_metrics(const std::string& run_id);
   // Every run's test metrics in one pass, in the store's order (no sort: runs and images in no set order).
   void each_test_metric(const std::function<void(const TestMetric&)>& visit);
   void replace_inference_times(const std::string& run_id, const std::vector<InferenceRow>& rows);
-  // Per run and organ, the means over its test images; per run (organ ""), its inference times. Read from the
+  // Per run and organ, the means over its test images; per run (organ ""), its inference times and epoch seconds
+  // (summed when its inference times are written, after its last epoch). Read from the
   // table of aggregates that the writes below keep (one row per run and organ), not by grouping every image's row.
   std::vector<MetricAggregate> metric_aggregates(const std::vector<std::string>& run_ids);
   // Recomputes every run's aggregates from its rows, inside a write transaction the caller holds (Store::migrate).

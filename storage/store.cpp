@@ -88,6 +88,8 @@ CREATE TABLE IF NOT EXISTS metric_aggregates (
   inference_cold_s REAL,
   inference_launch_all_s REAL,
   device TEXT NOT NULL DEFAULT '',
+  epoch_seconds REAL,
+  epochs_timed INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (run_id, organ)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS jobs (

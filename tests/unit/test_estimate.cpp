@@ -8,6 +8,8 @@
 #include "scheduler/estimate.h"
 #include "scheduler/grid.h"
 #include "storage/calibration_table.h"
+#include "storage/metrics_table.h"
+#include "storage/runs_table.h"
 #include "test_util.h"
 
 using namespace orch;
@@ -254,4 +256,38 @@ TEST(Estimate, CalibrationRowsKnowPrecisionDeviceModelAndPacking) {
   const RunEstimate packed = estimate_one(gpu_experiment("bf16", 4, "H100"), store, d.path.string());
   EXPECT_NEAR(packed.seconds - bf16.seconds, 70 * 0.070, 1e-6);
   EXPECT_EQ(packed.basis.find("--runs-per-gpu"), std::string::npos) << packed.basis;
+}
+
+// A run like a finished one (same network, data set, size, device) is estimated from the finished run's own epochs:
+// their mean time (an epoch without a time left out) times the epochs to train, plus its inference time per test image.
+TEST(Estimate, FinishedRunsGiveTheirMeanEpochTime) {
+  nlohmann::json j = {{"name", "est"},
+                      {"datasets", {{"d", {{"kind", "lh"}, {"size", 256}, {"synthetic", {{"count", 40}, {"seed", 1}, {"size", 256}}}}}}},
+                      {"networks", {"hybridgnet"}},
+                      {"seeds", {1, 2}},
+                      {"training", {{"epochs", 10}}}};
+  const Experiment exp = parse_experiment(j, "est.json");
+  const auto runs = expand(exp);
+  ASSERT_EQ(runs.size(), 2u);
+  auto estimate_after = [&](double epoch_s) {
+    test::TempDir d;
+    Store store(d / "orchestrator.db");
+    const PlannedRun& done = runs[0];
+    RunRecord rec;
+    rec.run_id = done.id;
+    rec.experiment = done.settings.experiment;
+    rec.dataset = done.settings.dataset;
+    rec.model = done.settings.model;
+    rec.seed = done.settings.seed;
+    rec.state = "done";
+    rec.settings_json = done.settings.to_json().dump();
+    RunsTable(store).upsert_run(rec);
+    MetricsTable m(store);
+    for (int64_t e = 1; e <= 4; ++e) m.add_epoch_metrics({done.id, 0, e, 1, 1, 1e-4, e == 4 ? NAN : epoch_s});
+    m.replace_inference_times(done.id, {{"a", 0.0, 0.0, false, "cpu"}});
+    return estimate_runs(exp, {runs[1]}, store, d.path.string(), 1.0).at(0);
+  };
+  const RunEstimate slow = estimate_after(6.0), fast = estimate_after(3.0);
+  EXPECT_NE(fast.basis.find("1 finished run(s)"), std::string::npos) << fast.basis;
+  EXPECT_NEAR(slow.seconds - fast.seconds, 10 * 3.0, 1e-9);
 }

@@ -193,6 +193,7 @@ TEST(Store, MetricAggregatesFollowEachRewriteOfARunsRows) {
   m.replace_test_metrics("r1", {{"r1", "a", "lungs", 0.9, 0.8, 4}, {"r1", "b", "lungs", 0.7, 0.6, NAN},
                                 {"r1", "a", "heart", 0.5, 0.4, 9}});
   m.replace_test_metrics("r1", {{"r1", "a", "lungs", 0.8, 0.7, 2}, {"r1", "b", "lungs", 0.6, 0.5, NAN}});
+  for (int64_t e = 1; e <= 3; ++e) m.add_epoch_metrics({"r1", 0, e, 1, 1, 1e-4, e == 2 ? NAN : 2.0 * e});
   m.replace_inference_times("r1", {{"a", 0.5, 0.1, true, "cpu"}, {"b", 0.2, 0.1, false, "cpu"}, {"c", 0.4, 0.1, false, "cpu"}});
   auto rows = m.metric_aggregates({"r1"});
   ASSERT_EQ(rows.size(), 2u);
@@ -206,6 +207,8 @@ TEST(Store, MetricAggregatesFollowEachRewriteOfARunsRows) {
   EXPECT_EQ(lungs.hausdorff_defined, 1);
   EXPECT_DOUBLE_EQ(times.inference_s, 0.3);  // warm passes only
   EXPECT_DOUBLE_EQ(times.inference_cold_s, 0.5);
+  EXPECT_DOUBLE_EQ(times.epoch_seconds, 8.0);  // epochs 1 and 3: an epoch without a time is not counted
+  EXPECT_EQ(times.epochs_timed, 2);
   EXPECT_TRUE(m.metric_aggregates({"other"}).empty());
 }
 
