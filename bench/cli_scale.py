@@ -128,12 +128,12 @@ def mark_done(ws, images=48):
         db.execute("INSERT OR REPLACE INTO metric_aggregates(run_id, organ, dice, jaccard, hausdorff_mm, images, "
                    "hausdorff_defined) SELECT run_id, organ, AVG(dice), AVG(jaccard), AVG(hausdorff_mm), COUNT(*), "
                    "COUNT(hausdorff_mm) FROM test_metrics GROUP BY run_id, organ")
+        timed = "FROM epoch_metrics e WHERE e.run_id = i.run_id AND e.seconds > 0 AND e.seconds < 1e300"
         db.execute("INSERT OR REPLACE INTO metric_aggregates(run_id, organ, inference_s, inference_cold_s, "
                    "inference_launch_all_s, device, epoch_seconds, epochs_timed) SELECT i.run_id, '', "
                    "AVG(CASE WHEN i.cold = 0 THEN i.seconds END), MAX(CASE WHEN i.cold = 1 THEN i.seconds END), "
-                   "AVG(i.launch_seconds), MAX(i.device), e.total, COALESCE(e.n, 0) FROM inference_times i LEFT JOIN "
-                   "(SELECT run_id, SUM(seconds) AS total, COUNT(*) AS n FROM epoch_metrics WHERE seconds > 0 AND "
-                   "seconds < 1e300 GROUP BY run_id) e ON e.run_id = i.run_id GROUP BY i.run_id")
+                   f"AVG(i.launch_seconds), MAX(i.device), (SELECT SUM(e.seconds) {timed}), (SELECT COUNT(*) {timed}) "
+                   "FROM inference_times i GROUP BY i.run_id")
     db.commit()
     db.close()
     for r in ids:

@@ -122,14 +122,16 @@ std::string test_aggregates_from(const std::string& where) {
          "SELECT run_id, organ, AVG(dice), AVG(jaccard), AVG(hausdorff_mm), COUNT(*), COUNT(hausdorff_mm) "
          "FROM test_metrics " + where + " GROUP BY run_id, organ";
 }
-// The run's row also sums its epochs' positive, finite seconds: a run is evaluated after its last epoch.
+// The run's row also sums its epochs' positive, finite seconds (a run is evaluated after its last epoch): correlated
+// subqueries, one index seek per run (a join with a grouped subquery grouped every epoch row of the store, 2.3 s at
+// 100,000 runs, inside each worker's final transaction).
 std::string inference_aggregates_from(const std::string& where) {
+  const std::string timed = "FROM epoch_metrics e WHERE e.run_id = i.run_id AND e.seconds > 0 AND e.seconds < 1e300";
   return "INSERT OR REPLACE INTO metric_aggregates(run_id, organ, inference_s, inference_cold_s, inference_launch_all_s, device, "
          "epoch_seconds, epochs_timed) "
          "SELECT i.run_id, '', AVG(CASE WHEN i.cold = 0 THEN i.seconds END), MAX(CASE WHEN i.cold = 1 THEN i.seconds END), "
-         "AVG(i.launch_seconds), MAX(i.device), e.total, COALESCE(e.n, 0) FROM inference_times i "
-         "LEFT JOIN (SELECT run_id, SUM(seconds) AS total, COUNT(*) AS n FROM epoch_metrics WHERE seconds > 0 AND seconds < 1e300 "
-         "GROUP BY run_id) e ON e.run_id = i.run_id " + where + " GROUP BY i.run_id";
+         "AVG(i.launch_seconds), MAX(i.device), (SELECT SUM(e.seconds) " + timed + "), (SELECT COUNT(*) " + timed + ") "
+         "FROM inference_times i " + where + " GROUP BY i.run_id";
 }
 
 }  // namespace
