@@ -21,8 +21,8 @@ namespace {
 const double kNaN = std::nan("");
 constexpr int kResamples = 2000;
 
-// Per run, the metric at each unit: the grid's test images in image-id order (ClaimValues::units), or the run's one
-// inference time. NaN: not measured (or excluded, as the report's settings count it).
+// Per run, the metric at each unit: its data set's test images in image-id order, or the run's one inference time.
+// NaN: not measured (or excluded, as the report's settings count it).
 using Units = std::vector<double>;
 
 // Every table run's values, read in one pass over the store's rows the first time one is asked for (a query per run
@@ -33,21 +33,56 @@ class ClaimValues {
   ClaimValues(Store& store, const std::vector<scheduler::PlannedRun>& grid, const ReportSettings& s) : store_(store), s_(s) {
     for (const auto& r : grid) settings_[r.id] = &r.settings;
   }
+  // Runs of one data set have Units of one length (its images), so the units of two runs compare index by index.
   const Units& of(const std::string& run, Metric metric) {
     read();
     static const Units none;
     auto it = values_.find(run);
     return it == values_.end() ? none : it->second[static_cast<size_t>(metric)];
   }
-  size_t units(Metric metric) {  // the number of units of a metric (images, or 1 for inference)
-    read();
-    return metric == Metric::kInference ? 1 : images_;
+  void read() {
+    if (read_) return;
+    read_ = true;
+    std::map<std::string, Pending> pending;
+    std::map<std::string, Images> images;  // per data set
+    read_test_rows(pending, images);
+    for (auto& [name, d] : images) d.sort();
+    for (auto it = pending.begin(); it != pending.end(); it = pending.erase(it)) {
+      const Pending& p = it->second;
+      const Images& d = *p.images;
+      auto& units = values_[it->first];
+      for (size_t m = 0; m < 3; ++m) {
+        units[m].assign(d.seen.size(), kNaN);
+        for (size_t k = 0; k < d.seen.size(); ++k) {
+          const size_t i = d.order[k];
+          if (i < p.n[m].size() && p.n[m][i] > 0) units[m][k] = p.sum[m][i] / p.n[m][i];
+        }
+      }
+    }
+    read_inference();
   }
 
  private:
-  // A run's sums and counts per image (indexed as first seen) and image metric while its rows are read: an image's
+  // A data set's test image ids as first seen, and their image-id order.
+  struct Images {
+    std::unordered_map<std::string, size_t> index;
+    std::vector<std::string> seen;
+    std::vector<size_t> order;  // image-id order -> first-seen index
+    size_t id(const std::string& image) {
+      auto [at, added] = index.emplace(image, seen.size());
+      if (added) seen.push_back(image);
+      return at->second;
+    }
+    void sort() {
+      order.resize(seen.size());
+      for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+      std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return seen[a] < seen[b]; });
+    }
+  };
+  // A run's sums and counts per image (first-seen index) and image metric while its rows are read: an image's
   // organs are averaged (sum, then divide: what mean() does).
   struct Pending {
+    Images* images = nullptr;  // its data set's
     std::array<std::vector<double>, 3> sum;
     std::array<std::vector<int>, 3> n;
     void add(size_t metric, size_t image, double v) {
@@ -57,30 +92,8 @@ class ClaimValues {
     }
   };
 
-  void read() {
-    if (read_) return;
-    read_ = true;
-    std::map<std::string, Pending> pending;
-    std::vector<std::string> seen;  // image ids, as first seen
-    read_test_rows(pending, seen);
-    std::vector<size_t> order(seen.size());  // image-id order -> first-seen index
-    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return seen[a] < seen[b]; });
-    images_ = seen.size();
-    for (auto it = pending.begin(); it != pending.end(); it = pending.erase(it)) {
-      auto& units = values_[it->first];
-      for (size_t m = 0; m < 3; ++m) {
-        const Pending& p = it->second;
-        units[m].assign(images_, kNaN);
-        for (size_t k = 0; k < images_; ++k)
-          if (order[k] < p.n[m].size() && p.n[m][order[k]] > 0) units[m][k] = p.sum[m][order[k]] / p.n[m][order[k]];
-      }
-    }
-    read_inference();
-  }
   // One pass over every test-metric row (the store's order: no sort), keeping this grid's runs.
-  void read_test_rows(std::map<std::string, Pending>& pending, std::vector<std::string>& seen) {
-    std::unordered_map<std::string, size_t> index;
+  void read_test_rows(std::map<std::string, Pending>& pending, std::map<std::string, Images>& images) {
     Pending* p = nullptr;  // the current row's run, or null: not a run of this grid
     std::string last_run;
     bool first = true;
@@ -91,12 +104,13 @@ class ClaimValues {
         last_run = t.run_id;
         auto it = settings_.find(t.run_id);
         p = it == settings_.end() ? nullptr : &pending[t.run_id];
-        if (p) scale = hausdorff_scale(s_, *it->second), diagonal = worst_hausdorff_mm(*it->second);
+        if (!p) return;
+        p->images = &images[it->second->dataset];
+        scale = hausdorff_scale(s_, *it->second);
+        diagonal = worst_hausdorff_mm(*it->second);
       }
       if (!p) return;
-      auto [at, added] = index.emplace(t.image_id, seen.size());
-      if (added) seen.push_back(t.image_id);
-      const size_t image = at->second;
+      const size_t image = p->images->id(t.image_id);
       p->add(0, image, t.dice);
       p->add(1, image, t.jaccard);
       const double hd = t.hausdorff_mm;
@@ -117,7 +131,6 @@ class ClaimValues {
   const ReportSettings& s_;
   std::map<std::string, const RunSettings*> settings_;
   std::map<std::string, std::array<Units, 4>> values_;  // run -> Units per Metric
-  size_t images_ = 0;
   bool read_ = false;
 };
 
@@ -150,7 +163,7 @@ std::vector<size_t> common_units(ClaimValues& values, const Side& a, const Side&
   for (const auto* side : {&a, &b})
     for (const auto& r : side->runs) rows.push_back(&values.of(r, metric));
   std::vector<size_t> out;
-  for (size_t k = 0; k < values.units(metric); ++k) {
+  for (size_t k = 0; k < rows.front()->size(); ++k) {
     bool everywhere = true;
     for (const Units* u : rows) everywhere = everywhere && k < u->size() && std::isfinite((*u)[k]);
     if (everywhere) out.push_back(k);
@@ -298,7 +311,7 @@ std::vector<CheckedClaim> evaluate_claims(const std::vector<ClaimSpec>& paper, c
                                          const ReportModel& model, const std::vector<scheduler::PlannedRun>& grid,
                                          Store& store) {
   ClaimValues values(store, grid, model.settings);
-  values.units(Metric::kDice);  // reads every value now, on this thread
+  values.read();  // every value, now, on this thread
   ThreadPool pool(static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 8u)));
   std::vector<CheckedClaim> out;
   for (const auto* list : {&paper, &own})
