@@ -7,6 +7,7 @@
 
 #include "scheduler/estimate.h"
 #include "scheduler/grid.h"
+#include "scheduler/plan.h"
 #include "storage/calibration_table.h"
 #include "storage/metrics_table.h"
 #include "storage/runs_table.h"
@@ -273,15 +274,8 @@ TEST(Estimate, FinishedRunsGiveTheirMeanEpochTime) {
     test::TempDir d;
     Store store(d / "orchestrator.db");
     const PlannedRun& done = runs[0];
-    RunRecord rec;
-    rec.run_id = done.id;
-    rec.experiment = done.settings.experiment;
-    rec.dataset = done.settings.dataset;
-    rec.model = done.settings.model;
-    rec.seed = done.settings.seed;
-    rec.state = "done";
-    rec.settings_json = done.settings.to_json().dump();
-    RunsTable(store).upsert_run(rec);
+    record_runs(store, {done});
+    RunsTable(store).set_run_state(done.id, "done");
     MetricsTable m(store);
     for (int64_t e = 1; e <= 4; ++e) m.add_epoch_metrics({done.id, 0, e, 1, 1, 1e-4, e == 4 ? NAN : epoch_s});
     m.replace_inference_times(done.id, {{"a", 0.0, 0.0, false, "cpu"}});
