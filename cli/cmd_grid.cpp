@@ -259,6 +259,54 @@ void print_estimate(const scheduler::GridEstimate& e, bool per_run) {
                 hours_text(m.per_run).c_str(), hours_text(m.per_level).c_str());
 }
 
+// What `--follow` watches after a round: the listed runs done, queued or running (or dispatched by the round),
+// held back by the queue limit, and those that ended without a retry (left for a person).
+struct FollowTally {
+  int done = 0, active = 0, held = 0, left = 0;
+  std::vector<std::string> left_ids;
+  bool operator==(const FollowTally& o) const {
+    return done == o.done && active == o.active && held == o.held && left == o.left;
+  }
+};
+
+FollowTally follow_tally(const scheduler::SubmitOutcome& out) {
+  FollowTally t;
+  for (const auto& st : out.plan) {
+    if (st.state == run_state::kDone) ++t.done;
+    else if (run_state::is_active(st.state) || st.submit) ++t.active;
+    else t.left_ids.push_back(st.run.id + " (" + st.why + ")");
+  }
+  t.held = out.held_back;
+  t.active -= out.held_back + static_cast<int>(out.result.skipped.size());
+  t.left = static_cast<int>(t.left_ids.size());
+  return t;
+}
+
+// --follow: stays until the grid has ended. Each round (every ORCH_FOLLOW_POLL_S) tops the queue up as jobs end
+// and dispatches again what the retry policy allows (a run lost with its node, a job ended by the cluster), as a
+// resume would; quiet but for a line when the counts change. Killed, it leaves the rest in the store, where the
+// next submit or resume finds it. Exit 0 when every run is done, 1 when some ended otherwise.
+int follow_grid(const GridContext& g, scheduler::SubmitOptions o, scheduler::SubmitOutcome out, const std::string& verb,
+                const std::string& exp_path) {
+  o.unattended = true;
+  FollowTally last = follow_tally(out);
+  while (last.active > 0 || last.held > 0) {
+    std::fflush(stdout);
+    std::this_thread::sleep_for(std::chrono::duration<double>(control_timeouts().follow_poll_s));
+    out = scheduler::submit_grid(g.request("orchestrator " + verb + " --follow " + exp_path), o);
+    if (out.result.dispatched > 0) tell_outcome(out, verb, exp_path);
+    const FollowTally now = follow_tally(out);
+    if (!(now == last))
+      std::printf("%s --follow: %d done, %d queued or running, %d held back, %d ended without a retry\n", verb.c_str(),
+                  now.done, now.active, now.held, now.left);
+    last = now;
+  }
+  if (last.left == 0) return kExitOk;
+  std::printf("%s --follow: the grid has ended with %d run(s) not done (submit or resume them):\n", verb.c_str(), last.left);
+  for (const auto& l : last.left_ids) std::printf("  %s\n", l.c_str());
+  return kExitFailure;
+}
+
 // submit and resume differ only in the plan mode: submit starts what is new, resume what failed, was cancelled,
 // timed out, was lost or interrupted.
 int submit_or_resume(const Args& args, scheduler::PlanMode mode, const std::string& verb) {
@@ -270,8 +318,9 @@ int submit_or_resume(const Args& args, scheduler::PlanMode mode, const std::stri
   int workers = 0;
   bool rebuild_damaged = false, follow = false;
   desc.add_options()("follow", po::bool_switch(&follow),
-                     "stay until every run is submitted, submitting held-back runs as jobs end (Slurm, with a queue "
-                     "limit: resources.max_queued or MaxJobCount)")("backend", po::value(&backend), "local or slurm (default: the experiment's backend, else local)")(
+                     "stay until the grid has ended: submit held-back runs as jobs end (resources.max_queued or "
+                     "MaxJobCount) and dispatch again runs the retry policy allows (lost with a node, ended by the "
+                     "cluster); exit 0 when every run is done")("backend", po::value(&backend), "local or slurm (default: the experiment's backend, else local)")(
       "workers", po::value(&workers)->default_value(0), "local: worker processes (0: resources.local_workers, else cores)");
   if (mode == scheduler::PlanMode::kResume)
     desc.add_options()("rebuild-damaged", po::bool_switch(&rebuild_damaged),
@@ -299,16 +348,10 @@ int submit_or_resume(const Args& args, scheduler::PlanMode mode, const std::stri
   if (out.backend == BackendKind::kLocal)
     std::printf("%s: %d run(s) to the local pool (%d worker(s)), %zu already done or queued\n", verb.c_str(),
                 out.result.dispatched, out.workers, out.plan.size() - static_cast<size_t>(out.to_submit));
-  int code = tell_outcome(out, verb, c.exp_path);
-  // --follow: stays until every run is submitted, topping the queue up as jobs end. Killed, it leaves the rest
-  // "new" in the store, where the next submit or resume finds them.
-  while (follow && code == kExitOk && out.held_back > 0) {
-    std::fflush(stdout);
-    std::this_thread::sleep_for(std::chrono::duration<double>(control_timeouts().follow_poll_s));
-    out = scheduler::submit_grid(g.request("orchestrator " + verb + " --follow " + c.exp_path), o);
-    if (out.result.dispatched > 0 || out.held_back == 0) code = tell_outcome(out, verb, c.exp_path);  // quiet while waiting
-  }
-  return code;
+  const int code = tell_outcome(out, verb, c.exp_path);
+  // The local pool has trained (and retried) everything before it returns: there is nothing to follow.
+  if (!follow || code != kExitOk || out.backend == BackendKind::kLocal) return code;
+  return follow_grid(g, o, std::move(out), verb, c.exp_path);
 }
 
 }  // namespace

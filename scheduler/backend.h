@@ -41,6 +41,9 @@ const char* job_phase_name(JobPhase p);
 struct JobState {
   JobPhase phase = JobPhase::kUnknown;
   std::string detail;  // the scheduler's own word ("Slurm: PENDING"), for messages
+  // Ended by the cluster rather than by the run (a failed node, an out-of-memory kill, a node that did not boot):
+  // the retry policy dispatches it again (scheduler/retry.h).
+  bool transient = false;
 };
 
 struct DispatchItem {

@@ -7,6 +7,7 @@
 #include "core/control.h"
 #include "core/errors.h"
 #include "core/process_identity.h"
+#include "scheduler/retry.h"
 #include "storage/accounting_table.h"
 #include "storage/layout.h"
 #include "storage/run_state.h"
@@ -37,11 +38,11 @@ Judgement from_job(const std::string& job, const JobState& js, const std::string
     case JobPhase::kUnknown:
       return {"", ""};
     case JobPhase::kGone:
-      return {rs::kLost, "its job " + job + " is gone" + (js.detail.empty() ? "" : " (" + js.detail + ")")};
+      return {rs::kLost, "its job " + job + " is gone" + (js.detail.empty() ? "" : " (" + js.detail + ")"), true};
     case JobPhase::kCompleted:
-      return {rs::kLost, "its job " + job + " ended while the store says " + recorded};
+      return {rs::kLost, "its job " + job + " ended while the store says " + recorded, true};
     case JobPhase::kFailed:
-      return {rs::kFailed, js.detail.empty() ? "its job " + job + " failed" : js.detail};
+      return {rs::kFailed, js.detail.empty() ? "its job " + job + " failed" : js.detail, js.transient};
     case JobPhase::kCancelled:
       return {rs::kCancelled, js.detail.empty() ? "its job " + job + " was cancelled" : js.detail};
     case JobPhase::kTimeout:
@@ -72,7 +73,7 @@ Judgement judge(const std::string& recorded, const RunProgress& p, const std::ma
   if (recorded == rs::kRunning && p.claim_attempt && p.claim_open) {
     auto holder = ProcessIdentity::parse(p.claim_holder);
     const Liveness l = holder ? liveness(*holder) : Liveness::kUnknown;
-    if (l == Liveness::kGone) return {rs::kLost, "its worker process " + p.claim_holder + " is gone"};
+    if (l == Liveness::kGone) return {rs::kLost, "its worker process " + p.claim_holder + " is gone", true};
     if (l != Liveness::kAlive && !p.claim_job.empty()) {  // what its job's end says first (failed, timeout...)
       Judgement j = from_job(p.claim_job, job_of(p.claim_job), recorded);
       if (!j.state.empty()) return j;
@@ -80,11 +81,11 @@ Judgement judge(const std::string& recorded, const RunProgress& p, const std::ma
     // The heartbeat decides whatever the pid says: a stopped or hung worker (SIGSTOP, a dead file system) is
     // alive and would hold its run forever otherwise.
     if (std::string why = stale_heartbeat(p.claim_heartbeat, now, lost_after_s, holder, l); !why.empty())
-      return {rs::kLost, why};
+      return {rs::kLost, why, true};
     return {recorded, ""};
   }
   // Queued (or running without a claim, as an older orchestrator recorded it): the job that will start it.
-  if (p.job.empty()) return {rs::kLost, "it is " + recorded + " but no job was recorded for it"};
+  if (p.job.empty()) return {rs::kLost, "it is " + recorded + " but no job was recorded for it", true};
   Judgement j = from_job(p.job, job_of(p.job), recorded);
   if (!j.state.empty()) return j;
   const JobState js = job_of(p.job);
@@ -92,7 +93,8 @@ Judgement judge(const std::string& recorded, const RunProgress& p, const std::ma
   // long after it was submitted.
   if (js.phase == JobPhase::kUnknown && p.job_heartbeat > 0 && now - p.job_heartbeat > lost_after_s)
     return {rs::kLost, "nothing was heard of its job " + p.job + " for " + seconds_text(now - p.job_heartbeat) +
-                           (js.detail.empty() ? "" : " (" + js.detail + ")")};
+                           (js.detail.empty() ? "" : " (" + js.detail + ")"),
+            true};
   return {recorded, ""};
 }
 
@@ -292,6 +294,12 @@ void decide(RunStatus& st, const StoreView& v, PlanMode mode, const PlanOptions&
   } else {  // failed, cancelled, timeout, lost, interrupted
     st.submit = true;
     st.why = st.state + (st.progress.last_reason.empty() ? "" : ": " + st.progress.last_reason);
+    if (options.unattended) {
+      std::string note;
+      const AttemptEnd end{st.state == rs::kLost || v.shown.at(r.id).transient, st.state};
+      st.submit = should_retry(end, static_cast<int>(st.progress.attempts), options.max_attempts, &note);
+      st.why += "; " + (end.retryable ? note : std::string("not retried unattended: submit or resume it"));
+    }
   }
 }
 

@@ -48,6 +48,12 @@ struct PlanOptions {
   // Resume only: runs the store holds as "new" (recorded by a submit that the queue limit held them back from) are
   // submitted too, so that a resume tops the queue up.
   bool submit_recorded_new = false;
+  // Unattended (the rounds of `submit --follow` after the first): of the runs that ended, only those the retry
+  // policy allows are submitted again (scheduler/retry.h): lost, or ended by the cluster (a failed node, an
+  // out-of-memory kill), with fewer than `max_attempts` attempts made. Failed, cancelled, timed-out and
+  // interrupted runs wait for a person's submit or resume.
+  bool unattended = false;
+  int max_attempts = 3;
 };
 
 // What is missing of a done run's artefacts ("" when nothing): "best checkpoint (<path> and its copy)",
@@ -57,6 +63,7 @@ std::string missing_artefacts(const std::string& workspace, const std::string& r
 // A run's shown state from its recorded one, its progress and its jobs' states; `why` explains an inferred one.
 struct Judgement {
   std::string state, why;
+  bool transient = false;  // lost, or its job ended by the cluster (JobState::transient): the retry policy's kind
 };
 // "" when a claim's heartbeat is recent enough, else why its run is lost: "no heartbeat for N s (pid P alive but
 // not progressing) (ORCH_LOST_AFTER_S M s)".

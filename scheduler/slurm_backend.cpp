@@ -41,11 +41,14 @@ std::string sanitize(const std::string& s) {
   return o.substr(0, 40);
 }
 
+// A dispatch's name, unique on the workspace: its second, this process, and how many dispatches this process made
+// before (`--follow` dispatches again within one second; a manifest must never replace one a pending array reads).
 std::string stamp() {
+  static int dispatches = 0;
   std::time_t t = std::time(nullptr);
   char b[32];
   std::strftime(b, sizeof b, "%Y%m%dT%H%M%S", std::gmtime(&t));
-  return std::string(b) + "-" + std::to_string(getpid());
+  return std::string(b) + "-" + std::to_string(getpid()) + (dispatches++ ? "." + std::to_string(dispatches - 1) : "");
 }
 
 std::string array_of(const std::string& job) { return job.substr(0, job.find('_')); }
@@ -69,6 +72,11 @@ JobPhase job_phase_from_slurm(const std::string& full) {
   if (s == "TIMEOUT") return JobPhase::kTimeout;
   if (s == "FAILED" || s == "NODE_FAIL" || s == "OUT_OF_MEMORY" || s == "BOOT_FAIL" || s == "DEADLINE") return JobPhase::kFailed;
   return JobPhase::kUnknown;
+}
+
+bool slurm_state_is_transient(const std::string& full) {
+  const std::string s = full.substr(0, full.find(' '));
+  return s == "NODE_FAIL" || s == "OUT_OF_MEMORY" || s == "BOOT_FAIL";
 }
 
 void check_slurm_path(const std::string& path, const std::string& what) {
@@ -104,7 +112,7 @@ void put_task_state(std::map<std::string, JobState>& out, const std::string& id,
   auto us = id.find('_');
   if (us == std::string::npos) return;
   std::string a = id.substr(0, us), rest = id.substr(us + 1);
-  JobState js{job_phase_from_slurm(state), "Slurm: " + state};
+  JobState js{job_phase_from_slurm(state), "Slurm: " + state, slurm_state_is_transient(state)};
   if (rest.empty() || rest[0] != '[') {
     out[id] = js;
     return;

@@ -63,6 +63,8 @@ constexpr const char* kNeverSubmitted = "sbatch-never-ran:";
 
 // Maps a Slurm job state ("PENDING", "CANCELLED by 0", ...) to a JobPhase.
 JobPhase job_phase_from_slurm(const std::string& slurm_state);
+// NODE_FAIL, OUT_OF_MEMORY, BOOT_FAIL: ended by the cluster, not by the run (JobState::transient).
+bool slurm_state_is_transient(const std::string& slurm_state);
 
 // Refuses a workspace path Slurm's --output cannot take literally ('%', '\', newline); InputError names it.
 void check_slurm_path(const std::string& path, const std::string& what);

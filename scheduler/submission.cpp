@@ -206,6 +206,8 @@ SubmitOutcome submit_grid(const GridRequest& g, const SubmitOptions& o) {
   PlanOptions po;
   po.workspace = g.workspace;
   po.rebuild_damaged = o.rebuild_damaged && o.mode == PlanMode::kResume;
+  po.unattended = o.unattended;
+  po.max_attempts = experiment_resources(*g.exp).max_attempts;
   out.queue_limit = o.in_this_process ? 0 : make_backend(out.backend, d)->queue_limit(*g.exp);
   // A resume tops up what the user's own limit held back (with Slurm's MaxJobCount alone, submit does).
   po.submit_recorded_new = out.queue_limit > 0 && experiment_resources(*g.exp).max_queued > 0;

@@ -40,6 +40,9 @@ struct SubmitOptions {
   // Resume: rebuild damaged done runs (scheduler/plan.h PlanOptions), and retrain their dependents from scratch
   // when a best checkpoint is lost.
   bool rebuild_damaged = false;
+  // The rounds of `--follow` after the first: runs that ended are dispatched again only as the retry policy
+  // allows (PlanOptions::unattended).
+  bool unattended = false;
   std::function<void(const std::string&)> on_event;  // progress lines (waits, starts, finishes)
   // `train`: the runs are dispatched to this process (the local backend, its identity as their job) and trained by
   // the caller once submit_grid() returns, on every rank; nothing is held back and no pool starts. A run of the

@@ -46,7 +46,8 @@ codes = json.loads(os.environ.get("FAKE_EXIT", "{}"))
 sys.exit(codes.get(run, 0))
 '''
 
-# Answers as Slurm's accounting would for the jobs the fake sbatch accepted: every task PENDING; by job name too.
+# Answers as Slurm's accounting would for the jobs the fake sbatch accepted: every task PENDING unless the test wrote
+# another state for it in FAKE_SLURM_DIR/task_states.json ({"7000_1": "NODE_FAIL"}); by job name too.
 FAKE_SACCT = r'''#!/usr/bin/python3
 import json, os, re, sys
 state = os.environ["FAKE_SLURM_DIR"]
@@ -65,8 +66,11 @@ for c in calls:
         continue
     if wanted is not None and c["job"] not in wanted:
         continue
+    states_path = os.path.join(state, "task_states.json")
+    states = json.load(open(states_path)) if os.path.exists(states_path) else {}
     for i in range(tasks(c)):
-        print(f"{c['job']}_{i}" if named else f"{c['job']}_{i}|PENDING|0|Unknown|Unknown|")
+        task = f"{c['job']}_{i}"
+        print(task if named else f"{task}|{states.get(task, 'PENDING')}|0|Unknown|Unknown|")
 '''
 
 HOSTILE = ["with space", "q'uote", 'd"quote', "$(touch PWNED)", "`touch PWNED2`", "semi;colon&amp", "tab\there"]
@@ -295,19 +299,31 @@ def queued_tasks(state):
     return [open(c["argv"][-1]).read().split() for c in calls(state)]
 
 
-def finish_queued(ws):
-    """Stands in for the jobs ending: every queued run of the store becomes done; returns how many were queued."""
+def mark_done(ws, where, args=()):
+    """Stands in for runs' jobs ending: the runs `where` selects become done, with (empty) artefacts where a done
+    run has them, so that nothing shows them damaged; returns how many."""
     db = sqlite3.connect(os.path.join(ws, "orchestrator.db"))
     with db:
-        n = db.execute("UPDATE runs SET state = 'done' WHERE state = 'queued'").rowcount
+        ids = [r for (r,) in db.execute("SELECT run_id FROM runs WHERE " + where, args)]
+        db.executemany("UPDATE runs SET state = 'done' WHERE run_id = ?", [(r,) for r in ids])
     db.close()
-    return n
+    for r in ids:
+        os.makedirs(os.path.join(ws, "runs", r, "checkpoints"), exist_ok=True)
+        for name in ("checkpoints/best.h5", "predictions.h5"):
+            open(os.path.join(ws, "runs", r, name), "w").close()
+    return len(ids)
+
+
+def finish_queued(ws):
+    """Stands in for the jobs ending: every queued run of the store becomes done; returns how many were queued."""
+    return mark_done(ws, "state = 'queued'")
 
 
 def test_a_queue_limit_holds_runs_back_and_follow_or_resume_submits_them_as_jobs_end():
     """resources.max_queued 2 over five runs: submit queues two and holds three back ("new" in the store); a
     `submit --follow` killed while it waits loses nothing; `resume` tops the queue up to the limit; a second
-    --follow submits the last as soon as room appears and ends. No sbatch call ever queues more than the room left.
+    --follow submits the last as soon as room appears and ends once every run is done. No sbatch call ever queues
+    more than the room left.
     Slurm's MaxJobCount caps the same way when the experiment sets no limit."""
     with scratch() as tmp:
         env, state, _ = fake_slurm(tmp)
@@ -330,8 +346,16 @@ def test_a_queue_limit_holds_runs_back_and_follow_or_resume_submits_them_as_jobs
         time.sleep(0.8)
         assert follow.poll() is None, "still following: no room yet"
         assert finish_queued(ws) == 2
+        t0 = time.time()
+        while len(queued_tasks(state)) < 3 and time.time() - t0 < 60:
+            time.sleep(0.1)
+        assert [len(t) for t in queued_tasks(state)] == [2, 2, 1]
+        time.sleep(0.8)
+        assert follow.poll() is None, "still following: the last run is queued, not done"
+        assert finish_queued(ws) == 1
         out, err = follow.communicate(timeout=60)
         assert follow.returncode == 0, out + err
+        assert "5 done, 0 queued or running, 0 held back, 0 ended without a retry" in out, out
         assert [len(t) for t in queued_tasks(state)] == [2, 2, 1], out
         assert len({r for t in queued_tasks(state) for r in t}) == 5, "every run queued exactly once"
 
@@ -341,6 +365,39 @@ def test_a_queue_limit_holds_runs_back_and_follow_or_resume_submits_them_as_jobs
         ws = os.path.join(tmp, "ws")
         p = submit(experiment(tmp, ws, seeds=(1, 2, 3, 4, 5)), env)
         assert [len(t) for t in queued_tasks(state)] == [3] and "2 run(s) held back" in p.stdout, p.stdout
+
+
+def test_follow_dispatches_again_only_what_the_retry_policy_allows():
+    """`submit --follow` after its first round: a task Slurm ended NODE_FAIL (the node failed, not the run) is
+    dispatched again without a person, in a new array; a task that ended FAILED is not (a failure of the run itself
+    waits for a person). Once nothing is queued, --follow ends with exit 1 and names the run that is not done."""
+    with scratch() as tmp:
+        env, state, _ = fake_slurm(tmp)
+        env["ORCH_FOLLOW_POLL_S"] = "0.2"
+        ws = os.path.join(tmp, "ws")
+        exp = experiment(tmp, ws, seeds=(1, 2, 3))
+        follow = subprocess.Popen([BIN, "submit", exp, "--follow"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  env=env, text=True)
+        t0 = time.time()
+        while not calls(state) and time.time() - t0 < 60:
+            time.sleep(0.1)
+        ((job, ids),) = [(c["job"], open(c["argv"][-1]).read().split()) for c in calls(state)]
+        with open(os.path.join(state, "task_states.json.tmp"), "w") as f:
+            json.dump({f"{job}_0": "NODE_FAIL", f"{job}_1": "FAILED"}, f)
+        os.rename(os.path.join(state, "task_states.json.tmp"), os.path.join(state, "task_states.json"))
+        t0 = time.time()
+        while len(calls(state)) < 2 and time.time() - t0 < 60:
+            time.sleep(0.1)
+        assert queued_tasks(state)[1:] == [[ids[0]]], "the NODE_FAIL task alone, dispatched again"
+        assert queued_tasks(state)[0] == ids, "a dispatch in the same second leaves the first array's manifest alone"
+        time.sleep(1.0)
+        assert follow.poll() is None and len(calls(state)) == 2, "still following; nothing more dispatched"
+        assert mark_done(ws, "run_id IN (?, ?)", (ids[0], ids[2])) == 2
+        out, err = follow.communicate(timeout=60)
+        assert follow.returncode == 1, (follow.returncode, out, err)
+        assert "the grid has ended with 1 run(s) not done" in out and ids[1] in out, out
+        assert "not retried unattended" in out and "Slurm: FAILED" in out, out
+        assert len(calls(state)) == 2, "the FAILED task was never dispatched again"
 
 
 def test_each_array_depends_only_on_the_tasks_its_runs_need():
@@ -495,5 +552,6 @@ if __name__ == "__main__":
          test_an_array_larger_than_max_array_size_is_cut,
          test_calibration_is_kept_per_precision_and_packing_and_a_packed_grid_uses_its_own,
          test_a_queue_limit_holds_runs_back_and_follow_or_resume_submits_them_as_jobs_end,
+         test_follow_dispatches_again_only_what_the_retry_policy_allows,
          test_a_submission_that_died_after_sbatch_is_reconciled_not_repeated,
          test_time_auto_asks_for_the_estimate_times_the_margin])

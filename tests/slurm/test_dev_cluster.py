@@ -265,14 +265,25 @@ def test_requeue_by_hand_and_a_controller_restart_mid_grid():
         assert len(reasons) >= 2 and reasons[-1] == "done", reasons
 
 
-def one_run_training(tmp, epochs=40):
+def one_run_training(tmp, epochs=40, follow=None):
     """A one-run grid submitted to the cluster and three epochs into its training: (exp, ws, store, its status row,
-    its worker's pid)."""
+    its worker's pid). With `follow` (a list), the submit is a `submit --follow` left running, appended to it."""
     exp, ws = grid_experiment(tmp, epochs=epochs, networks=("hybridgnet",), seeds=(1,))
-    orch("submit", exp)
-    db = sqlite3.connect(os.path.join(ws, "orchestrator.db"), timeout=30)
+    if follow is None:
+        orch("submit", exp)
+    else:
+        follow.append(subprocess.Popen([BIN, "submit", exp, "--follow"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                       text=True, env=dict(ENV, ORCH_FOLLOW_POLL_S="1")))
     t0 = time.time()
-    while time.time() - t0 < 180 and db.execute("SELECT COUNT(*) FROM epoch_metrics").fetchone()[0] < 3:
+    while not os.path.exists(os.path.join(ws, "orchestrator.db")) and time.time() - t0 < 60:
+        time.sleep(0.2)  # --follow's first round has not made the store yet
+    db = sqlite3.connect(os.path.join(ws, "orchestrator.db"), timeout=30)
+    while time.time() - t0 < 180:
+        try:
+            if db.execute("SELECT COUNT(*) FROM epoch_metrics").fetchone()[0] >= 3:
+                break
+        except sqlite3.OperationalError:  # the store's tables are being made
+            pass
         time.sleep(0.3)
     (run,) = json.loads(orch("status", exp, "--json").stdout)
     (pid,) = db.execute("SELECT pid FROM attempts").fetchone()
@@ -304,12 +315,7 @@ def test_a_node_crash_mid_run_is_found_and_resume_finishes_the_grid():
     epoch is trained once."""
     with tempfile.TemporaryDirectory(prefix="orch-slurm-") as tmp:
         exp, ws, db, run, pid = one_run_training(tmp)
-        slurmd = int(open(os.path.join(LAB, "run", "slurmd.pid")).read())
-        os.kill(slurmd, 9)
-        sh("pkill", "-9", "slurmstepd", check=False)
-        sh("pkill", "-9", "-f", "slurm_script", check=False)  # the job script: nothing of the job survives
-        os.kill(pid, 9)
-        sh("slurmd", "-N", "localhost")
+        crash_the_node(pid)
         time.sleep(2)
         (lost,) = json.loads(orch("status", exp, "--json").stdout)
         assert lost["state"] == "lost" and "gone" in lost["why"], lost
@@ -317,6 +323,38 @@ def test_a_node_crash_mid_run_is_found_and_resume_finishes_the_grid():
         assert "cancelling the job(s) of lost run(s): " + run["job"] in p.stdout, p.stdout
         (r,) = wait_all(exp, timeout=300)
         assert r["state"] == "done", (r, slurm_diagnosis(run["job"], ws))
+        epochs = [e for (e,) in db.execute("SELECT epoch FROM epoch_metrics ORDER BY epoch")]
+        assert epochs == list(range(1, 41)), epochs
+        assert wait_state(run["job"], {"CANCELLED"}, timeout=60) == "CANCELLED"
+
+
+def crash_the_node(pid):
+    """slurmd killed with its steps, the job script and the worker (kill -9, as a node crash), then started again."""
+    slurmd = int(open(os.path.join(LAB, "run", "slurmd.pid")).read())
+    os.kill(slurmd, 9)
+    sh("pkill", "-9", "slurmstepd", check=False)
+    sh("pkill", "-9", "-f", "slurm_script", check=False)  # the job script: nothing of the job survives
+    os.kill(pid, 9)
+    sh("slurmd", "-N", "localhost")
+
+
+def test_a_node_crash_needs_no_resume_while_submit_follow_runs():
+    """The retry policy without a person: the same node crash while `submit --follow` runs. Slurm still counts the
+    task as running; --follow finds the run lost, cancels the stale task and dispatches the run again (attempt 2
+    of 3), which continues from its checkpoint; --follow then ends with exit 0. Every epoch is trained once."""
+    with tempfile.TemporaryDirectory(prefix="orch-slurm-") as tmp:
+        follow = []
+        exp, ws, db, run, pid = one_run_training(tmp, follow=follow)
+        crash_the_node(pid)
+        try:
+            out, _ = follow[0].communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            follow[0].kill()
+            raise AssertionError("--follow did not end: " + follow[0].communicate()[0] + slurm_diagnosis(run["job"], ws))
+        assert follow[0].returncode == 0, out
+        assert "cancelling the job(s) of lost run(s): " + run["job"] in out, out
+        (r,) = json.loads(orch("status", exp, "--json").stdout)
+        assert r["state"] == "done" and r["attempts"] == 2, r
         epochs = [e for (e,) in db.execute("SELECT epoch FROM epoch_metrics ORDER BY epoch")]
         assert epochs == list(range(1, 41)), epochs
         assert wait_state(run["job"], {"CANCELLED"}, timeout=60) == "CANCELLED"
@@ -520,6 +558,7 @@ def main():
              test_requeue_by_hand_and_a_controller_restart_mid_grid,
              test_a_worker_killed_by_sigkill_is_retried_by_its_task,
              test_a_node_crash_mid_run_is_found_and_resume_finishes_the_grid,
+             test_a_node_crash_needs_no_resume_while_submit_follow_runs,
              test_per_run_dependencies_per_network_time_limits_and_accounting,
              test_failed_unet_of_one_dataset_leaves_the_other_going,
              test_runs_packed_on_one_fake_gpu_share_its_task_and_its_hours])

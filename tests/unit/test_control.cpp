@@ -1,5 +1,6 @@
 // The control plane's pieces that need no backend: process identities, the workspace lock, how a run's shown
-// state is judged from its job and heartbeat, the Slurm state mapping, and the shapes of resources.
+// state is judged from its job and heartbeat, what an unattended round dispatches again, the Slurm state mapping,
+// and the shapes of resources.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -18,6 +19,7 @@
 #include "scheduler/resources.h"
 #include "scheduler/retry.h"
 #include "scheduler/slurm_backend.h"
+#include "storage/claims_table.h"
 #include "storage/runs_table.h"
 #include "storage/store.h"
 #include "storage/workspace_lock.h"
@@ -256,4 +258,51 @@ TEST(Resources, MergeExperimentDataSetAndNetworkLevelsAndValidate) {
   bad("constraint", "x$(y)");
   bad("runs_per_gpu", 2);  // needs gpus 1
   bad("color", "red");
+}
+
+// The rounds of `submit --follow` after the first (PlanOptions::unattended): of the runs that ended, only those the
+// retry policy allows are dispatched again: lost, or ended by the cluster (Slurm NODE_FAIL), with attempts left. A
+// failure the run reported, or a job that failed by itself, waits for a person; a person's submit takes them all.
+TEST(Plan, UnattendedRoundsRetryOnlyLostOrClusterEndedRunsWithAttemptsLeft) {
+  nlohmann::json doc = {{"name", "un"},
+                        {"workspace", "ws"},
+                        {"datasets", {{"a", {{"kind", "l"}, {"size", 64}, {"synthetic", {{"count", 10}}}}}}},
+                        {"networks", {"hybridgnet"}},
+                        {"seeds", {1, 2, 3, 4, 5}}};
+  const Experiment exp = parse_experiment(doc, "un.json");
+  const auto grid = scheduler::expand(exp);
+  ASSERT_EQ(grid.size(), 5u);
+  Store store(":memory:");
+  scheduler::record_runs(store, grid);
+  RunsTable runs(store);
+  ClaimsTable claims(store);
+  auto attempts = [&](const std::string& id, int n, const std::string& state, int exit_status) {
+    for (int i = 0; i < n; ++i) {
+      runs.set_run_state(id, "queued");
+      auto c = claims.claim_run({id, ProcessIdentity::self(), "j", "local"});
+      ASSERT_EQ(c.outcome, ClaimResult::kClaimed);
+      claims.finish_attempt(id, c.attempt_id, state, exit_status, state, 0, 0);
+    }
+  };
+  attempts(grid[0].id, 1, "failed", 1);  // a failure the worker reported (a non-finite loss)
+  attempts(grid[1].id, 1, "lost", 137);  // lost with its node, once
+  attempts(grid[2].id, 3, "lost", 137);  // lost three times: the bound
+  runs.add_jobs({{grid[3].id, "7_3"}, {grid[4].id, "7_4"}}, "slurm");
+  runs.set_runs_state({grid[3].id, grid[4].id}, "queued");
+  const std::map<std::string, JobState> jobs = {
+      {"7_3", {JobPhase::kFailed, "Slurm: NODE_FAIL", scheduler::slurm_state_is_transient("NODE_FAIL")}},
+      {"7_4", {JobPhase::kFailed, "Slurm: FAILED", scheduler::slurm_state_is_transient("FAILED")}}};
+  scheduler::PlanOptions unattended;
+  unattended.unattended = true;
+  unattended.max_attempts = 3;
+  const auto follow = scheduler::plan(grid, store, {}, scheduler::PlanMode::kSubmit, jobs, unattended);
+  std::vector<bool> submitted;
+  for (const auto& st : follow) submitted.push_back(st.submit);
+  EXPECT_EQ(submitted, (std::vector<bool>{false, true, false, true, false}));
+  EXPECT_NE(follow[1].why.find("retried (attempt 2 of 3)"), std::string::npos) << follow[1].why;
+  EXPECT_NE(follow[2].why.find("3 attempt(s) made, resources.max_attempts is 3"), std::string::npos) << follow[2].why;
+  EXPECT_NE(follow[3].why.find("retried (attempt 1 of 3)"), std::string::npos) << follow[3].why;
+  EXPECT_NE(follow[0].why.find("not retried unattended"), std::string::npos) << follow[0].why;
+  for (const auto& st : scheduler::plan(grid, store, {}, scheduler::PlanMode::kSubmit, jobs))
+    EXPECT_TRUE(st.submit) << st.run.id << ": a person's submit dispatches every run that ended";
 }
