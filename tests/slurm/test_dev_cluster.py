@@ -540,6 +540,76 @@ def test_runs_packed_on_one_fake_gpu_share_its_task_and_its_hours():
         assert all(r["id"] in logs for r in runs), logs  # one task ran both
 
 
+def set_slurm_conf(key, value):
+    """Sets one slurm.conf parameter and restarts the controller with it (MaxArraySize needs a restart)."""
+    conf = os.path.join(LAB, "etc", "slurm.conf")
+    lines = [l for l in open(conf).read().splitlines() if not l.startswith(key + "=")]
+    with open(conf, "w") as f:
+        f.write("\n".join(lines + [f"{key}={value}"]) + "\n")
+    restart_slurmctld()
+    assert f"{key}" in sh("scontrol", "show", "config").stdout
+
+
+def grid_queue(name):
+    """The tasks of this grid's arrays Slurm has pending or running now (squeue, one line per task)."""
+    out = sh("squeue", "-h", "-r", "-t", "PENDING,RUNNING,CONFIGURING,COMPLETING", "-o", "%j %i", check=False).stdout
+    return [l for l in out.splitlines() if l.startswith(f"orch-{name}-")]
+
+
+def test_a_large_grid_under_array_and_queue_limits_survives_a_killed_follow():
+    """Issue 19's limits on the real cluster: MaxArraySize lowered to 101 and resources.max_queued set, a grid of
+    ORCH_SLURM_SCALE_RUNS trivial runs (a seed sweep; 300 by default, 3,000 by hand) under `submit --follow`, which
+    is killed (SIGKILL) half way; `resume --follow` finishes it. Throughout, no array has more than 101 tasks and
+    the grid never has more than max_queued tasks pending or running in Slurm, and status never shows a run failed
+    or lost; at the end every run is done and was trained once (one attempt each)."""
+    runs = int(os.environ.get("ORCH_SLURM_SCALE_RUNS", "300"))
+    limit = min(runs // 2, max(150, runs // 10))  # above 101 from 300 runs: the first submission's array is cut
+    set_slurm_conf("MaxArraySize", 101)
+    with tempfile.TemporaryDirectory(prefix="orch-slurm-") as tmp:
+        exp, ws = grid_experiment(tmp, name="big", epochs=1, networks=("hybridgnet",), seeds=range(1, runs + 1),
+                                  resources={"max_queued": limit, "array_throttle": 4})
+        env = dict(ENV, ORCH_FOLLOW_POLL_S="2")
+        log = open(os.path.join(tmp, "follow.out"), "w")
+        follow = subprocess.Popen([BIN, "submit", exp, "--follow"], stdout=log, stderr=subprocess.STDOUT, env=env)
+        most_queued, samples, done, killed, t0 = 0, 0, 0, False, time.time()
+        while time.time() - t0 < 40 * runs:
+            queued = len(grid_queue("big"))
+            most_queued = max(most_queued, queued)
+            assert queued <= limit, f"{queued} tasks of the grid in Slurm's queue, max_queued {limit}"
+            st = json.loads(orch("status", exp, "--json").stdout) if os.path.exists(os.path.join(ws, "orchestrator.db")) else []
+            samples += 1
+            active = sum(r["state"] in ("queued", "running") for r in st)
+            assert active <= limit, f"status says {active} runs queued or running, max_queued {limit}"
+            bad = [r for r in st if r["state"] in ("failed", "lost", "cancelled", "timeout")]
+            assert not bad, (bad[:3], slurm_diagnosis(bad[0]["job"], ws))
+            now = sum(r["state"] == "done" for r in st)
+            assert now >= done, f"done went from {done} to {now}"
+            done = now
+            if not killed and done >= runs // 2:
+                follow.kill()
+                follow.wait()
+                killed = True
+                follow = subprocess.Popen([BIN, "resume", exp, "--follow"], stdout=log, stderr=subprocess.STDOUT, env=env)
+            if killed and follow.poll() is not None:
+                break
+            time.sleep(3)
+        assert killed and follow.returncode == 0, (follow.poll(), open(log.name).read()[-3000:])
+        st = json.loads(orch("status", exp, "--json").stdout)
+        assert len(st) == runs and all(r["state"] == "done" for r in st), [r for r in st if r["state"] != "done"][:3]
+        db = sqlite3.connect(os.path.join(ws, "orchestrator.db"))
+        per_run = dict(db.execute("SELECT run_id, COUNT(*) FROM attempts GROUP BY run_id"))
+        assert len(per_run) == runs and set(per_run.values()) == {1}, "every run trained once"
+        sizes = [len(open(m).read().split()) for m in glob.glob(os.path.join(ws, "slurm", "*.manifest"))]
+        assert max(sizes) <= 101 and sum(sizes) == runs, sizes
+        assert runs < 204 or 101 in sizes, ("a submission with room for more than 101 runs is cut at 101", sizes)
+        arrays = {l.split("_")[0] for l in sh("sacct", "-X", "-P", "-n", "--name", ",".join(
+            open(m + ".jobname").read().strip() for m in glob.glob(os.path.join(ws, "slurm", "*.manifest"))),
+            "-o", "JobID").stdout.split()}
+        assert len(arrays) == len(sizes), (arrays, sizes)
+        print(f"  {runs} runs in {len(sizes)} arrays (largest {max(sizes)}), at most {most_queued} of {limit} queued, "
+              f"{samples} status samples, {time.time() - t0:.0f} s")
+
+
 def main():
     if os.geteuid() != 0:
         print("skip: the dev cluster needs root")
@@ -561,7 +631,8 @@ def main():
              test_a_node_crash_needs_no_resume_while_submit_follow_runs,
              test_per_run_dependencies_per_network_time_limits_and_accounting,
              test_failed_unet_of_one_dataset_leaves_the_other_going,
-             test_runs_packed_on_one_fake_gpu_share_its_task_and_its_hours])
+             test_runs_packed_on_one_fake_gpu_share_its_task_and_its_hours,
+             test_a_large_grid_under_array_and_queue_limits_survives_a_killed_follow])  # last: lowers MaxArraySize
     finally:
         subprocess.run([os.path.join(SOURCE, "slurm", "dev-cluster", "stop"), LAB], env=ENV)
 
