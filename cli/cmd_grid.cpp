@@ -66,7 +66,7 @@ int tell_outcome(const scheduler::SubmitOutcome& out, const std::string& verb, c
     std::printf("; %zu already done or queued\n", out.plan.size() - static_cast<size_t>(out.to_submit + out.held_back));
     if (out.held_back)
       std::printf("%s: %d run(s) held back by the queue limit (at most %d of the grid's runs queued or running: "
-                  "resources.max_queued, or Slurm's MaxJobCount); `orchestrator submit %s --follow` submits them as "
+                  "resources.max_queued, Slurm's MaxJobCount or your MaxSubmitJobs); `orchestrator submit %s --follow` submits them as "
                   "jobs end, as does each later submit (and resume, with resources.max_queued)\n",
                   verb.c_str(), out.held_back, out.queue_limit, exp_path.c_str());
     return kExitOk;

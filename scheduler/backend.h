@@ -90,8 +90,9 @@ class Backend {
   virtual int reconcile(Store& store) { return 0; }
   // Accounting rows learnt from the scheduler since the last call (Slurm: sacct's rows of its jobs).
   virtual std::vector<JobAccount> accounts() { return {}; }
-  // How many of the grid's runs may be queued or running at once on this backend (0: no limit). Slurm: the
-  // experiment's resources.max_queued and the cluster's MaxJobCount, whichever is lower (every array task counts).
+  // How many of the grid's runs may be queued or running at once on this backend (0: no limit). Slurm: the lowest
+  // of the experiment's resources.max_queued, the cluster's MaxJobCount and, where Slurm enforces limits, the
+  // user's MaxSubmitJobs/GrpSubmitJobs (association or QOS) less the user's other tasks in the queue.
   virtual int queue_limit(const Experiment& exp) { return 0; }
   // Whether `job` (as recorded in the store) still needs asking for accounting: a real job whose newest row
   // (`newest`, null when none) is missing or not final. The local pool accounts for its workers itself.

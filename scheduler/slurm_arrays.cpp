@@ -1,7 +1,9 @@
 #include "scheduler/slurm_arrays.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <set>
+#include <sstream>
 
 #include "core/errors.h"
 #include "scheduler/retry.h"
@@ -118,6 +120,52 @@ std::string render_job_script(const std::string& tmpl, const JobScriptSpec& s) {
   replace_all(script, "@MAX_ATTEMPTS@", std::to_string(s.max_attempts));
   replace_all(script, "@WORKER_ARGS@", " --threads " + std::to_string(res.cpus));
   return script;
+}
+
+namespace {
+
+std::vector<std::vector<std::string>> pipe_rows(const std::string& text) {
+  std::vector<std::vector<std::string>> rows;
+  std::stringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    std::vector<std::string> f;
+    std::stringstream ls(line);
+    for (std::string part; std::getline(ls, part, '|');) f.push_back(part);
+    if (!line.empty() && line.back() == '|') f.emplace_back();
+    if (!f.empty()) rows.push_back(f);
+  }
+  return rows;
+}
+
+// The smaller of `limit` and the number `field` holds, when it holds one above 0 (sacctmgr leaves unset limits empty).
+int tighter(int limit, const std::string& field) {
+  const long v = std::atol(field.c_str());
+  if (v <= 0 || v > 100000000) return limit;
+  return limit == 0 ? static_cast<int>(v) : std::min(limit, static_cast<int>(v));
+}
+
+}  // namespace
+
+std::vector<std::string> submit_qos_names(const std::string& assoc_rows) {
+  std::set<std::string> names;
+  for (const auto& f : pipe_rows(assoc_rows)) {
+    if (f.size() < 4) continue;
+    std::stringstream allowed(f[3].empty() ? f[2] : f[3]);  // the default QOS, else every QOS allowed
+    for (std::string q; std::getline(allowed, q, ',');)
+      if (!q.empty()) names.insert(q);
+  }
+  return {names.begin(), names.end()};
+}
+
+int submit_limit_from_sacctmgr(const std::string& assoc_rows, const std::string& qos_rows) {
+  int limit = 0;
+  for (const auto& f : pipe_rows(assoc_rows))
+    if (f.size() >= 2) limit = tighter(tighter(limit, f[0]), f[1]);
+  const auto wanted = submit_qos_names(assoc_rows);
+  for (const auto& f : pipe_rows(qos_rows))
+    if (f.size() >= 3 && std::find(wanted.begin(), wanted.end(), f[0]) != wanted.end())
+      limit = tighter(tighter(limit, f[1]), f[2]);
+  return limit;
 }
 
 }  // namespace orch::scheduler

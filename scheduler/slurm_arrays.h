@@ -47,6 +47,14 @@ struct JobScriptSpec {
   int array_throttle = 4, signal_seconds = 120, max_attempts = 3;
 };
 
+// Slurm's submission limits on a user, from `sacctmgr -nP show assoc where user=U format=MaxSubmit,GrpSubmit,QOS,DefaultQOS`
+// (`assoc_rows`: the user's associations) and `sacctmgr -nP show qos format=Name,MaxSubmitPU,GrpSubmit` (`qos_rows`):
+// the smallest MaxSubmitJobs or GrpSubmitJobs of the user's associations and of the QOS their jobs run under (the
+// default QOS where one is set, else every QOS the association allows); 0 when none is set. The QOS names to ask
+// about come from submit_qos_names().
+std::vector<std::string> submit_qos_names(const std::string& assoc_rows);
+int submit_limit_from_sacctmgr(const std::string& assoc_rows, const std::string& qos_rows);
+
 // `tmpl` (slurm/job.sbatch.in or a user's template) with its @PLACEHOLDERS@ filled in from `spec`. Every value
 // put into it is a safe word or a number (run ids, paths and the experiment name reach the job as arguments).
 std::string render_job_script(const std::string& tmpl, const JobScriptSpec& spec);

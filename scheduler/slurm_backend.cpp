@@ -1,5 +1,6 @@
 #include "scheduler/slurm_backend.h"
 
+#include <pwd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -275,15 +276,52 @@ void SlurmBackend::read_config() {
   if (max_job_count_ >= 0) return;
   max_array_size_ = 1001;  // Slurm's defaults
   max_job_count_ = 0;
+  bool enforced = false;
   CommandResult r = run_command({"scontrol", "show", "config"});
   std::stringstream ss(r.out);
   for (std::string line; r.rc == 0 && std::getline(ss, line);) {
     const auto eq = line.find('=');
+    if (line.rfind("AccountingStorageEnforce", 0) == 0 && eq != std::string::npos)
+      enforced = line.find("limits", eq) != std::string::npos || line.find("qos", eq) != std::string::npos ||
+                 line.find("safe", eq) != std::string::npos;
     const long v = eq == std::string::npos ? 0 : std::atol(line.c_str() + eq + 1);
     if (v <= 0 || v > 100000000) continue;
     if (line.rfind("MaxArraySize", 0) == 0) max_array_size_ = static_cast<int>(v);
     if (line.rfind("MaxJobCount", 0) == 0) max_job_count_ = static_cast<int>(v);
   }
+  if (enforced) read_submit_limit();
+}
+
+// The user's MaxSubmitJobs / GrpSubmitJobs (association and QOS), read only where Slurm enforces them.
+void SlurmBackend::read_submit_limit() {
+  const passwd* pw = getpwuid(geteuid());
+  if (!pw) return;
+  user_ = pw->pw_name;
+  CommandResult assoc = run_command({"sacctmgr", "-nP", "show", "assoc", "where", "user=" + user_,
+                                     "format=MaxSubmit,GrpSubmit,QOS,DefaultQOS"});
+  if (assoc.rc != 0) return;
+  std::string qos_rows;
+  const auto names = submit_qos_names(assoc.out);
+  if (!names.empty()) {
+    std::string list;
+    for (const auto& n : names) list += (list.empty() ? "" : ",") + n;
+    CommandResult q = run_command({"sacctmgr", "-nP", "show", "qos", "where", "name=" + list, "format=Name,MaxSubmitPU,GrpSubmit"});
+    if (q.rc == 0) qos_rows = q.out;
+  }
+  submit_limit_ = submit_limit_from_sacctmgr(assoc.out, qos_rows);
+}
+
+// The user's tasks pending or running in Slurm that are not this experiment's grid (they count against the user's
+// submission limit too): squeue, one line per array task.
+int SlurmBackend::other_queued_tasks(const Experiment& exp) {
+  CommandResult r = run_command({"squeue", "-h", "-r", "-u", user_, "-t", "PENDING,RUNNING,CONFIGURING,COMPLETING,SUSPENDED",
+                                 "-o", "%j"});
+  if (r.rc != 0) return 0;
+  const std::string mine = "orch-" + sanitize(exp.name) + "-";
+  std::stringstream ss(r.out);
+  int n = 0;
+  for (std::string name; std::getline(ss, name);) n += !name.empty() && name.rfind(mine, 0) != 0;
+  return n;
 }
 
 int SlurmBackend::max_array_size() {
@@ -293,9 +331,12 @@ int SlurmBackend::max_array_size() {
 
 int SlurmBackend::queue_limit(const Experiment& exp) {
   read_config();
-  const int mine = experiment_resources(exp).max_queued;
-  if (mine > 0 && max_job_count_ > 0) return std::min(mine, max_job_count_);
-  return mine > 0 ? mine : max_job_count_;
+  int limit = 0;
+  auto tighten = [&](int v) { limit = v <= 0 ? limit : limit == 0 ? v : std::min(limit, v); };
+  tighten(experiment_resources(exp).max_queued);
+  tighten(max_job_count_);
+  if (submit_limit_ > 0) tighten(std::max(1, submit_limit_ - other_queued_tasks(exp)));
+  return limit;
 }
 
 void SlurmBackend::submit_array(const ArrayGroup& g, const std::string& base, const SubmitContext& c, Store& store,

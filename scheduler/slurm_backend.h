@@ -51,8 +51,12 @@ class SlurmBackend : public Backend {
   std::vector<JobAccount> accounts_;
   int max_array_size_ = 0;
   int max_job_count_ = -1;  // -1: not read yet; 0: none found
-  // `scontrol show config`, read once: MaxArraySize and MaxJobCount.
+  int submit_limit_ = 0;    // the user's MaxSubmitJobs/GrpSubmitJobs where Slurm enforces them; 0: none
+  std::string user_;
+  // `scontrol show config`, read once: MaxArraySize, MaxJobCount and whether limits are enforced (then sacctmgr).
   void read_config();
+  void read_submit_limit();
+  int other_queued_tasks(const Experiment& exp);
 };
 
 // The placeholder job id recorded for a manifest's runs before sbatch returns, and what it becomes when sbatch

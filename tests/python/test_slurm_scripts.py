@@ -27,12 +27,27 @@ with open(os.path.join(os.environ["FAKE_SLURM_DIR"], os.path.basename(sys.argv[0
     f.write(json.dumps(sys.argv[1:]) + "\n")
 '''
 # scontrol: records what it is asked; `show config` answers MaxArraySize and MaxJobCount from FAKE_MAX_ARRAY_SIZE
-# and FAKE_MAX_JOB_COUNT when set.
+# and FAKE_MAX_JOB_COUNT, and AccountingStorageEnforce from FAKE_ENFORCE, when set.
 FAKE_SCONTROL = FAKE_RECORDER + r'''
+if sys.argv[1:] == ["show", "config"] and os.environ.get("FAKE_ENFORCE"):
+    print("AccountingStorageEnforce = " + os.environ["FAKE_ENFORCE"])
 if sys.argv[1:] == ["show", "config"] and os.environ.get("FAKE_MAX_ARRAY_SIZE"):
     print("MaxArraySize            = " + os.environ["FAKE_MAX_ARRAY_SIZE"])
 if sys.argv[1:] == ["show", "config"] and os.environ.get("FAKE_MAX_JOB_COUNT"):
     print("MaxJobCount             = " + os.environ["FAKE_MAX_JOB_COUNT"])
+'''
+# sacctmgr: the user's associations (FAKE_ASSOC) and the QOS rows (FAKE_QOS), as `-nP` prints them.
+FAKE_SACCTMGR = FAKE_RECORDER + r'''
+if "assoc" in sys.argv:
+    sys.stdout.write(os.environ.get("FAKE_ASSOC", ""))
+if "qos" in sys.argv:
+    sys.stdout.write(os.environ.get("FAKE_QOS", ""))
+'''
+# squeue: asked for a user's jobs (-u), prints the names in FAKE_USER_JOBS (other work of the user), one per line.
+FAKE_SQUEUE = FAKE_RECORDER + r'''
+if "-u" in sys.argv:
+    for name in os.environ.get("FAKE_USER_JOBS", "").split():
+        print(name)
 '''
 # Stands in for the orchestrator binary inside the job script: records its arguments, exits with the code the
 # test asks for per run id.
@@ -89,8 +104,9 @@ def fake_slurm(tmp):
     os.makedirs(state)
     tool(os.path.join(bin_dir, "sbatch"), FAKE_SBATCH)
     tool(os.path.join(bin_dir, "sacct"), FAKE_SACCT)
-    for name in ("squeue", "scancel"):
-        tool(os.path.join(bin_dir, name), FAKE_RECORDER)
+    tool(os.path.join(bin_dir, "scancel"), FAKE_RECORDER)
+    tool(os.path.join(bin_dir, "squeue"), FAKE_SQUEUE)
+    tool(os.path.join(bin_dir, "sacctmgr"), FAKE_SACCTMGR)
     tool(os.path.join(bin_dir, "scontrol"), FAKE_SCONTROL)
     tool(os.path.join(bin_dir, "fake-orchestrator"), FAKE_ORCHESTRATOR)
     env = dict(os.environ, PATH=bin_dir + ":" + os.environ["PATH"], FAKE_SLURM_DIR=state)
@@ -324,7 +340,8 @@ def test_a_queue_limit_holds_runs_back_and_follow_or_resume_submits_them_as_jobs
     `submit --follow` killed while it waits loses nothing; `resume` tops the queue up to the limit; a second
     --follow submits the last as soon as room appears and ends once every run is done. No sbatch call ever queues
     more than the room left.
-    Slurm's MaxJobCount caps the same way when the experiment sets no limit."""
+    Slurm's MaxJobCount caps the same way when the experiment sets no limit, and so does the user's MaxSubmitJobs
+    (sacctmgr) less their other queued jobs where Slurm enforces limits."""
     with scratch() as tmp:
         env, state, _ = fake_slurm(tmp)
         env["ORCH_FOLLOW_POLL_S"] = "0.2"
@@ -365,6 +382,19 @@ def test_a_queue_limit_holds_runs_back_and_follow_or_resume_submits_them_as_jobs
         ws = os.path.join(tmp, "ws")
         p = submit(experiment(tmp, ws, seeds=(1, 2, 3, 4, 5)), env)
         assert [len(t) for t in queued_tasks(state)] == [3] and "2 run(s) held back" in p.stdout, p.stdout
+
+    # Where Slurm enforces limits: the user's QOS MaxSubmitJobsPerUser (4), less the user's other job in the queue.
+    with scratch() as tmp:
+        env, state, _ = fake_slurm(tmp)
+        env.update(FAKE_ENFORCE="associations,limits,qos", FAKE_ASSOC="|||normal|\n", FAKE_QOS="normal|4||\n",
+                   FAKE_USER_JOBS="someone-elses-job orch-scripts-20990101T000000-1-g0")
+        ws = os.path.join(tmp, "ws")
+        p = submit(experiment(tmp, ws, seeds=(1, 2, 3, 4, 5)), env)
+        assert [len(t) for t in queued_tasks(state)] == [3] and "2 run(s) held back" in p.stdout, p.stdout
+        assert "MaxSubmitJobs" in p.stdout, p.stdout
+        env.pop("FAKE_ENFORCE")  # not enforced: sacctmgr is not asked and nothing holds runs back
+        p = submit(experiment(tmp, os.path.join(tmp, "ws2"), seeds=(1, 2, 3, 4, 5)), env)
+        assert [len(t) for t in queued_tasks(state)] == [3, 5], p.stdout
 
 
 def test_follow_dispatches_again_only_what_the_retry_policy_allows():

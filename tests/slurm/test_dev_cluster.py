@@ -610,6 +610,25 @@ def test_a_large_grid_under_array_and_queue_limits_survives_a_killed_follow():
               f"{samples} status samples, {time.time() - t0:.0f} s")
 
 
+def test_a_qos_submit_limit_is_read_and_respected():
+    """Where Slurm enforces limits (AccountingStorageEnforce=limits,qos), the user's QOS MaxSubmitJobsPerUser (5)
+    is read with sacctmgr: a submit of twelve runs queues five and holds seven back, `submit --follow` submits the
+    rest as jobs end, sbatch is never refused, and every run ends done, trained once."""
+    sh("sacctmgr", "-i", "modify", "qos", "normal", "set", "MaxSubmitJobsPerUser=5")
+    set_slurm_conf("AccountingStorageEnforce", "associations,limits,qos")
+    with tempfile.TemporaryDirectory(prefix="orch-slurm-") as tmp:
+        exp, ws = grid_experiment(tmp, name="qos", epochs=1, networks=("hybridgnet",), seeds=range(1, 13))
+        p = subprocess.run([BIN, "submit", exp, "--follow"], capture_output=True, text=True, timeout=600,
+                           env=dict(ENV, ORCH_FOLLOW_POLL_S="1"))
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert "5 run(s) in 1 Slurm array job(s)" in p.stdout and "7 run(s) held back" in p.stdout, p.stdout
+        st = json.loads(orch("status", exp, "--json").stdout)
+        assert len(st) == 12 and all(r["state"] == "done" for r in st), st
+        db = sqlite3.connect(os.path.join(ws, "orchestrator.db"))
+        assert not db.execute("SELECT job_id FROM jobs WHERE job_id LIKE 'sbatch-failed:%'").fetchall(), "sbatch refused"
+        assert {n for (n,) in db.execute("SELECT COUNT(*) FROM attempts GROUP BY run_id")} == {1}
+
+
 def main():
     if os.geteuid() != 0:
         print("skip: the dev cluster needs root")
@@ -632,7 +651,9 @@ def main():
              test_per_run_dependencies_per_network_time_limits_and_accounting,
              test_failed_unet_of_one_dataset_leaves_the_other_going,
              test_runs_packed_on_one_fake_gpu_share_its_task_and_its_hours,
-             test_a_large_grid_under_array_and_queue_limits_survives_a_killed_follow])  # last: lowers MaxArraySize
+             # last: these change the cluster's configuration
+             test_a_large_grid_under_array_and_queue_limits_survives_a_killed_follow,
+             test_a_qos_submit_limit_is_read_and_respected])
     finally:
         subprocess.run([os.path.join(SOURCE, "slurm", "dev-cluster", "stop"), LAB], env=ENV)
 

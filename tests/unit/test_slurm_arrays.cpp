@@ -140,3 +140,18 @@ TEST(SlurmArrays, TheJobScriptHasEveryPlaceholderFilled) {
   EXPECT_NE(render_job_script(slurm_job_template(), s).find("--signal=USR1@90"), std::string::npos)
       << "several ranks: the signal goes to the steps (srun), not the batch shell";
 }
+
+// sacctmgr's rows as Slurm 22.05 prints them (-nP: no header, '|' between fields, a trailing '|' on assoc rows):
+// the submission limit is the smallest set MaxSubmitJobs/GrpSubmitJobs of the associations and of the QOS jobs run
+// under (the default QOS when set, else every allowed one); nothing set is no limit.
+TEST(SlurmArrays, TheSubmitLimitIsTheTightestOfAssociationsAndTheirQos) {
+  const std::string qos = "normal|||\nlong|50||\nhigh|||\n";
+  EXPECT_EQ(submit_limit_from_sacctmgr("|||\n", qos), 0) << "nothing set";
+  EXPECT_EQ(submit_limit_from_sacctmgr("300|||\n", qos), 300) << "the association's MaxSubmitJobs";
+  EXPECT_EQ(submit_limit_from_sacctmgr("300|200|normal|\n", qos), 200) << "its GrpSubmitJobs is lower";
+  EXPECT_EQ(submit_limit_from_sacctmgr("||normal,long|\n", qos), 50) << "no default QOS: every allowed one counts";
+  EXPECT_EQ(submit_limit_from_sacctmgr("||normal,long|normal|\n", qos), 0) << "jobs run under the default QOS";
+  EXPECT_EQ(submit_limit_from_sacctmgr("||high|long|\n", "long||40|\n"), 40) << "a QOS's GrpSubmitJobs";
+  EXPECT_EQ(submit_qos_names("||normal,long|\n|||high|\n"), (std::vector<std::string>{"high", "long", "normal"}));
+  EXPECT_EQ(submit_limit_from_sacctmgr("", ""), 0) << "sacctmgr said nothing";
+}
