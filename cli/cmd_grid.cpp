@@ -284,16 +284,28 @@ FollowTally follow_tally(const scheduler::SubmitOutcome& out) {
 
 // --follow: stays until the grid has ended. Each round (every ORCH_FOLLOW_POLL_S) tops the queue up as jobs end
 // and dispatches again what the retry policy allows (a run lost with its node, a job ended by the cluster), as a
-// resume would; quiet but for a line when the counts change. Killed, it leaves the rest in the store, where the
-// next submit or resume finds it. Exit 0 when every run is done, 1 when some ended otherwise.
+// resume would; quiet but for a line when the counts change. A round that fails (the lock held too long, Slurm's
+// controller not answering) is said and tried again, up to kFollowFailures rounds in a row. Killed, it leaves the
+// rest in the store, where the next submit or resume finds it. Exit 0 when every run is done, 1 when some ended
+// otherwise.
+constexpr int kFollowFailures = 10;
+
 int follow_grid(const GridContext& g, scheduler::SubmitOptions o, scheduler::SubmitOutcome out, const std::string& verb,
                 const std::string& exp_path) {
   o.unattended = true;
   FollowTally last = follow_tally(out);
-  while (last.active > 0 || last.held > 0) {
+  for (int failures = 0; last.active > 0 || last.held > 0;) {
     std::fflush(stdout);
     std::this_thread::sleep_for(std::chrono::duration<double>(control_timeouts().follow_poll_s));
-    out = scheduler::submit_grid(g.request("orchestrator " + verb + " --follow " + exp_path), o);
+    try {
+      out = scheduler::submit_grid(g.request("orchestrator " + verb + " --follow " + exp_path), o);
+      failures = 0;
+    } catch (const Error& e) {
+      if (++failures == kFollowFailures) throw;
+      std::printf("%s --follow: this round failed (%d of %d in a row before giving up): %s\n", verb.c_str(), failures,
+                  kFollowFailures, e.what());
+      continue;
+    }
     if (out.result.dispatched > 0) tell_outcome(out, verb, exp_path);
     const FollowTally now = follow_tally(out);
     if (!(now == last))

@@ -2,6 +2,7 @@
 scontrol, scancel) that records what it was asked: workspace paths with spaces, quotes, $(...) and backticks reach
 the worker literally and run nothing; a bad manifest line ends in the error branch; runs packed onto one GPU each
 get a worker and requeue their task together; each array depends only on the tasks its runs need."""
+import fcntl
 import json
 import os
 import sqlite3
@@ -400,10 +401,11 @@ def test_a_queue_limit_holds_runs_back_and_follow_or_resume_submits_them_as_jobs
 def test_follow_dispatches_again_only_what_the_retry_policy_allows():
     """`submit --follow` after its first round: a task Slurm ended NODE_FAIL (the node failed, not the run) is
     dispatched again without a person, in a new array; a task that ended FAILED is not (a failure of the run itself
-    waits for a person). Once nothing is queued, --follow ends with exit 1 and names the run that is not done."""
+    waits for a person). A round that fails (the workspace lock held by someone else past ORCH_LOCK_WAIT_S) is said
+    and tried again. Once nothing is queued, --follow ends with exit 1 and names the run that is not done."""
     with scratch() as tmp:
         env, state, _ = fake_slurm(tmp)
-        env["ORCH_FOLLOW_POLL_S"] = "0.2"
+        env.update(ORCH_FOLLOW_POLL_S="0.2", ORCH_LOCK_WAIT_S="0.3")
         ws = os.path.join(tmp, "ws")
         exp = experiment(tmp, ws, seeds=(1, 2, 3))
         follow = subprocess.Popen([BIN, "submit", exp, "--follow"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -412,6 +414,9 @@ def test_follow_dispatches_again_only_what_the_retry_policy_allows():
         while not calls(state) and time.time() - t0 < 60:
             time.sleep(0.1)
         ((job, ids),) = [(c["job"], open(c["argv"][-1]).read().split()) for c in calls(state)]
+        with open(os.path.join(ws, ".orchestrator.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # another command holding the workspace: --follow's rounds fail
+            time.sleep(1.5)
         with open(os.path.join(state, "task_states.json.tmp"), "w") as f:
             json.dump({f"{job}_0": "NODE_FAIL", f"{job}_1": "FAILED"}, f)
         os.rename(os.path.join(state, "task_states.json.tmp"), os.path.join(state, "task_states.json"))
@@ -427,6 +432,7 @@ def test_follow_dispatches_again_only_what_the_retry_policy_allows():
         assert follow.returncode == 1, (follow.returncode, out, err)
         assert "the grid has ended with 1 run(s) not done" in out and ids[1] in out, out
         assert "not retried unattended" in out and "Slurm: FAILED" in out, out
+        assert "this round failed (1 of 10 in a row before giving up)" in out, out
         assert len(calls(state)) == 2, "the FAILED task was never dispatched again"
 
 
