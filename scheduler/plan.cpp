@@ -1,12 +1,15 @@
 #include "scheduler/plan.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <functional>
+#include <future>
 #include <set>
 
 #include "core/control.h"
 #include "core/errors.h"
 #include "core/process_identity.h"
+#include "core/thread_pool.h"
 #include "scheduler/retry.h"
 #include "storage/accounting_table.h"
 #include "storage/layout.h"
@@ -200,6 +203,30 @@ struct StoreView {
   }
 };
 
+// Done runs of this grid whose artefacts are gone: shown as damaged (what is missing in `why`). Two `stat` calls
+// per done run, on a pool of threads: on a network file system (Lustre, NFS) each takes a round trip.
+void mark_damaged(const std::vector<PlannedRun>& grid, const std::string& workspace, StoreView& v) {
+  std::vector<std::string> done;
+  for (const auto& r : grid)
+    if (auto it = v.shown.find(r.id); it != v.shown.end() && it->second.state == rs::kDone) done.push_back(r.id);
+  std::vector<std::string> missing(done.size());
+  const size_t chunk = 256;
+  {
+    ThreadPool pool(static_cast<int>(std::min<size_t>(8, (done.size() + chunk - 1) / chunk)));
+    std::vector<std::future<void>> parts;
+    for (size_t lo = 0; lo < done.size(); lo += chunk)
+      parts.push_back(pool.submit([&, lo] {
+        for (size_t i = lo; i < std::min(done.size(), lo + chunk); ++i) missing[i] = missing_artefacts(workspace, done[i]);
+      }));
+    for (auto& p : parts) p.get();  // in order: the first error (a path too long to build) reaches the caller
+  }
+  for (size_t i = 0; i < done.size(); ++i) {
+    if (missing[i].empty()) continue;
+    v.shown[done[i]] = {rs::kDamaged, "missing: " + missing[i]};
+    v.lost_best[done[i]] = missing[i].rfind("best checkpoint", 0) == 0;
+  }
+}
+
 StoreView read_view(const std::vector<PlannedRun>& grid, const std::map<std::string, const PlannedRun*>& by_id,
                     Store& store, const std::map<std::string, JobState>& jobs, const PlanOptions& options) {
   StoreView v;
@@ -217,16 +244,7 @@ StoreView read_view(const std::vector<PlannedRun>& grid, const std::map<std::str
     } catch (const std::exception&) {
     }
   }
-  // Done runs of this grid whose artefacts are gone: shown as damaged (what is missing in `why`).
-  if (!options.workspace.empty())
-    for (const auto& r : grid) {
-      auto it = v.shown.find(r.id);
-      if (it == v.shown.end() || it->second.state != rs::kDone) continue;
-      const std::string missing = missing_artefacts(options.workspace, r.id);
-      if (missing.empty()) continue;
-      it->second = {rs::kDamaged, "missing: " + missing};
-      v.lost_best[r.id] = missing.rfind("best checkpoint", 0) == 0;
-    }
+  if (!options.workspace.empty()) mark_damaged(grid, options.workspace, v);
   return v;
 }
 
