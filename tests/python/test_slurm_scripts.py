@@ -59,6 +59,9 @@ with open(os.path.join(d, "worker.log"), "a") as f:
     f.write(json.dumps(sys.argv[1:]) + "\n")
 run = sys.argv[sys.argv.index("--run") + 1]
 codes = json.loads(os.environ.get("FAKE_EXIT", "{}"))
+if codes.get(run) == 137 and os.environ.get("FAKE_OOM_FILE"):  # the OOM killer took it: the cgroup counts one more
+    with open(os.environ["FAKE_OOM_FILE"], "w") as f:
+        f.write("oom 1\noom_kill 1\n")
 sys.exit(codes.get(run, 0))
 '''
 
@@ -266,6 +269,45 @@ def test_a_worker_killed_by_sigkill_is_retried_up_to_max_attempts():
         r, _ = run_task(call, 0, env, fake_bin, exit_codes={run_id: 75})
         assert r.returncode == 75 and len(requeues()) == 1, (r.returncode, r.stderr)
         assert all("--no-self-requeue" not in w for w in worker_calls(state))
+
+
+def fake_memory_cgroup(tmp):
+    """A cgroup tree under tmp where the job script (a child of this process, so in its cgroup) reads its memory
+    cgroup's OOM kills: (ORCH_CGROUP_ROOT, the counter file), the counter at 0."""
+    lines = open("/proc/self/cgroup").read().splitlines()
+    v2 = [l[3:] for l in lines if l.startswith("0::")]
+    v1 = [l.split(":", 2)[2] for l in lines if "memory" in l.split(":")[1].split(",")]
+    root = os.path.join(tmp, "cgroup")
+    if v2:
+        path = root + v2[0].rstrip("/") + "/memory.events"
+    else:
+        path = root + "/memory" + v1[0].rstrip("/") + "/memory.oom_control"
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write("oom 0\noom_kill 0\n")
+    return root, path
+
+
+def test_a_worker_the_oom_killer_took_is_not_requeued_with_the_same_memory():
+    """A worker killed by SIGKILL while its memory cgroup's oom_kill count rose (the OOM killer, not kill -9): the
+    task does not requeue itself with the memory that was too little; it ends with 137 and says that submit
+    --follow or resume dispatches it again with more (test_a_run_that_ran_out_of_memory_asks_for_more...)."""
+    with scratch() as tmp:
+        env, state, fake_bin = fake_slurm(tmp)
+        root, counter = fake_memory_cgroup(tmp)
+        env.update(ORCH_CGROUP_ROOT=root, FAKE_OOM_FILE=counter)
+        ws = os.path.join(tmp, "ws")
+        submit(experiment(tmp, ws, resources={"max_attempts": 3}), env)
+        (call,) = calls(state)
+        (run_id,) = open(call["argv"][-1]).read().split()
+        r, _ = run_task(call, 0, env, fake_bin, exit_codes={run_id: 137})
+        assert r.returncode == 137 and "out-of-memory killer" in r.stderr, (r.returncode, r.stderr)
+        assert scontrol_requeues(state) == [], "not requeued with the same memory"
+        with open(counter, "w") as f:
+            f.write("oom 1\noom_kill 1\n")  # an earlier kill, before this task: kill -9 now is retried as before
+        env.pop("FAKE_OOM_FILE")
+        r, _ = run_task(call, 0, env, fake_bin, exit_codes={run_id: 137})
+        assert r.returncode == 75 and "retried (attempt 2 of 3)" in r.stderr, (r.returncode, r.stderr)
 
 
 def test_a_run_that_ran_out_of_memory_asks_for_more_when_dispatched_again():
@@ -587,6 +629,7 @@ if __name__ == "__main__":
          test_each_array_depends_only_on_the_tasks_its_runs_need,
          test_an_array_larger_than_max_array_size_is_cut,
          test_calibration_is_kept_per_precision_and_packing_and_a_packed_grid_uses_its_own,
+         test_a_worker_the_oom_killer_took_is_not_requeued_with_the_same_memory,
          test_a_queue_limit_holds_runs_back_and_follow_or_resume_submits_them_as_jobs_end,
          test_follow_dispatches_again_only_what_the_retry_policy_allows,
          test_a_submission_that_died_after_sbatch_is_reconciled_not_repeated,
