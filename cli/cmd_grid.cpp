@@ -49,17 +49,27 @@ scheduler::GridRequest GridContext::request(const std::string& command) const {
   return r;
 }
 
+namespace {
+
+std::string comma_list(const std::vector<std::string>& ids) {
+  std::string s;
+  for (const auto& id : ids) s += (s.empty() ? "" : ", ") + id;
+  return s;
+}
+
+void tell_skipped(const scheduler::DispatchResult& r, const std::string& verb) {
+  if (!r.skipped.empty())
+    std::printf("%s: %zu run(s) changed state while being dispatched and were left alone: %s\n", verb.c_str(),
+                r.skipped.size(), comma_list(r.skipped).c_str());
+}
+
+}  // namespace
+
 int tell_outcome(const scheduler::SubmitOutcome& out, const std::string& verb, const std::string& exp_path) {
   const auto& r = out.result;
   const auto& p = out.trained;
-  auto list = [](const std::vector<std::string>& ids) {
-    std::string s;
-    for (const auto& id : ids) s += (s.empty() ? "" : ", ") + id;
-    return s;
-  };
-  if (!r.skipped.empty())
-    std::printf("%s: %zu run(s) changed state while being dispatched and were left alone: %s\n", verb.c_str(),
-                r.skipped.size(), list(r.skipped).c_str());
+  const auto list = comma_list;
+  tell_skipped(r, verb);
   if (out.backend == BackendKind::kSlurm) {
     std::printf("%s: %d run(s) in %zu Slurm array job(s)", verb.c_str(), r.dispatched, r.jobs.size());
     for (const auto& j : r.jobs) std::printf(" %s", j.c_str());
@@ -306,11 +316,17 @@ int follow_grid(const GridContext& g, scheduler::SubmitOptions o, scheduler::Sub
                   kFollowFailures, e.what());
       continue;
     }
-    if (out.result.dispatched > 0) tell_outcome(out, verb, exp_path);
+    tell_skipped(out.result, verb);
     const FollowTally now = follow_tally(out);
-    if (!(now == last))
-      std::printf("%s --follow: %d done, %d queued or running, %d held back, %d ended without a retry\n", verb.c_str(),
+    if (!(now == last) || out.result.dispatched > 0) {
+      std::string jobs;
+      for (const auto& j : out.result.jobs) jobs += " " + j;
+      std::printf("%s --follow: %s%d done, %d queued or running, %d held back, %d ended without a retry\n", verb.c_str(),
+                  out.result.dispatched > 0 ? ("dispatched " + std::to_string(out.result.dispatched) + " run(s) (job(s)" +
+                                               jobs + "); ").c_str()
+                                            : "",
                   now.done, now.active, now.held, now.left);
+    }
     last = now;
   }
   if (last.left == 0) return kExitOk;
