@@ -4,7 +4,7 @@ peak RSS. experiments/demo.json widened to many seeds, on the Slurm backend; sev
 commit's and this one's) run back to back on the same workspaces, so both sides of a comparison come from one run.
 
   bench/cli_scale.py --bin new=build/cli/orchestrator [--bin old=/path/to/old/orchestrator] \
-      [--runs 1000,10000,100000] [--skip old:100000] [--timeout 600] [--filled]
+      [--runs 1000,10000,100000] [--skip old:100000] [--timeout 600] [--filled] [--keep DIR]
 
 Each workspace holds calibration rows of every network (so `status` estimates the time left). First, with nothing
 submitted: `plan`, `plan --estimate`, `status`, `status --json`. With --filled, then: `submit` to a fake Slurm
@@ -14,6 +14,7 @@ written straight into the store (48 test images, two organs; every epoch's row; 
 `status`, `status --json` and `report --no-figures`.
 A command past --timeout is reported as such."""
 import argparse
+import contextlib
 import json
 import shutil
 import sqlite3
@@ -157,12 +158,16 @@ def main():
     ap.add_argument("--skip", action="append", default=[], help="name:runs pairs not to run (known too slow)")
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--filled", action="store_true", help="also submit, cancel, fill the store and report")
+    ap.add_argument("--keep", metavar="DIR", help="build the workspaces in DIR (new) and keep them, to profile a "
+                    "command on them afterwards (each has its experiment, exp<N>.json, and fake Slurm, fakebin/)")
     a = ap.parse_args()
     bins = [b.split("=", 1) for b in a.bin]
     sizes = [int(x) for x in a.runs.split(",")]
     skip = {tuple(s.split(":")) for s in a.skip}
     print(f"{'runs':>8} {'binary':>6} {'command':>24} {'wall s':>8} {'peak MiB':>9}")
-    with tempfile.TemporaryDirectory(prefix="orch-bench-") as tmp:
+    if a.keep:
+        os.makedirs(a.keep)
+    with (contextlib.nullcontext(a.keep) if a.keep else tempfile.TemporaryDirectory(prefix="orch-bench-")) as tmp:
         cal = calibration(tmp)
         for size in sizes:
             for name, path in bins:
@@ -187,7 +192,8 @@ def main():
                 timed("status, all done", n, name, [path, "status", exp], a.timeout, env)
                 timed("status --json, all done", n, name, [path, "status", exp, "--json"], a.timeout, env)
                 timed("report --no-figures", n, name, [path, "report", exp, "--no-figures"], a.timeout, env)
-                shutil.rmtree(run_dir, ignore_errors=True)
+                if not a.keep:
+                    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

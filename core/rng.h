@@ -49,6 +49,20 @@ class Rng {
     return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
   }
   double normal(double mean, double sd) { return mean + sd * normal(); }
+  // Uniform in [0, n), n >= 1, unbiased (Lemire's multiply-and-reject) on 32-bit draws: each next() gives two, so a
+  // bootstrap drawing a billion indices pays half the generator's cost.
+  uint32_t below(uint32_t n) {
+    uint64_t m = static_cast<uint64_t>(next32()) * n;
+    auto low = static_cast<uint32_t>(m);
+    if (low < n) {
+      const uint32_t threshold = static_cast<uint32_t>(-n) % n;
+      while (low < threshold) {
+        m = static_cast<uint64_t>(next32()) * n;
+        low = static_cast<uint32_t>(m);
+      }
+    }
+    return static_cast<uint32_t>(m >> 32);
+  }
   bool bernoulli(double p) { return uniform() < p; }
 
  private:
@@ -59,6 +73,15 @@ class Rng {
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     return z ^ (z >> 31);
   }
+  uint32_t next32() {
+    if (have_half_) {
+      have_half_ = false;
+      return static_cast<uint32_t>(half_);
+    }
+    half_ = next();
+    have_half_ = true;
+    return static_cast<uint32_t>(half_ >> 32);
+  }
   void reseed(uint64_t seed) {
     uint64_t z = seed;
     for (auto& s : s_) {
@@ -67,6 +90,8 @@ class Rng {
     }
   }
   uint64_t s_[4];
+  uint64_t half_ = 0;  // next32()'s unused low half
+  bool have_half_ = false;
 };
 
 }  // namespace orch

@@ -5,12 +5,12 @@
 #include <cmath>
 #include <future>
 #include <memory>
-#include <random>
 #include <unordered_map>
 
 #include "core/errors.h"
 #include "core/thread_pool.h"
 #include "models/catalogue.h"
+#include "report/bootstrap.h"
 #include "report/stats.h"
 #include "storage/metrics_table.h"
 
@@ -145,17 +145,25 @@ uint64_t seed_of(const std::string& text) {  // FNV-1a: the same comparison resa
   return h;
 }
 
-// values[run][unit] for the units every run of both sides has.
-std::vector<std::vector<double>> matrix(ClaimValues& values, const std::vector<std::string>& runs,
-                                        const std::vector<size_t>& units, Metric metric) {
-  std::vector<std::vector<double>> m;
-  for (const auto& r : runs) {
-    const Units& u = values.of(r, metric);
-    m.emplace_back();
-    m.back().reserve(units.size());
-    for (size_t k : units) m.back().push_back(u.at(k));
+// values[run][unit] for the units every run of both sides has, times `sign` (so that positive favours the claim).
+Rows matrix(ClaimValues& values, const std::vector<std::string>& runs, const std::vector<size_t>& units, Metric metric,
+            double sign) {
+  Rows m(runs.size(), units.size());
+  for (size_t r = 0; r < runs.size(); ++r) {
+    const Units& u = values.of(runs[r], metric);
+    double* row = m.row(r);
+    for (size_t k = 0; k < units.size(); ++k) row[k] = sign * u.at(units[k]);
   }
   return m;
+}
+
+// One run's values at the units, as stored (the Wilcoxon test's input).
+std::vector<double> column(ClaimValues& values, const std::string& run, const std::vector<size_t>& units, Metric metric) {
+  const Units& u = values.of(run, metric);
+  std::vector<double> out;
+  out.reserve(units.size());
+  for (size_t k : units) out.push_back(u.at(k));
+  return out;
 }
 
 std::vector<size_t> common_units(ClaimValues& values, const Side& a, const Side& b, Metric metric) {
@@ -171,54 +179,6 @@ std::vector<size_t> common_units(ClaimValues& values, const Side& a, const Side&
   return out;
 }
 
-// The sum over picked runs of each unit's value, runs in pick order (row by row, so it vectorises: a bootstrap over
-// thousands of seeds reads each picked row once rather than each picked unit's column).
-// Compiled for AVX2 too, chosen at run time where the CPU has it (the same sums: each column is still summed in pick
-// order, four columns at a time).
-__attribute__((target_clones("avx2", "default")))
-std::vector<double> column_sums(const std::vector<std::vector<double>>& m, const std::vector<size_t>& rows) {
-  std::vector<double> sums(m.front().size(), 0.0);
-  for (size_t r : rows) {
-    const double* row = m[r].data();
-    for (size_t u = 0; u < sums.size(); ++u) sums[u] += row[u];
-  }
-  return sums;
-}
-
-// The mean over units of (mean over a's picked runs - mean over b's), with runs and units picked by index.
-double advantage(const std::vector<std::vector<double>>& a, const std::vector<std::vector<double>>& b,
-                 const std::vector<size_t>& ra, const std::vector<size_t>& rb, const std::vector<size_t>& units) {
-  const std::vector<double> sa = column_sums(a, ra), sb = column_sums(b, rb);
-  double sum = 0;
-  for (size_t u : units) sum += sa[u] / static_cast<double>(ra.size()) - sb[u] / static_cast<double>(rb.size());
-  return sum / static_cast<double>(units.size());
-}
-
-std::vector<size_t> iota(size_t n) {
-  std::vector<size_t> v(n);
-  for (size_t i = 0; i < n; ++i) v[i] = i;
-  return v;
-}
-
-void bootstrap(ClaimComparison& c, const std::vector<std::vector<double>>& a, const std::vector<std::vector<double>>& b,
-               double sign) {
-  const size_t na = a.size(), nb = b.size(), nu = a.front().size();
-  c.effect = sign * advantage(a, b, iota(na), iota(nb), iota(nu));
-  std::mt19937_64 rng(seed_of(c.dataset + "|" + choice_name(c.metric) + "|" + c.better + "|" + c.than));
-  auto pick = [&](size_t n) {
-    std::vector<size_t> v(n);
-    std::uniform_int_distribution<size_t> d(0, n - 1);
-    for (auto& x : v) x = d(rng);
-    return v;
-  };
-  std::vector<double> draws;
-  draws.reserve(kResamples);
-  for (int k = 0; k < kResamples; ++k) draws.push_back(sign * advantage(a, b, pick(na), pick(nb), pick(nu)));
-  std::sort(draws.begin(), draws.end());
-  c.lo = draws[static_cast<size_t>(0.025 * (kResamples - 1))];
-  c.hi = draws[static_cast<size_t>(std::ceil(0.975 * (kResamples - 1)))];
-}
-
 ClaimComparison compare(ClaimValues& values, const ClaimSpec& spec, const std::string& dataset, Metric metric,
                         const std::string& better, const Side* a, const std::string& than, const Side* b) {
   ClaimComparison c;
@@ -231,15 +191,19 @@ ClaimComparison compare(ClaimValues& values, const ClaimSpec& spec, const std::s
   const std::vector<size_t> units = common_units(values, *a, *b, metric);
   if (units.empty()) return c;
   const double sign = higher_is_better(metric) ? 1.0 : -1.0;
-  const auto ma = matrix(values, a->runs, units, metric), mb = matrix(values, b->runs, units, metric);
+  const Rows ma = matrix(values, a->runs, units, metric, sign), mb = matrix(values, b->runs, units, metric, sign);
   c.seeds_better = static_cast<int>(a->runs.size());
   c.seeds_than = static_cast<int>(b->runs.size());
   c.images = metric == Metric::kInference ? 0 : static_cast<int>(units.size());
-  bootstrap(c, ma, mb, sign);
-  const auto med = matrix(values, {a->median, b->median}, units, metric);
-  c.median_effect = sign * advantage({med[0]}, {med[1]}, {0}, {0}, iota(units.size()));
-  if (units.size() > 1) c.p_value = wilcoxon(med[0], med[1]).p_value;
-  const bool resampled = ma.size() > 1 || mb.size() > 1 || units.size() > 1;
+  c.effect = advantage(ma, mb);
+  const Interval i = bootstrap_interval(ma, mb, seed_of(c.dataset + "|" + choice_name(c.metric) + "|" + c.better + "|" + c.than),
+                                        kResamples);
+  c.lo = i.lo;
+  c.hi = i.hi;
+  const Rows med_a = matrix(values, {a->median}, units, metric, sign), med_b = matrix(values, {b->median}, units, metric, sign);
+  c.median_effect = advantage(med_a, med_b);
+  if (units.size() > 1) c.p_value = wilcoxon(column(values, a->median, units, metric), column(values, b->median, units, metric)).p_value;
+  const bool resampled = ma.runs() > 1 || mb.runs() > 1 || units.size() > 1;
   const double margin = spec.margin.count(metric) ? spec.margin.at(metric) : 0;
   c.verdict = resampled ? comparison_verdict(spec.kind, c.lo, c.hi, margin) : Verdict::kInconclusive;
   return c;

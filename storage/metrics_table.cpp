@@ -1,5 +1,6 @@
 #include "storage/metrics_table.h"
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 
@@ -33,17 +34,25 @@ std::vector<EpochMetrics> MetricsTable::epoch_metrics(const std::string& run_id)
   return out;
 }
 
+// In the table's order, then each curve sorted by epoch: ORDER BY walked the primary-key index and looked up every
+// row (3.5 s for 8.4 million rows against 1.1 s for the scan).
 std::map<std::string, MetricsTable::ValidationCurve> MetricsTable::validation_curves() {
-  sqlite::Statement s(store_.database(), "SELECT run_id, epoch, val_criterion FROM epoch_metrics ORDER BY run_id, epoch");
+  sqlite::Statement s(store_.database(), "SELECT run_id, epoch, val_criterion FROM epoch_metrics");
   std::map<std::string, ValidationCurve> out;
   auto at = out.end();
   while (s.row()) {
-    std::string run = s.text(0);
-    if (at == out.end() || at->first != run) at = out.emplace_hint(out.end(), std::move(run), ValidationCurve{});
-    at->second.last_epoch = s.integer(1);
+    const std::string_view run = s.text_view(0);  // compared without a copy: a lookup per run, not per epoch row
+    if (at == out.end() || at->first != run) {
+      at = out.find(std::string(run));
+      if (at == out.end()) at = out.emplace(std::string(run), ValidationCurve{}).first;
+    }
+    const int64_t epoch = s.integer(1);
+    at->second.last_epoch = std::max(at->second.last_epoch, epoch);
     const double v = s.real_or(2, NAN);
-    if (std::isfinite(v)) at->second.values.emplace_back(at->second.last_epoch, v);
+    if (std::isfinite(v)) at->second.values.emplace_back(epoch, v);
   }
+  for (auto& [run, c] : out)
+    if (!std::is_sorted(c.values.begin(), c.values.end())) std::sort(c.values.begin(), c.values.end());
   return out;
 }
 
@@ -82,9 +91,9 @@ void MetricsTable::each_test_metric(const std::function<void(const TestMetric&)>
   sqlite::Statement s(store_.database(), "SELECT run_id, image_id, organ, dice, jaccard, hausdorff_mm FROM test_metrics");
   TestMetric t;
   while (s.row()) {
-    t.run_id = s.text(0);
-    t.image_id = s.text(1);
-    t.organ = s.text(2);
+    t.run_id.assign(s.text_view(0));  // into the same strings: no allocation per row over millions of rows
+    t.image_id.assign(s.text_view(1));
+    t.organ.assign(s.text_view(2));
     t.dice = s.real(3);
     t.jaccard = s.real(4);
     t.hausdorff_mm = s.real(5);

@@ -33,6 +33,18 @@ std::map<std::string, std::string> ProvenanceTable::of(const std::string& run_id
   return pairs(s);
 }
 
+std::map<std::string, std::map<std::string, std::string>> ProvenanceTable::all() {
+  sqlite::Statement s(store_.database(), "SELECT run_id, key, value FROM provenance ORDER BY run_id");
+  std::map<std::string, std::map<std::string, std::string>> out;
+  auto at = out.end();
+  while (s.row()) {
+    const std::string_view run = s.text_view(0);
+    if (at == out.end() || at->first != run) at = out.emplace_hint(out.end(), std::string(run), std::map<std::string, std::string>{});
+    at->second[s.text(1)] = s.text(2);
+  }
+  return out;
+}
+
 std::map<std::string, std::string> ProvenanceTable::key_of_all(const std::string& key) {
   sqlite::Statement s(store_.database(), "SELECT run_id, value FROM provenance WHERE key = ?");
   s.bind(1, key);

@@ -156,6 +156,10 @@ std::string Statement::text(int i) {
   auto p = sqlite3_column_text(s_, i);
   return p ? reinterpret_cast<const char*>(p) : "";
 }
+std::string_view Statement::text_view(int i) {
+  auto p = reinterpret_cast<const char*>(sqlite3_column_text(s_, i));
+  return p ? std::string_view(p, static_cast<size_t>(sqlite3_column_bytes(s_, i))) : std::string_view();
+}
 int64_t Statement::integer(int i) { return sqlite3_column_int64(s_, i); }
 double Statement::real(int i) { return null(i) ? std::nan("") : sqlite3_column_double(s_, i); }
 

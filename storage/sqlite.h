@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 
 struct sqlite3;
 struct sqlite3_stmt;
@@ -62,6 +63,9 @@ class Statement {
   void reset();
   bool null(int i);
   std::string text(int i);
+  // The column's text without a copy: valid until the next row(), reset() or column call of another type (a scan of
+  // millions of rows allocates nothing per row with it).
+  std::string_view text_view(int i);
   int64_t integer(int i);
   int64_t integer_or(int i, int64_t fallback) { return null(i) ? fallback : integer(i); }
   double real(int i);  // NaN for NULL
