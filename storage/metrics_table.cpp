@@ -87,8 +87,15 @@ std::vector<TestMetric> MetricsTable::test_metrics(const std::string& run_id) {
   return out;
 }
 
-void MetricsTable::each_test_metric(const std::function<void(const TestMetric&)>& visit) {
-  sqlite::Statement s(store_.database(), "SELECT run_id, image_id, organ, dice, jaccard, hausdorff_mm FROM test_metrics");
+int64_t MetricsTable::test_metric_rows_end() {
+  sqlite::Statement s(store_.database(), "SELECT COALESCE(MAX(rowid), 0) + 1 FROM test_metrics");
+  return s.row() ? s.integer(0) : 1;
+}
+
+void MetricsTable::each_test_metric(const std::function<void(const TestMetric&)>& visit, std::pair<int64_t, int64_t> rows) {
+  sqlite::Statement s(store_.database(), "SELECT run_id, image_id, organ, dice, jaccard, hausdorff_mm FROM test_metrics "
+                                         "WHERE rowid >= ? AND rowid < ?");
+  s.bind(1, rows.first).bind(2, rows.second);
   TestMetric t;
   while (s.row()) {
     t.run_id.assign(s.text_view(0));  // into the same strings: no allocation per row over millions of rows

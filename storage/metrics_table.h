@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <map>
 #include <string>
 #include <utility>
@@ -59,8 +60,12 @@ class MetricsTable {
 
   void replace_test_metrics(const std::string& run_id, const std::vector<TestMetric>& rows);  // one transaction
   std::vector<TestMetric> test_metrics(const std::string& run_id);
-  // Every run's test metrics in one pass, in the store's order (no sort: runs and images in no set order).
-  void each_test_metric(const std::function<void(const TestMetric&)>& visit);
+  // Every run's test metrics in one pass, in the store's order (no sort: runs and images in no set order); with
+  // `rows`, only the rows numbered [first, second): slices that several connections read at once, cut from
+  // test_metric_rows_end() read once (rows written after it are in no slice).
+  void each_test_metric(const std::function<void(const TestMetric&)>& visit,
+                        std::pair<int64_t, int64_t> rows = {0, std::numeric_limits<int64_t>::max()});
+  int64_t test_metric_rows_end();
   void replace_inference_times(const std::string& run_id, const std::vector<InferenceRow>& rows);
   // Per run and organ, the means over its test images; per run (organ ""), its inference times and epoch seconds
   // (summed when its inference times are written, after its last epoch). Read from the
