@@ -68,7 +68,6 @@ void tell_skipped(const scheduler::DispatchResult& r, const std::string& verb) {
 int tell_outcome(const scheduler::SubmitOutcome& out, const std::string& verb, const std::string& exp_path) {
   const auto& r = out.result;
   const auto& p = out.trained;
-  const auto list = comma_list;
   tell_skipped(r, verb);
   if (out.backend == BackendKind::kSlurm) {
     std::printf("%s: %d run(s) in %zu Slurm array job(s)", verb.c_str(), r.dispatched, r.jobs.size());
@@ -86,7 +85,7 @@ int tell_outcome(const scheduler::SubmitOutcome& out, const std::string& verb, c
                 "Continue with `orchestrator resume %s` (the stopped runs) or `orchestrator submit %s` (everything "
                 "not done).\n",
                 verb.c_str(), p.interrupted_by == 2 ? "SIGINT" : "SIGTERM", p.done, p.failed, p.stopped_ids.size(),
-                p.stopped_ids.empty() ? "" : ": ", list(p.stopped_ids).c_str(), p.not_started_ids.size(),
+                p.stopped_ids.empty() ? "" : ": ", comma_list(p.stopped_ids).c_str(), p.not_started_ids.size(),
                 exp_path.c_str(), exp_path.c_str());
     return exit_for_signal(p.interrupted_by);
   }

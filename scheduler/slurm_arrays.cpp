@@ -122,8 +122,6 @@ std::string render_job_script(const std::string& tmpl, const JobScriptSpec& s) {
   return script;
 }
 
-namespace {
-
 std::vector<std::vector<std::string>> pipe_rows(const std::string& text) {
   std::vector<std::vector<std::string>> rows;
   std::stringstream in(text);
@@ -136,6 +134,8 @@ std::vector<std::vector<std::string>> pipe_rows(const std::string& text) {
   }
   return rows;
 }
+
+namespace {
 
 // The smaller of `limit` and the number `field` holds, when it holds one above 0 (sacctmgr leaves unset limits empty).
 int tighter(int limit, const std::string& field) {

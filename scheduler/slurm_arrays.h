@@ -47,6 +47,10 @@ struct JobScriptSpec {
   int array_throttle = 4, signal_seconds = 120, max_attempts = 3;
 };
 
+// The lines of a Slurm command's parsable output (sacct -P, sacctmgr -P), each split at '|' into fields; a line that
+// ends with '|' has an empty last field.
+std::vector<std::vector<std::string>> pipe_rows(const std::string& text);
+
 // Slurm's submission limits on a user, from `sacctmgr -nP show assoc where user=U format=MaxSubmit,GrpSubmit,QOS,DefaultQOS`
 // (`assoc_rows`: the user's associations) and `sacctmgr -nP show qos format=Name,MaxSubmitPU,GrpSubmit` (`qos_rows`):
 // the smallest MaxSubmitJobs or GrpSubmitJobs of the user's associations and of the QOS their jobs run under (the

@@ -132,13 +132,7 @@ void put_task_state(std::map<std::string, JobState>& out, const std::string& id,
 bool states_from_sacct(const std::string& list, std::map<std::string, JobState>& out, std::vector<JobAccount>& accounts) {
   CommandResult r = run_command({"sacct", "-D", "-X", "-P", "-n", "-j", list, "-o", "JobID,State,ElapsedRaw,Start,End,AllocTRES"});
   if (r.rc != 0) return false;
-  std::stringstream ss(r.out);
-  std::string line;
-  while (std::getline(ss, line)) {
-    std::vector<std::string> f;
-    std::stringstream ls(line);
-    std::string part;
-    while (std::getline(ls, part, '|')) f.push_back(part);
+  for (const auto& f : pipe_rows(r.out)) {
     if (f.size() < 2) continue;
     put_task_state(out, f[0], f[1]);
     if (f.size() >= 6 && f[0].find('[') == std::string::npos && f[3] != "Unknown" && f[3] != "None")

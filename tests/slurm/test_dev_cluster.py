@@ -547,7 +547,11 @@ def set_slurm_conf(key, value):
     with open(conf, "w") as f:
         f.write("\n".join(lines + [f"{key}={value}"]) + "\n")
     restart_slurmctld()
-    assert f"{key}" in sh("scontrol", "show", "config").stdout
+    shown = dict(l.split("=", 1) for l in sh("scontrol", "show", "config").stdout.splitlines() if "=" in l)
+    running = {k.strip(): v.strip() for k, v in shown.items()}.get(key, "")
+    # every word of the value set (Slurm may show more: limits implies associations)
+    assert set(str(value).lower().split(",")) <= set(running.lower().split(",")), \
+        f"slurmctld runs with {key} = {running!r} after setting {value!r}"
 
 
 def grid_queue(name):
