@@ -18,9 +18,17 @@ constexpr size_t kRowChunk = 128;  // rows per chunk: a chunk of values (48 KB a
 
 using V4 = double __attribute__((vector_size(32)));  // GCC's vector extension: AVX2 registers, or SSE2 pairs
 
+// On x86-64, a second copy for CPUs with AVX2 and FMA, chosen when the program loads; elsewhere (an ARM GPU node)
+// the compiler's own vectors.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define ORCH_WITH_AVX2_CLONE __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define ORCH_WITH_AVX2_CLONE
+#endif
+
 // sums[k * stride + c] += the sum over rows [r0, r1) of counts[k * runs + r] x m[r][c], for kResamples resamples k
 // from `counts` and `sums` on: how often each run was drawn, times its values, eight sums in registers.
-__attribute__((target_clones("arch=x86-64-v3", "default")))
+ORCH_WITH_AVX2_CLONE
 void weighted_sums(const Rows& m, size_t r0, size_t r1, size_t c0, const double* counts, double* sums) {
   const size_t runs = m.runs(), stride = m.stride();
   V4 s[kResamples][2];

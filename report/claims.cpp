@@ -29,8 +29,9 @@ constexpr int kResamples = 2000;
 using Units = std::vector<double>;
 
 // Every table run's values, read in one pass over the store's rows the first time one is asked for (a query per run
-// and metric took minutes at 100,000 runs, and a map per run and metric held gigabytes). Read on one thread; once
-// read, any number of threads may ask for values at once (nothing changes after).
+// and metric took minutes at 100,000 runs, and a map per run and metric held gigabytes). Read by the thread that
+// asks first (with a second thread and connection of its own for half the rows); once read, any number of threads
+// may ask for values at once (nothing changes after).
 class ClaimValues {
  public:
   ClaimValues(Store& store, const std::vector<scheduler::PlannedRun>& grid, const ReportSettings& s) : store_(store), s_(s) {
@@ -164,8 +165,7 @@ class ClaimValues {
     std::string last_run;
     bool first = true;
     double scale = 1, diagonal = 0;
-    MetricsTable(store).each_test_metric(
-        [&](const TestMetric& t) {
+    auto visit = [&](const TestMetric& t) {
       if (first || t.run_id != last_run) {
         first = false;
         last_run = t.run_id;
@@ -184,8 +184,8 @@ class ClaimValues {
       const double hd = t.hausdorff_mm;
       if (std::isnan(hd) && s_.empty_mask == EmptyMask::kExclude) return;
       p->add(2, image, (std::isnan(hd) ? diagonal : hd) * scale);
-        },
-        rows);
+    };
+    MetricsTable(store).each_test_metric(visit, rows);
   }
   void read_inference() {
     std::vector<std::string> ids;

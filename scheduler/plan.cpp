@@ -209,6 +209,7 @@ void mark_damaged(const std::vector<PlannedRun>& grid, const std::string& worksp
   std::vector<std::string> done;
   for (const auto& r : grid)
     if (auto it = v.shown.find(r.id); it != v.shown.end() && it->second.state == rs::kDone) done.push_back(r.id);
+  if (done.empty()) return;  // nothing to check: no pool
   std::vector<std::string> missing(done.size());
   const size_t chunk = 256;
   {
