@@ -5,10 +5,10 @@
 // the second side's runs and the units, independently; the same seed gives the same draws on every machine
 // (core/rng.h: no library distribution whose algorithm may change between standard libraries).
 // Cost: (runs of both sides) x units multiply-adds per resample: each side's sums are a small matrix product of how
-// often each run was drawn by its values, sixteen resamples per pass over the values (compiled for AVX2 and FMA too, chosen at
-// run time), so a bootstrap over thousands of seeds is a second of arithmetic. Stateless functions; safe to call
-// from any number of threads at once. An advantage within 1e-12 of the values' largest magnitude is zero (rounding:
-// two sides of equal values give [0, 0]).
+// often each run was drawn by its values, sixteen resamples per pass over the values (on x86-64 compiled for AVX2
+// and FMA too, chosen at run time), so a bootstrap over thousands of seeds is a second of arithmetic. Stateless
+// functions; safe to call from any number of threads at once. An advantage within 1e-12 of the values' largest
+// magnitude is zero (rounding: two sides of equal values give [0, 0]).
 #pragma once
 
 #include <cstddef>
