@@ -3,10 +3,11 @@
 Also `orchestrator models --json` against spec §3.12."""
 import json
 import os
+import subprocess
 
 import numpy as np
 
-from common import orch, run, scratch
+from common import BIN, orch, run, scratch
 
 
 def expect_error(args, *needles, out=None):
@@ -123,7 +124,26 @@ def test_doctor_reports_the_libraries_this_build_uses():
     assert "USE_CUDA" in orch("doctor", "--torch-config").stdout
 
 
+def test_control_plane_without_libtorch():
+    """`orchestrator` links no LibTorch (it starts in milliseconds, and on a node without LibTorch); it execs
+    orchestrator-torch beside it for the commands that need it, and says so clearly when that is missing."""
+    import shutil
+    libs = subprocess.run(["ldd", BIN], capture_output=True, text=True, check=True).stdout
+    assert "libtorch" not in libs and "libc10" not in libs, libs
+    torch_bin = os.path.join(os.path.dirname(BIN), "orchestrator-torch")
+    assert "libtorch" in subprocess.run(["ldd", torch_bin], capture_output=True, text=True, check=True).stdout
+    assert orch("--help").stdout == subprocess.run([torch_bin, "--help"], capture_output=True, text=True).stdout
+    assert "torch " in orch("doctor").stdout  # run by orchestrator-torch
+    with scratch() as d:
+        shutil.copy(BIN, d)
+        lone = os.path.join(d, os.path.basename(BIN))
+        p = subprocess.run([lone, "train", "x.json"], capture_output=True, text=True)
+        assert p.returncode == 1 and "needs LibTorch" in p.stderr and os.path.join(d, "orchestrator-torch") in p.stderr, p
+        assert "usage: orchestrator status" in subprocess.run([lone, "status", "--help"], capture_output=True, text=True).stdout
+
+
 if __name__ == "__main__":
-    run([test_doctor_reports_the_libraries_this_build_uses, test_unknown_command_and_option, test_help_on_every_command, test_bad_synth_values,
+    run([test_doctor_reports_the_libraries_this_build_uses, test_unknown_command_and_option, test_help_on_every_command, test_control_plane_without_libtorch,
+         test_bad_synth_values,
          test_prepare_bad_landmarks, test_prepare_existing_output_untouched, test_prepare_split_without_image,
          test_run_bad_experiment, test_models_json_lists_the_registry_with_the_spec_counts])
