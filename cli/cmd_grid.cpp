@@ -1,5 +1,7 @@
 // plan, submit, status, resume, cancel: an experiment's grid against the store and a backend, through the
 // control plane's one sequence (scheduler/submission.h).
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -423,19 +425,59 @@ int cmd_submit(const Args& args) { return submit_or_resume(args, scheduler::Plan
 
 int cmd_resume(const Args& args) { return submit_or_resume(args, scheduler::PlanMode::kResume, "resume"); }
 
+namespace {
+
+// `status` tops the queue up as `submit --follow` does: when runs a queue limit held back are waiting and the
+// queue has room, it submits them (only them: nothing is retried), on a backend that queues jobs elsewhere, when
+// the workspace can be written and its lock is free within 2 s. Returns whether it submitted any.
+bool top_up(const GridContext& g, const std::vector<scheduler::RunStatus>& plan) {
+  if (g.exp.backend == BackendKind::kLocal) return false;  // the local pool trains in the submitting process
+  int held = 0, active = 0;
+  for (const auto& st : plan) {
+    held += scheduler::is_held_back(st);
+    active += run_state::is_active(st.state);
+  }
+  const WorkspaceLayout layout(g.workspace);
+  if (!held || ::access(layout.store().c_str(), W_OK) != 0 || ::access(g.workspace.c_str(), W_OK) != 0) return false;
+  scheduler::DispatchOptions d;
+  d.workspace = g.workspace;
+  if (const int limit = scheduler::make_backend(g.exp.backend, d)->queue_limit(g.exp); limit > 0 && active >= limit)
+    return false;
+  scheduler::SubmitOptions o;
+  o.mode = scheduler::PlanMode::kResume;
+  o.top_up_only = true;
+  o.lock_wait_s = 2;
+  o.quiet = true;
+  try {
+    auto out = scheduler::submit_grid(g.request("orchestrator status"), o);
+    if (out.result.dispatched)
+      std::fprintf(stderr, "status: submitted %d run(s) the queue limit held back, in %zu job(s); %d still held back "
+                           "(status --no-top-up only reads)\n", out.result.dispatched, out.result.jobs.size(), out.held_back);
+    return out.result.dispatched > 0;
+  } catch (const BusyError& e) {
+    std::fprintf(stderr, "status: the queue was not topped up: %s\n", e.what());
+    return false;
+  }
+}
+
+}  // namespace
+
 int cmd_status(const Args& args) {
   po::options_description desc("orchestrator status");
   CommonOptions c;
   po::positional_options_description pos;
   add_common(desc, c, pos);
-  bool watch = false;
+  bool watch = false, no_top_up = false;
   desc.add_options()("json", po::bool_switch(&c.json), "one object per run")("watch", po::bool_switch(&watch),
-                                                                             "refresh every 5 s until nothing is active");
+                                                                             "refresh every 5 s until nothing is active")
+      ("no-top-up", po::bool_switch(&no_top_up), "only read: do not submit the runs a queue limit held back");
   po::variables_map vm;
-  if (!parse_options(args, desc, vm, "orchestrator status EXP [--watch] [--json] [--only key=value]...", &pos)) return 0;
+  if (!parse_options(args, desc, vm, "orchestrator status EXP [--watch] [--json] [--no-top-up] [--only key=value]...", &pos))
+    return 0;
   GridContext g = load_grid(c.exp_path, c.sets, c.only, c.workspace);
   for (;;) {
     auto plan = scheduler::view_grid(g.request("orchestrator status"), scheduler::PlanMode::kSubmit);
+    if (!no_top_up && top_up(g, plan)) plan = scheduler::view_grid(g.request("orchestrator status"), scheduler::PlanMode::kSubmit);
     if (c.json) {
       nlohmann::json out = nlohmann::json::array();
       auto histories = attempt_histories(g.workspace);

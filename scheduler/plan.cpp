@@ -268,7 +268,8 @@ RunStatus status_of(const PlannedRun& r, const StoreView& v) {
   RunStatus st;
   st.run = r;
   auto it = v.recorded.find(r.id);
-  st.recorded_state = it == v.recorded.end() ? rs::kNew : it->second.state;
+  st.recorded = it != v.recorded.end();
+  st.recorded_state = st.recorded ? it->second.state : rs::kNew;
   st.state = v.state(r.id);
   if (auto p = v.progress.find(r.id); p != v.progress.end()) st.progress = p->second;
   const std::string inferred = it == v.recorded.end() ? "" : v.shown.at(r.id).why;

@@ -18,6 +18,7 @@
 #include "core/process_identity.h"
 #include "scheduler/backend.h"
 #include "scheduler/grid.h"
+#include "storage/run_state.h"
 #include "storage/runs_table.h"
 #include "storage/store.h"
 
@@ -30,12 +31,19 @@ struct RunStatus {
   bool retrain_from_scratch = false;
   std::string state;           // shown: the store's state, "new" when absent, or what judge() inferred
   std::string recorded_state;  // the store's ("new" when absent)
+  bool recorded = false;       // the store has a row for it
   RunProgress progress;
   bool submit = false;         // the action
   std::string why;
 };
 
 enum class PlanMode { kSubmit, kResume };
+
+// A run a submit recorded but did not dispatch: held back by a queue limit (or waiting for a dependency that will
+// not run). `submit --follow`, `resume` and `status` submit it when the queue has room.
+inline bool is_held_back(const RunStatus& st) {
+  return st.recorded && st.recorded_state == run_state::kNew && st.state == run_state::kNew;
+}
 
 // What a plan also looks at beyond the store and the jobs.
 struct PlanOptions {

@@ -187,10 +187,10 @@ SubmitOutcome submit_grid(const GridRequest& g, const SubmitOptions& o) {
     if (o.on_event) o.on_event(line);
   };
   // 1. The data sets the runs to submit need, built before the lock is taken (they take long; each has a lock).
-  ensure_datasets(*g.exp, view_grid(g, o.mode), g.workspace, o.quiet);
+  if (!o.top_up_only) ensure_datasets(*g.exp, view_grid(g, o.mode), g.workspace, o.quiet);
 
   // 2-3. Under the workspace lock: reconcile, plan with live states, record, dispatch.
-  FileLock lock(layout.lock(), g.command, control_timeouts().lock_wait_s,
+  FileLock lock(layout.lock(), g.command, o.lock_wait_s.value_or(control_timeouts().lock_wait_s),
                 [&](const std::string& holder) { event("waiting for the workspace lock, held by " + holder); });
   Store store(layout.store());
   DispatchOptions d;
@@ -210,8 +210,10 @@ SubmitOutcome submit_grid(const GridRequest& g, const SubmitOptions& o) {
   po.max_attempts = experiment_resources(*g.exp).max_attempts;
   out.queue_limit = o.in_this_process ? 0 : make_backend(out.backend, d)->queue_limit(*g.exp);
   // A resume tops up what the user's own limit held back (with Slurm's MaxJobCount alone, submit does).
-  po.submit_recorded_new = out.queue_limit > 0 && experiment_resources(*g.exp).max_queued > 0;
+  po.submit_recorded_new = o.top_up_only || (out.queue_limit > 0 && experiment_resources(*g.exp).max_queued > 0);
   out.plan = plan(g.grid, store, g.only, o.mode, live_job_states(store, g.workspace), po);
+  if (o.top_up_only)
+    for (auto& st : out.plan) st.submit = st.submit && is_held_back(st);
   if (o.in_this_process) refuse_active_runs(out.plan);
   stop_hung_workers(store, out.plan, g.command, d, event);
   set_aside_checkpoints(layout, out.plan, event);
@@ -231,7 +233,7 @@ SubmitOutcome submit_grid(const GridRequest& g, const SubmitOptions& o) {
     return it == limits.end() ? std::string() : it->second;
   };
   std::unique_ptr<Backend> backend = make_backend(out.backend, d);
-  record_runs(store, all);
+  if (!o.top_up_only) record_runs(store, all);
   out.result = backend->dispatch(items, store, *g.exp);
   lock.release();
 

@@ -48,6 +48,10 @@ struct SubmitOptions {
   // the caller once submit_grid() returns, on every rank; nothing is held back and no pool starts. A run of the
   // request that is queued or running elsewhere is a BusyError, raised under the lock before anything is dispatched.
   bool in_this_process = false;
+  // `status` topping the queue up: of the runs a resume would submit, only those held back (is_held_back) are;
+  // nothing is retried, no hung worker is stopped, no run is newly recorded and no data set is built.
+  bool top_up_only = false;
+  std::optional<double> lock_wait_s;  // none: control_timeouts().lock_wait_s
 };
 
 struct SubmitOutcome {

@@ -440,6 +440,48 @@ def test_a_queue_limit_holds_runs_back_and_follow_or_resume_submits_them_as_jobs
         assert [len(t) for t in queued_tasks(state)] == [3, 5], p.stdout
 
 
+def test_status_tops_the_queue_up_with_held_back_runs_only():
+    """resources.max_queued 2 over five runs: `status` submits nothing while the queue is full; once the two queued
+    runs end (one done, one failed), `status` submits two of the three held back, never the failed run (retries are
+    submit's and resume's), and says so on stderr; `status --no-top-up` only reads; `status --json` tops up too.
+    A second process holding the workspace lock makes status skip the top-up with a clear line, not wait."""
+    with scratch() as tmp:
+        env, state, _ = fake_slurm(tmp)
+        ws = os.path.join(tmp, "ws")
+        exp = experiment(tmp, ws, seeds=(1, 2, 3, 4, 5), resources={"max_queued": 2})
+        submit(exp, env)
+        assert [len(t) for t in queued_tasks(state)] == [2]
+        p = subprocess.run([BIN, "status", exp], capture_output=True, text=True, env=env)
+        assert p.returncode == 0 and [len(t) for t in queued_tasks(state)] == [2], p.stdout + p.stderr
+        first = queued_tasks(state)[0]
+        assert mark_done(ws, "run_id = ?", (first[0],)) == 1
+        db = sqlite3.connect(os.path.join(ws, "orchestrator.db"))
+        with db:
+            db.execute("UPDATE runs SET state = 'failed' WHERE run_id = ?", (first[1],))
+        db.close()
+        p = subprocess.run([BIN, "status", exp, "--no-top-up"], capture_output=True, text=True, env=env)
+        assert p.returncode == 0 and len(queued_tasks(state)) == 1, p.stdout + p.stderr
+        with open(os.path.join(ws, ".orchestrator.lock"), "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            t0 = time.time()
+            p = subprocess.run([BIN, "status", exp], capture_output=True, text=True, env=env)
+            assert p.returncode == 0 and len(queued_tasks(state)) == 1, p.stdout + p.stderr
+            assert "not topped up" in p.stderr and time.time() - t0 < 20, p.stderr
+        p = subprocess.run([BIN, "status", exp], capture_output=True, text=True, env=env)
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert "submitted 2 run(s) the queue limit held back" in p.stderr and "1 still held back" in p.stderr, p.stderr
+        tasks = queued_tasks(state)
+        assert [len(t) for t in tasks] == [2, 2] and first[1] not in tasks[1], tasks
+        p = subprocess.run([BIN, "status", exp, "--json"], capture_output=True, text=True, env=env)
+        runs = {r["id"]: r["state"] for r in json.loads(p.stdout)}
+        assert runs[first[1]] == "failed" and sum(s == "queued" for s in runs.values()) == 2, runs
+        assert len(queued_tasks(state)) == 2, "the queue is full again: nothing more submitted"
+        assert mark_done(ws, "state = 'queued'") == 2
+        p = subprocess.run([BIN, "status", exp, "--json"], capture_output=True, text=True, env=env)
+        assert [len(t) for t in queued_tasks(state)] == [2, 2, 1], p.stderr
+        assert len({r for t in queued_tasks(state) for r in t}) == 5, "every run queued exactly once"
+
+
 def test_follow_dispatches_again_only_what_the_retry_policy_allows():
     """`submit --follow` after its first round: a task Slurm ended NODE_FAIL (the node failed, not the run) is
     dispatched again without a person, in a new array; a task that ended FAILED is not (a failure of the run itself
@@ -631,6 +673,7 @@ if __name__ == "__main__":
          test_calibration_is_kept_per_precision_and_packing_and_a_packed_grid_uses_its_own,
          test_a_worker_the_oom_killer_took_is_not_requeued_with_the_same_memory,
          test_a_queue_limit_holds_runs_back_and_follow_or_resume_submits_them_as_jobs_end,
+         test_status_tops_the_queue_up_with_held_back_runs_only,
          test_follow_dispatches_again_only_what_the_retry_policy_allows,
          test_a_submission_that_died_after_sbatch_is_reconciled_not_repeated,
          test_time_auto_asks_for_the_estimate_times_the_margin])
