@@ -8,7 +8,12 @@ namespace fs = std::filesystem;
 
 WorkspaceLayout::WorkspaceLayout(std::string root) : root_(std::move(root)) {}
 
-static std::string join(const std::string& a, const std::string& b) { return (fs::path(a) / b).string(); }
+// a/b as std::filesystem::path's operator/ makes it for a relative b (every name joined here is one), without
+// parsing either path into components: `status` builds three paths for each run of a 100,000-run grid.
+static std::string join(const std::string& a, const std::string& b) {
+  if (a.empty()) return b;
+  return a.back() == '/' ? a + b : a + '/' + b;
+}
 
 std::string WorkspaceLayout::store() const { return join(root_, "orchestrator.db"); }
 std::string WorkspaceLayout::lock() const { return join(root_, ".orchestrator.lock"); }

@@ -174,9 +174,9 @@ void RunsTable::touch_job(const std::string& job_id) {
   });
 }
 
-std::map<std::string, RunProgress> RunsTable::progress(const std::string& experiment) {
+std::unordered_map<std::string, RunProgress> RunsTable::progress(const std::string& experiment) {
   // One pass per table (a refresh over 10,000 runs must stay fast): attempts, claims, epochs and jobs by run.
-  std::map<std::string, RunProgress> out;
+  std::unordered_map<std::string, RunProgress> out;
   {
     Stmt s(store_.database(), "SELECT r.run_id, r.claim_attempt, a.holder, a.job_id, a.backend, a.heartbeat_at, a.ended_at IS NULL "
            "FROM runs r LEFT JOIN attempts a ON a.attempt_id = r.claim_attempt WHERE ? = '' OR r.experiment = ?");

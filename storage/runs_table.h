@@ -11,6 +11,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -58,7 +59,7 @@ class RunsTable {
   void set_runs_state(const std::vector<std::string>& ids, const std::string& state);  // one transaction
   std::optional<RunRecord> run(const std::string& run_id);
   std::vector<RunRecord> runs(const std::string& experiment = "");
-  std::map<std::string, RunProgress> progress(const std::string& experiment = "");
+  std::unordered_map<std::string, RunProgress> progress(const std::string& experiment = "");
   // The jobs a backend should be asked about: each queued or running run's latest submission and its claim's job,
   // as (backend, job id) pairs. Reads only those runs' rows (a finished grid of any size: nothing).
   std::vector<std::pair<std::string, std::string>> active_jobs();
