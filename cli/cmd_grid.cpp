@@ -2,6 +2,7 @@
 // control plane's one sequence (scheduler/submission.h).
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -9,6 +10,7 @@
 #include <map>
 #include <sstream>
 #include <thread>
+#include <unordered_map>
 
 #include "cli/grid_ops.h"
 #include "cli/options.h"
@@ -429,16 +431,26 @@ namespace {
 
 // `status` tops the queue up as `submit --follow` does: when runs a queue limit held back are waiting and the
 // queue has room, it submits them (only them: nothing is retried), on a backend that queues jobs elsewhere, when
-// the workspace can be written and its lock is free within 2 s. Returns whether it submitted any.
+// the workspace can be written and its lock is free within 2 s. A failure to top up (the lock busy, sbatch
+// refusing) is said on stderr and the grid still shown. Returns whether it submitted any.
 bool top_up(const GridContext& g, const std::vector<scheduler::RunStatus>& plan) {
   if (g.exp.backend == BackendKind::kLocal) return false;  // the local pool trains in the submitting process
-  int held = 0, active = 0;
+  if (std::none_of(plan.begin(), plan.end(), scheduler::is_held_back)) return false;
+  std::unordered_map<std::string, const std::string*> state_of;  // the listed runs (a run not listed is done)
+  int active = 0;
   for (const auto& st : plan) {
-    held += scheduler::is_held_back(st);
+    state_of[st.run.id] = &st.state;
     active += run_state::is_active(st.state);
   }
+  auto ready = [&](const scheduler::RunStatus& st) {  // held back, and nothing it needs is still to come
+    if (!scheduler::is_held_back(st)) return false;
+    for (const auto& d : st.run.depends_on)
+      if (auto it = state_of.find(d); it != state_of.end() && *it->second != run_state::kDone && !run_state::is_active(*it->second))
+        return false;
+    return true;
+  };
   const WorkspaceLayout layout(g.workspace);
-  if (!held || ::access(layout.store().c_str(), W_OK) != 0 || ::access(g.workspace.c_str(), W_OK) != 0) return false;
+  if (std::none_of(plan.begin(), plan.end(), ready) || ::access(layout.store().c_str(), W_OK) != 0 || ::access(g.workspace.c_str(), W_OK) != 0) return false;
   scheduler::DispatchOptions d;
   d.workspace = g.workspace;
   if (const int limit = scheduler::make_backend(g.exp.backend, d)->queue_limit(g.exp); limit > 0 && active >= limit)
@@ -454,8 +466,8 @@ bool top_up(const GridContext& g, const std::vector<scheduler::RunStatus>& plan)
       std::fprintf(stderr, "status: submitted %d run(s) the queue limit held back, in %zu job(s); %d still held back "
                            "(status --no-top-up only reads)\n", out.result.dispatched, out.result.jobs.size(), out.held_back);
     return out.result.dispatched > 0;
-  } catch (const BusyError& e) {
-    std::fprintf(stderr, "status: the queue was not topped up: %s\n", e.what());
+  } catch (const std::exception& e) {  // busy, or sbatch refused: status still shows the grid
+    std::fprintf(stderr, "status: the queue was not topped up: %s\n", brief_reason(e.what()).c_str());
     return false;
   }
 }
