@@ -104,8 +104,17 @@ def test_cancel_of_a_running_run_stays_cancelled_and_no_worker_survives():
 
 
 def kill_group(p):
+    """SIGKILL to the pool's process group, then waits until none of its processes is left: a killed worker takes a
+    moment to exit (its memory unmapped) on a loaded machine, and until then it is alive to a status."""
     os.killpg(p.pid, signal.SIGKILL)
     p.communicate(timeout=30)
+    t0 = time.time()
+    while time.time() - t0 < 30:
+        try:
+            os.killpg(p.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
 
 
 def test_kill9_of_the_pool_before_dispatch_during_training_and_in_a_checkpoint_write_then_resume():
