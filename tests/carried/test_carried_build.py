@@ -99,7 +99,8 @@ def check_libraries(exe, lib_dir):
 
 
 def check_runs(tmp, exe):
-    """The carried build trains a run through the local pool (which starts this same binary) and reports it."""
+    """The carried build trains a run through the local pool (`orchestrator run` execs orchestrator-torch, whose pool
+    starts itself) and reports it."""
     exp = os.path.join(tmp, "exp.json")
     with open(exp, "w") as f:
         json.dump(dict(EXP, workspace=os.path.join(tmp, "ws")), f)
@@ -118,7 +119,8 @@ def test_the_whole_command_builds_from_carried_libraries_and_trains_a_run():
         build_dir, deps = build(tmp)
         check_headers(build_dir)
         exe = os.path.join(build_dir, "cli", "orchestrator")
-        check_libraries(exe, os.path.join(deps, "lib"))
+        for each in (exe, os.path.join(build_dir, "cli", "orchestrator-torch")):  # the command and what it execs
+            check_libraries(each, os.path.join(deps, "lib"))
         check_runs(tmp, exe)
 
 
