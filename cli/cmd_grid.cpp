@@ -429,12 +429,9 @@ int cmd_resume(const Args& args) { return submit_or_resume(args, scheduler::Plan
 
 namespace {
 
-// `status` tops the queue up as `submit --follow` does: when runs a queue limit held back are waiting and the
-// queue has room, it submits them (only them: nothing is retried), on a backend that queues jobs elsewhere, when
-// the workspace can be written and its lock is free within 2 s. A failure to top up (the lock busy, sbatch
-// refusing) is said on stderr and the grid still shown. Returns whether it submitted any.
-bool top_up(const GridContext& g, const std::vector<scheduler::RunStatus>& plan) {
-  if (g.exp.backend == BackendKind::kLocal) return false;  // the local pool trains in the submitting process
+// Whether a run a queue limit held back could be submitted now: one is ready (nothing it depends on is still to
+// come), the workspace can be written, and the backend's queue has room.
+bool room_for_held_back(const GridContext& g, const std::vector<scheduler::RunStatus>& plan) {
   if (std::none_of(plan.begin(), plan.end(), scheduler::is_held_back)) return false;
   std::unordered_map<std::string, const std::string*> state_of;  // the listed runs (a run not listed is done)
   int active = 0;
@@ -442,19 +439,29 @@ bool top_up(const GridContext& g, const std::vector<scheduler::RunStatus>& plan)
     state_of[st.run.id] = &st.state;
     active += run_state::is_active(st.state);
   }
-  auto ready = [&](const scheduler::RunStatus& st) {  // held back, and nothing it needs is still to come
-    if (!scheduler::is_held_back(st)) return false;
-    for (const auto& d : st.run.depends_on)
-      if (auto it = state_of.find(d); it != state_of.end() && *it->second != run_state::kDone && !run_state::is_active(*it->second))
-        return false;
-    return true;
+  auto settled = [&](const std::string& dep) {
+    auto it = state_of.find(dep);
+    return it == state_of.end() || *it->second == run_state::kDone || run_state::is_active(*it->second);
+  };
+  auto ready = [&](const scheduler::RunStatus& st) {
+    return scheduler::is_held_back(st) && std::all_of(st.run.depends_on.begin(), st.run.depends_on.end(), settled);
   };
   const WorkspaceLayout layout(g.workspace);
-  if (std::none_of(plan.begin(), plan.end(), ready) || ::access(layout.store().c_str(), W_OK) != 0 || ::access(g.workspace.c_str(), W_OK) != 0) return false;
+  if (std::none_of(plan.begin(), plan.end(), ready) || ::access(layout.store().c_str(), W_OK) != 0 ||
+      ::access(g.workspace.c_str(), W_OK) != 0)
+    return false;
   scheduler::DispatchOptions d;
   d.workspace = g.workspace;
-  if (const int limit = scheduler::make_backend(g.exp.backend, d)->queue_limit(g.exp); limit > 0 && active >= limit)
-    return false;
+  const int limit = scheduler::make_backend(g.exp.backend, d)->queue_limit(g.exp);
+  return limit <= 0 || active < limit;
+}
+
+// `status` tops the queue up as `submit --follow` does: when room_for_held_back, it submits the held-back runs
+// (only them: nothing is retried), on a backend that queues jobs elsewhere, when the workspace lock is free within
+// 2 s. A failure to top up (the lock busy, sbatch refusing) is said on stderr and the grid still shown. Returns
+// whether it submitted any.
+bool top_up(const GridContext& g, const std::vector<scheduler::RunStatus>& plan) {
+  if (g.exp.backend == BackendKind::kLocal || !room_for_held_back(g, plan)) return false;  // local: the pool trains here
   scheduler::SubmitOptions o;
   o.mode = scheduler::PlanMode::kResume;
   o.top_up_only = true;
@@ -489,7 +496,8 @@ int cmd_status(const Args& args) {
   GridContext g = load_grid(c.exp_path, c.sets, c.only, c.workspace);
   for (;;) {
     auto plan = scheduler::view_grid(g.request("orchestrator status"), scheduler::PlanMode::kSubmit);
-    if (!no_top_up && top_up(g, plan)) plan = scheduler::view_grid(g.request("orchestrator status"), scheduler::PlanMode::kSubmit);
+    if (!no_top_up && top_up(g, plan))  // shown as it is now
+      plan = scheduler::view_grid(g.request("orchestrator status"), scheduler::PlanMode::kSubmit);
     if (c.json) {
       nlohmann::json out = nlohmann::json::array();
       auto histories = attempt_histories(g.workspace);

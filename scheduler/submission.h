@@ -9,7 +9,8 @@
 //      states; record the runs; dispatch them (a compare-and-set per run: a run whose state changed meanwhile is
 //      left alone);
 //   4. release the lock, then let the backend run what it trains in this process (the local pool).
-// `status` and `plan` read the same view without the lock (view_grid). Not thread-safe.
+// `status` and `plan` read the same view without the lock (view_grid); `status` then tops a limited queue up
+// through this sequence (SubmitOptions::top_up_only). Not thread-safe.
 #pragma once
 
 #include <functional>
@@ -49,7 +50,8 @@ struct SubmitOptions {
   // request that is queued or running elsewhere is a BusyError, raised under the lock before anything is dispatched.
   bool in_this_process = false;
   // `status` topping the queue up: of the runs a resume would submit, only those held back (is_held_back) are;
-  // nothing is retried, no hung worker is stopped, no run is newly recorded and no data set is built.
+  // nothing is retried, no hung worker is stopped and no run is newly recorded. Step 1 is skipped: the held-back
+  // runs' data sets were built when they were first submitted (step 3 still checks them, quickly when up to date).
   bool top_up_only = false;
   std::optional<double> lock_wait_s;  // none: control_timeouts().lock_wait_s
 };

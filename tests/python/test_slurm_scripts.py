@@ -482,6 +482,27 @@ def test_status_tops_the_queue_up_with_held_back_runs_only():
         assert len({r for t in queued_tasks(state) for r in t}) == 5, "every run queued exactly once"
 
 
+def test_status_leaves_a_run_waiting_on_a_failed_dependency_alone():
+    """max_queued 1 over UNet and UNet Joint (which needs UNet's best checkpoint): UNet Joint is held back; once UNet
+    has failed, status finds nothing ready, so it neither takes the workspace lock (held here: a top-up attempt
+    would say it was busy) nor submits anything."""
+    with scratch() as tmp:
+        env, state, _ = fake_slurm(tmp)
+        ws = os.path.join(tmp, "ws")
+        exp = experiment(tmp, ws, networks=("unet", "unet_joint"), resources={"max_queued": 1})
+        first = submit(exp, env)
+        assert "1 run(s) held back" in first.stdout, first.stdout
+        ((unet,),) = queued_tasks(state)
+        db = sqlite3.connect(os.path.join(ws, "orchestrator.db"))
+        with db:
+            db.execute("UPDATE runs SET state = 'failed' WHERE run_id = ?", (unet,))
+        db.close()
+        with open(os.path.join(ws, ".orchestrator.lock"), "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            p = subprocess.run([BIN, "status", exp], capture_output=True, text=True, env=env)
+        assert p.returncode == 0 and "topped up" not in p.stderr and len(calls(state)) == 1, p.stdout + p.stderr
+
+
 def test_follow_dispatches_again_only_what_the_retry_policy_allows():
     """`submit --follow` after its first round: a task Slurm ended NODE_FAIL (the node failed, not the run) is
     dispatched again without a person, in a new array; a task that ended FAILED is not (a failure of the run itself
@@ -673,7 +694,7 @@ if __name__ == "__main__":
          test_calibration_is_kept_per_precision_and_packing_and_a_packed_grid_uses_its_own,
          test_a_worker_the_oom_killer_took_is_not_requeued_with_the_same_memory,
          test_a_queue_limit_holds_runs_back_and_follow_or_resume_submits_them_as_jobs_end,
-         test_status_tops_the_queue_up_with_held_back_runs_only,
+         test_status_tops_the_queue_up_with_held_back_runs_only, test_status_leaves_a_run_waiting_on_a_failed_dependency_alone,
          test_follow_dispatches_again_only_what_the_retry_policy_allows,
          test_a_submission_that_died_after_sbatch_is_reconciled_not_repeated,
          test_time_auto_asks_for_the_estimate_times_the_margin])
