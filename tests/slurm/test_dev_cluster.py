@@ -591,7 +591,10 @@ def test_a_large_grid_under_array_and_queue_limits_survives_a_killed_follow():
             queued = len(grid_queue("big"))
             most_queued = max(most_queued, queued)
             assert queued <= limit, f"{queued} tasks of the grid in Slurm's queue, max_queued {limit}"
-            st = json.loads(orch("status", exp, "--json").stdout) if os.path.exists(os.path.join(ws, "orchestrator.db")) else []
+            # An observer: --no-top-up, since a status that tops up races --follow for the room a task leaves while
+            # Slurm still lists it COMPLETING (151 of 150 seen once; the closing note of 2026-12-04 has the fix).
+            st = (json.loads(orch("status", exp, "--json", "--no-top-up").stdout)
+                  if os.path.exists(os.path.join(ws, "orchestrator.db")) else [])
             samples += 1
             active = sum(r["state"] in ("queued", "running") for r in st)
             assert active <= limit, f"status says {active} runs queued or running, max_queued {limit}"
