@@ -452,8 +452,7 @@ bool room_for_held_back(const GridContext& g, const std::vector<scheduler::RunSt
     return false;
   scheduler::DispatchOptions d;
   d.workspace = g.workspace;
-  const int limit = scheduler::make_backend(g.exp.backend, d)->queue_limit(g.exp);
-  return limit <= 0 || active < limit;
+  return scheduler::queue_limit_of(*scheduler::make_backend(g.exp.backend, d), g.exp, plan).room(active) > 0;
 }
 
 // `status` tops the queue up as `submit --follow` does: when room_for_held_back, it submits the held-back runs

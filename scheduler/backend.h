@@ -11,9 +11,12 @@
 // A backend object is used by one thread.
 #pragma once
 
+#include <algorithm>
+#include <climits>
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,6 +47,19 @@ struct JobState {
   // Ended by the cluster rather than by the run (a failed node, an out-of-memory kill, a node that did not boot):
   // the retry policy dispatches it again (scheduler/retry.h).
   bool transient = false;
+};
+
+// A backend's bound on a grid's queued or running runs, now. Slurm: `most` is the lowest of the experiment's
+// resources.max_queued, the cluster's MaxJobCount and, where Slurm enforces limits, the user's MaxSubmitJobs/
+// GrpSubmitJobs (association or QOS) less the user's other tasks in the queue; `listed` counts the grid's tasks
+// squeue lists (pending, running, completing): a task takes room until it leaves the queue, as Slurm counts it,
+// even after its run is done.
+struct QueueLimit {
+  std::optional<int> most;  // none: no limit; 0 when the user's other jobs fill the submission limit
+  int listed = 0;
+  // How many more runs may be submitted when `active` of the grid's runs are queued or running by the store's
+  // account (the larger of that and `listed` takes room); INT_MAX without a limit.
+  int room(int active) const { return most ? std::max(0, *most - std::max(active, listed)) : INT_MAX; }
 };
 
 struct DispatchItem {
@@ -90,10 +106,9 @@ class Backend {
   virtual int reconcile(Store& store) { return 0; }
   // Accounting rows learnt from the scheduler since the last call (Slurm: sacct's rows of its jobs).
   virtual std::vector<JobAccount> accounts() { return {}; }
-  // How many of the grid's runs may be queued or running at once on this backend (0: no limit). Slurm: the lowest
-  // of the experiment's resources.max_queued, the cluster's MaxJobCount and, where Slurm enforces limits, the
-  // user's MaxSubmitJobs/GrpSubmitJobs (association or QOS) less the user's other tasks in the queue.
-  virtual int queue_limit(const Experiment& exp) { return 0; }
+  // How many of the grid's runs may be queued or running on this backend now (QueueLimit). `grid_jobs`: the jobs
+  // the store records for the grid's runs, which tell the grid's tasks in the queue from the user's others.
+  virtual QueueLimit queue_limit(const Experiment& exp, const std::vector<std::string>& grid_jobs) { return {}; }
   // Whether `job` (as recorded in the store) still needs asking for accounting: a real job whose newest row
   // (`newest`, null when none) is missing or not final. The local pool accounts for its workers itself.
   virtual bool accounting_open(const std::string& job, const JobAccount* newest) const { return false; }

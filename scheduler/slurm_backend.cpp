@@ -13,6 +13,7 @@
 #include <optional>
 #include <set>
 #include <sstream>
+#include <unordered_set>
 
 #include "core/atomic_file.h"
 #include "core/errors.h"
@@ -283,14 +284,13 @@ void SlurmBackend::read_config() {
     if (line.rfind("MaxArraySize", 0) == 0) max_array_size_ = static_cast<int>(v);
     if (line.rfind("MaxJobCount", 0) == 0) max_job_count_ = static_cast<int>(v);
   }
+  if (const passwd* pw = getpwuid(geteuid())) user_ = pw->pw_name;
   if (enforced) read_submit_limit();
 }
 
 // The user's MaxSubmitJobs / GrpSubmitJobs (association and QOS), read only where Slurm enforces them.
 void SlurmBackend::read_submit_limit() {
-  const passwd* pw = getpwuid(geteuid());
-  if (!pw) return;
-  user_ = pw->pw_name;
+  if (user_.empty()) return;
   CommandResult assoc = run_command({"sacctmgr", "-nP", "show", "assoc", "where", "user=" + user_,
                                      "format=MaxSubmit,GrpSubmit,QOS,DefaultQOS"});
   if (assoc.rc != 0) return;
@@ -305,17 +305,17 @@ void SlurmBackend::read_submit_limit() {
   submit_limit_ = submit_limit_from_sacctmgr(assoc.out, qos_rows);
 }
 
-// The user's tasks pending or running in Slurm that are not this experiment's grid (they count against the user's
-// submission limit too): squeue, one line per array task.
-int SlurmBackend::other_queued_tasks(const Experiment& exp) {
+std::pair<int, int> SlurmBackend::queued_tasks(const std::vector<std::string>& grid_jobs) {
+  std::unordered_set<std::string> arrays;
+  for (const auto& j : grid_jobs) arrays.insert(array_of(j));
+  if (user_.empty()) return {0, 0};
   CommandResult r = run_command({"squeue", "-h", "-r", "-u", user_, "-t", "PENDING,RUNNING,CONFIGURING,COMPLETING,SUSPENDED",
-                                 "-o", "%j"});
-  if (r.rc != 0) return 0;
-  const std::string mine = "orch-" + sanitize(exp.name) + "-";
+                                 "-o", "%F"});
+  if (r.rc != 0) return {0, 0};
   std::stringstream ss(r.out);
-  int n = 0;
-  for (std::string name; std::getline(ss, name);) n += !name.empty() && name.rfind(mine, 0) != 0;
-  return n;
+  int grid = 0, others = 0;
+  for (std::string array; ss >> array;) (arrays.count(array) ? grid : others) += 1;
+  return {grid, others};
 }
 
 int SlurmBackend::max_array_size() {
@@ -323,14 +323,19 @@ int SlurmBackend::max_array_size() {
   return max_array_size_;
 }
 
-int SlurmBackend::queue_limit(const Experiment& exp) {
+QueueLimit SlurmBackend::queue_limit(const Experiment& exp, const std::vector<std::string>& grid_jobs) {
   read_config();
   int limit = 0;
-  auto tighten = [&](int v) { limit = v <= 0 ? limit : limit == 0 ? v : std::min(limit, v); };
-  tighten(experiment_resources(exp).max_queued);
-  tighten(max_job_count_);
-  if (submit_limit_ > 0) tighten(std::max(1, submit_limit_ - other_queued_tasks(exp)));
-  return limit;
+  auto tighten = [&](int v) { limit = limit == 0 ? v : std::min(limit, v); };
+  if (experiment_resources(exp).max_queued > 0) tighten(experiment_resources(exp).max_queued);
+  if (max_job_count_ > 0) tighten(max_job_count_);
+  if (limit == 0 && submit_limit_ == 0) return {};
+  QueueLimit q;
+  const auto [grid, others] = queued_tasks(grid_jobs);
+  q.listed = grid;
+  if (submit_limit_ > 0) tighten(std::max(0, submit_limit_ - others));  // 0: the user's other jobs fill it
+  q.most = limit;
+  return q;
 }
 
 void SlurmBackend::submit_array(const ArrayGroup& g, const std::string& base, const SubmitContext& c, Store& store,

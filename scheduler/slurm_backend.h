@@ -18,6 +18,7 @@
 #pragma once
 
 #include <map>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -43,7 +44,7 @@ class SlurmBackend : public Backend {
  private:
   // Slurm's MaxArraySize (`scontrol show config`; 1001, its default, when it cannot be read), asked once.
   int max_array_size();
-  int queue_limit(const Experiment& exp) override;
+  QueueLimit queue_limit(const Experiment& exp, const std::vector<std::string>& grid_jobs) override;
   // One array: its runs taken by compare-and-set, its manifest and script, sbatch, and the tasks recorded.
   void submit_array(const ArrayGroup& g, const std::string& base, const SubmitContext& c, Store& store,
                     std::map<std::string, std::string>& task_of, DispatchResult& out);
@@ -56,7 +57,9 @@ class SlurmBackend : public Backend {
   // `scontrol show config`, read once: MaxArraySize, MaxJobCount and whether limits are enforced (then sacctmgr).
   void read_config();
   void read_submit_limit();
-  int other_queued_tasks(const Experiment& exp);
+  // The user's tasks in Slurm's queue (pending, running, completing, suspended; one squeue): {the grid's (those of
+  // the arrays of `grid_jobs`), the others}. {0, 0} when squeue fails.
+  std::pair<int, int> queued_tasks(const std::vector<std::string>& grid_jobs);
 };
 
 // The placeholder job id recorded for a manifest's runs before sbatch returns, and what it becomes when sbatch

@@ -142,11 +142,18 @@ std::vector<RunStatus> view_grid(const GridRequest& g, PlanMode mode) {
   return plan(g.grid, *store, g.only, mode, live_job_states(*store, g.workspace), po);
 }
 
-// Keeps, in plan order, the runs that fit under `limit` queued or running runs (those already active count),
-// each only when what it depends on is done, active or kept (Slurm's dependencies need a job to point at).
-// Returns how many were left out.
-static int hold_back(std::vector<DispatchItem>& items, const std::vector<RunStatus>& plan, int limit) {
-  if (limit <= 0) return 0;
+QueueLimit queue_limit_of(Backend& backend, const Experiment& exp, const std::vector<RunStatus>& plan) {
+  std::vector<std::string> jobs;
+  for (const auto& st : plan)
+    if (st.progress.backend == backend.name() && !st.progress.job.empty()) jobs.push_back(st.progress.job);
+  return backend.queue_limit(exp, jobs);
+}
+
+// Keeps, in plan order, the runs that fit under the queue limit (the grid's runs queued or running, and its tasks
+// the backend still lists, take room), each only when what it depends on is done, active or kept (Slurm's
+// dependencies need a job to point at). Returns how many were left out.
+static int hold_back(std::vector<DispatchItem>& items, const std::vector<RunStatus>& plan, const QueueLimit& limit) {
+  if (!limit.most) return 0;
   std::set<std::string> ready, submitting;
   for (const auto& it : items) submitting.insert(it.run.id);
   int active = 0;
@@ -156,7 +163,7 @@ static int hold_back(std::vector<DispatchItem>& items, const std::vector<RunStat
       active += st.state != run_state::kDone;
     }
   std::vector<DispatchItem> kept;
-  int room = std::max(0, limit - active);
+  int room = limit.room(active);
   for (auto& it : items) {
     const bool deps_ready = std::all_of(it.run.depends_on.begin(), it.run.depends_on.end(),
                                         [&](const std::string& d) { return ready.count(d) > 0; });
@@ -208,10 +215,12 @@ SubmitOutcome submit_grid(const GridRequest& g, const SubmitOptions& o) {
   po.rebuild_damaged = o.rebuild_damaged && o.mode == PlanMode::kResume;
   po.unattended = o.unattended;
   po.max_attempts = experiment_resources(*g.exp).max_attempts;
-  out.queue_limit = o.in_this_process ? 0 : make_backend(out.backend, d)->queue_limit(*g.exp);
-  // A resume tops up what the user's own limit held back (with Slurm's MaxJobCount alone, submit does).
-  po.submit_recorded_new = o.top_up_only || (out.queue_limit > 0 && experiment_resources(*g.exp).max_queued > 0);
+  // A resume tops up what the user's own limit held back, whichever backend it now uses (with Slurm's limits
+  // alone, submit does).
+  po.submit_recorded_new = o.top_up_only || (!o.in_this_process && experiment_resources(*g.exp).max_queued > 0);
   out.plan = plan(g.grid, store, g.only, o.mode, live_job_states(store, g.workspace), po);
+  const QueueLimit limit = o.in_this_process ? QueueLimit{} : queue_limit_of(*make_backend(out.backend, d), *g.exp, out.plan);
+  out.queue_limit = limit.most.value_or(0);
   if (o.top_up_only)
     for (auto& st : out.plan) st.submit = st.submit && is_held_back(st);
   if (o.in_this_process) refuse_active_runs(out.plan);
@@ -224,7 +233,7 @@ SubmitOutcome submit_grid(const GridRequest& g, const SubmitOptions& o) {
     all.push_back(st.run);
     if (st.submit) items.push_back({st.run, st.recorded_state});
   }
-  out.held_back = hold_back(items, out.plan, out.queue_limit);
+  out.held_back = hold_back(items, out.plan, limit);
   out.to_submit = static_cast<int>(items.size());
   const auto limits = out.backend == BackendKind::kSlurm ? auto_time_limits(*g.exp, items, store, g.workspace)
                                               : std::map<std::string, std::string>{};

@@ -64,12 +64,15 @@ struct SubmitOutcome {
   // Runs planned for submission but left "new" because the backend's queue limit (Backend::queue_limit) was
   // reached: `submit --follow`, or a later submit or resume, submits them as jobs end.
   int held_back = 0;
-  int queue_limit = 0;
+  int queue_limit = 0;  // QueueLimit::most (0 also when none)
   DispatchResult result;
   PoolOutcome trained;  // what this process trained after the lock was released (the local pool)
 };
 
 SubmitOutcome submit_grid(const GridRequest& request, const SubmitOptions& options);
+
+// `backend`'s queue limit for the grid `plan` lists (Backend::queue_limit, given the jobs of the plan's runs).
+QueueLimit queue_limit_of(Backend& backend, const Experiment& exp, const std::vector<RunStatus>& plan);
 
 // Cancels the listed runs that are queued or running: marks them cancelled (their workers stop at a checkpoint
 // and do not requeue) and asks each backend to stop their jobs. Returns the runs cancelled.

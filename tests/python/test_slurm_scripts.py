@@ -44,11 +44,21 @@ if "assoc" in sys.argv:
 if "qos" in sys.argv:
     sys.stdout.write(os.environ.get("FAKE_QOS", ""))
 '''
-# squeue: asked for a user's jobs (-u), prints the names in FAKE_USER_JOBS (other work of the user), one per line.
+# squeue: asked for a user's tasks in the queue (-u, -o %F), prints the array id of each task the fake sbatch
+# accepted that is still in the queue (PENDING unless FAKE_SLURM_DIR/task_states.json says otherwise; COMPLETING
+# counts), then the ids in FAKE_USER_JOBS (other work of the user), one line per task.
 FAKE_SQUEUE = FAKE_RECORDER + r'''
 if "-u" in sys.argv:
-    for name in os.environ.get("FAKE_USER_JOBS", "").split():
-        print(name)
+    state = os.environ["FAKE_SLURM_DIR"]
+    calls = [json.loads(l) for l in open(os.path.join(state, "calls"))] if os.path.exists(os.path.join(state, "calls")) else []
+    states_path = os.path.join(state, "task_states.json")
+    states = json.load(open(states_path)) if os.path.exists(states_path) else {}
+    for c in calls:
+        for i in range(len(open(c["argv"][-1]).read().splitlines())):
+            if states.get(f"{c['job']}_{i}", "PENDING") in ("PENDING", "RUNNING", "COMPLETING"):
+                print(c["job"])
+    for job in os.environ.get("FAKE_USER_JOBS", "").split():
+        print(job)
 '''
 # Stands in for the orchestrator binary inside the job script: records its arguments, exits with the code the
 # test asks for per run id.
@@ -358,14 +368,28 @@ def queued_tasks(state):
     return [open(c["argv"][-1]).read().split() for c in calls(state)]
 
 
-def mark_done(ws, where, args=()):
+def set_task_states(state, states):
+    """What the fake sacct and squeue say of these tasks from now on ({"7000_1": "COMPLETED"})."""
+    path = os.path.join(state, "task_states.json")
+    merged = json.load(open(path)) if os.path.exists(path) else {}
+    merged.update(states)
+    with open(path + ".tmp", "w") as f:
+        json.dump(merged, f)
+    os.rename(path + ".tmp", path)
+
+
+def mark_done(ws, where, args=(), task_state="COMPLETED"):
     """Stands in for runs' jobs ending: the runs `where` selects become done, with (empty) artefacts where a done
-    run has them, so that nothing shows them damaged; returns how many."""
+    run has them, so that nothing shows them damaged, and their latest tasks take `task_state` in the fake Slurm
+    beside the workspace (fake_slurm(tmp)): COMPLETED has left the queue, COMPLETING not yet; returns how many."""
     db = sqlite3.connect(os.path.join(ws, "orchestrator.db"))
     with db:
         ids = [r for (r,) in db.execute("SELECT run_id FROM runs WHERE " + where, args)]
         db.executemany("UPDATE runs SET state = 'done' WHERE run_id = ?", [(r,) for r in ids])
+        tasks = [t for r in ids for (t,) in
+                 db.execute("SELECT job_id FROM jobs WHERE run_id = ? ORDER BY rowid DESC LIMIT 1", (r,))]
     db.close()
+    set_task_states(os.path.join(os.path.dirname(ws), "fakestate"), {t: task_state for t in tasks})
     for r in ids:
         os.makedirs(os.path.join(ws, "runs", r, "checkpoints"), exist_ok=True)
         for name in ("checkpoints/best.h5", "predictions.h5"):
@@ -430,11 +454,14 @@ def test_a_queue_limit_holds_runs_back_and_follow_or_resume_submits_them_as_jobs
     with scratch() as tmp:
         env, state, _ = fake_slurm(tmp)
         env.update(FAKE_ENFORCE="associations,limits,qos", FAKE_ASSOC="|||normal|\n", FAKE_QOS="normal|4||\n",
-                   FAKE_USER_JOBS="someone-elses-job orch-scripts-20990101T000000-1-g0")
+                   FAKE_USER_JOBS="99")
         ws = os.path.join(tmp, "ws")
         p = submit(experiment(tmp, ws, seeds=(1, 2, 3, 4, 5)), env)
         assert [len(t) for t in queued_tasks(state)] == [3] and "2 run(s) held back" in p.stdout, p.stdout
         assert "MaxSubmitJobs" in p.stdout, p.stdout
+        # The user's other tasks fill the limit (five against four): nothing fits, every run is held back.
+        p = submit(experiment(tmp, os.path.join(tmp, "ws3"), seeds=(1, 2, 3)), dict(env, FAKE_USER_JOBS="91 92 93 94 95"))
+        assert len(calls(state)) == 1 and "3 run(s) held back by the queue limit (at most 0" in p.stdout, p.stdout
         env.pop("FAKE_ENFORCE")  # not enforced: sacctmgr is not asked and nothing holds runs back
         p = submit(experiment(tmp, os.path.join(tmp, "ws2"), seeds=(1, 2, 3, 4, 5)), env)
         assert [len(t) for t in queued_tasks(state)] == [3, 5], p.stdout
@@ -442,9 +469,11 @@ def test_a_queue_limit_holds_runs_back_and_follow_or_resume_submits_them_as_jobs
 
 def test_status_tops_the_queue_up_with_held_back_runs_only():
     """resources.max_queued 2 over five runs: `status` submits nothing while the queue is full; once the two queued
-    runs end (one done, one failed), `status` submits two of the three held back, never the failed run (retries are
+    runs end (one done, one failed), `status` submits the runs held back, never the failed run (retries are
     submit's and resume's), and says so on stderr; `status --no-top-up` only reads; `status --json` tops up too.
-    A second process holding the workspace lock makes status skip the top-up with a clear line, not wait."""
+    A done run whose task Slurm still lists (COMPLETING) takes room until it leaves the queue, as Slurm's own
+    limits count it. A second process holding the workspace lock makes status skip the top-up with a clear line,
+    not wait."""
     with scratch() as tmp:
         env, state, _ = fake_slurm(tmp)
         ws = os.path.join(tmp, "ws")
@@ -453,12 +482,13 @@ def test_status_tops_the_queue_up_with_held_back_runs_only():
         assert [len(t) for t in queued_tasks(state)] == [2]
         p = subprocess.run([BIN, "status", exp], capture_output=True, text=True, env=env)
         assert p.returncode == 0 and [len(t) for t in queued_tasks(state)] == [2], p.stdout + p.stderr
-        first = queued_tasks(state)[0]
-        assert mark_done(ws, "run_id = ?", (first[0],)) == 1
+        first, job = queued_tasks(state)[0], calls(state)[0]["job"]
+        assert mark_done(ws, "run_id = ?", (first[0],), task_state="COMPLETING") == 1
         db = sqlite3.connect(os.path.join(ws, "orchestrator.db"))
         with db:
             db.execute("UPDATE runs SET state = 'failed' WHERE run_id = ?", (first[1],))
         db.close()
+        set_task_states(state, {f"{job}_1": "FAILED"})
         p = subprocess.run([BIN, "status", exp, "--no-top-up"], capture_output=True, text=True, env=env)
         assert p.returncode == 0 and len(queued_tasks(state)) == 1, p.stdout + p.stderr
         with open(os.path.join(ws, ".orchestrator.lock"), "a+") as lock:
@@ -469,16 +499,19 @@ def test_status_tops_the_queue_up_with_held_back_runs_only():
             assert "not topped up" in p.stderr and time.time() - t0 < 20, p.stderr
         p = subprocess.run([BIN, "status", exp], capture_output=True, text=True, env=env)
         assert p.returncode == 0, p.stdout + p.stderr
-        assert "submitted 2 run(s) the queue limit held back" in p.stderr and "1 still held back" in p.stderr, p.stderr
+        assert "submitted 1 run(s) the queue limit held back" in p.stderr and "2 still held back" in p.stderr, p.stderr
+        set_task_states(state, {f"{job}_0": "COMPLETED"})  # the done run's task has left the queue
+        p = subprocess.run([BIN, "status", exp], capture_output=True, text=True, env=env)
+        assert "submitted 1 run(s) the queue limit held back" in p.stderr and "1 still held back" in p.stderr, p.stderr
         tasks = queued_tasks(state)
-        assert [len(t) for t in tasks] == [2, 2] and first[1] not in tasks[1], tasks
+        assert [len(t) for t in tasks] == [2, 1, 1] and first[1] not in tasks[1] + tasks[2], tasks
         p = subprocess.run([BIN, "status", exp, "--json"], capture_output=True, text=True, env=env)
         runs = {r["id"]: r["state"] for r in json.loads(p.stdout)}
         assert runs[first[1]] == "failed" and sum(s == "queued" for s in runs.values()) == 2, runs
-        assert len(queued_tasks(state)) == 2, "the queue is full again: nothing more submitted"
+        assert len(queued_tasks(state)) == 3, "the queue is full again: nothing more submitted"
         assert mark_done(ws, "state = 'queued'") == 2
         p = subprocess.run([BIN, "status", exp, "--json"], capture_output=True, text=True, env=env)
-        assert [len(t) for t in queued_tasks(state)] == [2, 2, 1], p.stderr
+        assert [len(t) for t in queued_tasks(state)] == [2, 1, 1, 1], p.stderr
         assert len({r for t in queued_tasks(state) for r in t}) == 5, "every run queued exactly once"
 
 
@@ -522,9 +555,7 @@ def test_follow_dispatches_again_only_what_the_retry_policy_allows():
         with open(os.path.join(ws, ".orchestrator.lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # another command holding the workspace: --follow's rounds fail
             time.sleep(1.5)
-        with open(os.path.join(state, "task_states.json.tmp"), "w") as f:
-            json.dump({f"{job}_0": "NODE_FAIL", f"{job}_1": "FAILED"}, f)
-        os.rename(os.path.join(state, "task_states.json.tmp"), os.path.join(state, "task_states.json"))
+        set_task_states(state, {f"{job}_0": "NODE_FAIL", f"{job}_1": "FAILED"})
         t0 = time.time()
         while len(calls(state)) < 2 and time.time() - t0 < 60:
             time.sleep(0.1)

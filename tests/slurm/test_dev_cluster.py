@@ -560,6 +560,14 @@ def grid_queue(name):
     return [l for l in out.splitlines() if l.startswith(f"orch-{name}-")]
 
 
+def cancel_grid_jobs(name):
+    """Cancels every job of this grid still in Slurm's queue, so that a failed test leaves none to the next one."""
+    out = sh("squeue", "-h", "-o", "%A %j", check=False).stdout
+    jobs = [f[0] for f in (l.split() for l in out.splitlines()) if len(f) == 2 and f[1].startswith(f"orch-{name}-")]
+    if jobs:
+        sh("scancel", *jobs, check=False)
+
+
 def trim_checkpoints(ws, done_ids, trimmed):
     """Empties the checkpoint files of done runs (kept, so that nothing shows them damaged): each trivial run
     leaves 24 MB of them (three 8 MB files), 72 GB at 3,000 runs, more than this VM's disk has free."""
@@ -587,31 +595,38 @@ def test_a_large_grid_under_array_and_queue_limits_survives_a_killed_follow():
         log = open(os.path.join(tmp, "follow.out"), "w")
         follow = subprocess.Popen([BIN, "submit", exp, "--follow"], stdout=log, stderr=subprocess.STDOUT, env=env)
         most_queued, samples, done, killed, t0, trimmed = 0, 0, 0, False, time.time(), set()
-        while time.time() - t0 < 40 * runs:
-            queued = len(grid_queue("big"))
-            most_queued = max(most_queued, queued)
-            assert queued <= limit, f"{queued} tasks of the grid in Slurm's queue, max_queued {limit}"
-            # An observer: --no-top-up, since a status that tops up races --follow for the room a task leaves while
-            # Slurm still lists it COMPLETING (151 of 150 seen once; the closing note of 2026-12-04 has the fix).
-            st = (json.loads(orch("status", exp, "--json", "--no-top-up").stdout)
-                  if os.path.exists(os.path.join(ws, "orchestrator.db")) else [])
-            samples += 1
-            active = sum(r["state"] in ("queued", "running") for r in st)
-            assert active <= limit, f"status says {active} runs queued or running, max_queued {limit}"
-            bad = [r for r in st if r["state"] in ("failed", "lost", "cancelled", "timeout")]
-            assert not bad, (bad[:3], slurm_diagnosis(bad[0]["job"], ws))
-            now = sum(r["state"] == "done" for r in st)
-            assert now >= done, f"done went from {done} to {now}"
-            trim_checkpoints(ws, [r["id"] for r in st if r["state"] == "done"], trimmed)
-            done = now
-            if not killed and done >= runs // 2:
+        try:
+            while time.time() - t0 < 40 * runs:
+                queued = len(grid_queue("big"))
+                most_queued = max(most_queued, queued)
+                assert queued <= limit, f"{queued} tasks of the grid in Slurm's queue, max_queued {limit}"
+                # status tops the queue up too, racing --follow for the room: a done run's task that Slurm still lists
+                # (COMPLETING) must keep taking room for both (151 of 150 seen once before it did).
+                st = (json.loads(orch("status", exp, "--json").stdout)
+                      if os.path.exists(os.path.join(ws, "orchestrator.db")) else [])
+                samples += 1
+                active = sum(r["state"] in ("queued", "running") for r in st)
+                assert active <= limit, f"status says {active} runs queued or running, max_queued {limit}"
+                bad = [r for r in st if r["state"] in ("failed", "lost", "cancelled", "timeout")]
+                assert not bad, (bad[:3], slurm_diagnosis(bad[0]["job"], ws))
+                now = sum(r["state"] == "done" for r in st)
+                assert now >= done, f"done went from {done} to {now}"
+                trim_checkpoints(ws, [r["id"] for r in st if r["state"] == "done"], trimmed)
+                done = now
+                if not killed and done >= runs // 2:
+                    follow.kill()
+                    follow.wait()
+                    killed = True
+                    follow = subprocess.Popen([BIN, "resume", exp, "--follow"], stdout=log, stderr=subprocess.STDOUT, env=env)
+                if killed and follow.poll() is not None:
+                    break
+                time.sleep(3)
+        finally:  # a failed assertion leaves neither the follower nor the grid's jobs behind
+            if follow.poll() is None:
                 follow.kill()
                 follow.wait()
-                killed = True
-                follow = subprocess.Popen([BIN, "resume", exp, "--follow"], stdout=log, stderr=subprocess.STDOUT, env=env)
-            if killed and follow.poll() is not None:
-                break
-            time.sleep(3)
+            if not (killed and follow.returncode == 0):
+                cancel_grid_jobs("big")
         assert killed and follow.returncode == 0, (follow.poll(), open(log.name).read()[-3000:])
         st = json.loads(orch("status", exp, "--json").stdout)
         assert len(st) == runs and all(r["state"] == "done" for r in st), [r for r in st if r["state"] != "done"][:3]
