@@ -27,6 +27,8 @@ enum class Precision { kTf32, kFp32, kBf16 };
 enum class SeedMode { kFull, kReference };
 // training.nonfinite: a loss or gradient that is not finite stops the run, or its batch is skipped.
 enum class NonFinite { kStop, kSkip };
+// training.lr_decay: the step schedule (lr_step_epochs, lr_gamma) or a cosine from the learning rate to 0.
+enum class LrDecay { kStep, kCosine };
 // training.pipeline: how batches reach a GPU (pinned memory and a side stream, or plain copies).
 enum class Pipeline { kOverlap, kPlain };
 // training.device: CUDA when LibTorch sees it, the CPU, or CUDA required.
@@ -135,6 +137,10 @@ template <> struct ChoiceTable<Verdict> {
 template <> struct ChoiceTable<MaskResampling> {
   static constexpr std::array<std::pair<MaskResampling, const char*>, 2> values{
       {{MaskResampling::kReference, "reference"}, {MaskResampling::kNearest, "nearest"}}};
+};
+template <> struct ChoiceTable<LrDecay> {
+  static constexpr std::array<std::pair<LrDecay, const char*>, 2> values{
+      {{LrDecay::kStep, "step"}, {LrDecay::kCosine, "cosine"}}};
 };
 template <> struct ChoiceTable<AugmentWarps> {
   static constexpr std::array<std::pair<AugmentWarps, const char*>, 2> values{

@@ -90,7 +90,7 @@ struct Ctx {
 const std::vector<std::string> kTrainingKeys = {
     "epochs", "batch_size", "learning_rate", "weight_decay", "validate_every", "threads", "loader_threads", "augment",
     "mask_resampling", "augment_warps", "seed_mode", "checkpoint_every", "keep_checkpoints", "device", "lr_step_epochs", "lr_gamma",
-    "best_after_epoch", "nonfinite", "precision", "pipeline", "cudnn_benchmark", "early_stop"};
+    "lr_decay", "best_after_epoch", "nonfinite", "precision", "pipeline", "cudnn_benchmark", "early_stop"};
 
 // Whether some string in `v` (keys included) is not valid UTF-8; if so, `path` gets its field path's parts,
 // innermost first. Depth-bounded: documents are at most kMaxJsonDepth deep (core/json_input.h, and --set keys).
@@ -232,6 +232,11 @@ TrainingSpec training_from_json(const json& t, const std::string& path, const st
   ts.keep_checkpoints = static_cast<int>(c.integer(t, "keep_checkpoints", w, ts.keep_checkpoints, 1, 1000));
   ts.lr_step_epochs = static_cast<int>(c.integer(t, "lr_step_epochs", w, ts.lr_step_epochs, 0, 1000000));
   ts.lr_gamma = c.number(t, "lr_gamma", w, ts.lr_gamma, 0, 1);
+  ts.lr_decay = c.pick(t, "lr_decay", w, ts.lr_decay);
+  if (ts.lr_decay == LrDecay::kCosine && (ts.lr_step_epochs != 0 || ts.lr_gamma != 0))
+    c.fail(w + ".lr_decay", t["lr_decay"],
+           "a cosine decay has no step: unset lr_step_epochs and lr_gamma (a network's training block inherits "
+           "the experiment's)");
   ts.device = c.pick(t, "device", w, ts.device);
   ts.best_after_epoch = static_cast<int>(c.integer(t, "best_after_epoch", w, ts.best_after_epoch, 0, 1000000));
   if (ts.best_after_epoch >= ts.epochs)
@@ -269,6 +274,7 @@ json to_json(const TrainingSpec& t) {
   // Written only when set, so that runs made before these keys existed keep their ids.
   if (t.lr_step_epochs != 0) j["lr_step_epochs"] = t.lr_step_epochs;
   if (t.lr_gamma != 0) j["lr_gamma"] = t.lr_gamma;
+  if (t.lr_decay != LrDecay::kStep) j["lr_decay"] = choice_name(t.lr_decay);
   if (t.best_after_epoch != 0) j["best_after_epoch"] = t.best_after_epoch;
   if (t.nonfinite != NonFinite::kStop) j["nonfinite"] = choice_name(t.nonfinite);
   if (t.augment_warps != AugmentWarps::kStepwise) j["augment_warps"] = choice_name(t.augment_warps);

@@ -74,6 +74,10 @@ struct TrainingSpec {
   // faster decay; the reference's 2500-epoch schedule barely decays within 100 epochs.
   int lr_step_epochs = 0;
   double lr_gamma = 0;
+  // "step" (the above; the reference's) or "cosine": lr·½(1 + cos(π·epoch/epochs)) at each epoch, from the
+  // learning rate to near 0 at the last epoch (PyTorch's CosineAnnealingLR, T_max = epochs, eta_min 0); then
+  // lr_step_epochs and lr_gamma must be unset. For short grids that should end annealed (the demo).
+  LrDecay lr_decay = LrDecay::kStep;
   // Only epochs after this one may become best.h5 (0: any). The reference's pretrained UNet for JSRT+Padchest
   // was the best of epochs 1001-1500 of a 1500-epoch run (its bestDice_1000.pt; spec §5).
   int best_after_epoch = 0;

@@ -5,6 +5,7 @@
 #include <torch/version.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 #include "core/errors.h"
@@ -29,6 +30,13 @@ std::pair<int, double> lr_schedule(const std::string& model_id, const TrainingSp
   if (training.lr_step_epochs > 0) s.first = training.lr_step_epochs;
   if (training.lr_gamma > 0) s.second = training.lr_gamma;
   return s;
+}
+
+double learning_rate_at(const std::string& model_id, const TrainingSpec& training, int64_t epoch) {
+  if (training.lr_decay == LrDecay::kCosine)
+    return training.learning_rate * 0.5 * (1 + std::cos(M_PI * static_cast<double>(epoch) / training.epochs));
+  auto [step, gamma] = lr_schedule(model_id, training);
+  return training.learning_rate * std::pow(gamma, static_cast<double>(epoch / step));
 }
 
 Trainer::Trainer(TrainerOptions options) : impl_(std::make_unique<Impl>()) {

@@ -161,5 +161,8 @@ std::string torch_version();
 
 // StepLR of the network (spec §5), or training.lr_step_epochs / lr_gamma where set: (step in epochs, gamma).
 std::pair<int, double> lr_schedule(const std::string& model_id, const TrainingSpec& training);
+// The learning rate of `epoch` (0-based): training.learning_rate under the step schedule above, or its cosine
+// (training.lr_decay).
+double learning_rate_at(const std::string& model_id, const TrainingSpec& training, int64_t epoch);
 
 }  // namespace orch::runner

@@ -173,8 +173,7 @@ struct Trainer::Impl {
                .next() >> 1;
   }
   void set_lr(int64_t epoch) {
-    auto [step, gamma] = lr_schedule(entry->id, opt.settings.training);
-    double lr = opt.settings.training.learning_rate * std::pow(gamma, static_cast<double>(epoch / step));
+    const double lr = learning_rate_at(entry->id, opt.settings.training, epoch);
     for (auto& g : adam->param_groups()) static_cast<torch::optim::AdamOptions&>(g.options()).lr(lr);
   }
   double current_lr() { return static_cast<torch::optim::AdamOptions&>(adam->param_groups()[0].options()).lr(); }

@@ -242,6 +242,14 @@ TEST(Trainer, LearningRateFollowsTheReferenceScheduleUnlessOverridden) {
   EXPECT_EQ(runner::lr_schedule("unet", t), (std::pair<int, double>{25, 0.1}));
   t.lr_gamma = 0.5;
   EXPECT_EQ(runner::lr_schedule("hybridgnet", t), (std::pair<int, double>{25, 0.5}));
+  EXPECT_DOUBLE_EQ(runner::learning_rate_at("hybridgnet", t, 49), t.learning_rate * 0.5);
+  EXPECT_DOUBLE_EQ(runner::learning_rate_at("hybridgnet", t, 50), t.learning_rate * 0.25);
+  TrainingSpec c;  // cosine over 100 epochs: full at 0, half at 50, near 0 at the last epoch
+  c.epochs = 100;
+  c.lr_decay = LrDecay::kCosine;
+  EXPECT_DOUBLE_EQ(runner::learning_rate_at("ours", c, 0), c.learning_rate);
+  EXPECT_NEAR(runner::learning_rate_at("ours", c, 50), c.learning_rate / 2, 1e-15);
+  EXPECT_LT(runner::learning_rate_at("ours", c, 99), c.learning_rate * 0.001);
   // Through the worker: halving every epoch shows in the store's per-epoch learning rate.
   TempDir d;
   const std::string ws = d / "ws";

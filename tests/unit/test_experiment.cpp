@@ -169,6 +169,26 @@ TEST(Experiment, LearningRateScheduleOverrides) {
   EXPECT_NE(error_of(d).find("training.lr_step_epochs = -3"), std::string::npos) << error_of(d);
 }
 
+TEST(Experiment, CosineDecayIsAChoiceThatExcludesTheStep) {
+  json d = demo();
+  d["networks"] = {{"ours", {{"training", {{"lr_decay", "cosine"}}}}}, {"unet", json::object()}};
+  Experiment e = parse_experiment(d, "exp.json");
+  EXPECT_EQ(e.networks[0].training_for(e.training, e.path).lr_decay, LrDecay::kCosine);
+  EXPECT_EQ(e.networks[1].training_for(e.training, e.path).lr_decay, LrDecay::kStep);
+  // The step (the default) stays out of the JSON run ids hash; a cosine is part of it and reads back.
+  EXPECT_FALSE(to_json(TrainingSpec()).contains("lr_decay"));
+  TrainingSpec cos = e.networks[0].training_for(e.training, e.path);
+  EXPECT_EQ(to_json(cos)["lr_decay"], "cosine");
+  EXPECT_EQ(training_from_json(to_json(cos), "x", "training").lr_decay, LrDecay::kCosine);
+  d["training"] = {{"lr_decay", "linear"}};
+  EXPECT_NE(error_of(d).find("training.lr_decay = \"linear\""), std::string::npos) << error_of(d);
+  // A step inherited from the experiment's training contradicts a network's cosine: refused, named.
+  d["training"] = {{"lr_step_epochs", 25}};
+  const std::string err = error_of(d);
+  EXPECT_NE(err.find("lr_decay"), std::string::npos) << err;
+  EXPECT_NE(err.find("unset lr_step_epochs and lr_gamma"), std::string::npos) << err;
+}
+
 TEST(Experiment, EarlyStopIsOffUnlessSetAndValidated) {
   json d = demo();
   d["training"] = {{"early_stop", {{"patience", 20}, {"min_delta", 0.02}}}};
