@@ -247,9 +247,10 @@ void mark_damaged(const std::vector<PlannedRun>& grid, const std::string& worksp
 StoreView read_view(const std::vector<PlannedRun>& grid, const RunIndex& by_id, Store& store,
                     const std::map<std::string, JobState>& jobs, const PlanOptions& options) {
   StoreView v;
-  std::vector<RunRecord> runs = RunsTable(store).runs();  // by run id
-  for (const auto& rec : runs) {  // runs an earlier version of the experiment recorded
-    if (by_id.count(rec.run_id)) continue;
+  std::vector<RunRecord> runs = RunsTable(store).runs_without_settings();  // by run id
+  const bool all_in_grid = std::all_of(runs.begin(), runs.end(), [&](const RunRecord& r) { return by_id.count(r.run_id) > 0; });
+  for (const auto& rec : all_in_grid ? std::vector<RunRecord>{} : RunsTable(store).runs()) {
+    if (by_id.count(rec.run_id)) continue;  // runs an earlier version of the experiment recorded: their settings
     nlohmann::json j = nlohmann::json::parse(rec.settings_json, nullptr, false);
     if (!j.is_object()) continue;
     try {

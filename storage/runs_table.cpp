@@ -13,7 +13,8 @@ using Stmt = sqlite::Statement;
 
 namespace {
 
-RunRecord read_run(Stmt& s) {
+// `s` selects kRunColumns, or kRunColumnsWithoutSettings (then settings_json stays empty).
+RunRecord read_run(Stmt& s, bool with_settings = true) {
   RunRecord r;
   r.run_id = s.text(0);
   r.experiment = s.text(1);
@@ -22,12 +23,13 @@ RunRecord read_run(Stmt& s) {
   r.seed = s.integer(4);
   r.stage = s.text(5);
   r.state = s.text(6);
-  r.settings_json = s.text(7);
+  r.settings_json = with_settings ? s.text(7) : "";
   r.depends_on = s.text(8);
   return r;
 }
 
 const char* kRunColumns = "run_id, experiment, dataset, model, seed, stage, state, settings_json, depends_on";
+const char* kRunColumnsWithoutSettings = "run_id, experiment, dataset, model, seed, stage, state, '', depends_on";
 
 }  // namespace
 
@@ -104,6 +106,13 @@ std::vector<RunRecord> RunsTable::runs(const std::string& experiment) {
   s.bind(1, experiment).bind(2, experiment);
   std::vector<RunRecord> out;
   while (s.row()) out.push_back(read_run(s));
+  return out;
+}
+
+std::vector<RunRecord> RunsTable::runs_without_settings() {
+  Stmt s(store_.database(), std::string("SELECT ") + kRunColumnsWithoutSettings + " FROM runs ORDER BY run_id");
+  std::vector<RunRecord> out;
+  while (s.row()) out.push_back(read_run(s, false));
   return out;
 }
 

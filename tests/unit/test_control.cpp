@@ -306,3 +306,28 @@ TEST(Plan, UnattendedRoundsRetryOnlyLostOrClusterEndedRunsWithAttemptsLeft) {
   for (const auto& st : scheduler::plan(grid, store, {}, scheduler::PlanMode::kSubmit, jobs))
     EXPECT_TRUE(st.submit) << st.run.id << ": a person's submit dispatches every run that ended";
 }
+
+// A run recorded by an earlier version of the experiment (other settings, so another id) is named by the plan of
+// the new version as the one it replaces; runs of the grid itself are read without their settings.
+TEST(Plan, ARunWhoseSettingsChangedNamesTheRunItReplaces) {
+  nlohmann::json doc = {{"name", "ch"},
+                        {"workspace", "ws"},
+                        {"datasets", {{"a", {{"kind", "l"}, {"size", 64}, {"synthetic", {{"count", 10}}}}}}},
+                        {"networks", {"hybridgnet"}},
+                        {"seeds", {1, 2}}};
+  const auto before = scheduler::expand(parse_experiment(doc, "ch.json"));
+  Store store(":memory:");
+  scheduler::record_runs(store, before);
+  doc["training"] = {{"epochs", 7}};
+  const auto after = scheduler::expand(parse_experiment(doc, "ch.json"));
+  ASSERT_NE(after[0].id, before[0].id);
+  const auto p = scheduler::plan(after, store, {}, scheduler::PlanMode::kSubmit, {});
+  ASSERT_EQ(p.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_TRUE(p[i].submit);
+    EXPECT_EQ(p[i].why, "settings changed (replaces " + before[i].id + ")");
+  }
+  // The same grid again: every run recorded, nothing replaced.
+  const auto same = scheduler::plan(before, store, {}, scheduler::PlanMode::kSubmit, {});
+  for (const auto& st : same) EXPECT_TRUE(st.recorded && st.why == "new") << st.run.id << ": " << st.why;
+}
