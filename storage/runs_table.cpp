@@ -13,8 +13,8 @@ using Stmt = sqlite::Statement;
 
 namespace {
 
-// `s` selects kRunColumns, or kRunColumnsWithoutSettings (then settings_json stays empty).
-RunRecord read_run(Stmt& s, bool with_settings = true) {
+// `s` selects kRunColumns, or kRunColumnsWithoutSettings (whose settings_json column is '').
+RunRecord read_run(Stmt& s) {
   RunRecord r;
   r.run_id = s.text(0);
   r.experiment = s.text(1);
@@ -23,7 +23,7 @@ RunRecord read_run(Stmt& s, bool with_settings = true) {
   r.seed = s.integer(4);
   r.stage = s.text(5);
   r.state = s.text(6);
-  r.settings_json = with_settings ? s.text(7) : "";
+  r.settings_json = s.text(7);
   r.depends_on = s.text(8);
   return r;
 }
@@ -112,7 +112,7 @@ std::vector<RunRecord> RunsTable::runs(const std::string& experiment) {
 std::vector<RunRecord> RunsTable::runs_without_settings() {
   Stmt s(store_.database(), std::string("SELECT ") + kRunColumnsWithoutSettings + " FROM runs ORDER BY run_id");
   std::vector<RunRecord> out;
-  while (s.row()) out.push_back(read_run(s, false));
+  while (s.row()) out.push_back(read_run(s));
   return out;
 }
 
