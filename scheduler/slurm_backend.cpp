@@ -306,9 +306,9 @@ void SlurmBackend::read_submit_limit() {
 }
 
 std::pair<int, int> SlurmBackend::queued_tasks(const std::vector<std::string>& grid_jobs) {
+  if (user_.empty()) return {0, 0};
   std::unordered_set<std::string> arrays;
   for (const auto& j : grid_jobs) arrays.insert(array_of(j));
-  if (user_.empty()) return {0, 0};
   CommandResult r = run_command({"squeue", "-h", "-r", "-u", user_, "-t", "PENDING,RUNNING,CONFIGURING,COMPLETING,SUSPENDED",
                                  "-o", "%F"});
   if (r.rc != 0) return {0, 0};
@@ -327,7 +327,8 @@ QueueLimit SlurmBackend::queue_limit(const Experiment& exp, const std::vector<st
   read_config();
   int limit = 0;
   auto tighten = [&](int v) { limit = limit == 0 ? v : std::min(limit, v); };
-  if (experiment_resources(exp).max_queued > 0) tighten(experiment_resources(exp).max_queued);
+  const int max_queued = experiment_resources(exp).max_queued;  // validates the resources block: read once
+  if (max_queued > 0) tighten(max_queued);
   if (max_job_count_ > 0) tighten(max_job_count_);
   if (limit == 0 && submit_limit_ == 0) return {};
   QueueLimit q;
