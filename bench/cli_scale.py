@@ -108,17 +108,24 @@ def fake_slurm(tmp):
 
 
 def mark_done(ws, images=48):
-    """Every run of the store done as workers leave them: its epochs' rows (training loss, validation criterion,
-    seconds), per-image test metrics and inference times, the metric aggregates a worker writes with them (schema 5
-    on), and its best checkpoint and predictions as files (empty: `status` checks that they exist, the report reads
-    the store)."""
+    """Every run of the store done as workers leave them: the attempt that trained it, its epochs' rows (training
+    loss, validation criterion, seconds), per-image test metrics and inference times, the metric aggregates a worker
+    writes with them (schema 5 on), and its best checkpoint and predictions as files (empty: `status` checks that
+    they exist, the report reads the store)."""
     db = sqlite3.connect(os.path.join(ws, "orchestrator.db"))
     runs = [(r, json.loads(s).get("training", {}).get("epochs", 1)) for r, s in db.execute("SELECT run_id, settings_json FROM runs")]
     ids = [r for r, _ in runs]
     db.execute("UPDATE runs SET state = 'done', claim_attempt = NULL")
+    # The attempt that trained it, ended (what ClaimsTable::finish_done leaves): status reads each run's attempts.
+    db.execute("INSERT INTO attempts(run_id, ended_at, host, pid, job_id, exit_status, holder, backend, heartbeat_at, "
+               "started_unix, ended_unix, start_epoch, start_batch, end_epoch, end_batch) SELECT r.run_id, "
+               "strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), 'node1', 4242, COALESCE((SELECT MAX(j.job_id) FROM jobs j "
+               "WHERE j.run_id = r.run_id), ''), 0, 'node1:4242:1', 'slurm', 1.7e9, 1.7e9, 1.7e9 + 600, 0, 0, 1, 0 "
+               "FROM runs r")
+    attempt = dict(db.execute("SELECT run_id, MAX(attempt_id) FROM attempts GROUP BY run_id"))
     db.executemany("INSERT OR REPLACE INTO epoch_metrics(run_id, attempt_id, epoch, train_loss, val_criterion, "
-                   "learning_rate, seconds) VALUES (?, 0, ?, ?, ?, 1e-4, 2.5)",
-                   ((r, e, 1.0 / e, 1.0 / e + 0.01) for r, epochs in runs for e in range(1, epochs + 1)))
+                   "learning_rate, seconds) VALUES (?, ?, ?, ?, ?, 1e-4, 2.5)",
+                   ((r, attempt[r], e, 1.0 / e, 1.0 / e + 0.01) for r, epochs in runs for e in range(1, epochs + 1)))
     rows = ((r, f"img{i:03d}", organ, 0.9 + (hash((r, i)) % 100) / 2000, 0.8, 5.0 + i % 7)
             for r in ids for i in range(images) for organ in ("lungs", "heart"))
     db.executemany("INSERT OR REPLACE INTO test_metrics VALUES (?, ?, ?, ?, ?, ?)", rows)

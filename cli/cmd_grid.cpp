@@ -110,19 +110,23 @@ void add_common(po::options_description& d, CommonOptions& c, po::positional_opt
 
 namespace {
 
-// Every attempt of every run in the workspace's store: its number, end and cause (status --json), read once.
-std::map<std::string, nlohmann::json> attempt_histories(const std::string& workspace) {
-  std::map<std::string, nlohmann::json> out;
+// Every attempt of every run in the workspace's store (status --json), read once, by run id.
+std::unordered_map<std::string, std::vector<AttemptRow>> attempt_histories(const std::string& workspace) {
+  std::unordered_map<std::string, std::vector<AttemptRow>> out;
   const std::string path = WorkspaceLayout(workspace).store();
   if (!fs::exists(path)) return out;
   Store store(path, Store::Mode::kRead);
-  for (const auto& a : ClaimsTable(store).attempts()) {
-    auto& list = out[a.run_id];
-    if (list.is_null()) list = nlohmann::json::array();
+  for (auto& a : ClaimsTable(store).attempts()) out[a.run_id].push_back(std::move(a));
+  return out;
+}
+
+// A run's attempts: number, host, pid, start, end, exit status and cause.
+nlohmann::json attempt_history_json(const std::vector<AttemptRow>& attempts) {
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& a : attempts)
     list.push_back({{"attempt", a.attempt_id}, {"host", a.host}, {"pid", a.pid}, {"started", a.started_at},
                     {"ended", a.ended_at}, {"exit_status", a.exit_status}, {"cause", a.reason}});
-  }
-  return out;
+  return list;
 }
 
 // The labels of the sweep points a run belongs to ([] without a sweep).
@@ -455,6 +459,32 @@ bool room_for_held_back(const GridContext& g, const std::vector<scheduler::RunSt
   return scheduler::queue_limit_of(*scheduler::make_backend(g.exp.backend, d), g.exp, plan).room(active) > 0;
 }
 
+// One object per run, as one array: written a run at a time (the whole document at 100,000 runs took a
+// gigabyte), in the layout of nlohmann::json::dump(1).
+void print_status_json(const GridContext& g, const std::vector<scheduler::RunStatus>& plan) {
+  const auto histories = attempt_histories(g.workspace);
+  static const std::vector<AttemptRow> kNone;
+  std::string out = plan.empty() ? "[]" : "[\n";
+  for (size_t i = 0; i < plan.size(); ++i) {
+    nlohmann::json run = status_json(g, plan[i]);
+    auto h = histories.find(plan[i].run.id);
+    run["attempt_history"] = attempt_history_json(h == histories.end() ? kNone : h->second);
+    const std::string text = run.dump(1);  // one level deeper: every line gains a space (strings hold no newline)
+    out += ' ';
+    for (char ch : text) {
+      out += ch;
+      if (ch == '\n') out += ' ';
+    }
+    out += i + 1 < plan.size() ? ",\n" : "\n]";
+    if (out.size() > (1u << 20)) {
+      std::fwrite(out.data(), 1, out.size(), stdout);
+      out.clear();
+    }
+  }
+  out += "\n";
+  std::fwrite(out.data(), 1, out.size(), stdout);
+}
+
 // `status` tops the queue up as `submit --follow` does: when room_for_held_back, it submits the held-back runs
 // (only them: nothing is retried), on a backend that queues jobs elsewhere, when the workspace lock is free within
 // 2 s. A failure to top up (the lock busy, sbatch refusing) is said on stderr and the grid still shown. Returns
@@ -498,14 +528,7 @@ int cmd_status(const Args& args) {
     if (!no_top_up && top_up(g, plan))  // shown as it is now
       plan = scheduler::view_grid(g.request("orchestrator status"), scheduler::PlanMode::kSubmit);
     if (c.json) {
-      nlohmann::json out = nlohmann::json::array();
-      auto histories = attempt_histories(g.workspace);
-      for (const auto& st : plan) {
-        out.push_back(status_json(g, st));
-        auto h = histories.find(st.run.id);
-        out.back()["attempt_history"] = h == histories.end() ? nlohmann::json::array() : h->second;
-      }
-      std::cout << out.dump(1) << "\n";
+      print_status_json(g, plan);
     } else {
       print_status(g, plan);
       // What is left, on the local pool's workers and on as many GPUs as there are runs left (the critical path).

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <functional>
 #include <future>
+#include <optional>
 #include <set>
 #include <unordered_map>
 #include <unordered_set>
@@ -201,30 +202,38 @@ std::string missing_artefacts(const std::string& workspace, const std::string& r
 
 namespace {
 
-using RunIndex = std::unordered_map<std::string, const PlannedRun*>;
+// Grid position by run id: the view below keeps what it knows of each grid run at its position, so a plan hashes
+// each id once (string-keyed maps of 100,000 ids, looked up several times a run, were a fifth of a status).
+using RunIndex = std::unordered_map<std::string, size_t>;
 
-// What the store and the jobs say of the grid's runs, read once for a plan.
+// What the store and the jobs say of the grid's runs, read once for a plan; vectors by grid position.
 struct StoreView {
-  // Hashed by run id: a plan looks each run up several times, and in sorted maps the comparisons of 100,000 ids
-  // sharing long prefixes were a tenth of a status's time.
-  std::unordered_map<std::string, RunRecord> recorded;
-  std::unordered_map<std::string, RunProgress> progress;
-  std::unordered_map<std::string, Judgement> shown;        // recorded id -> what it is
+  const RunIndex& index;
+  std::vector<std::optional<RunRecord>> recorded;  // the store's row (settings left out), absent when never recorded
+  std::vector<RunProgress> progress;
+  std::vector<Judgement> shown;                    // what it is: "new" when never recorded
+  std::vector<char> lost_best;                     // damaged, and its best checkpoint is among what is missing
   std::map<std::string, std::vector<std::string>> by_key;  // recorded ids not in the grid, by dataset/model/seed/stage
-  std::unordered_map<std::string, bool> lost_best;         // damaged id -> its best checkpoint is among what is missing
 
+  explicit StoreView(const RunIndex& i) : index(i) {}
+  const std::string& state(size_t at) const { return shown[at].state; }
+  // A dependency's: "new" when the grid lacks it.
   std::string state(const std::string& id) const {
-    auto it = shown.find(id);
-    return it == shown.end() ? rs::kNew : it->second.state;
+    auto it = index.find(id);
+    return it == index.end() ? std::string(rs::kNew) : state(it->second);
+  }
+  bool at(const std::string& id, const std::vector<char>& flags) const {  // the flag at the run's position
+    auto it = index.find(id);
+    return it != index.end() && flags[it->second];
   }
 };
 
 // Done runs of this grid whose artefacts are gone: shown as damaged (what is missing in `why`). Two `stat` calls
 // per done run, on a pool of threads: on a network file system (Lustre, NFS) each takes a round trip.
 void mark_damaged(const std::vector<PlannedRun>& grid, const std::string& workspace, StoreView& v) {
-  std::vector<std::string> done;
-  for (const auto& r : grid)
-    if (auto it = v.shown.find(r.id); it != v.shown.end() && it->second.state == rs::kDone) done.push_back(r.id);
+  std::vector<size_t> done;
+  for (size_t i = 0; i < grid.size(); ++i)
+    if (v.shown[i].state == rs::kDone) done.push_back(i);
   if (done.empty()) return;  // nothing to check: no pool
   std::vector<std::string> missing(done.size());
   const size_t chunk = 256;
@@ -233,24 +242,21 @@ void mark_damaged(const std::vector<PlannedRun>& grid, const std::string& worksp
     std::vector<std::future<void>> parts;
     for (size_t lo = 0; lo < done.size(); lo += chunk)
       parts.push_back(pool.submit([&, lo] {
-        for (size_t i = lo; i < std::min(done.size(), lo + chunk); ++i) missing[i] = missing_artefacts(workspace, done[i]);
+        for (size_t k = lo; k < std::min(done.size(), lo + chunk); ++k) missing[k] = missing_artefacts(workspace, grid[done[k]].id);
       }));
     for (auto& p : parts) p.get();  // in order: the first error (a path too long to build) reaches the caller
   }
-  for (size_t i = 0; i < done.size(); ++i) {
-    if (missing[i].empty()) continue;
-    v.shown[done[i]] = {rs::kDamaged, "missing: " + missing[i]};
-    v.lost_best[done[i]] = missing[i].rfind("best checkpoint", 0) == 0;
+  for (size_t k = 0; k < done.size(); ++k) {
+    if (missing[k].empty()) continue;
+    v.shown[done[k]] = {rs::kDamaged, "missing: " + missing[k]};
+    v.lost_best[done[k]] = missing[k].rfind("best checkpoint", 0) == 0;
   }
 }
 
-StoreView read_view(const std::vector<PlannedRun>& grid, const RunIndex& by_id, Store& store,
-                    const std::map<std::string, JobState>& jobs, const PlanOptions& options) {
-  StoreView v;
-  std::vector<RunRecord> runs = RunsTable(store).runs_without_settings();  // by run id
-  const bool all_in_grid = std::all_of(runs.begin(), runs.end(), [&](const RunRecord& r) { return by_id.count(r.run_id) > 0; });
-  for (const auto& rec : all_in_grid ? std::vector<RunRecord>{} : RunsTable(store).runs()) {
-    if (by_id.count(rec.run_id)) continue;  // runs an earlier version of the experiment recorded: their settings
+// The settings of recorded runs the grid no longer has, by dataset/model/seed/stage: what a new run replaces.
+void index_replaced(Store& store, const RunIndex& index, StoreView& v) {
+  for (const auto& rec : RunsTable(store).runs()) {
+    if (index.count(rec.run_id)) continue;  // runs an earlier version of the experiment recorded: their settings
     nlohmann::json j = nlohmann::json::parse(rec.settings_json, nullptr, false);
     if (!j.is_object()) continue;
     try {
@@ -258,43 +264,61 @@ StoreView read_view(const std::vector<PlannedRun>& grid, const RunIndex& by_id, 
     } catch (const std::exception&) {
     }
   }
-  v.recorded.reserve(runs.size());
-  for (auto& r : runs) v.recorded.emplace(r.run_id, std::move(r));
-  v.progress = RunsTable(store).progress();
+}
+
+StoreView read_view(const std::vector<PlannedRun>& grid, const RunIndex& index, Store& store,
+                    const std::map<std::string, JobState>& jobs, const PlanOptions& options) {
+  StoreView v(index);
+  v.recorded.resize(grid.size());
+  v.progress.resize(grid.size());
+  v.shown.assign(grid.size(), Judgement{rs::kNew, ""});
+  v.lost_best.assign(grid.size(), 0);
+  bool all_in_grid = true;
   const double now = store.env().now();
   const double lost_after = control_timeouts().lost_after_s;
-  v.shown.reserve(v.recorded.size());
-  for (const auto& [id, rec] : v.recorded) v.shown[id] = judge(rec.state, v.progress[id], jobs, now, lost_after);
+  for (auto& o : RunsTable(store).overview()) {  // by run id
+    auto it = index.find(o.record.run_id);
+    if (it == index.end()) {
+      all_in_grid = false;
+      continue;
+    }
+    v.shown[it->second] = judge(o.record.state, o.progress, jobs, now, lost_after);
+    v.progress[it->second] = std::move(o.progress);
+    v.recorded[it->second] = std::move(o.record);
+  }
+  if (!all_in_grid) index_replaced(store, index, v);
   if (!options.workspace.empty()) mark_damaged(grid, options.workspace, v);
   return v;
 }
 
-// The runs a plan lists: those the filter keeps, plus their unfinished dependencies.
-std::unordered_set<std::string> listed_runs(const std::vector<PlannedRun>& grid, const RunIndex& by_id, const Filter& only,
-                                            const StoreView& v) {
-  std::unordered_set<std::string> listed;
-  std::function<void(const std::string&)> add = [&](const std::string& id) {
-    if (!listed.insert(id).second) return;
-    for (const auto& d : by_id.at(id)->depends_on)
-      if (v.state(d) != rs::kDone) add(d);
+// The runs a plan lists, by grid position: those the filter keeps, plus their unfinished dependencies.
+std::vector<char> listed_runs(const std::vector<PlannedRun>& grid, const Filter& only, const StoreView& v) {
+  std::vector<char> listed(grid.size(), 0);
+  std::function<void(size_t)> add = [&](size_t at) {
+    if (listed[at]) return;
+    listed[at] = 1;
+    for (const auto& d : grid[at].depends_on)
+      if (v.state(d) != rs::kDone) add(v.index.at(d));
   };
-  for (const auto& r : grid)
-    if (only.matches(r)) add(r.id);
+  for (size_t i = 0; i < grid.size(); ++i)
+    if (only.matches(grid[i])) add(i);
   return listed;
 }
 
-// A run's state as recorded and as shown, with why it is what it is (a job's end, a failed dependency).
-RunStatus status_of(const PlannedRun& r, const StoreView& v) {
+// A run's state as recorded and as shown, with why it is what it is (a job's end, a failed dependency). Takes the
+// run's progress from the view (each run's status is made once).
+RunStatus status_of(const PlannedRun& r, size_t at, StoreView& v) {
   RunStatus st;
   st.run = r;
-  auto it = v.recorded.find(r.id);
-  st.recorded = it != v.recorded.end();
-  st.recorded_state = st.recorded ? it->second.state : rs::kNew;
-  st.state = v.state(r.id);
-  if (auto p = v.progress.find(r.id); p != v.progress.end()) st.progress = p->second;
-  const std::string inferred = it == v.recorded.end() ? "" : v.shown.at(r.id).why;
-  if (!inferred.empty()) st.progress.last_reason = inferred + (st.progress.last_reason.empty() ? "" : "; " + st.progress.last_reason);
-  if (st.recorded_state == rs::kQueued && !inferred.empty() && st.progress.attempts == 0)
+  const std::optional<RunRecord>& rec = v.recorded[at];
+  st.recorded = rec.has_value();
+  st.recorded_state = st.recorded ? rec->state : rs::kNew;
+  st.state = v.state(at);
+  st.progress = std::move(v.progress[at]);
+  const std::string& inferred = v.shown[at].why;
+  if (st.recorded && !inferred.empty())
+    st.progress.last_reason = inferred + (st.progress.last_reason.empty() ? "" : "; " + st.progress.last_reason);
+  if (st.recorded_state == rs::kQueued && st.recorded && !inferred.empty() && st.progress.attempts == 0)
     for (const auto& d : r.depends_on)  // Slurm cancels the job of a run whose dependency failed (afterok)
       if (const std::string ds = v.state(d); ds != rs::kDone && !rs::is_active(ds) && ds != rs::kNew) {
         st.progress.last_reason = "its dependency " + d + " ended " + ds + ", so it never started (" + inferred + ")";
@@ -305,7 +329,8 @@ RunStatus status_of(const PlannedRun& r, const StoreView& v) {
 
 // What to do with the run, by its state: submit it or not, and why. `changed_input`: a dependency rebuilt without
 // its best checkpoint ("" when none).
-void decide(RunStatus& st, const StoreView& v, PlanMode mode, const PlanOptions& options, const std::string& changed_input) {
+void decide(RunStatus& st, size_t at, const StoreView& v, PlanMode mode, const PlanOptions& options,
+            const std::string& changed_input) {
   const PlannedRun& r = st.run;
   if (st.state == rs::kDone && !changed_input.empty()) {
     st.submit = st.retrain_from_scratch = true;
@@ -314,21 +339,20 @@ void decide(RunStatus& st, const StoreView& v, PlanMode mode, const PlanOptions&
     st.why = "already done";
   } else if (st.state == rs::kDamaged) {
     st.submit = options.rebuild_damaged && mode == PlanMode::kResume;
-    st.why = "damaged: " + v.shown.at(r.id).why.substr(std::string("missing: ").size()) +
+    st.why = "damaged: " + v.shown[at].why.substr(std::string("missing: ").size()) +
              (st.submit ? "; rebuilt (--rebuild-damaged)" : " (resume --rebuild-damaged rebuilds it)");
   } else if (rs::is_active(st.state)) {
     std::string job = st.state == rs::kRunning && !st.progress.claim_job.empty() ? st.progress.claim_job : st.progress.job;
     st.why = "already " + st.state + (job.empty() ? "" : " (job " + job + ")");
   } else if (st.state == rs::kNew) {
-    const bool recorded = v.recorded.count(r.id) > 0;
-    if (mode == PlanMode::kResume && options.submit_recorded_new && recorded) {
+    if (mode == PlanMode::kResume && options.submit_recorded_new && st.recorded) {
       st.submit = true;
       st.why = "held back by the queue limit";
     } else if (mode == PlanMode::kResume) {
       st.why = "never submitted (use submit)";
     } else {
       st.submit = true;
-      auto old = v.by_key.find(key_of(r.settings));
+      auto old = v.by_key.empty() ? v.by_key.end() : v.by_key.find(key_of(r.settings));
       st.why = old == v.by_key.end() ? "new" : "settings changed (replaces " + old->second.back() + ")";
     }
   } else {  // failed, cancelled, timeout, lost, interrupted
@@ -336,7 +360,7 @@ void decide(RunStatus& st, const StoreView& v, PlanMode mode, const PlanOptions&
     st.why = st.state + (st.progress.last_reason.empty() ? "" : ": " + st.progress.last_reason);
     if (options.unattended) {
       std::string note;
-      const AttemptEnd end{st.state == rs::kLost || v.shown.at(r.id).transient, st.state};
+      const AttemptEnd end{st.state == rs::kLost || v.shown[at].transient, st.state};
       st.submit = should_retry(end, static_cast<int>(st.progress.attempts), options.max_attempts, &note);
       st.why += "; " + (end.retryable ? note : std::string("not retried unattended: submit or resume it"));
     }
@@ -344,14 +368,14 @@ void decide(RunStatus& st, const StoreView& v, PlanMode mode, const PlanOptions&
 }
 
 // A run to submit whose dependency will neither be done nor run waits for it instead.
-void wait_for_dependencies(RunStatus& st, const StoreView& v, const std::unordered_map<std::string, bool>& will_be_done) {
+void wait_for_dependencies(RunStatus& st, const StoreView& v, const std::vector<char>& will_be_done) {
   for (const auto& d : st.run.depends_on) {
-    auto w = will_be_done.find(d);
-    const bool dep_ok = (w != will_be_done.end() && w->second) || v.state(d) == rs::kDone;
-    if (st.submit && !dep_ok && !rs::is_active(v.state(d))) {
+    const std::string ds = v.state(d);
+    const bool dep_ok = v.at(d, will_be_done) || ds == rs::kDone;
+    if (st.submit && !dep_ok && !rs::is_active(ds)) {
       st.submit = false;
       st.why = "waits for " + d + ", which " +
-               (v.state(d) == rs::kDamaged ? "is damaged (resume --rebuild-damaged rebuilds it)" : "will not run");
+               (ds == rs::kDamaged ? "is damaged (resume --rebuild-damaged rebuilds it)" : "will not run");
     }
   }
 }
@@ -360,26 +384,26 @@ void wait_for_dependencies(RunStatus& st, const StoreView& v, const std::unorder
 
 std::vector<RunStatus> plan(const std::vector<PlannedRun>& grid, Store& store, const Filter& only, PlanMode mode,
                             const std::map<std::string, JobState>& jobs, const PlanOptions& options) {
-  RunIndex by_id(grid.size());
-  for (const auto& r : grid) by_id[r.id] = &r;
-  const StoreView v = read_view(grid, by_id, store, jobs, options);
-  const std::unordered_set<std::string> listed = listed_runs(grid, by_id, only, v);
+  RunIndex index(grid.size());
+  for (size_t i = 0; i < grid.size(); ++i) index[grid[i].id] = i;
+  StoreView v = read_view(grid, index, store, jobs, options);
+  const std::vector<char> listed = listed_runs(grid, only, v);
   std::vector<RunStatus> out;
-  out.reserve(listed.size());
-  std::unordered_map<std::string, bool> will_be_done(listed.size());  // id -> done now, active, or submitted by this plan
-  std::unordered_set<std::string> retrained;  // submitted runs whose best checkpoint changes (rebuilt or retrained)
-  for (const auto& r : grid) {
-    if (!listed.count(r.id)) continue;
-    RunStatus st = status_of(r, v);
+  out.reserve(static_cast<size_t>(std::count(listed.begin(), listed.end(), 1)));
+  std::vector<char> will_be_done(grid.size(), 0);  // done now, active, or submitted by this plan
+  std::vector<char> retrained(grid.size(), 0);     // submitted runs whose best checkpoint changes (rebuilt or retrained)
+  for (size_t i = 0; i < grid.size(); ++i) {
+    if (!listed[i]) continue;
+    const PlannedRun& r = grid[i];
+    RunStatus st = status_of(r, i, v);
     std::string changed_input;
     if (options.rebuild_damaged)
       for (const auto& d : r.depends_on)
-        if (retrained.count(d)) changed_input = changed_input.empty() ? d : changed_input;
-    decide(st, v, mode, options, changed_input);
+        if (v.at(d, retrained)) changed_input = changed_input.empty() ? d : changed_input;
+    decide(st, i, v, mode, options, changed_input);
     wait_for_dependencies(st, v, will_be_done);
-    will_be_done[r.id] = st.state == rs::kDone || st.submit || rs::is_active(st.state);
-    auto lost = v.lost_best.find(r.id);
-    if (st.submit && ((lost != v.lost_best.end() && lost->second) || st.retrain_from_scratch)) retrained.insert(r.id);
+    will_be_done[i] = st.state == rs::kDone || st.submit || rs::is_active(st.state);
+    if (st.submit && (v.lost_best[i] || st.retrain_from_scratch)) retrained[i] = 1;
     out.push_back(std::move(st));
   }
   return out;

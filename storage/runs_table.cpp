@@ -29,7 +29,7 @@ RunRecord read_run(Stmt& s) {
 }
 
 const char* kRunColumns = "run_id, experiment, dataset, model, seed, stage, state, settings_json, depends_on";
-const char* kRunColumnsWithoutSettings = "run_id, experiment, dataset, model, seed, stage, state, '', depends_on";
+const char* kRunColumnsWithoutSettings = "r.run_id, r.experiment, r.dataset, r.model, r.seed, r.stage, r.state, '', r.depends_on";
 
 }  // namespace
 
@@ -109,13 +109,6 @@ std::vector<RunRecord> RunsTable::runs(const std::string& experiment) {
   return out;
 }
 
-std::vector<RunRecord> RunsTable::runs_without_settings() {
-  Stmt s(store_.database(), std::string("SELECT ") + kRunColumnsWithoutSettings + " FROM runs ORDER BY run_id");
-  std::vector<RunRecord> out;
-  while (s.row()) out.push_back(read_run(s));
-  return out;
-}
-
 std::vector<std::string> RunsTable::dispatch_runs(const std::vector<Dispatch>& runs, const std::string& backend) {
   std::vector<std::string> done;
   const double now = store_.env().now();
@@ -183,65 +176,52 @@ void RunsTable::touch_job(const std::string& job_id) {
   });
 }
 
+std::vector<RunOverview> RunsTable::overview(const std::string& experiment) {
+  // One row per run, each part an index seek: its claim's attempt, its number of attempts and last attempt, its
+  // latest job; epochs_done is kept on the run by the store's trigger (storage/store.cpp).
+  Stmt s(store_.database(), std::string("SELECT ") + kRunColumnsWithoutSettings +
+         ", r.claim_attempt, c.holder, c.job_id, c.backend, c.heartbeat_at, c.ended_at IS NULL, r.epochs_done, "
+         "(SELECT COUNT(*) FROM attempts WHERE run_id = r.run_id), l.exit_status, l.reason, l.host, l.pid, l.job_id, "
+         "l.ended_at IS NULL, l.started_at, j.backend, j.job_id, j.heartbeat_at FROM runs r "
+         "LEFT JOIN attempts c ON c.attempt_id = r.claim_attempt "
+         "LEFT JOIN attempts l ON l.attempt_id = (SELECT MAX(attempt_id) FROM attempts WHERE run_id = r.run_id) "
+         "LEFT JOIN jobs j ON j.rowid = (SELECT MAX(rowid) FROM jobs WHERE run_id = r.run_id) "
+         "WHERE ? = '' OR r.experiment = ? ORDER BY r.run_id");
+  s.bind(1, experiment).bind(2, experiment);
+  std::vector<RunOverview> out;
+  while (s.row()) {
+    RunOverview o{read_run(s), {}};
+    RunProgress& p = o.progress;
+    p.claim_attempt = s.integer_or(9, 0);
+    if (p.claim_attempt) {
+      p.claim_holder = s.text(10);
+      p.claim_job = s.text(11);
+      p.claim_backend = s.text(12);
+      p.claim_heartbeat = s.real_or(13, 0);
+      p.claim_open = s.integer(14) != 0;
+    }
+    p.epochs_done = s.integer(15);
+    p.attempts = s.integer(16);
+    if (p.attempts) {
+      p.last_exit = s.integer_or(17, -1);
+      p.last_reason = s.text(18);
+      p.last_host = s.text(19);
+      p.last_pid = s.integer_or(20, 0);
+      p.last_job = s.text(21);
+      p.last_open = s.integer(22) != 0;
+      p.last_started = s.text(23);
+    }
+    p.backend = s.text(24);
+    p.job = s.text(25);
+    p.job_heartbeat = s.real_or(26, 0);
+    out.push_back(std::move(o));
+  }
+  return out;
+}
+
 std::unordered_map<std::string, RunProgress> RunsTable::progress(const std::string& experiment) {
-  // One pass per table (a refresh over 10,000 runs must stay fast): attempts, claims, epochs and jobs by run.
   std::unordered_map<std::string, RunProgress> out;
-  {
-    Stmt s(store_.database(), "SELECT r.run_id, r.claim_attempt, a.holder, a.job_id, a.backend, a.heartbeat_at, a.ended_at IS NULL "
-           "FROM runs r LEFT JOIN attempts a ON a.attempt_id = r.claim_attempt WHERE ? = '' OR r.experiment = ?");
-    s.bind(1, experiment).bind(2, experiment);
-    while (s.row()) {
-      RunProgress& p = out[s.text(0)];
-      p.claim_attempt = s.integer_or(1, 0);
-      if (p.claim_attempt) {
-        p.claim_holder = s.text(2);
-        p.claim_job = s.text(3);
-        p.claim_backend = s.text(4);
-        p.claim_heartbeat = s.real_or(5, 0);
-        p.claim_open = s.integer(6) != 0;
-      }
-    }
-  }
-  {
-    Stmt s(store_.database(), "SELECT a.run_id, c.n, a.exit_status, a.reason, a.host, a.pid, a.job_id, a.ended_at IS NULL, a.started_at "
-           "FROM attempts a JOIN (SELECT run_id, COUNT(*) AS n, MAX(attempt_id) AS last FROM attempts GROUP BY run_id) c "
-           "ON a.attempt_id = c.last");
-    while (s.row()) {
-      auto it = out.find(s.text(0));
-      if (it == out.end()) continue;
-      RunProgress& p = it->second;
-      p.attempts = s.integer(1);
-      p.last_exit = s.integer_or(2, -1);
-      p.last_reason = s.text(3);
-      p.last_host = s.text(4);
-      p.last_pid = s.integer_or(5, 0);
-      p.last_job = s.text(6);
-      p.last_open = s.integer(7) != 0;
-      p.last_started = s.text(8);
-    }
-  }
-  {
-    // One index seek per run for its last epoch, not a pass over every epoch's row (millions in a large sweep).
-    Stmt s(store_.database(), "SELECT r.run_id, (SELECT MAX(e.epoch) FROM epoch_metrics e WHERE e.run_id = r.run_id) FROM runs r "
-           "WHERE ? = '' OR r.experiment = ?");
-    s.bind(1, experiment).bind(2, experiment);
-    while (s.row()) {
-      auto it = out.find(s.text(0));
-      if (it != out.end()) it->second.epochs_done = s.integer_or(1, 0);
-    }
-  }
-  {
-    Stmt s(store_.database(), "SELECT j.run_id, j.backend, j.job_id, j.heartbeat_at FROM jobs j JOIN (SELECT run_id, MAX(rowid) AS last "
-           "FROM jobs GROUP BY run_id) l ON j.rowid = l.last");
-    while (s.row()) {
-      auto it = out.find(s.text(0));
-      if (it != out.end()) {
-        it->second.backend = s.text(1);
-        it->second.job = s.text(2);
-        it->second.job_heartbeat = s.real_or(3, 0);
-      }
-    }
-  }
+  for (auto& o : overview(experiment)) out.emplace(std::move(o.record.run_id), std::move(o.progress));
   return out;
 }
 

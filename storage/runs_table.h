@@ -1,10 +1,10 @@
 // The run store's runs and their jobs (docs/control-plane.md, "Run states"): each run's record (its experiment,
 // data set, network, seed, stage, state, settings and dependencies), the state changes that the control plane
 // makes (dispatch, cancel, transitions, each a compare-and-set in one transaction), the jobs that backends
-// submitted for runs, and the progress that status and plan read (attempts, claim, epochs, last job) in one pass
-// per table. A part of the store (storage/store.h): its SQL and its row mapper live here; the claims that workers
-// take on runs are the other part (storage/claims_table.h). Shares the Store's connection: use it from the thread
-// that uses that Store.
+// submitted for runs, and the progress that status and plan read (attempts, claim, epochs, last job) in one
+// query. A part of the store (storage/store.h): its SQL and its row mapper live here; the claims that workers take
+// on runs are the other part (storage/claims_table.h). Shares the Store's connection: use it from the thread that
+// uses that Store.
 #pragma once
 
 #include <cstdint>
@@ -44,6 +44,12 @@ struct RunProgress {
   bool claim_open = false;
 };
 
+// A run's record (settings left out) and its progress, as plan and status read every run.
+struct RunOverview {
+  RunRecord record;
+  RunProgress progress;
+};
+
 // A job recorded for a run by the backend that submitted it.
 struct JobRecord {
   std::string run_id, backend, job_id;
@@ -59,9 +65,10 @@ class RunsTable {
   void set_runs_state(const std::vector<std::string>& ids, const std::string& state);  // one transaction
   std::optional<RunRecord> run(const std::string& run_id);
   std::vector<RunRecord> runs(const std::string& experiment = "");
-  // As runs(), each record's settings_json left empty (about half a kilobyte a run not copied: a plan of 100,000
-  // runs needs the settings only of runs its grid no longer has).
-  std::vector<RunRecord> runs_without_settings();
+  // Every run's record, its settings_json left empty (about half a kilobyte a run not copied: a plan of 100,000
+  // runs needs the settings only of runs its grid no longer has), with its progress: one query, by run id.
+  std::vector<RunOverview> overview(const std::string& experiment = "");
+  // As overview(), keyed by run id and without the records.
   std::unordered_map<std::string, RunProgress> progress(const std::string& experiment = "");
   // The jobs a backend should be asked about: each queued or running run's latest submission and its claim's job,
   // as (backend, job id) pairs. Reads only those runs' rows (a finished grid of any size: nothing).

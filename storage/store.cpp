@@ -23,7 +23,8 @@ CREATE TABLE IF NOT EXISTS runs (
   depends_on TEXT NOT NULL DEFAULT '',
   created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
   updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
-  claim_attempt INTEGER
+  claim_attempt INTEGER,
+  epochs_done INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS runs_by_experiment ON runs(experiment);
 CREATE TABLE IF NOT EXISTS attempts (
@@ -147,6 +148,15 @@ CREATE TABLE IF NOT EXISTS provenance (
 );
 )SQL";
 
+// What the database keeps up to date itself, whoever writes (after the columns they use exist): each run's
+// epochs_done is the largest epoch of its rows in epoch_metrics (epoch rows are only ever added or replaced), so
+// status reads it with the run instead of seeking each run's last epoch (100,000 seeks at 100k runs).
+const char* kTriggers = R"SQL(
+CREATE TRIGGER IF NOT EXISTS runs_epochs_done AFTER INSERT ON epoch_metrics BEGIN
+  UPDATE runs SET epochs_done = NEW.epoch WHERE run_id = NEW.run_id AND epochs_done < NEW.epoch;
+END;
+)SQL";
+
 using Stmt = sqlite::Statement;
 
 }  // namespace
@@ -219,6 +229,11 @@ void Store::migrate(int64_t from) {
     }
     if (from == 3) rekey_calibration();
     if (from > 0 && from < 5) MetricsTable(*this).aggregate_all();
+    if (from > 0 && from < 6) {
+      add_column_if_missing("runs", "epochs_done", "INTEGER NOT NULL DEFAULT 0");
+      exec("UPDATE runs SET epochs_done = COALESCE((SELECT MAX(e.epoch) FROM epoch_metrics e WHERE e.run_id = runs.run_id), 0)");
+    }
+    exec(kTriggers);
     exec(("PRAGMA user_version=" + std::to_string(kStoreSchemaVersion)).c_str());
   });
 }

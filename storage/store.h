@@ -31,7 +31,9 @@ namespace orch {
 // (older rows keep precision and device model empty: "not recorded", and runs per GPU 1). 5 added
 // metric_aggregates, each run's means over its test images and inference times, written with them (an older store's
 // are computed from its rows when it is upgraded), so a grid's table is read without grouping millions of rows.
-constexpr int kStoreSchemaVersion = 5;
+// 6 added runs.epochs_done, the run's last epoch recorded, kept by a trigger on epoch_metrics (an older store's is
+// computed from its rows when it is upgraded), so status reads every run's progress in one pass over runs.
+constexpr int kStoreSchemaVersion = 6;
 
 class Store {
  public:

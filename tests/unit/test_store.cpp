@@ -307,6 +307,89 @@ TEST(Store, WritesOfAnAttemptThatLostItsClaimAreFencedOff) {
   EXPECT_NE(a.back().reason.find("cancelled"), std::string::npos);
 }
 
+// overview() reads each run's record and progress in one query: its claim, its attempts and the last of them, the
+// last epoch recorded, its latest job. A run with nothing of these has the defaults (no attempt is not open).
+TEST(Store, OverviewReadsEveryRunsRecordAndProgressInOnePass) {
+  test::TempDir d;
+  Store s(d / "orchestrator.db");
+  for (const char* id : {"c", "a", "b"}) {
+    RunRecord r = run(id);
+    r.settings_json = R"({"seed":1})";
+    RunsTable(s).upsert_run(r);
+  }
+  RunsTable(s).dispatch_runs({{"b", "new", "job-7"}}, "slurm");
+  RunsTable(s).dispatch_runs({{"c", "new", "job-8"}}, "slurm");
+  RunsTable(s).add_jobs({{"c", "job-9"}}, "slurm");
+  ClaimResult first = ClaimsTable(s).claim_run(claim_by("b", ProcessIdentity::self()));
+  ASSERT_EQ(first.outcome, ClaimResult::kClaimed);
+  EXPECT_EQ(ClaimsTable(s).finish_attempt("b", first.attempt_id, "failed", 1, "out of memory", 2, 0), "failed");
+  RunsTable(s).dispatch_runs({{"b", "failed", "job-10"}}, "slurm");
+  ClaimResult second = ClaimsTable(s).claim_run(claim_by("b", ProcessIdentity::self()));
+  ASSERT_EQ(second.outcome, ClaimResult::kClaimed);
+  for (int64_t epoch : {1, 3, 2}) EXPECT_TRUE(MetricsTable(s).add_epoch_metrics({"b", second.attempt_id, epoch, 1, 1, 1e-4, 1}));
+  EXPECT_TRUE(MetricsTable(s).add_epoch_metrics({"b", second.attempt_id, 3, 0.5, 0.5, 1e-4, 1}));  // replaced
+
+  auto rows = RunsTable(s).overview();
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0].record.run_id, "a");  // by run id
+  EXPECT_EQ(rows[1].record.run_id, "b");
+  EXPECT_EQ(rows[2].record.run_id, "c");
+  EXPECT_EQ(rows[1].record.settings_json, "") << "settings are left out";
+  EXPECT_EQ(rows[1].record.state, "running");
+  const RunProgress& a = rows[0].progress;
+  EXPECT_EQ(a.attempts, 0);
+  EXPECT_FALSE(a.last_open);
+  EXPECT_EQ(a.last_exit, -1);
+  EXPECT_EQ(a.epochs_done, 0);
+  EXPECT_EQ(a.claim_attempt, 0);
+  EXPECT_EQ(a.job, "");
+  const RunProgress& b = rows[1].progress;
+  EXPECT_EQ(b.attempts, 2);
+  EXPECT_TRUE(b.last_open);
+  EXPECT_EQ(b.last_exit, -1);
+  EXPECT_EQ(b.claim_attempt, second.attempt_id);
+  EXPECT_TRUE(b.claim_open);
+  EXPECT_EQ(b.claim_holder, ProcessIdentity::self().str());
+  EXPECT_EQ(b.claim_job, "job-1");
+  EXPECT_EQ(b.epochs_done, 3);
+  EXPECT_EQ(b.job, "job-10");
+  EXPECT_EQ(b.backend, "slurm");
+  EXPECT_EQ(rows[2].progress.job, "job-9") << "the latest job";
+  EXPECT_EQ(RunsTable(s).progress()["b"].epochs_done, 3);
+  EXPECT_EQ(RunsTable(s).progress("other").size(), 0u);
+}
+
+// A version-5 store (no epochs_done on its runs) gets it from its epoch rows when a writing command upgrades it,
+// and the trigger keeps it from then on.
+TEST(Store, AVersionFiveStoreGetsEachRunsLastEpoch) {
+  test::TempDir d;
+  const std::string path = d / "v5.db";
+  {
+    Store fresh(path);
+    RunsTable(fresh).upsert_run(run("r1"));
+    RunsTable(fresh).upsert_run(run("r2"));
+    for (int64_t epoch : {1, 2, 4}) MetricsTable(fresh).add_epoch_metrics({"r1", 0, epoch, 1, 1, 1e-4, 1});
+  }
+  {
+    sqlite3* db;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "DROP TRIGGER runs_epochs_done; ALTER TABLE runs DROP COLUMN epochs_done; PRAGMA user_version=5;",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+  }
+  EXPECT_THROW(Store(path, Store::Mode::kRead), InputError) << "read-only: not upgraded";
+  Store s(path);
+  auto p = RunsTable(s).progress();
+  EXPECT_EQ(p["r1"].epochs_done, 4);
+  EXPECT_EQ(p["r2"].epochs_done, 0);
+  MetricsTable(s).add_epoch_metrics({"r2", 0, 1, 1, 1, 1e-4, 1});
+  MetricsTable(s).add_epoch_metrics({"r1", 0, 3, 1, 1, 1e-4, 1});  // an earlier epoch again: the last stays
+  p = RunsTable(s).progress();
+  EXPECT_EQ(p["r1"].epochs_done, 4);
+  EXPECT_EQ(p["r2"].epochs_done, 1);
+}
+
 // Dispatch is a compare-and-set on the state a plan saw.
 TEST(Store, DispatchLeavesRunsWhoseStateChangedAlone) {
   test::TempDir d;
