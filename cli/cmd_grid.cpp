@@ -46,7 +46,7 @@ GridContext load_grid(const std::string& exp_path, const std::vector<std::string
 scheduler::GridRequest GridContext::request(const std::string& command) const {
   scheduler::GridRequest r;
   r.exp = &exp;
-  r.grid = grid;
+  r.grid = &grid;
   r.only = only;
   r.workspace = workspace;
   r.command = command;

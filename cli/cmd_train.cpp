@@ -28,7 +28,7 @@ namespace {
 void dispatch_to_self(const Experiment& exp, const std::vector<scheduler::PlannedRun>& chain, const std::string& workspace) {
   scheduler::GridRequest g;
   g.exp = &exp;
-  g.grid = chain;
+  g.grid = &chain;
   g.workspace = workspace;
   g.command = "orchestrator train " + exp.path;
   scheduler::SubmitOptions o;

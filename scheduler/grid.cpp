@@ -17,8 +17,8 @@ namespace {
 struct Builder {
   explicit Builder(const Experiment& e) : exp(e), resources(e) {}
   const Experiment& exp;
-  std::map<std::string, PlannedRun> by_key;  // "dataset/model/seed/stage" -> run
-  std::vector<std::string> order;            // ids in dependency order
+  std::vector<PlannedRun> runs;                      // in dependency order
+  std::unordered_map<std::string, size_t> at_key;    // "dataset/model/seed/stage" -> its position in runs
   std::map<std::string, std::string> digests;
   ResourceCache resources;
   std::map<std::string, TrainingSpec> trainings;  // per data set, network and stage: merged once, not per seed
@@ -62,8 +62,7 @@ struct Builder {
   // Adds the run and, first, what it depends on. Returns its id.
   std::string add(const DatasetSpec& d, const std::string& model, int64_t seed, Stage stage) {
     const std::string key = d.name + "/" + model + "/" + std::to_string(seed) + "/" + choice_name(stage);
-    auto it = by_key.find(key);
-    if (it != by_key.end()) return it->second.id;
+    if (auto it = at_key.find(key); it != at_key.end()) return runs[it->second].id;
     PlannedRun r;
     r.settings.experiment = exp.name;
     r.settings.dataset = d.name;
@@ -84,14 +83,9 @@ struct Builder {
     if (!r.settings.dependency.empty()) r.depends_on.push_back(r.settings.dependency);
     r.id = ids.id(r.settings, shape);
     r.resources = resources.shared(d.name, model);
-    order.push_back(key);
-    by_key.emplace(key, r);
-    return r.id;
-  }
-  std::vector<PlannedRun> result() const {
-    std::vector<PlannedRun> out;
-    for (const auto& k : order) out.push_back(by_key.at(k));
-    return out;
+    at_key.emplace(key, runs.size());
+    runs.push_back(std::move(r));
+    return runs.back().id;
   }
 };
 
@@ -105,7 +99,7 @@ std::vector<PlannedRun> expand_point(const Experiment& exp) {
   for (const auto& d : exp.datasets)
     for (const auto& n : exp.networks)
       for (int64_t seed : exp.seeds) b.add(d, n.id, seed, Stage::kTrain);
-  return b.result();
+  return std::move(b.runs);
 }
 
 }  // namespace
@@ -147,7 +141,7 @@ std::vector<PlannedRun> chain_for(const Experiment& exp, const std::string& data
   }
   Builder b{exp};
   b.add(d, model, seed, stage);
-  return b.result();
+  return std::move(b.runs);
 }
 
 namespace {

@@ -134,12 +134,12 @@ std::vector<RunStatus> view_grid(const GridRequest& g, PlanMode mode) {
   const WorkspaceLayout layout(g.workspace);
   if (!fs::exists(layout.store())) {
     Store empty(":memory:");
-    return plan(g.grid, empty, g.only, mode, {});
+    return plan(*g.grid, empty, g.only, mode, {});
   }
   auto store = open_for_reading(layout.store());
   PlanOptions po;
   po.workspace = g.workspace;
-  return plan(g.grid, *store, g.only, mode, live_job_states(*store, g.workspace), po);
+  return plan(*g.grid, *store, g.only, mode, live_job_states(*store, g.workspace), po);
 }
 
 QueueLimit queue_limit_of(Backend& backend, const Experiment& exp, const std::vector<RunStatus>& plan) {
@@ -218,7 +218,7 @@ SubmitOutcome submit_grid(const GridRequest& g, const SubmitOptions& o) {
   // A resume tops up what the user's own limit held back, whichever backend it now uses (with Slurm's limits
   // alone, submit does).
   po.submit_recorded_new = o.top_up_only || (!o.in_this_process && experiment_resources(*g.exp).max_queued > 0);
-  out.plan = plan(g.grid, store, g.only, o.mode, live_job_states(store, g.workspace), po);
+  out.plan = plan(*g.grid, store, g.only, o.mode, live_job_states(store, g.workspace), po);
   const QueueLimit limit = o.in_this_process ? QueueLimit{} : queue_limit_of(*make_backend(out.backend, d), *g.exp, out.plan);
   out.queue_limit = limit.most.value_or(0);
   if (o.top_up_only)
@@ -259,7 +259,7 @@ std::vector<std::string> cancel_grid(const GridRequest& g) {
   DispatchOptions d;
   d.workspace = g.workspace;
   for (BackendKind kind : all_backends()) make_backend(kind, d)->reconcile(store);
-  auto view = plan(g.grid, store, g.only, PlanMode::kSubmit, live_job_states(store, g.workspace));
+  auto view = plan(*g.grid, store, g.only, PlanMode::kSubmit, live_job_states(store, g.workspace));
   std::vector<std::string> ids;
   std::map<BackendKind, std::vector<std::string>> jobs;  // jobs to stop
   for (const auto& st : view) {

@@ -24,9 +24,11 @@
 
 namespace orch::scheduler {
 
+// What a grid command works on: the experiment and its expanded grid (neither copied: both outlive the request),
+// the --only filter and the workspace.
 struct GridRequest {
   const Experiment* exp = nullptr;
-  std::vector<PlannedRun> grid;
+  const std::vector<PlannedRun>* grid = nullptr;
   Filter only;
   std::string workspace;
   std::string command = "orchestrator";  // what holds the lock, as shown to a waiting command
