@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <set>
+#include <unordered_map>
 
 #include "core/errors.h"
 #include "report/paper_tables.h"
@@ -171,9 +172,8 @@ std::vector<CostRow> costs(Store& store, const std::vector<scheduler::PlannedRun
 
 std::vector<RunInfo> run_infos(Store& store, const std::vector<scheduler::PlannedRun>& grid, const std::string& workspace,
                                const std::string& report_dir) {
-  std::map<std::string, RunRecord> recorded;
-  for (auto& r : RunsTable(store).runs()) recorded[r.run_id] = r;
-  std::map<std::string, std::pair<int, double>> attempts;  // run -> (count, wall hours)
+  const auto recorded = RunsTable(store).states();
+  std::unordered_map<std::string, std::pair<int, double>> attempts;  // run -> (count, wall hours)
   for (const auto& a : ClaimsTable(store).attempts()) {
     auto& x = attempts[a.run_id];
     ++x.first;
@@ -195,7 +195,7 @@ std::vector<RunInfo> run_infos(Store& store, const std::vector<scheduler::Planne
     i.stage = r.settings.stage;
     i.seed = r.settings.seed;
     auto it = recorded.find(r.id);
-    i.state = it == recorded.end() ? run_state::kNew : it->second.state;
+    i.state = it == recorded.end() ? run_state::kNew : it->second;
     i.attempts = attempts[r.id].first;
     i.wall_hours = attempts[r.id].second;
     i.log = layout.run_log(r.id);
@@ -260,7 +260,7 @@ namespace {
 
 // The grid's table runs by (data set, network), and each run by id; runs not done are noted as missing.
 struct TableRuns {
-  std::map<std::string, RunRecord> recorded;
+  std::unordered_map<std::string, std::string> recorded;  // run id -> state
   std::map<std::string, const scheduler::PlannedRun*> by_id;
   std::map<std::pair<std::string, std::string>, std::vector<const scheduler::PlannedRun*>> of;  // (dataset, model)
   std::vector<std::string> ids;
@@ -268,14 +268,14 @@ struct TableRuns {
 
 TableRuns table_runs(const std::vector<scheduler::PlannedRun>& grid, Store& store, std::vector<std::string>& missing) {
   TableRuns t;
-  for (auto& r : RunsTable(store).runs()) t.recorded[r.run_id] = r;
+  t.recorded = RunsTable(store).states();
   for (const auto& r : grid) {
     t.by_id[r.id] = &r;
     if (r.settings.stage != Stage::kTrain) continue;  // a separate pretraining run is not a table run
     t.of[{r.settings.dataset, r.settings.model}].push_back(&r);
     t.ids.push_back(r.id);
     auto it = t.recorded.find(r.id);
-    const std::string state = it == t.recorded.end() ? run_state::kNew : it->second.state;
+    const std::string state = it == t.recorded.end() ? run_state::kNew : it->second;
     if (state != run_state::kDone) missing.push_back(r.id + " (" + state + ")");
   }
   return t;
@@ -313,7 +313,7 @@ class TableBuilder {
  private:
   bool done(const std::string& id) const {
     auto it = runs_.recorded.find(id);
-    return it != runs_.recorded.end() && it->second.state == run_state::kDone && value_.has(id);
+    return it != runs_.recorded.end() && it->second == run_state::kDone && value_.has(id);
   }
   std::vector<std::string> organs(const Table& t) const {
     return t.lungs_and_heart ? std::vector<std::string>{"lungs", "heart"} : std::vector<std::string>{"lungs"};

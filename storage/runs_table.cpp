@@ -219,6 +219,13 @@ std::vector<RunOverview> RunsTable::overview(const std::string& experiment) {
   return out;
 }
 
+std::unordered_map<std::string, std::string> RunsTable::states() {
+  Stmt s(store_.database(), "SELECT run_id, state FROM runs");
+  std::unordered_map<std::string, std::string> out;
+  while (s.row()) out.emplace(s.text(0), s.text(1));
+  return out;
+}
+
 std::unordered_map<std::string, RunProgress> RunsTable::progress(const std::string& experiment) {
   std::unordered_map<std::string, RunProgress> out;
   for (auto& o : overview(experiment)) out.emplace(std::move(o.record.run_id), std::move(o.progress));

@@ -68,6 +68,8 @@ class RunsTable {
   // Every run's record, its settings_json left empty (about half a kilobyte a run not copied: a plan of 100,000
   // runs needs the settings only of runs its grid no longer has), with its progress: one query, by run id.
   std::vector<RunOverview> overview(const std::string& experiment = "");
+  // Every run's state, by run id (what a report needs of the runs table).
+  std::unordered_map<std::string, std::string> states();
   // As overview(), keyed by run id and without the records.
   std::unordered_map<std::string, RunProgress> progress(const std::string& experiment = "");
   // The jobs a backend should be asked about: each queued or running run's latest submission and its claim's job,

@@ -357,6 +357,11 @@ TEST(Store, OverviewReadsEveryRunsRecordAndProgressInOnePass) {
   EXPECT_EQ(rows[2].progress.job, "job-9") << "the latest job";
   EXPECT_EQ(RunsTable(s).progress()["b"].epochs_done, 3);
   EXPECT_EQ(RunsTable(s).progress("other").size(), 0u);
+  const auto states = RunsTable(s).states();
+  EXPECT_EQ(states.size(), 3u);
+  EXPECT_EQ(states.at("a"), "new");
+  EXPECT_EQ(states.at("b"), "running");
+  EXPECT_EQ(states.at("c"), "queued");
 }
 
 // A version-5 store (no epochs_done on its runs) gets it from its epoch rows when a writing command upgrades it,
