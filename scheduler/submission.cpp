@@ -151,13 +151,14 @@ QueueLimit queue_limit_of(Backend& backend, const Experiment& exp, const std::ve
 
 // Keeps, in plan order, the runs that fit under the queue limit (the grid's runs queued or running, and its tasks
 // the backend still lists, take room), each only when what it depends on is done, active or kept (Slurm's
-// dependencies need a job to point at). Returns how many were left out.
-static int hold_back(std::vector<DispatchItem>& items, const std::vector<RunStatus>& plan, const QueueLimit& limit) {
+// dependencies need a job to point at). `grid`: every run of the grid, not only those --only lists. Returns how
+// many were left out.
+static int hold_back(std::vector<DispatchItem>& items, const std::vector<RunStatus>& grid, const QueueLimit& limit) {
   if (!limit.most) return 0;
   std::set<std::string> ready, submitting;
   for (const auto& it : items) submitting.insert(it.run.id);
   int active = 0;
-  for (const auto& st : plan)
+  for (const auto& st : grid)
     if (st.state == run_state::kDone || (run_state::is_active(st.state) && !submitting.count(st.run.id))) {
       ready.insert(st.run.id);
       active += st.state != run_state::kDone;
@@ -218,8 +219,14 @@ SubmitOutcome submit_grid(const GridRequest& g, const SubmitOptions& o) {
   // A resume tops up what the user's own limit held back, whichever backend it now uses (with Slurm's limits
   // alone, submit does).
   po.submit_recorded_new = o.top_up_only || (!o.in_this_process && experiment_resources(*g.exp).max_queued > 0);
-  out.plan = plan(*g.grid, store, g.only, o.mode, live_job_states(store, g.workspace), po);
-  const QueueLimit limit = o.in_this_process ? QueueLimit{} : queue_limit_of(*make_backend(out.backend, d), *g.exp, out.plan);
+  const auto jobs = live_job_states(store, g.workspace);
+  out.plan = plan(*g.grid, store, g.only, o.mode, jobs, po);
+  // What takes room in the queue, and what a run to submit may depend on, is the whole grid's, whatever --only
+  // lists: a narrowed plan leaves out the grid's other queued runs and the dependencies already done.
+  std::vector<RunStatus> whole;
+  if (!o.in_this_process && !g.only.terms.empty()) whole = plan(*g.grid, store, Filter{}, o.mode, jobs, po);
+  const std::vector<RunStatus>& grid_view = g.only.terms.empty() ? out.plan : whole;
+  const QueueLimit limit = o.in_this_process ? QueueLimit{} : queue_limit_of(*make_backend(out.backend, d), *g.exp, grid_view);
   out.queue_limit = limit.most.value_or(0);
   if (o.top_up_only)
     for (auto& st : out.plan) st.submit = st.submit && is_held_back(st);
@@ -233,7 +240,7 @@ SubmitOutcome submit_grid(const GridRequest& g, const SubmitOptions& o) {
     all.push_back(st.run);
     if (st.submit) items.push_back({st.run, st.recorded_state});
   }
-  out.held_back = hold_back(items, out.plan, limit);
+  out.held_back = hold_back(items, grid_view, limit);
   out.to_submit = static_cast<int>(items.size());
   const auto limits = out.backend == BackendKind::kSlurm ? auto_time_limits(*g.exp, items, store, g.workspace)
                                               : std::map<std::string, std::string>{};

@@ -467,6 +467,35 @@ def test_a_queue_limit_holds_runs_back_and_follow_or_resume_submits_them_as_jobs
         assert [len(t) for t in queued_tasks(state)] == [3, 5], p.stdout
 
 
+def test_a_queue_limit_counts_the_whole_grid_whatever_only_lists():
+    """--only narrows what is submitted, not what takes room: with max_queued 2, the runs of seed 1 and 2 queued,
+    `submit --only seed=3,4` queues nothing (the grid's queue is full) and holds both back; and a run whose
+    dependency is done but not listed is ready (`submit --only model=unet_joint` after UNet is done queues it)."""
+    with scratch() as tmp:
+        env, state, _ = fake_slurm(tmp)
+        ws = os.path.join(tmp, "ws")
+        exp = experiment(tmp, ws, seeds=(1, 2, 3, 4), resources={"max_queued": 2})
+        p = subprocess.run([BIN, "submit", exp, "--only", "seed=1,2"], capture_output=True, text=True, env=env)
+        assert p.returncode == 0 and [len(t) for t in queued_tasks(state)] == [2], p.stdout + p.stderr
+        p = subprocess.run([BIN, "submit", exp, "--only", "seed=3,4"], capture_output=True, text=True, env=env)
+        assert p.returncode == 0 and "2 run(s) held back by the queue limit (at most 2" in p.stdout, p.stdout + p.stderr
+        assert [len(t) for t in queued_tasks(state)] == [2], "the grid's queue already holds max_queued runs"
+        assert finish_queued(ws) == 2
+        p = subprocess.run([BIN, "resume", exp, "--only", "seed=3,4"], capture_output=True, text=True, env=env)
+        assert p.returncode == 0 and [len(t) for t in queued_tasks(state)] == [2, 2], p.stdout + p.stderr
+
+    with scratch() as tmp:
+        env, state, _ = fake_slurm(tmp)
+        ws = os.path.join(tmp, "ws")
+        exp = experiment(tmp, ws, networks=("unet", "unet_joint"), resources={"max_queued": 2})
+        p = subprocess.run([BIN, "submit", exp, "--only", "model=unet"], capture_output=True, text=True, env=env)
+        assert p.returncode == 0 and [len(t) for t in queued_tasks(state)] == [1], p.stdout + p.stderr
+        assert finish_queued(ws) == 1
+        p = subprocess.run([BIN, "submit", exp, "--only", "model=unet_joint"], capture_output=True, text=True, env=env)
+        assert p.returncode == 0 and "held back" not in p.stdout, p.stdout + p.stderr
+        assert [len(t) for t in queued_tasks(state)] == [1, 1], p.stdout
+
+
 def test_status_tops_the_queue_up_with_held_back_runs_only():
     """resources.max_queued 2 over five runs: `status` submits nothing while the queue is full; once the two queued
     runs end (one done, one failed), `status` submits the runs held back, never the failed run (retries are
@@ -725,6 +754,7 @@ if __name__ == "__main__":
          test_calibration_is_kept_per_precision_and_packing_and_a_packed_grid_uses_its_own,
          test_a_worker_the_oom_killer_took_is_not_requeued_with_the_same_memory,
          test_a_queue_limit_holds_runs_back_and_follow_or_resume_submits_them_as_jobs_end,
+         test_a_queue_limit_counts_the_whole_grid_whatever_only_lists,
          test_status_tops_the_queue_up_with_held_back_runs_only, test_status_leaves_a_run_waiting_on_a_failed_dependency_alone,
          test_follow_dispatches_again_only_what_the_retry_policy_allows,
          test_a_submission_that_died_after_sbatch_is_reconciled_not_repeated,
