@@ -381,19 +381,21 @@ def set_task_states(state, states):
 def mark_done(ws, where, args=(), task_state="COMPLETED"):
     """Stands in for runs' jobs ending: the runs `where` selects become done, with (empty) artefacts where a done
     run has them, so that nothing shows them damaged, and their latest tasks take `task_state` in the fake Slurm
-    beside the workspace (fake_slurm(tmp)): COMPLETED has left the queue, COMPLETING not yet; returns how many."""
+    beside the workspace (fake_slurm(tmp)): COMPLETED has left the queue, COMPLETING not yet; returns how many.
+    The files come first, as a worker writes them before it records the run done: a `--follow` polling meanwhile
+    would otherwise see a done run without them (damaged)."""
     db = sqlite3.connect(os.path.join(ws, "orchestrator.db"))
     with db:
         ids = [r for (r,) in db.execute("SELECT run_id FROM runs WHERE " + where, args)]
+        for r in ids:
+            os.makedirs(os.path.join(ws, "runs", r, "checkpoints"), exist_ok=True)
+            for name in ("checkpoints/best.h5", "predictions.h5"):
+                open(os.path.join(ws, "runs", r, name), "w").close()
         db.executemany("UPDATE runs SET state = 'done' WHERE run_id = ?", [(r,) for r in ids])
         tasks = [t for r in ids for (t,) in
                  db.execute("SELECT job_id FROM jobs WHERE run_id = ? ORDER BY rowid DESC LIMIT 1", (r,))]
     db.close()
     set_task_states(os.path.join(os.path.dirname(ws), "fakestate"), {t: task_state for t in tasks})
-    for r in ids:
-        os.makedirs(os.path.join(ws, "runs", r, "checkpoints"), exist_ok=True)
-        for name in ("checkpoints/best.h5", "predictions.h5"):
-            open(os.path.join(ws, "runs", r, name), "w").close()
     return len(ids)
 
 
