@@ -223,9 +223,9 @@ SubmitOutcome submit_grid(const GridRequest& g, const SubmitOptions& o) {
   out.plan = plan(*g.grid, store, g.only, o.mode, jobs, po);
   // What takes room in the queue, and what a run to submit may depend on, is the whole grid's, whatever --only
   // lists: a narrowed plan leaves out the grid's other queued runs and the dependencies already done.
-  std::vector<RunStatus> whole;
-  if (!o.in_this_process && !g.only.terms.empty()) whole = plan(*g.grid, store, Filter{}, o.mode, jobs, po);
-  const std::vector<RunStatus>& grid_view = g.only.terms.empty() ? out.plan : whole;
+  const bool narrowed = !o.in_this_process && !g.only.terms.empty();  // train's own runs have no queue limit
+  const std::vector<RunStatus> whole = narrowed ? plan(*g.grid, store, Filter{}, o.mode, jobs, po) : std::vector<RunStatus>{};
+  const std::vector<RunStatus>& grid_view = narrowed ? whole : out.plan;
   const QueueLimit limit = o.in_this_process ? QueueLimit{} : queue_limit_of(*make_backend(out.backend, d), *g.exp, grid_view);
   out.queue_limit = limit.most.value_or(0);
   if (o.top_up_only)
